@@ -1,0 +1,5 @@
+import sys
+
+from ssimlib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,290 @@
+"""Run ``notebooks/04_mvtec_category.ipynb`` for many MVTec AD categories.
+
+::
+
+    python -m ssimlib.batch --data-root ROOT [--categories a b ...] [--profile full] [--redo]
+        [--output-dir runs/batch] [--results-dir results/mvtec] [--figures-dir figures]
+        [--gpus 0 1 ...] [--workers N] [--scheduler tcp://host:8786] [-p KEY VALUE ...]
+
+Every category runs the notebook once with papermill (:func:`ssimlib.notebooks.run_notebook`);
+the executed notebook is kept as ``<output-dir>/<category>.ipynb`` (also when it fails),
+checkpoints go to ``<output-dir>/checkpoints``.  A failing category does not stop the
+others: it is reported at the end and the exit code is 1.  A category whose
+``<results-dir>/<category>.json`` is already complete for the same profile is skipped
+unless ``--redo``.
+
+Where the runs go:
+
+* default: a local pool of ``--workers`` processes (default: one per ``--gpus`` entry,
+  else 1), a Dask ``LocalCluster`` if ``distributed`` is installed
+  (``pip install "ssimlib[distributed]"``), else :mod:`concurrent.futures`;
+* ``--gpus 0 1``: one worker per GPU of this machine, each run with
+  ``CUDA_VISIBLE_DEVICES`` set to its worker's GPU;
+* ``--scheduler tcp://host:8786``: submitted to an existing Dask distributed cluster.
+  Its workers must see the same paths (data, output and results on a shared file
+  system) and have ssimlib installed; start one single-threaded worker per GPU, each
+  with its own ``CUDA_VISIBLE_DEVICES`` (``--gpus`` applies to local runs only).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ssimlib.notebooks import profile_parameters, run_notebook
+from ssimlib.presets import CATEGORIES
+
+NOTEBOOK = "04_mvtec_category"
+
+
+def find_categories(data_root, chosen=None):
+    """``chosen``, or every MVTec AD category with a ``train`` folder under ``data_root``, in order."""
+    if chosen:
+        return list(dict.fromkeys(chosen))
+    root = Path(data_root)
+    found = [c for c in CATEGORIES if (root / c / "train").is_dir()]
+    if not found:
+        raise FileNotFoundError(
+            f"{root}: no MVTec AD category folders (<category>/train/good) found; "
+            "name folders of your own with --categories"
+        )
+    return found
+
+
+def profile_label(profile, parameters=None):
+    """The ``profile`` value the notebook records for a batch ``profile`` (a params folder) and overrides."""
+    return str({**profile_parameters(NOTEBOOK, profile), **(parameters or {})}.get("profile", "full"))
+
+
+def result_is_complete(path, label, since=None):
+    """True if ``path`` is a complete results file of profile ``label`` (written at or after ``since``, a time stamp)."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        modified = path.stat().st_mtime
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(record, dict)
+        and record.get("complete") is True
+        and record.get("profile") == label
+        and "pixel_auroc" in record.get("metrics", {})
+        and (since is None or modified >= since)
+    )
+
+
+def _error_text(error, limit=300):
+    """One line naming the exception (for papermill errors: the notebook's exception)."""
+    name = getattr(error, "ename", None) or type(error).__name__
+    value = getattr(error, "evalue", None) or str(error)
+    text = f"{name}: {value}".replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def run_category(category, data_root, profile, parameters, output_dir, results_dir, figures_dir, label, gpu=None):
+    """Run the notebook for one category; never raises.
+
+    Returns ``{"category", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu"}``.
+    ``gpu`` sets ``CUDA_VISIBLE_DEVICES`` for this process and the notebook's kernel.
+    """
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    output_dir, results_dir = Path(output_dir), Path(results_dir)
+    notebook = output_dir / f"{category}.ipynb"
+    started, clock = time.time(), time.perf_counter()
+    outcome = {"category": category, "status": "ok", "error": None, "notebook": str(notebook),
+               "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    try:
+        if not (Path(data_root) / category).is_dir():
+            raise FileNotFoundError(f"{Path(data_root) / category} does not exist")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        params = {
+            **parameters,
+            "data_root": str(data_root),
+            "category": category,
+            "output_dir": str(output_dir / "checkpoints"),
+            "results_dir": str(results_dir),
+            "figures_dir": str(figures_dir) if figures_dir else "",
+        }
+        run_notebook(NOTEBOOK, notebook, profile, params)
+        if not result_is_complete(results_dir / f"{category}.json", label, since=started):
+            raise RuntimeError(f"the notebook finished without writing a complete {results_dir / f'{category}.json'}")
+    except Exception as error:  # one failing category must not stop the batch
+        outcome.update(status="failed", error=_error_text(error))
+    outcome["seconds"] = time.perf_counter() - clock
+    return outcome
+
+
+# ---------------------------------------------------------------------------
+# Executors
+# ---------------------------------------------------------------------------
+
+
+def _use_gpu(gpu):
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+def _pool_initializer(gpus):
+    """Give this pool worker the next free GPU of the shared queue."""
+    _use_gpu(gpus.get())
+
+
+def _run_with_futures(jobs, workers, gpus, report):
+    """Run ``jobs`` (kwargs of :func:`run_category`) in a process pool; returns the outcomes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")
+    outcomes = []
+    with context.Manager() as manager:
+        initializer, initargs = None, ()
+        if gpus:
+            queue = manager.Queue()
+            for gpu in gpus:
+                queue.put(gpu)
+            initializer, initargs = _pool_initializer, (queue,)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
+            futures = [pool.submit(run_category, **job) for job in jobs]
+            for future in as_completed(futures):
+                outcomes.append(future.result())
+                report(outcomes[-1])
+    return outcomes
+
+
+def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
+    """Run ``jobs`` on a Dask cluster: the one at ``scheduler``, or a new LocalCluster of ``workers`` processes."""
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+        for address, gpu in zip(sorted(client.scheduler_info()["workers"]), gpus or []):
+            client.run(_use_gpu, gpu, workers=[address])
+    try:
+        futures = [client.submit(run_category, **job, key=f"ssimlib-batch-{job['category']}", pure=False) for job in jobs]
+        outcomes = []
+        for future in as_completed(futures):
+            outcomes.append(future.result())
+            report(outcomes[-1])
+        return outcomes
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _have_distributed():
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------
+
+
+def _line(outcome):
+    status = {"ok": "ok", "failed": "FAILED", "skipped": "skipped"}[outcome["status"]]
+    seconds = f"{outcome['seconds']:.0f} s" if outcome.get("seconds") is not None else ""
+    gpu = f"GPU {outcome['gpu']}" if outcome.get("gpu") not in (None, "") else ""
+    detail = outcome.get("error") or outcome.get("notebook") or ""
+    if outcome["status"] == "failed":
+        detail += f" (see {outcome['notebook']})"
+    return f"  {outcome['category']:<12} {status:<8} {seconds:>7} {gpu:<6} {detail}"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m ssimlib.batch", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data-root", required=True, help="folder holding <category>/train/good, test/, ground_truth/")
+    parser.add_argument("--categories", nargs="+", metavar="NAME", help="categories to run (default: all 15 found under --data-root)")
+    parser.add_argument("--profile", default="full", help="full (the notebook's defaults) or a folder of notebooks/params (reduced, ci)")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="override a notebook parameter; VALUE is read as YAML (2, 0.5, true, text)")
+    parser.add_argument("--redo", action="store_true", help="run categories whose results file is already complete")
+    parser.add_argument("--output-dir", default="runs/batch", help="executed notebooks and checkpoints (default: runs/batch)")
+    parser.add_argument("--results-dir", default="results/mvtec", help="<category>.json files (default: results/mvtec)")
+    parser.add_argument("--figures-dir", default="figures", help="figures go to <figures-dir>/mvtec ('' = none; default: figures)")
+    parser.add_argument("--gpus", nargs="+", metavar="ID", help="GPU ids of this machine: one worker per GPU")
+    parser.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
+    parser.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    """Run the batch; returns 0 if every category ran or was skipped, 1 if any failed, 2 on bad arguments."""
+    args = parse_args(argv)
+    parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
+    data_root = Path(args.data_root).expanduser().resolve()
+    try:
+        label = profile_label(args.profile, parameters)
+        categories = find_categories(data_root, args.categories)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.scheduler and not _have_distributed():
+        print('error: --scheduler needs Dask distributed: pip install "ssimlib[distributed]"', file=sys.stderr)
+        return 2
+    output_dir = Path(args.output_dir).expanduser().resolve()
+    results_dir = Path(args.results_dir).expanduser().resolve()
+    figures_dir = str(Path(args.figures_dir).expanduser().resolve()) if args.figures_dir else ""
+    gpus = list(args.gpus or [])
+    workers = args.workers or max(1, len(gpus))
+    if gpus and workers != len(gpus):
+        print(f"error: --gpus gives {len(gpus)} GPUs but --workers {workers}: one worker per GPU", file=sys.stderr)
+        return 2
+
+    outcomes, jobs = [], []
+    for category in categories:
+        path = results_dir / f"{category}.json"
+        if not args.redo and result_is_complete(path, label):
+            outcomes.append({"category": category, "status": "skipped", "error": None, "seconds": None,
+                             "notebook": f"{path} is complete (--redo runs it again)", "gpu": None})
+        else:
+            jobs.append(dict(category=category, data_root=str(data_root), profile=args.profile, parameters=parameters,
+                             output_dir=str(output_dir), results_dir=str(results_dir), figures_dir=figures_dir,
+                             label=label))
+    use_dask = bool(args.scheduler) or _have_distributed()
+    where = (f"Dask scheduler {args.scheduler}" if args.scheduler
+             else f"{workers} local worker(s)" + (f" on GPUs {' '.join(gpus)}" if gpus else "")
+             + (" in a Dask LocalCluster" if use_dask else " in a process pool"))
+    print(f"batch {NOTEBOOK}, profile {args.profile} ({label}): {len(jobs)} to run, "
+          f"{len(outcomes)} skipped; {where}", flush=True)
+
+    def report(outcome):
+        print(_line(outcome), flush=True)
+
+    for outcome in outcomes:
+        report(outcome)
+    if jobs:
+        if use_dask:
+            outcomes += _run_with_dask(jobs, workers, gpus, report, scheduler=args.scheduler)
+        else:
+            outcomes += _run_with_futures(jobs, workers, gpus, report)
+
+    order = {c: i for i, c in enumerate(categories)}
+    outcomes.sort(key=lambda o: order[o["category"]])
+    failed = [o for o in outcomes if o["status"] == "failed"]
+    counts = {s: sum(o["status"] == s for o in outcomes) for s in ("ok", "skipped", "failed")}
+    print(f"\nbatch done: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed")
+    for outcome in outcomes:
+        print(_line(outcome))
+    if failed:
+        print(f"failed: {' '.join(o['category'] for o in failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

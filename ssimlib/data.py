@@ -1,0 +1,236 @@
+"""Datasets: NanoTWICE, the MVTec AD layout, a plain folder layout, and patch sampling.
+
+Every loader returns an :class:`AnomalyDataset` of float32 images in ``[0, 1]``
+shaped ``(H, W, C)`` (C = 1 for gray, 3 for colour) and boolean masks ``(H, W)``.
+Bad input raises :class:`DatasetError` naming the file and what was expected.
+Nothing is ever downloaded: pass the path of a copy you have.
+
+Synthetic checkerboards for the paper's toy example live in
+:mod:`ssimlib.synthetic` and are re-exported here.
+"""
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import skimage.io
+import skimage.transform
+from skimage.color import rgb2gray
+
+from ssimlib.synthetic import checkerboard, checkerboard_dataset, write_synthetic_category  # noqa: F401
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+
+
+class DatasetError(ValueError):
+    """A dataset file or folder is missing or not what was expected."""
+
+
+@dataclass
+class AnomalyDataset:
+    """Defect-free training images and labelled test images of one dataset.
+
+    ``test_labels`` is 1 for defective, 0 for defect-free test images;
+    ``test_masks`` are all-False for defect-free ones.  ``notes`` lists what was
+    missing but not fatal (for example an absent ``test/good``).
+    """
+
+    name: str
+    train_images: list
+    test_images: list
+    test_masks: list
+    test_labels: np.ndarray
+    test_defect_types: list
+    train_paths: list = field(default_factory=list)
+    test_paths: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    @property
+    def channels(self):
+        return self.train_images[0].shape[-1]
+
+
+def _require_dir(path, what):
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"{path}: expected a folder with {what}, but it does not exist")
+    return path
+
+
+def _image_files(folder):
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _resize(array, size, order):
+    if size is None:
+        return array
+    return skimage.transform.resize(
+        array, (size, size), order=order, preserve_range=True, anti_aliasing=order > 0
+    ).astype(array.dtype)
+
+
+def read_image(path, gray=None, size=None):
+    """Read one image as float32 ``(H, W, C)`` in ``[0, 1]``.
+
+    ``gray=True`` converts colour to luminance, ``gray=False`` repeats a gray
+    image to 3 channels, ``None`` keeps what the file has (alpha is dropped).
+    ``size`` resizes to ``size x size`` (anti-aliased).
+    """
+    path = Path(path)
+    try:
+        raw = skimage.io.imread(path)
+    except Exception as error:  # imageio/tifffile/PIL raise many kinds
+        raise DatasetError(f"{path}: could not read it as an image ({error})") from None
+    if raw.dtype == bool:
+        image = raw.astype(np.float32)
+    elif np.issubdtype(raw.dtype, np.integer):
+        image = raw.astype(np.float32) / np.iinfo(raw.dtype).max
+    elif np.issubdtype(raw.dtype, np.floating):
+        image = np.clip(raw.astype(np.float32), 0.0, 1.0)
+    else:
+        raise DatasetError(f"{path}: pixel type {raw.dtype} is not an image type")
+    if image.ndim == 2:
+        image = image[..., None]
+    elif image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise DatasetError(f"{path}: expected a gray or RGB(A) image, got array of shape {raw.shape}")
+    image = image[..., :3] if image.shape[-1] == 4 else image
+    if gray is True and image.shape[-1] == 3:
+        image = rgb2gray(image).astype(np.float32)[..., None]
+    elif gray is False and image.shape[-1] == 1:
+        image = np.repeat(image, 3, axis=-1)
+    return _resize(image, size, order=1)
+
+
+def read_mask(path, shape):
+    """Read a ground-truth mask as bool ``(H, W)``; its size must equal ``shape`` (the image's)."""
+    mask = read_image(path, gray=True)[..., 0] > 0.5
+    if mask.shape != tuple(shape):
+        raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}")
+    return mask
+
+
+def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):
+    """Load a dataset in the MVTec AD layout from ``root``.
+
+    ``root/train/good/*`` defect-free training images; ``root/test/<type>/*``
+    test images, where ``good`` is defect-free; ``root/ground_truth/<type>/<stem><mask_suffix>.png``
+    the mask of each defective test image.  A missing ``test/good`` is recorded
+    in ``notes`` (and warned about), not fatal.
+    """
+    root = _require_dir(root, "train/, test/ and ground_truth/ subfolders (MVTec AD layout)")
+    train_dir = _require_dir(root / "train" / "good", "defect-free training images")
+    train_paths = _image_files(train_dir)
+    if not train_paths:
+        raise DatasetError(f"{train_dir}: expected defect-free training images, found none")
+    test_dir = _require_dir(root / "test", "one subfolder of test images per defect type")
+    dataset = AnomalyDataset(name or root.name, [], [], [], np.zeros(0, int), [], train_paths)
+    dataset.train_images = [read_image(p, gray, size) for p in train_paths]
+    if not (test_dir / "good").is_dir():
+        note = f"{test_dir / 'good'} is missing: no defect-free test images, so image-level metrics cannot be computed"
+        dataset.notes.append(note)
+        warnings.warn(note, stacklevel=2)
+    labels = []
+    for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
+        for path in _image_files(type_dir):
+            image = read_image(path, gray)
+            if type_dir.name == "good":
+                mask = np.zeros(image.shape[:2], bool)
+            else:
+                mask_path = root / "ground_truth" / type_dir.name / f"{path.stem}{mask_suffix}.png"
+                if not mask_path.exists():
+                    raise DatasetError(f"{mask_path}: expected the ground-truth mask of {path}, it does not exist")
+                mask = read_mask(mask_path, image.shape[:2])
+            dataset.test_images.append(_resize(image, size, order=1))
+            dataset.test_masks.append(_resize(mask, size, order=0))
+            dataset.test_paths.append(path)
+            dataset.test_defect_types.append(type_dir.name)
+            labels.append(int(type_dir.name != "good"))
+    if not labels:
+        raise DatasetError(f"{test_dir}: expected test images in subfolders, found none")
+    dataset.test_labels = np.array(labels)
+    return dataset
+
+
+def load_mvtec_category(root, category, gray=None, size=None):
+    """Load one MVTec AD category from ``root/<category>`` (see :func:`load_folder`)."""
+    return load_folder(Path(root) / category, name=category, gray=gray, size=size)
+
+
+def load_nanotwice(root):
+    """Load NanoTWICE (Carrera et al. 2017): 5 defect-free and 40 defective SEM images.
+
+    Layout: ``Normal/*.tif``, ``Anomalous/images/*.tif``, ``Anomalous/gt/<stem>_gt.png``.
+    """
+    root = _require_dir(root, "NanoTWICE's Normal/ and Anomalous/ folders")
+    train_paths = sorted(_require_dir(root / "Normal", "defect-free .tif images").glob("*.tif"))
+    if not train_paths:
+        raise DatasetError(f"{root / 'Normal'}: expected defect-free .tif images, found none")
+    image_dir = _require_dir(root / "Anomalous" / "images", "defective .tif images")
+    gt_dir = _require_dir(root / "Anomalous" / "gt", "ground-truth masks <stem>_gt.png")
+    test_paths = sorted(image_dir.glob("*.tif"))
+    if not test_paths:
+        raise DatasetError(f"{image_dir}: expected defective .tif images, found none")
+    test_images, masks = [], []
+    for path in test_paths:
+        image = read_image(path, gray=True)
+        mask_path = gt_dir / f"{path.stem}_gt.png"
+        if not mask_path.exists():
+            raise DatasetError(f"{mask_path}: expected the ground-truth mask of {path}, it does not exist")
+        test_images.append(image)
+        masks.append(read_mask(mask_path, image.shape[:2]))
+    return AnomalyDataset(
+        name="nanotwice",
+        train_images=[read_image(p, gray=True) for p in train_paths],
+        test_images=test_images,
+        test_masks=masks,
+        test_labels=np.ones(len(test_paths), int),
+        test_defect_types=["anomalous"] * len(test_paths),
+        train_paths=train_paths,
+        test_paths=test_paths,
+    )
+
+
+def check_patch_size(images, patch_size, paths=None):
+    """Raise :class:`DatasetError` naming the first image smaller than ``patch_size``."""
+    for i, image in enumerate(images):
+        if min(image.shape[:2]) < patch_size:
+            where = paths[i] if paths else f"image {i}"
+            raise DatasetError(
+                f"{where}: image is {image.shape[1]}x{image.shape[0]}, smaller than the {patch_size}x{patch_size} patch"
+            )
+
+
+def sample_patches(images, n_patches, patch_size, seed=0, rotate=False, max_angle=180.0, flip=False, paths=None):
+    """Draw ``n_patches`` random ``patch_size`` crops, float32 ``(n, p, p, C)``.
+
+    Crops are spread evenly over the images.  ``rotate`` turns each crop by a
+    random angle in ``[-max_angle, max_angle]`` degrees (the crop is taken from a
+    region large enough that no border enters it); ``flip`` flips it horizontally
+    and vertically with probability 1/2 each.  Deterministic for a given ``seed``.
+    """
+    if not images:
+        raise DatasetError("no training images to sample patches from")
+    check_patch_size(images, patch_size, paths)
+    rng = np.random.default_rng(seed)
+    # Side of the region that still covers the patch after any rotation.
+    side = int(np.ceil(patch_size * np.sqrt(2))) if rotate else patch_size
+    patches = np.empty((n_patches, patch_size, patch_size, images[0].shape[-1]), np.float32)
+    for i in range(n_patches):
+        image = images[i % len(images)]
+        h, w = image.shape[:2]
+        s = side if min(h, w) >= side else patch_size
+        y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+        crop = image[y : y + s, x : x + s]
+        if rotate and s > patch_size:
+            angle = rng.uniform(-max_angle, max_angle)
+            crop = skimage.transform.rotate(crop, angle, order=1, preserve_range=True)
+            o = (s - patch_size) // 2
+            crop = crop[o : o + patch_size, o : o + patch_size]
+        if flip:
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            if rng.random() < 0.5:
+                crop = crop[::-1]
+        patches[i] = crop
+    return patches

@@ -1,0 +1,114 @@
+"""The paper's evaluation protocol on a whole test set, and atomic results files.
+
+For every test image: sliding-window reconstruction (stride 30 for 128 px
+patches), residual map, grey opening with a disk of diameter 4 (equivalent to
+opening every thresholded segmentation, see :mod:`ssimlib.postprocess`).  The
+metrics then count pixels over the whole test set.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ssimlib.inference import reconstruct_image, residual_map, vae_residual_map
+from ssimlib.metrics import au_pro, image_auroc, pixel_auroc
+from ssimlib.models import VariationalAutoencoder
+from ssimlib.postprocess import PAPER_OPENING_DIAMETER, open_anomaly_map
+
+
+def anomaly_maps(
+    model,
+    images,
+    kind="ssim",
+    patch_size=128,
+    stride=30,
+    window_size=11,
+    opening_diameter=PAPER_OPENING_DIAMETER,
+    batch_size=256,
+    vae_samples=6,
+):
+    """Post-processed anomaly maps ``[(H, W), ...]`` and reconstructions ``[(H, W, C), ...]`` of ``images``.
+
+    ``kind`` is a residual of :func:`ssimlib.inference.residual_map`; a
+    :class:`~ssimlib.models.VariationalAutoencoder` always uses its
+    reconstruction-probability residual over ``vae_samples`` samples.
+    """
+    maps, reconstructions = [], []
+    for image in images:
+        reconstruction = reconstruct_image(model, image, patch_size, stride, batch_size)
+        if isinstance(model, VariationalAutoencoder):
+            residual = vae_residual_map(model, image, vae_samples, patch_size, stride, batch_size)
+        else:
+            residual = residual_map(image, reconstruction, kind=kind, window_size=window_size)
+        maps.append(open_anomaly_map(residual, opening_diameter))
+        reconstructions.append(reconstruction)
+    return maps, reconstructions
+
+
+def summary_metrics(maps, masks, labels=None, fpr_limit=0.3):
+    """Pixel AUROC, AU-PRO up to ``fpr_limit``, and image AUROC (None when only one class of image exists)."""
+    results = {
+        "pixel_auroc": pixel_auroc(maps, masks),
+        f"au_pro@{fpr_limit:g}": au_pro(maps, masks, fpr_limit=fpr_limit),
+        "image_auroc": None,
+    }
+    if labels is not None and 0 < np.mean(labels) < 1:
+        results["image_auroc"] = image_auroc(maps, labels)
+    return results
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, data):
+    """Write ``data`` as JSON to ``path`` atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def run_environment():
+    """Backend, device and library versions, for the record in a results file."""
+    import platform
+
+    import keras
+
+    backend = keras.backend.backend()
+    device = platform.processor() or platform.machine()
+    if backend == "jax":
+        import jax
+
+        device = str(jax.devices()[0])
+    elif backend == "torch":
+        import torch
+
+        device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        device = gpus[0].name if gpus else "cpu"
+    return {
+        "backend": backend,
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,136 @@
+"""Sliding-window reconstruction of whole images and residual (anomaly) maps.
+
+The paper evaluates a patch model on large images by striding over them
+(stride 30 for 128x128 patches), reconstructing every patch and averaging
+the overlapping reconstructions per pixel; the residual between the image and
+that reconstruction is the anomaly map.
+"""
+
+import numpy as np
+from keras import ops
+
+from ssimlib.ssim import rgb_to_gray, ssim_map
+
+RESIDUAL_KINDS = ("ssim", "l2", "ssim_l1")
+
+
+def window_starts(length, patch_size, stride):
+    """Start offsets covering ``[0, length)``: every ``stride``, plus a last window flush with the end."""
+    if length < patch_size:
+        raise ValueError(f"image side {length} is smaller than the patch size {patch_size}")
+    starts = list(range(0, length - patch_size + 1, stride))
+    if starts[-1] != length - patch_size:
+        starts.append(length - patch_size)
+    return np.array(starts)
+
+
+def _as_hwc(image):
+    image = np.asarray(image, np.float32)
+    return image[..., None] if image.ndim == 2 else image
+
+
+def extract_patches(image, patch_size, stride):
+    """All sliding-window patches of ``(H, W, C)``: ``(ny * nx, p, p, C)`` and the starts ``(ys, xs)``."""
+    image = _as_hwc(image)
+    ys = window_starts(image.shape[0], patch_size, stride)
+    xs = window_starts(image.shape[1], patch_size, stride)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (patch_size, patch_size), axis=(0, 1))
+    patches = windows[ys[:, None], xs[None, :]]  # (ny, nx, C, p, p)
+    patches = np.moveaxis(patches, 2, -1).reshape(-1, patch_size, patch_size, image.shape[-1])
+    return patches, (ys, xs)
+
+
+def overlap_average(patches, starts, shape):
+    """Average patches ``(ny * nx, p, p, C)`` placed at ``starts`` into an image of ``shape`` ``(H, W, C)``."""
+    ys, xs = starts
+    p = patches.shape[1]
+    grid = patches.reshape(len(ys), len(xs), p, p, -1)
+    rows = np.zeros((len(ys), p, shape[1], shape[2]), np.float64)
+    for j, x in enumerate(xs):  # one vectorised add per grid column ...
+        rows[:, :, x : x + p] += grid[:, j]
+    total = np.zeros(shape, np.float64)
+    for i, y in enumerate(ys):  # ... and per grid row
+        total[y : y + p] += rows[i]
+    count_y = np.zeros(shape[0])
+    count_x = np.zeros(shape[1])
+    for y in ys:
+        count_y[y : y + p] += 1
+    for x in xs:
+        count_x[x : x + p] += 1
+    return (total / np.outer(count_y, count_x)[..., None]).astype(np.float32)
+
+
+def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, predict=None):
+    """Reconstruct an image of any size from overlapping patch reconstructions.
+
+    ``image`` is ``(H, W)`` or ``(H, W, C)`` in ``[0, 1]``; the result has the same
+    shape.  Patches go through ``predict`` (default ``model.predict_on_batch``) in
+    batches of ``batch_size``; overlapping outputs are averaged per pixel.
+    """
+    original_ndim = np.ndim(image)
+    image = _as_hwc(image)
+    predict = predict or model.predict_on_batch
+    patches, starts = extract_patches(image, patch_size, stride)
+    outputs = np.concatenate(
+        [np.asarray(predict(patches[i : i + batch_size])) for i in range(0, len(patches), batch_size)]
+    )
+    result = overlap_average(outputs, starts, image.shape)
+    return result[..., 0] if original_ndim == 2 else result
+
+
+def residual_map(image, reconstruction, kind="ssim", window_size=11, sigma=1.5, components="lcs", alpha=0.84):
+    """Per-pixel anomaly map ``(H, W)`` (float32) of an image and its reconstruction.
+
+    * ``"l2"``: squared difference, mean over channels.
+    * ``"ssim"``: ``1 - SSIM``, mean over channels; ``components`` picks which of
+      luminance ``l``, contrast ``c`` and structure ``s`` enter the product (``"lcs"``
+      is plain SSIM, ``"cs"`` drops luminance, ...).
+    * ``"ssim_l1"``: for colour defects, ``alpha * (1 - SSIM)`` on the gray image plus
+      ``(1 - alpha) * |x - x_hat|`` averaged over the colour channels.
+
+    SSIM is computed in float64 (see :mod:`ssimlib.ssim` on precision).
+    """
+    x = _as_hwc(image).astype(np.float64)[None]
+    y = _as_hwc(reconstruction).astype(np.float64)[None]
+    if x.shape != y.shape:
+        raise ValueError(f"image {x.shape[1:]} and reconstruction {y.shape[1:]} differ in shape")
+    if kind == "l2":
+        return np.mean((x - y) ** 2, axis=-1)[0].astype(np.float32)
+    if kind not in ("ssim", "ssim_l1"):
+        raise ValueError(f"kind must be one of {RESIDUAL_KINDS}, got {kind!r}")
+    if kind == "ssim_l1" and x.shape[-1] == 3:
+        x_ssim, y_ssim = rgb_to_gray(ops.convert_to_tensor(x)), rgb_to_gray(ops.convert_to_tensor(y))
+    else:
+        x_ssim, y_ssim = x, y
+    if components == "lcs":
+        similarity = ssim_map(x_ssim, y_ssim, window_size=window_size, sigma=sigma)
+    else:
+        if not components or set(components) - set("lcs"):
+            raise ValueError(f"components must be letters from 'lcs', got {components!r}")
+        _, lum, con, struct = ssim_map(x_ssim, y_ssim, window_size=window_size, sigma=sigma, return_components=True)
+        maps = {"l": lum, "c": con, "s": struct}
+        similarity = 1.0
+        for letter in components:
+            similarity = similarity * maps[letter]
+    residual = 1.0 - np.mean(np.asarray(similarity), axis=-1)
+    if kind == "ssim_l1":
+        residual = alpha * residual + (1.0 - alpha) * np.mean(np.abs(x - y), axis=-1)
+    return residual[0].astype(np.float32)
+
+
+def vae_residual_map(vae, image, n_samples=6, patch_size=128, stride=30, batch_size=256):
+    """VAE anomaly map ``(H, W)``: mean over ``n_samples`` decoded samples of ``Q(z|x)`` of the squared error.
+
+    With a fixed-variance Gaussian decoder, the negative log reconstruction
+    probability (An & Cho 2015) is an increasing affine function of this mean.
+    """
+    image = _as_hwc(image)
+    errors = [
+        residual_map(
+            image,
+            reconstruct_image(vae, image, patch_size, stride, batch_size, predict=vae.sample_reconstruction),
+            kind="l2",
+        )
+        for _ in range(n_samples)
+    ]
+    return np.mean(errors, axis=0)

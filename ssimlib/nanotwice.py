@@ -1,0 +1,196 @@
+"""The paper's NanoTWICE experiments (Bergmann et al. 2019, section 4.2) as reusable steps.
+
+One *configuration* is a method (L2-AE, VAE, FM-AE or SSIM-AE), a patch size, a
+latent size ``d`` and an SSIM window ``K``.  :func:`train_config` trains it on
+random defect-free crops of the 5 training images; :func:`evaluate_config`
+strides over the test images, averages the overlapping reconstructions, takes
+the method's residual, opens it with a disk of diameter 4 and computes the pixel
+ROC over all evaluated pixels.  Notebooks 02 (ROC comparison, Fig. 6-7) and 03
+(sensitivity, Table II, timing) are built from these steps.
+"""
+
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from ssimlib.data import load_nanotwice, sample_patches
+from ssimlib.evaluate import anomaly_maps
+from ssimlib.features import DEFAULT_FEATURE_EXTRACTOR, load_feature_extractor
+from ssimlib.inference import reconstruct_image, residual_map
+from ssimlib.metrics import au_pro, pixel_roc
+from ssimlib.models import ConvAutoencoder, FeatureMatchingAutoencoder, VariationalAutoencoder
+from ssimlib.paths import data_root as resolve_data_root
+from ssimlib.postprocess import open_anomaly_map
+from ssimlib.train import train
+
+# Method name -> training loss of ssimlib.train.train.
+METHODS = {"L2-AE": "l2", "VAE": "vae", "FM-AE": "fm", "SSIM-AE": "ssim"}
+PAPER_PATCH_SIZE = 128
+PAPER_STRIDE = 30
+# Pixel AUROC on NanoTWICE reported in the paper (VAE and FM-AE appear only as curves in Fig. 6).
+PAPER_PIXEL_AUROC = {"L2-AE": 0.688, "VAE": None, "FM-AE": None, "SSIM-AE": 0.966}
+# Table II: SSIM-AE pixel AUROC on NanoTWICE, one factor varied around d=500, K=11, patch 128.
+PAPER_TABLE_II = {
+    "latent_dim": {50: 0.848, 100: 0.935, 200: 0.961, 500: 0.966, 1000: 0.962},
+    "window_size": {3: 0.889, 7: 0.965, 11: 0.966, 15: 0.960, 19: 0.952},
+    "patch_size": {32: 0.949, 64: 0.959, 128: 0.966},
+}
+# Section 4.2: one forward pass of a 128x128 patch and the evaluation of one test image, Tesla V100.
+PAPER_TIMING = {"forward_ms": 2.23, "image_s": 3.61, "device": "NVIDIA Tesla V100"}
+
+
+def load_dataset(data_root=None):
+    """NanoTWICE from ``data_root`` (default: ``$SSIMLIB_DATA/nanotwice`` or ``../shared/data/nanotwice``)."""
+    return load_nanotwice(resolve_data_root("nanotwice", data_root))
+
+
+def test_subset(dataset, n_test_images=None):
+    """``(indices, images, masks)`` of ``n_test_images`` evenly spaced test images (None: all)."""
+    n = len(dataset.test_images)
+    if n_test_images is None or n_test_images >= n:
+        indices = np.arange(n)
+    else:
+        indices = np.unique(np.linspace(0, n - 1, max(1, int(n_test_images))).round().astype(int))
+    return indices, [dataset.test_images[i] for i in indices], [dataset.test_masks[i] for i in indices]
+
+
+def scaled_stride(stride, patch_size):
+    """Stride for ``patch_size`` that keeps the overlap of ``stride`` at 128 px: ``round(stride * p / 128)``.
+
+    The paper gives the stride (30) only for 128-px patches; scaling it keeps
+    every pixel covered by about the same number of windows for 32 and 64 px.
+    """
+    return max(1, int(round(stride * patch_size / PAPER_PATCH_SIZE)))
+
+
+def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extractor=DEFAULT_FEATURE_EXTRACTOR, fm_weight=1.0):
+    """A fresh gray-scale model for ``method`` (a key of :data:`METHODS`), seeded with ``seed``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    keras.utils.set_random_seed(seed)
+    if method == "VAE":
+        model = VariationalAutoencoder(patch_size, 1, latent_dim, seed=seed)
+    elif method == "FM-AE":
+        features = load_feature_extractor(feature_extractor, input_shape=(patch_size, patch_size, 1))
+        model = FeatureMatchingAutoencoder(features, patch_size, 1, latent_dim, weight=fm_weight)
+    else:
+        model = ConvAutoencoder(patch_size, 1, latent_dim)
+    model(np.zeros((1, patch_size, patch_size, 1), np.float32))  # mark it built, so a checkpoint can be loaded
+    return model
+
+
+def training_patches(dataset, n_patches, patch_size, seed=0):
+    """``n_patches`` random defect-free crops ``(n, p, p, 1)`` of the training images (no augmentation)."""
+    return sample_patches(dataset.train_images, n_patches, patch_size, seed=seed, paths=dataset.train_paths)
+
+
+def train_config(
+    method,
+    patches,
+    latent_dim=500,
+    window_size=11,
+    epochs=200,
+    batch_size=128,
+    learning_rate=2e-4,
+    weight_decay=1e-5,
+    seed=0,
+    checkpoint_dir=None,
+    feature_extractor=DEFAULT_FEATURE_EXTRACTOR,
+    fm_weight=1.0,
+    progress=True,
+):
+    """Build and train ``method`` on ``patches`` ``(N, p, p, 1)``; returns ``(model, history)``.
+
+    With ``checkpoint_dir`` a finished run is reloaded instead of retrained.
+    ``window_size`` matters only for the SSIM-AE's loss.
+    """
+    model = build_model(method, patches.shape[1], latent_dim, seed, feature_extractor, fm_weight)
+    history = train(
+        model, patches, loss=METHODS[method], epochs=epochs, batch_size=batch_size,
+        learning_rate=learning_rate, weight_decay=weight_decay, window_size=window_size,
+        seed=seed, checkpoint_dir=checkpoint_dir, progress=progress,
+    )
+    return model, history
+
+
+@dataclass
+class Evaluation:
+    """Anomaly maps ``[(H, W)]``, reconstructions ``[(H, W, 1)]``, pixel ROC ``(fpr, tpr)`` and metrics."""
+
+    maps: list
+    reconstructions: list
+    fpr: np.ndarray
+    tpr: np.ndarray
+    pixel_auroc: float
+    au_pro: float
+
+
+def evaluate_config(
+    model, method, images, masks, patch_size=128, stride=30, window_size=11, vae_samples=6, seed=0, au_pro_limit=0.3
+):
+    """Sliding-window evaluation of a trained model on ``images`` with the paper's post-processing.
+
+    Residual: SSIM (window ``window_size``) for the SSIM-AE, per-pixel L2 for
+    L2-AE and FM-AE, the reconstruction probability over ``vae_samples`` samples
+    for the VAE; every map is opened with a disk of diameter 4.  The VAE's
+    sampling restarts from ``seed``, so a reloaded model gives the same maps as
+    a freshly trained one.
+    """
+    kind = "ssim" if method == "SSIM-AE" else "l2"
+    if isinstance(model, VariationalAutoencoder):
+        model.seed_generator.state.assign(np.array([seed, 0], dtype=model.seed_generator.state.dtype))
+    maps, reconstructions = anomaly_maps(
+        model, images, kind=kind, patch_size=patch_size, stride=stride,
+        window_size=window_size, vae_samples=vae_samples,
+    )
+    fpr, tpr, _ = pixel_roc(maps, masks)
+    return Evaluation(
+        maps=maps,
+        reconstructions=reconstructions,
+        fpr=fpr,
+        tpr=tpr,
+        pixel_auroc=float(np.trapezoid(tpr, fpr)),
+        au_pro=au_pro(maps, masks, fpr_limit=au_pro_limit),
+    )
+
+
+def thin_curve(x, y, n_points=2000):
+    """At most about ``n_points`` points of a monotone curve ``(x, y)`` for plotting (ends kept)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if x.size <= n_points:
+        return x, y
+    keep = np.unique(np.searchsorted(x, np.linspace(x[0], x[-1], n_points)).clip(0, x.size - 1))
+    keep = np.unique(np.concatenate(([0], keep, [x.size - 1])))
+    return x[keep], y[keep]
+
+
+def time_forward_pass(model, repeats=50, warmup=5):
+    """Median seconds of ``model.predict_on_batch`` on one patch ``(1, p, p, C)``, after ``warmup`` calls."""
+    patch = np.random.default_rng(0).random((1, model.patch_size, model.patch_size, model.channels), np.float32)
+    for _ in range(warmup):
+        model.predict_on_batch(patch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.predict_on_batch(patch)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def time_image_evaluation(model, image, stride=30, window_size=11, repeats=3, warmup=1):
+    """Median seconds to evaluate one image: sliding-window reconstruction, SSIM residual, opening."""
+
+    def run():
+        reconstruction = reconstruct_image(model, image, model.patch_size, stride)
+        return open_anomaly_map(residual_map(image, reconstruction, kind="ssim", window_size=window_size))
+
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))

@@ -1,0 +1,68 @@
+"""Run the study's notebooks with papermill, with their full defaults or a named profile.
+
+Profiles are YAML files of parameters, ``notebooks/params/<profile>/<notebook>.yaml``;
+the ``full`` profile is the notebook's own ``parameters`` cell (the paper's settings).
+``refresh_ci_copies`` re-executes every notebook with the ``ci`` profile into
+``tests/notebooks/``, where ``pytest --nbval`` checks that a fresh run prints the same.
+"""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from ssimlib.paths import REPO_ROOT
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PARAMS_DIR = NOTEBOOK_DIR / "params"
+CI_COPY_DIR = REPO_ROOT / "tests" / "notebooks"
+KERNEL_ENV = {
+    # Keep TensorFlow's C++ start-up log out of cell outputs (see notebooks/.ipython).
+    "IPYTHONDIR": str(NOTEBOOK_DIR / ".ipython"),
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+}
+
+
+def notebook_names():
+    """Names (without ``.ipynb``) of the study's notebooks, in order."""
+    return sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def profile_parameters(name, profile):
+    """Parameters of ``profile`` for notebook ``name`` (empty for ``full``)."""
+    if profile == "full":
+        return {}
+    path = PARAMS_DIR / profile / f"{name}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no '{profile}' profile for notebook {name}")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, log_output=False):
+    """Execute ``notebooks/<name>.ipynb`` with papermill; returns the executed notebook's path.
+
+    ``output`` defaults to the notebook itself (its committed outputs are
+    replaced).  ``parameters`` override the profile's.  ``cwd`` is the kernel's
+    working folder (default ``notebooks/``), against which relative paths resolve.
+    """
+    import papermill
+
+    source = NOTEBOOK_DIR / f"{name}.ipynb"
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such notebook; choose from {', '.join(notebook_names())}")
+    params = {**profile_parameters(name, profile), **(parameters or {})}
+    output = Path(output) if output else source
+    os.environ.update(KERNEL_ENV)
+    papermill.execute_notebook(
+        str(source), str(output), parameters=params, cwd=str(cwd or NOTEBOOK_DIR),
+        kernel_name="python3", log_output=log_output, progress_bar=False,
+    )
+    return output
+
+
+def refresh_ci_copies(names=None):
+    """Re-execute notebooks with the ``ci`` profile into ``tests/notebooks/`` (the nbval references)."""
+    CI_COPY_DIR.mkdir(parents=True, exist_ok=True)
+    for name in names or notebook_names():
+        print(f"ci profile: {name}", flush=True)
+        run_notebook(name, CI_COPY_DIR / f"{name}.ipynb", profile="ci", cwd=CI_COPY_DIR)

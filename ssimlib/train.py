@@ -1,0 +1,146 @@
+"""Training on patches with Adam, a progress bar and resumable checkpoints.
+
+The loop feeds NumPy batches to ``model.train_on_batch`` (fast on every backend;
+on a 2-core CPU it beats ``fit`` on arrays or a default ``tf.data`` pipeline).
+Each epoch visits the patches in an order drawn from ``(seed, epoch)``, so a run
+that resumes from a checkpoint takes exactly the steps the uninterrupted run
+would have taken.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from ssimlib.losses import get_loss
+from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
+
+STATE_FILE = "state.json"
+WEIGHTS_FILE = "model.weights.h5"
+OPTIMIZER_FILE = "optimizer.npz"
+
+
+def compile_autoencoder(model, loss="ssim", learning_rate=2e-4, weight_decay=1e-5, window_size=11):
+    """Compile ``model`` with Adam (paper: lr 2e-4, weight decay 1e-5) and the named loss.
+
+    Keras' Adam applies the weight decay decoupled from the gradient (AdamW
+    style); at 1e-5 the difference from an L2 penalty is negligible.
+    """
+    if loss == "vae" and not isinstance(model, VariationalAutoencoder):
+        raise ValueError("loss='vae' needs a ssimlib.models.VariationalAutoencoder")
+    if loss == "fm" and not isinstance(model, FeatureMatchingAutoencoder):
+        raise ValueError("loss='fm' needs a ssimlib.models.FeatureMatchingAutoencoder")
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
+    # XLA (jit_compile) is 3-4x slower than plain TensorFlow on a small CPU.
+    jit = keras.backend.backend() != "tensorflow"
+    model.compile(optimizer=optimizer, loss=get_loss(loss, window_size=window_size), jit_compile=jit)
+    return model
+
+
+def _write_atomically(path, write):
+    tmp = path.with_name("partial-" + path.name)  # keeps the suffix Keras checks
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(model, directory, state):
+    """Weights, optimizer variables and ``state`` (a JSON-able dict) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_atomically(directory / WEIGHTS_FILE, lambda p: model.save_weights(p))
+    arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
+    _write_atomically(directory / OPTIMIZER_FILE, lambda p: np.savez(open(p, "wb"), **arrays))
+    # The state file goes last: it is what marks the checkpoint complete.
+    _write_atomically(directory / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1)))
+
+
+def read_checkpoint_state(directory):
+    """The state dict of the checkpoint in ``directory``, or None if there is none."""
+    path = Path(directory) / STATE_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_checkpoint(model, directory):
+    """Restore weights and optimizer variables saved by :func:`save_checkpoint` into a compiled ``model``."""
+    directory = Path(directory)
+    model(np.zeros((1, model.patch_size, model.patch_size, model.channels), "float32"))  # build
+    model.load_weights(directory / WEIGHTS_FILE)
+    model.optimizer.build(model.trainable_variables)
+    with np.load(directory / OPTIMIZER_FILE) as saved:
+        for i, variable in enumerate(model.optimizer.variables):
+            variable.assign(saved[f"v{i}"])
+
+
+def train(
+    model,
+    patches,
+    loss="ssim",
+    epochs=200,
+    batch_size=128,
+    learning_rate=2e-4,
+    weight_decay=1e-5,
+    window_size=11,
+    seed=0,
+    checkpoint_dir=None,
+    progress=True,
+):
+    """Train an autoencoder to reconstruct ``patches`` ``(N, p, p, C)`` in ``[0, 1]``.
+
+    ``loss`` is one of :data:`ssimlib.losses.LOSS_NAMES`.  With ``checkpoint_dir``
+    the weights, optimizer state and loss history are saved after every epoch and
+    a later call with the same arguments resumes after the last saved epoch.
+    Returns the history: ``{"loss": [mean loss per epoch], "seconds": float}``.
+    """
+    patches = np.asarray(patches)
+    if patches.ndim != 4 or patches.shape[1:] != (model.patch_size, model.patch_size, model.channels):
+        raise ValueError(
+            f"patches must be (N, {model.patch_size}, {model.patch_size}, {model.channels}) "
+            f"for this model, got {patches.shape}"
+        )
+    settings = {
+        "loss": loss,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "window_size": window_size,
+        "seed": seed,
+        "n_patches": len(patches),
+    }
+    compile_autoencoder(model, loss, learning_rate, weight_decay, window_size)
+    history = {"loss": [], "seconds": 0.0}
+    if checkpoint_dir is not None:
+        state = read_checkpoint_state(checkpoint_dir)
+        if state is not None:
+            saved = state["settings"]
+            changed = {k: (saved.get(k), v) for k, v in settings.items() if k != "epochs" and saved.get(k) != v}
+            if changed:
+                raise ValueError(
+                    f"checkpoint in {checkpoint_dir} was made with other settings "
+                    f"(saved, now): {changed}; use another checkpoint_dir or the same settings"
+                )
+            load_checkpoint(model, checkpoint_dir)
+            history = state["history"]
+    batches = max(1, len(patches) // batch_size)  # a last partial batch is dropped
+    bar = tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch", disable=not progress)
+    for epoch in range(len(history["loss"]), epochs):
+        start = time.perf_counter()
+        order = np.random.default_rng([seed, epoch]).permutation(len(patches))
+        losses = []
+        for b in range(batches):
+            batch = patches[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
+            losses.append(float(model.train_on_batch(batch, batch)))
+        history["loss"].append(float(np.mean(losses)))
+        history["seconds"] += time.perf_counter() - start
+        if not np.isfinite(history["loss"][-1]):
+            raise FloatingPointError(f"training loss became {history['loss'][-1]} in epoch {epoch + 1}")
+        if checkpoint_dir is not None:
+            save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
+        bar.update(1)
+        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+    bar.close()
+    return history

@@ -1,0 +1,95 @@
+"""python -m ssimlib.batch: runs notebook 04 per category, goes on past a failure, skips complete results."""
+
+import json
+import os
+import queue
+
+import pytest
+
+from ssimlib import batch
+from ssimlib.synthetic import write_synthetic_category
+
+# The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch.
+TINY = ["--profile", "ci", "-p", "patch_size", "32", "-p", "stride", "32", "-p", "n_patches", "64",
+        "-p", "epochs", "1", "-p", "batch_size", "32", "-p", "validation_fraction", "0.25", "-p", "n_examples", "2"]
+
+
+@pytest.fixture
+def categories(tmp_path):
+    root = tmp_path / "data"
+    write_synthetic_category(root, "synth", n_train=8, n_good=2, n_defective=3, size=64)
+    broken = write_synthetic_category(root, "broken", n_train=4, n_good=1, n_defective=1, size=64, seed=1)
+    (broken / "train" / "good" / "000.png").write_bytes(b"this is not a PNG file")
+    return root
+
+
+def _args(root, tmp_path, *names, extra=()):
+    return ["--data-root", str(root), "--categories", *names, *TINY, "--output-dir", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results"), "--figures-dir", str(tmp_path / "figures"), *extra]
+
+
+def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_path, capsys):
+    code = batch.main(_args(categories, tmp_path, "broken", "synth", extra=["--workers", "2"]))
+    out = capsys.readouterr()
+    assert code == 1
+    assert "broken" in out.err and "FAILED" in out.out and "DatasetError" in out.out
+    result = tmp_path / "results" / "synth.json"
+    record = json.loads(result.read_text())
+    assert record["complete"] and record["profile"] == "ci" and record["category"] == "synth"
+    assert 0 <= record["metrics"]["pixel_auroc"] <= 1
+    assert (tmp_path / "runs" / "synth.ipynb").exists() and (tmp_path / "runs" / "broken.ipynb").exists()
+    assert (tmp_path / "figures" / "mvtec" / "synth_examples.png").exists()
+    assert not (tmp_path / "results" / "broken.json").exists()
+
+    stamp = result.stat().st_mtime_ns
+    assert batch.main(_args(categories, tmp_path, "synth")) == 0
+    assert "1 skipped" in capsys.readouterr().out
+    assert result.stat().st_mtime_ns == stamp
+
+    assert batch.main(_args(categories, tmp_path, "synth", extra=["--redo"])) == 0
+    assert "1 ok" in capsys.readouterr().out
+    assert result.stat().st_mtime_ns > stamp
+
+
+def test_default_categories_are_the_mvtec_ones_found(tmp_path):
+    for name in ("grid", "zipper", "not_mvtec"):
+        (tmp_path / name / "train" / "good").mkdir(parents=True)
+    assert batch.find_categories(tmp_path) == ["grid", "zipper"]
+    assert batch.find_categories(tmp_path, ["not_mvtec", "grid", "grid"]) == ["not_mvtec", "grid"]
+    with pytest.raises(FileNotFoundError, match="--categories"):
+        batch.find_categories(tmp_path / "empty")
+
+
+def test_result_is_complete_needs_the_same_profile(tmp_path):
+    path = tmp_path / "grid.json"
+    assert not batch.result_is_complete(path, "ci")
+    path.write_text("{half a fi")
+    assert not batch.result_is_complete(path, "ci")
+    path.write_text(json.dumps({"complete": True, "profile": "ci", "metrics": {"pixel_auroc": 0.5}}))
+    assert batch.result_is_complete(path, "ci")
+    assert not batch.result_is_complete(path, "full")
+    assert not batch.result_is_complete(path, "ci", since=path.stat().st_mtime + 10)
+    assert batch.profile_label("ci") == "ci" and batch.profile_label("full") == "full"
+    assert batch.profile_label("ci", {"profile": "mine"}) == "mine"
+
+
+def test_bad_arguments_exit_2(tmp_path, capsys):
+    (tmp_path / "grid" / "train").mkdir(parents=True)
+    assert batch.main(["--data-root", str(tmp_path / "nowhere")]) == 2
+    assert batch.main(["--data-root", str(tmp_path), "--gpus", "0", "1", "--workers", "3"]) == 2
+    if not batch._have_distributed():
+        assert batch.main(["--data-root", str(tmp_path), "--scheduler", "tcp://localhost:8786"]) == 2
+        assert "ssimlib[distributed]" in capsys.readouterr().err
+
+
+def test_a_missing_category_fails_without_running(tmp_path):
+    outcome = batch.run_category("absent", tmp_path, "ci", {}, tmp_path / "runs", tmp_path / "results", "", "ci")
+    assert outcome["status"] == "failed" and "does not exist" in outcome["error"]
+
+
+def test_pool_workers_take_one_gpu_each(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpus = queue.Queue()
+    gpus.put("3")
+    batch._pool_initializer(gpus)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"

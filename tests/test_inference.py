@@ -1,0 +1,91 @@
+"""Sliding-window reconstruction and residual maps, against direct per-patch references."""
+
+import numpy as np
+import pytest
+from skimage.metrics import structural_similarity
+
+from ssimlib.inference import extract_patches, reconstruct_image, residual_map, window_starts
+
+RNG = np.random.default_rng(0)
+
+
+class Doubler:
+    """A 'model' whose patch output depends on the patch position, to catch misplaced patches."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict_on_batch(self, batch):
+        self.calls.append(len(batch))
+        return 2.0 * np.asarray(batch)
+
+
+def _loop_reference(image, patch_size, stride, fn):
+    """Per-patch Python loop: what simple re-implementations do."""
+    h, w = image.shape[:2]
+    total, count = np.zeros(image.shape), np.zeros(image.shape)
+    for y in window_starts(h, patch_size, stride):
+        for x in window_starts(w, patch_size, stride):
+            total[y:y + patch_size, x:x + patch_size] += fn(image[y:y + patch_size, x:x + patch_size])
+            count[y:y + patch_size, x:x + patch_size] += 1
+    return total / count
+
+
+def test_window_starts_cover_any_size():
+    assert list(window_starts(128, 128, 30)) == [0]
+    assert list(window_starts(200, 128, 30)) == [0, 30, 60, 72]
+    assert list(window_starts(188, 128, 30)) == [0, 30, 60]
+    with pytest.raises(ValueError, match="smaller than the patch"):
+        window_starts(100, 128, 30)
+
+
+@pytest.mark.parametrize("shape", [(97, 131), (64, 64, 3), (100, 75, 1)])
+def test_overlap_average_matches_a_per_patch_loop(shape):
+    image = RNG.random(shape).astype(np.float32)
+    model = Doubler()
+    patch = 32
+    result = reconstruct_image(model, image, patch_size=patch, stride=7, batch_size=50)
+    assert result.shape == image.shape
+    np.testing.assert_allclose(result, 2.0 * image, atol=1e-6)
+    # a position-dependent model: square each patch's values times its mean
+    weird = lambda p: p * p.mean()  # noqa: E731
+    result = reconstruct_image(None, image, patch, 7, 50, predict=lambda b: np.stack([weird(p) for p in b]))
+    np.testing.assert_allclose(result, _loop_reference(image, patch, 7, weird), atol=1e-5)
+    n_patches = len(window_starts(shape[0], patch, 7)) * len(window_starts(shape[1], patch, 7))
+    assert max(model.calls) <= 50 and sum(model.calls) == n_patches
+
+
+def test_extract_patches_order():
+    image = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
+    patches, (ys, xs) = extract_patches(image, 16, 10)
+    assert patches.shape == (len(ys) * len(xs), 16, 16, 1)
+    np.testing.assert_array_equal(patches[len(xs) + 1, ..., 0], image[ys[1]:ys[1] + 16, xs[1]:xs[1] + 16])
+
+
+def test_ssim_residual_is_one_minus_skimage_ssim():
+    x = RNG.random((60, 70))
+    y = np.clip(x + 0.1 * RNG.standard_normal(x.shape), 0, 1)
+    _, ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, full=True)
+    np.testing.assert_allclose(residual_map(x, y, kind="ssim"), 1 - ref, atol=1e-5)
+
+
+def test_l2_and_ssim_l1_residuals():
+    x = RNG.random((40, 40, 3))
+    y = np.clip(x + 0.1 * RNG.standard_normal(x.shape), 0, 1)
+    np.testing.assert_allclose(residual_map(x, y, kind="l2"), ((x - y) ** 2).mean(-1), atol=1e-6)
+    gray = lambda a: a @ np.array([0.299, 0.587, 0.114])  # noqa: E731
+    _, ref = structural_similarity(gray(x), gray(y), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, full=True)
+    expected = 0.84 * (1 - ref) + 0.16 * np.abs(x - y).mean(-1)
+    np.testing.assert_allclose(residual_map(x, y, kind="ssim_l1"), expected, atol=1e-5)
+
+
+def test_component_products():
+    x = RNG.random((40, 40))
+    y = np.clip(x * 0.5 + 0.2, 0, 1)
+    full = residual_map(x, y, components="lcs")
+    no_luminance = residual_map(x, y, components="cs")
+    assert not np.allclose(full, no_luminance)
+    with pytest.raises(ValueError, match="components"):
+        residual_map(x, y, components="lx")
+    with pytest.raises(ValueError, match="kind"):
+        residual_map(x, y, kind="l1")

@@ -1,0 +1,162 @@
+"""MVTec AD presets and anchors (ssimlib.presets) and the per-category helpers (ssimlib.mvtec)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ssimlib import mvtec, presets
+
+
+def test_one_preset_per_category_from_the_table():
+    assert sorted(presets.PRESETS) == sorted(presets.CATEGORIES) and len(presets.CATEGORIES) == 15
+    for name in presets.TEXTURES:
+        p = presets.PRESETS[name]
+        assert (p.kind, p.patch_size, p.latent_dim, p.background) == ("texture", 128, 100, None)
+        assert p.resize == (512 if name == "carpet" else 256)
+        assert p.rotate and p.rotate_crop and p.flip == "both"
+    for name in presets.OBJECTS:
+        p = presets.PRESETS[name]
+        assert (p.kind, p.resize, p.patch_size, p.latent_dim) == ("object", 266, 256, 500)
+    assert presets.PRESETS["carpet"].max_angle == 10 and presets.PRESETS["wood"].max_angle == 15
+    assert {n for n, p in presets.PRESETS.items() if p.gray} == {"grid", "screw", "zipper"}
+    assert {n for n, p in presets.PRESETS.items() if p.rotate and not p.rotate_crop} == {"hazelnut", "metal_nut"}
+    assert {n for n, p in presets.PRESETS.items() if p.kind == "object" and p.rotate_crop and p.rotate} == set()
+    flips = {n: p.flip for n, p in presets.PRESETS.items() if p.kind == "object"}
+    assert {n for n, f in flips.items() if f == "none"} == {"cable", "capsule", "metal_nut", "pill"}
+    assert {n for n, f in flips.items() if f == "horizontal"} == {"toothbrush", "transistor"}
+    backgrounds = {n: p.background for n, p in presets.PRESETS.items() if p.background}
+    assert backgrounds == {"bottle": "white", "capsule": "white", "screw": "white",
+                           "hazelnut": "black", "metal_nut": "black", "pill": "black"}
+    for p in presets.PRESETS.values():
+        assert p.residual == ("ssim" if p.gray else "ssim_l1")
+        assert (p.n_patches, p.epochs, p.learning_rate, p.loss) == (10000, 200, 2e-4, "ssim")
+
+
+def test_unknown_category_gets_the_default_and_overrides_apply():
+    p = presets.get_preset("my_parts")
+    assert p.name == "my_parts" and p.kind == "unknown" and p.residual is None
+    assert presets.configure("my_parts", channels=1).residual == "ssim"
+    assert presets.configure("my_parts", channels=3).residual == "ssim_l1"
+    p = presets.configure("bottle", patch_size=64, latent_dim=10, resize=100, loss="l2")
+    assert (p.patch_size, p.latent_dim, p.resize, p.residual, p.loss) == (64, 10, 100, "l2", "l2")
+    assert presets.configure("bottle", residual="ssim").residual == "ssim"
+    assert "white background masked" in presets.describe(presets.configure("bottle"))
+    assert "horizontal flips" in presets.describe(presets.configure("toothbrush"))
+
+
+def test_anchors_cover_every_category_and_match_the_means():
+    assert set(presets.PAPER_PIXEL_AUROC) == set(presets.CATEGORIES)
+    for model in ("SSIM-AE", "L2-AE"):
+        mean = np.mean([v[model] for v in presets.PAPER_PIXEL_AUROC.values()])
+        assert mean == pytest.approx(presets.PAPER_MEAN_PIXEL_AUROC[model], abs=0.006)
+    assert presets.PAPER_MEAN_AU_PRO == {"SSIM-AE": 0.694, "L2-AE": 0.790}
+    assert presets.model_label("ssim") == "SSIM-AE" and presets.model_label("l2") == "L2-AE"
+
+
+def _ramp(size=96):
+    """Gray image whose value grows to the right and downwards: flips show in the gradients' signs."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    return (0.3 * x + 0.6 * y).astype(np.float32)[..., None]
+
+
+@pytest.mark.parametrize("flip", ["none", "horizontal", "both"])
+def test_training_patches_flip_as_the_preset_says(flip):
+    preset = presets.configure("my_parts", patch_size=32)
+    preset = presets.CategoryPreset(**{**preset.as_dict(), "flip": flip})
+    patches = mvtec.training_patches([_ramp()], preset, 64, seed=1).astype(np.float32)
+    assert patches.shape == (64, 32, 32, 1) and mvtec.training_patches([_ramp()], preset, 64, seed=1).dtype == np.float16
+    right = np.sign(patches[:, :, -1].mean((1, 2)) - patches[:, :, 0].mean((1, 2)))
+    down = np.sign(patches[:, -1].mean((1, 2)) - patches[:, 0].mean((1, 2)))
+    assert (right < 0).any() == (flip != "none")
+    assert (down < 0).any() == (flip == "both")
+    again = mvtec.training_patches([_ramp()], preset, 64, seed=1).astype(np.float32)
+    assert np.array_equal(patches, again)
+
+
+def test_rotation_without_crop_fills_corners_with_the_background():
+    image = np.full((40, 40, 3), 0.5, np.float32)
+    turned = mvtec.rotate_whole(image, 45, "black")
+    assert turned[0, 0].max() == 0 and turned[20, 20].min() == pytest.approx(0.5)
+    assert mvtec.rotate_whole(image, 45, "white")[0, 0].min() == 1
+    preset = presets.configure("hazelnut", patch_size=32)
+    patches = mvtec.training_patches([np.full((34, 34, 3), 0.5, np.float32)], preset, 200, seed=0)
+    assert patches.shape == (200, 32, 32, 3)
+    corners_black = (patches.astype(np.float32)[:, 0, 0] < 0.25).all(axis=-1)
+    assert 0.1 < corners_black.mean() < 0.5  # about 30 % are rotated
+
+
+def test_object_mask_keeps_the_object_and_its_dark_defects():
+    image = np.ones((64, 64, 3), np.float32)  # white background
+    yy, xx = np.mgrid[0:64, 0:64]
+    disk = (yy - 32) ** 2 + (xx - 32) ** 2 < 20**2
+    image[disk] = 0.4
+    image[30:34, 30:34] = 1.0  # a white hole in the object
+    mask = mvtec.object_mask(image, "white")
+    assert mask[disk].all() and not mask[:5, :5].any()
+    black = 1 - image[..., :1]  # black background, gray image
+    assert mvtec.object_mask(black, "black")[disk].all()
+    assert mvtec.object_mask(np.ones((8, 8, 1)), "white").all()  # nothing but background: keep all
+    residual = np.ones((64, 64), np.float32)
+    suppressed = mvtec.suppress_background(residual, image, "white")
+    assert suppressed[0, 0] == 0 and suppressed[32, 32] == 1
+    assert mvtec.suppress_background(residual, image, None) is residual
+    with pytest.raises(ValueError, match="background"):
+        mvtec.object_mask(image, "gray")
+
+
+def test_split_validation_is_disjoint_and_reproducible():
+    images = [np.full((4, 4, 1), i, np.float32) for i in range(20)]
+    train, validation, held_out = mvtec.split_validation(images, 0.1, seed=3)
+    assert len(train) == 18 and len(validation) == 2
+    assert {int(x[0, 0, 0]) for x in validation} == set(held_out.tolist())
+    assert not {int(x[0, 0, 0]) for x in train} & set(held_out.tolist())
+    assert np.array_equal(mvtec.split_validation(images, 0.1, seed=3)[2], held_out)
+    assert len(mvtec.split_validation(images, 0.0)[1]) == 0
+    with pytest.raises(ValueError):
+        mvtec.split_validation(images, 1.0)
+
+
+def _maps(rng, n, defect):
+    maps = [rng.random((32, 32)).astype(np.float32) * 0.5 for _ in range(n)]
+    masks = [np.zeros((32, 32), bool) for _ in range(n)]
+    if defect:
+        for a, m in zip(maps, masks):
+            m[8:16, 8:16] = True
+            a[m] += 1.0
+    return maps, masks
+
+
+def test_category_metrics_threshold_from_validation_only():
+    rng = np.random.default_rng(0)
+    validation, _ = _maps(rng, 3, defect=False)
+    test, masks = _maps(rng, 4, defect=True)
+    labels = np.ones(4, int)
+    metrics = mvtec.category_metrics(test, masks, labels, validation, min_defect_area=20)
+    assert metrics["image_auroc"] is None and metrics["good_correct"] is None
+    assert metrics["defective_correct"] == 1.0 and metrics["pixel_auroc"] == 1.0
+    brighter = [a + 10 for a in test]
+    assert mvtec.category_metrics(brighter, masks, labels, validation, 20)["threshold"] == metrics["threshold"]
+    lines = mvtec.metric_lines(metrics, "grid", "ci", "ssim")
+    assert lines[0] == "pixel AUROC, MVTec AD grid, profile ci: SSIM-AE 1.00 (paper SSIM-AE 0.94 | L2-AE 0.90)"
+    assert lines[2].endswith("n/a: no defect-free test images")
+    good, good_masks = validation[:2], [np.zeros((32, 32), bool)] * 2  # as defect-free as the validation maps
+    metrics = mvtec.category_metrics(test + good, masks + good_masks, np.r_[labels, 0, 0], validation, 20)
+    assert metrics["image_auroc"] == 1.0 and metrics["good_correct"] == 1.0
+
+
+def test_summary_rows_mark_missing_categories(tmp_path):
+    record = {"category": "grid", "profile": "reduced-cpu", "complete": True, "settings": {"loss": "ssim"},
+              "metrics": {"pixel_auroc": 0.8, "au_pro@0.3": 0.5, "image_auroc": None,
+                          "good_correct": None, "defective_correct": 0.7}}
+    (tmp_path / "grid.json").write_text(json.dumps(record))
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "half.json").write_text(json.dumps({"category": "tile", "complete": False, "metrics": {}}))
+    records = mvtec.load_results(tmp_path)
+    assert list(records) == ["grid"]
+    rows = mvtec.summary_rows(records)
+    assert len(rows) == 15
+    assert sum(r["profile"] == "missing" for r in rows) == 14
+    table = mvtec.format_table(rows)
+    assert "grid        reduced-cpu  SSIM-AE         0.80          0.94        0.90       0.50         n/a" in table
+    assert "carpet      missing" in table and "mean of the 1 of 15 present" in table

@@ -1,0 +1,75 @@
+"""Training: determinism, resume after an interruption, learning something, bad settings."""
+
+import keras
+import numpy as np
+import pytest
+
+from ssimlib.models import ConvAutoencoder
+from ssimlib.synthetic import checkerboard_dataset
+from ssimlib.train import train
+
+PATCHES = checkerboard_dataset(24, 0, size=32, seed=0)[0]
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    return ConvAutoencoder(32, 1, 16)
+
+
+def test_loss_decreases_and_history():
+    model = _model()
+    history = train(model, PATCHES, loss="ssim", epochs=6, batch_size=8, progress=False)
+    assert len(history["loss"]) == 6 and history["seconds"] > 0
+    assert history["loss"][-1] < history["loss"][0]
+
+
+@pytest.mark.parametrize("loss", ["l2", "ms_ssim", "ssim_l1"])
+def test_other_losses_train(loss):
+    history = train(_model(), PATCHES, loss=loss, epochs=2, batch_size=8, progress=False)
+    assert np.isfinite(history["loss"]).all()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
+    reference = _model()
+    train(reference, PATCHES, epochs=4, batch_size=8, progress=False)
+
+    import ssimlib.train as train_module
+
+    model = _model()
+    real_save = train_module.save_checkpoint
+    saved = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saved.append(1)
+        if len(saved) == 2:
+            raise Interrupt  # as if the process were killed after epoch 2
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(Interrupt):
+        train(model, PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+
+    resumed = _model()  # a fresh process would start from new random weights
+    history = train(resumed, PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    assert len(history["loss"]) == 4
+    for a, b in zip(reference.weights, resumed.weights):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+    # a finished run loads and trains no more
+    again = train(_model(), PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    assert again["loss"] == history["loss"]
+
+
+def test_checkpoint_with_other_settings_is_refused(tmp_path):
+    train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="other settings.*loss"):
+        train(_model(), PATCHES, loss="l2", epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+
+
+def test_wrong_patch_shape():
+    with pytest.raises(ValueError, match=r"patches must be \(N, 32, 32, 1\)"):
+        train(_model(), np.zeros((4, 64, 64, 1), np.float32), epochs=1, progress=False)
