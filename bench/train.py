@@ -87,7 +87,7 @@ def run_backend(backend, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=5, help="timed train_on_batch steps per configuration")
+    parser.add_argument("--steps", type=int, default=3, help="timed train_on_batch steps per configuration")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing / compilation)")
     parser.add_argument("--batch-size", type=int, default=128, help="patches per step (paper: 128)")
     parser.add_argument("--latent", type=int, nargs="+", default=[100, 500], help="latent dimensions d")

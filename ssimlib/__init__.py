@@ -7,7 +7,8 @@ to Autoencoders", VISAPP 2019, on Keras 3 (TensorFlow, JAX or PyTorch backend).
 Modules: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
 :mod:`~ssimlib.losses`, :mod:`~ssimlib.train`, :mod:`~ssimlib.data` and
 :mod:`~ssimlib.synthetic`, :mod:`~ssimlib.inference`, :mod:`~ssimlib.postprocess`,
-:mod:`~ssimlib.metrics`, :mod:`~ssimlib.thresholds`.
+:mod:`~ssimlib.metrics`, :mod:`~ssimlib.thresholds`, :mod:`~ssimlib.evaluate`,
+:mod:`~ssimlib.features`, :mod:`~ssimlib.presets`, :mod:`~ssimlib.mvtec`, :mod:`~ssimlib.batch`.
 """
 
 import os

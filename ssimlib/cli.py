@@ -3,6 +3,7 @@
 ``python -m ssimlib demo``                      the embedded default job (checkerboards)
 ``python -m ssimlib notebook NAME [--profile ci] [-o OUT] [-p KEY VALUE]``   run one notebook with papermill
 ``python -m ssimlib refresh-ci [NAME ...]``      re-execute the nbval reference copies in tests/notebooks
+``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.batch)
 """
 
 import argparse
@@ -36,6 +37,11 @@ def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["batch"]:
+        from ssimlib.batch import main as batch_main
+
+        return batch_main(argv[1:])
     parser = argparse.ArgumentParser(prog="ssimlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p_demo = commands.add_parser("demo", help=demo.__doc__)
@@ -49,6 +55,7 @@ def main(argv=None):
                       help="override a parameter; VALUE is read as YAML (2, 0.5, true, text)")
     p_ci = commands.add_parser("refresh-ci", help="re-execute the nbval reference notebooks (ci profile)")
     p_ci.add_argument("names", nargs="*")
+    commands.add_parser("batch", help="run 04_mvtec_category for many MVTec AD categories (python -m ssimlib.batch --help)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(epochs=args.epochs, seed=args.seed)

@@ -169,13 +169,11 @@ def category_metrics(test_maps, test_masks, test_labels, validation_maps, min_de
     metrics = summary_metrics(test_maps, test_masks, test_labels, fpr_limit=FPR_LIMIT)
     threshold = max_region_threshold(validation_maps, min_defect_area)
     ratios = classification_ratios(test_maps, test_labels, threshold, min_defect_area)
-    validation_ratio = classification_ratios(validation_maps, np.zeros(len(validation_maps), int), threshold, min_defect_area)
     metrics.update(
         threshold=threshold,
         min_defect_area=min_defect_area,
         good_correct=None if np.isnan(ratios["good_correct"]) else ratios["good_correct"],
         defective_correct=None if np.isnan(ratios["defective_correct"]) else ratios["defective_correct"],
-        validation_good_correct=validation_ratio["good_correct"],
     )
     return metrics
 
