@@ -56,13 +56,20 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def load_note(cores=None):
-    """One line with the load average; says so when other processes clearly compete for the CPU."""
-    cores = cores or os.cpu_count()
+def load_note(before=True):
+    """One line with the load average (1, 5, 15 min).
+
+    Before a run it flags a machine that other processes clearly keep busy; after
+    a run the averages include this benchmark's own threads, so it only reports them.
+    """
+    cores = os.cpu_count()
     load = os.getloadavg()
-    busy = load[0] > cores + 0.5
     note = f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {cores} cores"
-    return note + (" -- BUSY: other processes compete, wall times are inflated; re-run when quiet" if busy else "")
+    if not before:
+        return note + " (after the run: includes this benchmark's own processes)"
+    if load[0] > cores / 2:
+        note += " -- BUSY: other processes compete, wall times will be inflated; re-run when quiet"
+    return note
 
 
 def bench_image(shape, seed=0):
@@ -253,7 +260,7 @@ def main():
     for name in ("naive", "ssimlib"):
         print(f"| {labels[name]} | {t['wall'][name]:.2f} | {t['cpu'][name]:.2f} | {1e3 * t['wall'][name] / t['patches']:.2f} |")
     print("\nssimlib stages (median wall s): " + ", ".join(f"{k} {v:.3f}" for k, v in t["stages"].items()))
-    print(f"load during timing: {t['load_before'][0]:.2f} before, {t['load_after'][0]:.2f} after")
+    print(f"load average during timing (incl. this run): {t['load_before'][0]:.2f} before, {t['load_after'][0]:.2f} after")
 
     peaks = {}
     if not args.no_memory:
@@ -266,7 +273,7 @@ def main():
                 print(f"| {variant} | {width}x{height} | {gib(m['rss_before']):.2f} | {gib(m['peak']):.2f} | "
                       f"{gib(m['peak'] - m['rss_before']):.2f} |")
 
-    print("\n" + load_note())
+    print("\n" + load_note(before=False))
     speedup = t["wall"]["naive"] / t["wall"]["ssimlib"]
     per_image = t["wall"]["ssimlib"]
     verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731

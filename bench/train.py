@@ -87,8 +87,8 @@ def run_backend(backend, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=3, help="timed train_on_batch steps per configuration")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing / compilation)")
+    parser.add_argument("--steps", type=int, default=2, help="timed train_on_batch steps per configuration")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (tracing / compilation)")
     parser.add_argument("--batch-size", type=int, default=128, help="patches per step (paper: 128)")
     parser.add_argument("--latent", type=int, nargs="+", default=[100, 500], help="latent dimensions d")
     parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], help="training losses (ssimlib.losses names)")
@@ -107,7 +107,7 @@ def main():
     print(f"ConvAutoencoder {PATCH}x{PATCH}x1, batch {args.batch_size}, Adam; {args.warmup} warm-up + {args.steps} timed "
           f"train_on_batch steps on NumPy batches; paper schedule = {PAPER_PATCHES} patches x {PAPER_EPOCHS} epochs "
           f"= {steps} steps\n")
-    print("| backend | device | d | loss | steps/s | patches/s | CPU s/step | warm-up s | paper schedule h | load |")
+    print("| backend | device | d | loss | steps/s | patches/s | CPU s/step | warm-up s | paper schedule h | load (incl. this run) |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     results = {}
     for backend in backends:
@@ -120,7 +120,7 @@ def main():
             print(f"| {backend} {result['version']} | {env['device']} | "
                   f"{row['latent']} | {row['loss']} | {row['steps_per_s']:.3f} | {row['steps_per_s'] * args.batch_size:.1f} | "
                   f"{row['cpu_s_per_step']:.2f} | {row['warmup_s']:.1f} | {steps / row['steps_per_s'] / 3600:.1f} | {row['load']:.1f} |")
-    print("\n" + load_note())
+    print("\n" + load_note(before=False))
     for (backend, latent, loss), rate in results.items():
         if loss == "ssim" and (backend, latent, "l2") in results:
             print(f"ratio SSIM / L2 step time, {backend}, d={latent}: {results[(backend, latent, 'l2')] / rate:.2f}")

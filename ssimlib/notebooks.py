@@ -7,6 +7,7 @@ the ``full`` profile is the notebook's own ``parameters`` cell (the paper's sett
 """
 
 import os
+import shutil
 from pathlib import Path
 
 import yaml
@@ -60,9 +61,15 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
     return output
 
 
+def clear_ci_output():
+    """Remove the ci profile's checkpoints and outputs, so the next run trains from scratch as CI does."""
+    shutil.rmtree(CI_COPY_DIR / "_ci_output", ignore_errors=True)
+
+
 def refresh_ci_copies(names=None):
     """Re-execute notebooks with the ``ci`` profile into ``tests/notebooks/`` (the nbval references)."""
     CI_COPY_DIR.mkdir(parents=True, exist_ok=True)
+    clear_ci_output()
     for name in names or notebook_names():
         print(f"ci profile: {name}", flush=True)
         run_notebook(name, CI_COPY_DIR / f"{name}.ipynb", profile="ci", cwd=CI_COPY_DIR)
