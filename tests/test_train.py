@@ -1,5 +1,8 @@
 """Training: determinism, resume after an interruption, learning something, bad settings."""
 
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -27,6 +30,27 @@ def test_loss_decreases_and_history():
 def test_other_losses_train(loss):
     history = train(_model(), PATCHES, loss=loss, epochs=2, batch_size=8, progress=False)
     assert np.isfinite(history["loss"]).all()
+
+
+TRAIN_AND_PRINT_WEIGHTS = """
+import ssimlib, keras, numpy as np
+from ssimlib.models import ConvAutoencoder
+from ssimlib.synthetic import checkerboard_dataset
+from ssimlib.train import train
+keras.utils.set_random_seed(0)
+model = ConvAutoencoder(32, 1, 16)
+train(model, checkerboard_dataset(64, 0, size=32, seed=0)[0], epochs=3, batch_size=16, progress=False)
+print(np.concatenate([np.asarray(w).ravel() for w in model.weights]).tobytes().hex())
+"""
+
+
+def test_two_fresh_processes_with_one_seed_end_with_identical_weights():
+    # Bit-identical weights are what lets nbval compare the notebooks' training metrics.
+    runs = [
+        subprocess.run([sys.executable, "-c", TRAIN_AND_PRINT_WEIGHTS], capture_output=True, text=True, check=True)
+        for _ in range(2)
+    ]
+    assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 1000
 
 
 class Interrupt(Exception):
@@ -58,7 +82,7 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
     history = train(resumed, PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     assert len(history["loss"]) == 4
     for a, b in zip(reference.weights, resumed.weights):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # a finished run loads and trains no more
     again = train(_model(), PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     assert again["loss"] == history["loss"]
