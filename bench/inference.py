@@ -32,6 +32,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
 
 PATCH = 128
 STRIDE = 30

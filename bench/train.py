@@ -22,6 +22,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from inference import cpu_model, load_note  # noqa: E402  (bench/inference.py)
 

@@ -11,15 +11,10 @@ Modules: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
 :mod:`~ssimlib.features`, :mod:`~ssimlib.presets`, :mod:`~ssimlib.mvtec`, :mod:`~ssimlib.batch`.
 """
 
-import os
+from ssimlib.reproducibility import configure
 
-# Read by TensorFlow when it loads, so import ssimlib before keras or tensorflow.
-# oneDNN: TensorFlow leaves it off on AMD CPUs; with it, training on a 2-core CPU
-# is about twice as fast.  One inter-op thread: with more, TensorFlow sums
-# gradients in whatever order its threads finish, and two runs with the same
-# seed end with different weights; with one, training is bit-reproducible on a
-# given machine, and no slower on a small CPU.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+# Before Keras loads TensorFlow: oneDNN, one inter-op thread, denormals flushed
+# (see ssimlib/reproducibility.py).  Import ssimlib before keras or tensorflow.
+configure()
 
 __version__ = "0.1.0"
