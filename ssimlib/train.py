@@ -4,8 +4,9 @@ The loop feeds NumPy batches to ``model.train_on_batch`` (fast on every backend;
 on a 2-core CPU it beats ``fit`` on arrays or a default ``tf.data`` pipeline).
 Each epoch visits the patches in an order drawn from ``(seed, epoch)``, so a run
 that resumes from a checkpoint takes exactly the steps the uninterrupted run
-would have taken.  On TensorFlow a run is bit-reproducible for a given seed on
-a given machine (see :mod:`ssimlib.reproducibility`).
+would have taken.  On TensorFlow, runs with one seed on one machine repeat
+themselves bit for bit, but for a rare drift with the SSIM loss (see
+:mod:`ssimlib.reproducibility`).
 """
 
 import json

@@ -10,6 +10,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["IPYTHONDIR"] = str(Path(__file__).resolve().parents[1] / "notebooks" / ".ipython")
 
 REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+NANOTWICE = SHARED_DATA / "nanotwice"
+MVTEC_GRID = SHARED_DATA / "mvtec_ad_grid_256"
 
 
 def pytest_sessionstart(session):
@@ -17,9 +20,6 @@ def pytest_sessionstart(session):
     from ssimlib.notebooks import clear_ci_output
 
     clear_ci_output()
-SHARED_DATA = REPO.parent / "shared" / "data"
-NANOTWICE = SHARED_DATA / "nanotwice"
-MVTEC_GRID = SHARED_DATA / "mvtec_ad_grid_256"
 
 
 @pytest.fixture
