@@ -25,7 +25,6 @@ Run ``python bench/inference.py`` (any backend: ``KERAS_BACKEND=jax python bench
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
+from ssimlib.evaluate import cpu_model  # noqa: E402
 
 PATCH = 128
 STRIDE = 30
@@ -43,18 +43,6 @@ PAPER_MS_PER_PATCH = 2.23  # one forward pass of a 128x128 patch, d = 500, V100
 TARGET_SPEEDUP = 10.0
 TARGET_PEAK_GIB = 2.0
 NANOTWICE_TEST_IMAGE = "Anomalous/images/ITIA1101.tif"
-
-
-def cpu_model():
-    """CPU model name from /proc/cpuinfo (or the platform string)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_note(before=True):

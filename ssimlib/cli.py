@@ -4,6 +4,7 @@
 ``python -m ssimlib notebook NAME [--profile ci] [-o OUT] [-p KEY VALUE]``   run one notebook with papermill
 ``python -m ssimlib refresh-ci [NAME ...]``      re-execute the nbval reference copies in tests/notebooks
 ``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.batch)
+``python -m ssimlib train-study nanotwice [--models SSIM-AE ...]``  train the study's models into models/ (hours)
 """
 
 import argparse
@@ -42,6 +43,10 @@ def main(argv=None):
         from ssimlib.batch import main as batch_main
 
         return batch_main(argv[1:])
+    if argv[:1] == ["train-study"]:
+        from ssimlib.studies import main as studies_main
+
+        return studies_main(argv[1:])
     parser = argparse.ArgumentParser(prog="ssimlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p_demo = commands.add_parser("demo", help=demo.__doc__)
@@ -56,6 +61,7 @@ def main(argv=None):
     p_ci = commands.add_parser("refresh-ci", help="re-execute the nbval reference notebooks (ci profile)")
     p_ci.add_argument("names", nargs="*")
     commands.add_parser("batch", help="run 04_mvtec_category for many MVTec AD categories (python -m ssimlib.batch --help)")
+    commands.add_parser("train-study", help="train the study's models into models/ (python -m ssimlib train-study -h)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo(epochs=args.epochs, seed=args.seed)

@@ -17,6 +17,7 @@ from ssimlib.inference import reconstruct_image, residual_map, vae_residual_map
 from ssimlib.metrics import au_pro, image_auroc, pixel_auroc
 from ssimlib.models import VariationalAutoencoder
 from ssimlib.postprocess import PAPER_OPENING_DIAMETER, open_anomaly_map
+from ssimlib.ssim import DEFAULT_WINDOW
 
 
 def anomaly_maps(
@@ -26,6 +27,7 @@ def anomaly_maps(
     patch_size=128,
     stride=30,
     window_size=11,
+    window=DEFAULT_WINDOW,
     opening_diameter=PAPER_OPENING_DIAMETER,
     batch_size=256,
     vae_samples=6,
@@ -42,7 +44,7 @@ def anomaly_maps(
         if isinstance(model, VariationalAutoencoder):
             residual = vae_residual_map(model, image, vae_samples, patch_size, stride, batch_size)
         else:
-            residual = residual_map(image, reconstruction, kind=kind, window_size=window_size)
+            residual = residual_map(image, reconstruction, kind=kind, window_size=window_size, window=window)
         maps.append(open_anomaly_map(residual, opening_diameter))
         reconstructions.append(reconstruction)
     return maps, reconstructions
@@ -84,8 +86,22 @@ def write_json(path, data):
     return path
 
 
+def cpu_model():
+    """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_environment():
-    """Backend, device and library versions, for the record in a results file."""
+    """Backend, device, CPU and library versions, for the record in a results file."""
+    import importlib
     import platform
 
     import keras
@@ -108,7 +124,9 @@ def run_environment():
     return {
         "backend": backend,
         "device": device,
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "keras": keras.__version__,
+        backend: importlib.import_module(backend).__version__,
         "python": platform.python_version(),
     }

@@ -9,7 +9,7 @@ that reconstruction is the anomaly map.
 import numpy as np
 from keras import ops
 
-from ssimlib.ssim import rgb_to_gray, ssim_map
+from ssimlib.ssim import DEFAULT_WINDOW, rgb_to_gray, ssim_map
 
 RESIDUAL_KINDS = ("ssim", "l2", "ssim_l1")
 
@@ -65,10 +65,20 @@ def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, p
 
     ``image`` is ``(H, W)`` or ``(H, W, C)`` in ``[0, 1]``; the result has the same
     shape.  Patches go through ``predict`` (default ``model.predict_on_batch``) in
-    batches of ``batch_size``; overlapping outputs are averaged per pixel.
+    batches of ``batch_size``; overlapping outputs are averaged per pixel.  An image
+    with non-finite pixels, or another channel count than ``model.channels``, is refused.
     """
     original_ndim = np.ndim(image)
     image = _as_hwc(image)
+    bad = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+    if bad:
+        raise ValueError(f"image has {bad} NaN or infinite pixel values; expected finite values in [0, 1]")
+    channels = getattr(model, "channels", image.shape[-1])
+    if image.shape[-1] != channels:
+        raise ValueError(
+            f"image has {image.shape[-1]} channel(s) but the model expects {channels}; "
+            f"convert it first ({'ssimlib.ssim.rgb_to_gray or ' if channels == 1 else ''}read it with gray=...)"
+        )
     predict = predict or model.predict_on_batch
     patches, starts = extract_patches(image, patch_size, stride)
     outputs = np.concatenate(
@@ -78,11 +88,14 @@ def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, p
     return result[..., 0] if original_ndim == 2 else result
 
 
-def residual_map(image, reconstruction, kind="ssim", window_size=11, sigma=1.5, components="lcs", alpha=0.84):
+def residual_map(
+    image, reconstruction, kind="ssim", window_size=11, window=DEFAULT_WINDOW, sigma=1.5, components="lcs", alpha=0.84
+):
     """Per-pixel anomaly map ``(H, W)`` (float32) of an image and its reconstruction.
 
     * ``"l2"``: squared difference, mean over channels.
-    * ``"ssim"``: ``1 - SSIM``, mean over channels; ``components`` picks which of
+    * ``"ssim"``: ``1 - SSIM`` with a ``window`` window (``"uniform"`` or ``"gaussian"``) of side
+      ``window_size``, mean over channels; ``components`` picks which of
       luminance ``l``, contrast ``c`` and structure ``s`` enter the product (``"lcs"``
       is plain SSIM, ``"cs"`` drops luminance, ...).
     * ``"ssim_l1"``: for colour defects, ``alpha * (1 - SSIM)`` on the gray image plus
@@ -103,11 +116,13 @@ def residual_map(image, reconstruction, kind="ssim", window_size=11, sigma=1.5, 
     else:
         x_ssim, y_ssim = x, y
     if components == "lcs":
-        similarity = ssim_map(x_ssim, y_ssim, window_size=window_size, sigma=sigma)
+        similarity = ssim_map(x_ssim, y_ssim, window_size=window_size, window=window, sigma=sigma)
     else:
         if not components or set(components) - set("lcs"):
             raise ValueError(f"components must be letters from 'lcs', got {components!r}")
-        _, lum, con, struct = ssim_map(x_ssim, y_ssim, window_size=window_size, sigma=sigma, return_components=True)
+        _, lum, con, struct = ssim_map(
+            x_ssim, y_ssim, window_size=window_size, window=window, sigma=sigma, return_components=True
+        )
         maps = {"l": lum, "c": con, "s": struct}
         similarity = 1.0
         for letter in components:

@@ -10,44 +10,51 @@ per-pixel L2 loss: the VAE's KL term and the feature-matching term are added by
 import keras
 from keras import ops
 
-from ssimlib.ssim import ms_ssim_loss, ssim_loss
+from ssimlib.ssim import DEFAULT_WINDOW, ms_ssim_loss, ssim_loss
 
 LOSS_NAMES = ("l2", "ssim", "ms_ssim", "ssim_l1", "vae", "fm")
 
 
 @keras.saving.register_keras_serializable(package="ssimlib")
 class SSIMLoss(keras.losses.Loss):
-    """``1 - mean SSIM`` over each patch (paper eq. 8 with the mean over the patch)."""
+    """``1 - mean SSIM`` over each patch (paper eq. 8 with the mean over the patch).
 
-    def __init__(self, window_size=11, sigma=1.5, name="ssim", **kwargs):
+    ``window`` is the SSIM window's kind, ``"uniform"`` or ``"gaussian"`` (see :mod:`ssimlib.ssim`).
+    """
+
+    def __init__(self, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, name="ssim", **kwargs):
         super().__init__(name=name, **kwargs)
         self.window_size = window_size
+        self.window = window
         self.sigma = sigma
 
+    def _window_args(self):
+        return {"window_size": self.window_size, "window": self.window, "sigma": self.sigma}
+
     def call(self, y_true, y_pred):
-        return ssim_loss(y_true, y_pred, window_size=self.window_size, sigma=self.sigma)
+        return ssim_loss(y_true, y_pred, **self._window_args())
 
     def get_config(self):
-        return {**super().get_config(), "window_size": self.window_size, "sigma": self.sigma}
+        return {**super().get_config(), **self._window_args()}
 
 
 @keras.saving.register_keras_serializable(package="ssimlib")
 class MSSSIMLoss(SSIMLoss):
     """``1 - MS-SSIM`` of each patch."""
 
-    def __init__(self, window_size=11, sigma=1.5, name="ms_ssim", **kwargs):
-        super().__init__(window_size, sigma, name=name, **kwargs)
+    def __init__(self, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, name="ms_ssim", **kwargs):
+        super().__init__(window_size, window, sigma, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        return ms_ssim_loss(y_true, y_pred, window_size=self.window_size, sigma=self.sigma)
+        return ms_ssim_loss(y_true, y_pred, **self._window_args())
 
 
 @keras.saving.register_keras_serializable(package="ssimlib")
 class SSIML1Loss(SSIMLoss):
     """``alpha * (1 - SSIM) + (1 - alpha) * L1``, alpha = 0.84 (Zhao et al., IEEE TCI 2017)."""
 
-    def __init__(self, window_size=11, sigma=1.5, alpha=0.84, name="ssim_l1", **kwargs):
-        super().__init__(window_size, sigma, name=name, **kwargs)
+    def __init__(self, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, alpha=0.84, name="ssim_l1", **kwargs):
+        super().__init__(window_size, window, sigma, name=name, **kwargs)
         self.alpha = alpha
 
     def call(self, y_true, y_pred):
@@ -58,14 +65,14 @@ class SSIML1Loss(SSIMLoss):
         return {**super().get_config(), "alpha": self.alpha}
 
 
-def get_loss(name, window_size=11, sigma=1.5):
-    """The training loss called ``name`` (one of :data:`LOSS_NAMES`)."""
+def get_loss(name, window_size=11, window=DEFAULT_WINDOW, sigma=1.5):
+    """The training loss called ``name`` (one of :data:`LOSS_NAMES`); the window arguments apply to SSIM losses."""
     if name in ("l2", "vae", "fm"):
         return keras.losses.MeanSquaredError(name=name)
     if name == "ssim":
-        return SSIMLoss(window_size, sigma)
+        return SSIMLoss(window_size, window, sigma)
     if name == "ms_ssim":
-        return MSSSIMLoss(window_size, sigma)
+        return MSSSIMLoss(window_size, window, sigma)
     if name == "ssim_l1":
-        return SSIML1Loss(window_size, sigma)
+        return SSIML1Loss(window_size, window, sigma)
     raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {name!r}")

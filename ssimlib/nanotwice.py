@@ -23,10 +23,29 @@ from ssimlib.metrics import au_pro, pixel_roc
 from ssimlib.models import ConvAutoencoder, FeatureMatchingAutoencoder, VariationalAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
 from ssimlib.postprocess import open_anomaly_map
+from ssimlib.ssim import DEFAULT_WINDOW
 from ssimlib.train import train
 
 # Method name -> training loss of ssimlib.train.train.
 METHODS = {"L2-AE": "l2", "VAE": "vae", "FM-AE": "fm", "SSIM-AE": "ssim"}
+# Method name -> name of its trained model in models/nanotwice/ (see ssimlib.artifacts).
+MODEL_NAMES = {"L2-AE": "l2_ae", "VAE": "vae", "FM-AE": "fm_ae", "SSIM-AE": "ssim_ae"}
+# The paper's schedule for the Fig. 6 models (section 4.2); the batch size is not stated there:
+# on a 2-core CPU batch 32 runs at about the patches/s of 128 and takes 4x more steps per epoch.
+FIG6_SCHEDULE = {
+    "n_patches": 10_000,
+    "patch_size": 128,
+    "latent_dim": 500,
+    "epochs": 200,
+    "batch_size": 32,
+    "learning_rate": 2e-4,
+    "weight_decay": 1e-5,
+    "window_size": 11,
+    "window": DEFAULT_WINDOW,
+    "seed": 0,
+    "feature_extractor": DEFAULT_FEATURE_EXTRACTOR,
+    "fm_weight": 1.0,
+}
 PAPER_PATCH_SIZE = 128
 PAPER_STRIDE = 30
 # Pixel AUROC on NanoTWICE reported in the paper (VAE and FM-AE appear only as curves in Fig. 6).
@@ -44,6 +63,38 @@ PAPER_TIMING = {"forward_ms": 2.23, "image_s": 3.61, "device": "NVIDIA Tesla V10
 def load_dataset(data_root=None):
     """NanoTWICE from ``data_root`` (default: ``$SSIMLIB_DATA/nanotwice`` or ``../shared/data/nanotwice``)."""
     return load_nanotwice(resolve_data_root("nanotwice", data_root))
+
+
+def load_trained_models(methods=None, models_root=None):
+    """Trained Fig. 6 models from the model store (default: the committed ``models/nanotwice``).
+
+    Returns ``(models, manifests, missing)``: dicts by method of the loaded models
+    and their manifests, and the methods (of ``methods``, default all four) that
+    have no model yet.  A model whose file is altered raises
+    :class:`ssimlib.artifacts.ArtifactError`.
+    """
+    from ssimlib import artifacts
+
+    models, manifests, missing = {}, {}, []
+    for method in methods or METHODS:
+        if artifacts.read_manifest("nanotwice", MODEL_NAMES[method], models_root) is None:
+            missing.append(method)
+            continue
+        models[method], manifests[method] = artifacts.load_model("nanotwice", MODEL_NAMES[method], models_root)
+    return models, manifests, missing
+
+
+def schedule_label(manifest):
+    """How a stored model was trained, in one line: epochs of the schedule, patches, batch, loss, time, machine."""
+    t = manifest["training"]
+    s = t["settings"]
+    window = f", SSIM window {s['window']} {s['window_size']}x{s['window_size']}" if s["loss"] == "ssim" else ""
+    restarts = f", Adam restarted at epoch {', '.join(map(str, t['optimizer_restarts']))}" if t["optimizer_restarts"] else ""
+    return (
+        f"{t['method']}: {t['epochs_done']} of {t['schedule_epochs']} epochs of {s['n_patches']:,} patches "
+        f"(batch {s['batch_size']}, d={s['latent_dim']}{window}{restarts}), final loss {t['loss'][-1]:.4f}, "
+        f"{t['seconds'] / 3600:.1f} h on {manifest['machine'].get('cpu') or manifest['machine']['device']}"
+    )
 
 
 def test_subset(dataset, n_test_images=None):
@@ -91,8 +142,9 @@ def train_config(
     patches,
     latent_dim=500,
     window_size=11,
+    window=DEFAULT_WINDOW,
     epochs=200,
-    batch_size=128,
+    batch_size=32,
     learning_rate=2e-4,
     weight_decay=1e-5,
     seed=0,
@@ -100,17 +152,18 @@ def train_config(
     feature_extractor=DEFAULT_FEATURE_EXTRACTOR,
     fm_weight=1.0,
     progress=True,
+    on_epoch=None,
 ):
     """Build and train ``method`` on ``patches`` ``(N, p, p, 1)``; returns ``(model, history)``.
 
     With ``checkpoint_dir`` a finished run is reloaded instead of retrained.
-    ``window_size`` matters only for the SSIM-AE's loss.
+    ``window_size`` and ``window`` matter only for the SSIM-AE's loss.
     """
     model = build_model(method, patches.shape[1], latent_dim, seed, feature_extractor, fm_weight)
     history = train(
         model, patches, loss=METHODS[method], epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, window_size=window_size,
-        seed=seed, checkpoint_dir=checkpoint_dir, progress=progress,
+        window=window, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, on_epoch=on_epoch,
     )
     return model, history
 
@@ -128,11 +181,12 @@ class Evaluation:
 
 
 def evaluate_config(
-    model, method, images, masks, patch_size=128, stride=30, window_size=11, vae_samples=6, seed=0, au_pro_limit=0.3
+    model, method, images, masks, patch_size=128, stride=30, window_size=11, window=DEFAULT_WINDOW,
+    vae_samples=6, seed=0, au_pro_limit=0.3,
 ):
     """Sliding-window evaluation of a trained model on ``images`` with the paper's post-processing.
 
-    Residual: SSIM (window ``window_size``) for the SSIM-AE, per-pixel L2 for
+    Residual: SSIM (a ``window`` window of side ``window_size``) for the SSIM-AE, per-pixel L2 for
     L2-AE and FM-AE, the reconstruction probability over ``vae_samples`` samples
     for the VAE; every map is opened with a disk of diameter 4.  The VAE's
     sampling restarts from ``seed``, so a reloaded model gives the same maps as
@@ -143,7 +197,7 @@ def evaluate_config(
         model.seed_generator.state.assign(np.array([seed, 0], dtype=model.seed_generator.state.dtype))
     maps, reconstructions = anomaly_maps(
         model, images, kind=kind, patch_size=patch_size, stride=stride,
-        window_size=window_size, vae_samples=vae_samples,
+        window_size=window_size, window=window, vae_samples=vae_samples,
     )
     fpr, tpr, _ = pixel_roc(maps, masks)
     return Evaluation(
@@ -179,12 +233,12 @@ def time_forward_pass(model, repeats=50, warmup=5):
     return float(np.median(times))
 
 
-def time_image_evaluation(model, image, stride=30, window_size=11, repeats=3, warmup=1):
+def time_image_evaluation(model, image, stride=30, window_size=11, window=DEFAULT_WINDOW, repeats=3, warmup=1):
     """Median seconds to evaluate one image: sliding-window reconstruction, SSIM residual, opening."""
 
     def run():
         reconstruction = reconstruct_image(model, image, model.patch_size, stride)
-        return open_anomaly_map(residual_map(image, reconstruction, kind="ssim", window_size=window_size))
+        return open_anomaly_map(residual_map(image, reconstruction, kind="ssim", window_size=window_size, window=window))
 
     for _ in range(warmup):
         run()

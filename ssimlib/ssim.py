@@ -5,8 +5,8 @@ All functions take image batches shaped ``(N, H, W, C)`` with values in
 every Keras backend and can be used as training losses.
 
 SSIM compares two patches through three terms (paper eqs. 5-7), each computed
-with a Gaussian window (``window_size`` taps, standard deviation ``sigma``)
-around every pixel:
+from local statistics in a ``window_size`` x ``window_size`` window around every
+pixel:
 
 * luminance ``l = (2 mu_x mu_y + c1) / (mu_x^2 + mu_y^2 + c1)``
 * contrast  ``c = (2 s_x s_y + c2) / (s_x^2 + s_y^2 + c2)``
@@ -14,6 +14,14 @@ around every pixel:
 
 and ``SSIM = l^alpha * c^beta * s^gamma``; with ``alpha = beta = gamma = 1`` this is
 the usual ``(2 mu_x mu_y + c1)(2 s_xy + c2) / ((mu_x^2 + mu_y^2 + c1)(s_x^2 + s_y^2 + c2))``.
+
+The window's kind is ``window="uniform"`` (every pixel of the K x K window weighs
+1/K², scikit-image's default) or ``window="gaussian"`` (K taps of a Gaussian of
+standard deviation ``sigma``, Wang et al.'s choice and TensorFlow's).  The paper
+says only "K = 11"; this study uses the uniform window by default because the
+paper's Table II varies with K beyond 11, which a sigma-1.5 Gaussian (its weights
+fall below 1e-4 beyond a radius of 5 px) could not do, and because it separates
+defects better on NanoTWICE (evidence in notebook 02).
 
 Borders are handled by mirror padding (``scipy.ndimage``'s ``reflect`` mode), so
 the map has the input's spatial size and equals scikit-image's ``full=True`` map.
@@ -40,6 +48,10 @@ from keras import ops
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
+WINDOWS = ("uniform", "gaussian")
+DEFAULT_WINDOW = "uniform"
+
+
 def gaussian_window(window_size=11, sigma=1.5):
     """1-D normalised Gaussian window, NumPy array of ``window_size`` taps."""
     if window_size < 1 or window_size % 2 == 0:
@@ -49,6 +61,17 @@ def gaussian_window(window_size=11, sigma=1.5):
     r = np.arange(window_size) - window_size // 2
     w = np.exp(-(r**2) / (2.0 * sigma**2))
     return w / w.sum()
+
+
+def ssim_window(window_size=11, window=DEFAULT_WINDOW, sigma=1.5):
+    """1-D weights of the separable SSIM window of kind ``window`` (one of :data:`WINDOWS`)."""
+    if window == "gaussian":
+        return gaussian_window(window_size, sigma)
+    if window != "uniform":
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+    if window_size < 1 or window_size % 2 == 0:
+        raise ValueError(f"window_size must be a positive odd integer, got {window_size}")
+    return np.full(window_size, 1.0 / window_size)
 
 
 def rgb_to_gray(x):
@@ -77,8 +100,8 @@ def _reflect_pad(x, pad, axis):
     return ops.concatenate([head, x, tail], axis=axis)
 
 
-def _gaussian_filter(x, window):
-    """Separable Gaussian blur of an ``(N, H, W, C)`` tensor, same size output."""
+def _window_filter(x, window):
+    """Separable filter of an ``(N, H, W, C)`` tensor with the 1-D weights ``window``, same size output."""
     channels = x.shape[-1]
     pad = len(window) // 2
     w = ops.convert_to_tensor(window, dtype=x.dtype)
@@ -97,7 +120,7 @@ def _local_statistics(x, y, window):
     # One blur of the five maps stacked along channels: 2 paddings and 2 convolutions
     # instead of 10 and 10 (about 2x faster on a CPU, forward and backward).
     c = x.shape[-1]
-    blurred = _gaussian_filter(ops.concatenate([x, y, x * x, y * y, x * y], axis=-1), window)
+    blurred = _window_filter(ops.concatenate([x, y, x * x, y * y, x * y], axis=-1), window)
     mu_x, mu_y, mean_xx, mean_yy, mean_xy = (blurred[..., i * c : (i + 1) * c] for i in range(5))
     var_x = ops.maximum(mean_xx - mu_x * mu_x, 0.0)
     var_y = ops.maximum(mean_yy - mu_y * mu_y, 0.0)
@@ -115,6 +138,7 @@ def ssim_map(
     x,
     y,
     window_size=11,
+    window=DEFAULT_WINDOW,
     sigma=1.5,
     k1=0.01,
     k2=0.03,
@@ -128,17 +152,20 @@ def ssim_map(
 
     With ``return_components=True`` returns ``(ssim, l, c, s)``: the luminance,
     contrast and structure maps of paper eqs. (5)-(7) and their weighted product.
+    ``window`` is ``"uniform"`` or ``"gaussian"`` (``sigma`` applies to the latter).
     Values lie in ``[-1, 1]``; constant or empty patches give finite values.
     """
     if len(x.shape) != 4 or len(y.shape) != 4:
         raise ValueError(f"ssim_map expects (N, H, W, C) batches, got shapes {x.shape} and {y.shape}")
+    if tuple(x.shape) != tuple(y.shape):
+        raise ValueError(f"ssim_map compares batches of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     dtype = _compute_dtype(x)
     x = ops.cast(x, dtype)
     y = ops.cast(y, dtype)
-    window = gaussian_window(window_size, sigma)
+    taps = ssim_window(window_size, window, sigma)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    mu_x, mu_y, var_x, var_y, cov = _local_statistics(x, y, window)
+    mu_x, mu_y, var_x, var_y, cov = _local_statistics(x, y, taps)
     luminance = (2.0 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)
     standard = alpha == beta == gamma == 1
     if standard and not return_components:
@@ -175,7 +202,7 @@ def ms_ssim_scales(size, window_size=11, max_scales=len(MS_SSIM_WEIGHTS)):
     return scales
 
 
-def ms_ssim(x, y, window_size=11, sigma=1.5, k1=0.01, k2=0.03, data_range=1.0):
+def ms_ssim(x, y, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, k1=0.01, k2=0.03, data_range=1.0):
     """Multi-scale SSIM (Wang et al. 2003) per image, shape ``(N,)``.
 
     Uses the five published scale weights; small patches use fewer scales
@@ -188,12 +215,12 @@ def ms_ssim(x, y, window_size=11, sigma=1.5, k1=0.01, k2=0.03, data_range=1.0):
     n_scales = ms_ssim_scales(min(x.shape[1], x.shape[2]), window_size)
     weights = np.array(MS_SSIM_WEIGHTS[:n_scales])
     weights = weights / weights.sum()
-    window = gaussian_window(window_size, sigma)
+    taps = ssim_window(window_size, window, sigma)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
     result = 1.0
     for scale, weight in enumerate(weights):
-        mu_x, mu_y, var_x, var_y, cov = _local_statistics(x, y, window)
+        mu_x, mu_y, var_x, var_y, cov = _local_statistics(x, y, taps)
         cs = ops.mean((2.0 * cov + c2) / (var_x + var_y + c2), axis=(1, 2, 3))
         if scale == n_scales - 1:
             lum = (2.0 * mu_x * mu_y + c1) / (mu_x * mu_x + mu_y * mu_y + c1)

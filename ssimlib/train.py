@@ -19,14 +19,16 @@ import numpy as np
 from tqdm import tqdm
 
 from ssimlib.losses import get_loss
+from ssimlib.ssim import DEFAULT_WINDOW
 from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
-OPTIMIZER_FILE = "optimizer.npz"
 
 
-def compile_autoencoder(model, loss="ssim", learning_rate=2e-4, weight_decay=1e-5, window_size=11):
+def compile_autoencoder(
+    model, loss="ssim", learning_rate=2e-4, weight_decay=1e-5, window_size=11, window=DEFAULT_WINDOW
+):
     """Compile ``model`` with Adam (paper: lr 2e-4, weight decay 1e-5) and the named loss.
 
     Keras' Adam applies the weight decay decoupled from the gradient (AdamW
@@ -39,7 +41,7 @@ def compile_autoencoder(model, loss="ssim", learning_rate=2e-4, weight_decay=1e-
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
     # XLA (jit_compile) is 3-4x slower than plain TensorFlow on a small CPU.
     jit = keras.backend.backend() != "tensorflow"
-    model.compile(optimizer=optimizer, loss=get_loss(loss, window_size=window_size), jit_compile=jit)
+    model.compile(optimizer=optimizer, loss=get_loss(loss, window_size=window_size, window=window), jit_compile=jit)
     return model
 
 
@@ -50,12 +52,14 @@ def _write_atomically(path, write):
 
 
 def save_checkpoint(model, directory, state):
-    """Weights, optimizer variables and ``state`` (a JSON-able dict) into ``directory``."""
+    """Weights with the optimizer's variables, and ``state`` (a JSON-able dict), into ``directory``.
+
+    Keras stores a compiled model's optimizer variables (Adam's step count and
+    moments) in its weights file, so the file alone restores training exactly.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     _write_atomically(directory / WEIGHTS_FILE, lambda p: model.save_weights(p))
-    arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
-    _write_atomically(directory / OPTIMIZER_FILE, lambda p: np.savez(open(p, "wb"), **arrays))
     # The state file goes last: it is what marks the checkpoint complete.
     _write_atomically(directory / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1)))
 
@@ -68,13 +72,35 @@ def read_checkpoint_state(directory):
 
 def load_checkpoint(model, directory):
     """Restore weights and optimizer variables saved by :func:`save_checkpoint` into a compiled ``model``."""
-    directory = Path(directory)
     model(np.zeros((1, model.patch_size, model.patch_size, model.channels), "float32"))  # build
-    model.load_weights(directory / WEIGHTS_FILE)
+    # Built first, the optimizer takes its saved variables (unbuilt, Keras skips them with a warning).
     model.optimizer.build(model.trainable_variables)
-    with np.load(directory / OPTIMIZER_FILE) as saved:
-        for i, variable in enumerate(model.optimizer.variables):
-            variable.assign(saved[f"v{i}"])
+    model.load_weights(Path(directory) / WEIGHTS_FILE)
+
+
+def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, n_patches):
+    """The settings :func:`train` records in a checkpoint (a resumed run must have the same, but for ``epochs``)."""
+    return {
+        "loss": loss,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "weight_decay": weight_decay,
+        "window_size": window_size,
+        "window": window,
+        "seed": seed,
+        "n_patches": n_patches,
+    }
+
+
+def epoch_line(history, epochs, patches_per_epoch):
+    """One log line after the last epoch of ``history``: loss, throughput and the time the rest will take."""
+    done = len(history["loss"])
+    per_epoch = history["seconds"] / max(1, done)
+    return (
+        f"epoch {done}/{epochs}  loss {history['loss'][-1]:.5f}  "
+        f"{patches_per_epoch / per_epoch:.0f} patches/s  {(epochs - done) * per_epoch / 3600:.1f} h left"
+    )
 
 
 def train(
@@ -86,15 +112,18 @@ def train(
     learning_rate=2e-4,
     weight_decay=1e-5,
     window_size=11,
+    window=DEFAULT_WINDOW,
     seed=0,
     checkpoint_dir=None,
     progress=True,
+    on_epoch=None,
 ):
     """Train an autoencoder to reconstruct ``patches`` ``(N, p, p, C)`` in ``[0, 1]``.
 
     ``loss`` is one of :data:`ssimlib.losses.LOSS_NAMES`.  With ``checkpoint_dir``
     the weights, optimizer state and loss history are saved after every epoch and
     a later call with the same arguments resumes after the last saved epoch.
+    ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).
     Returns the history: ``{"loss": [mean loss per epoch], "seconds": float}``.
     """
     patches = np.asarray(patches)
@@ -103,17 +132,10 @@ def train(
             f"patches must be (N, {model.patch_size}, {model.patch_size}, {model.channels}) "
             f"for this model, got {patches.shape}"
         )
-    settings = {
-        "loss": loss,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "learning_rate": learning_rate,
-        "weight_decay": weight_decay,
-        "window_size": window_size,
-        "seed": seed,
-        "n_patches": len(patches),
-    }
-    compile_autoencoder(model, loss, learning_rate, weight_decay, window_size)
+    settings = training_settings(
+        loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, len(patches)
+    )
+    compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window)
     history = {"loss": [], "seconds": 0.0}
     if checkpoint_dir is not None:
         state = read_checkpoint_state(checkpoint_dir)
@@ -144,5 +166,7 @@ def train(
             save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
         bar.update(1)
         bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+        if on_epoch is not None:
+            on_epoch(model, history)
     bar.close()
     return history

@@ -66,7 +66,9 @@ def test_ssim_residual_is_one_minus_skimage_ssim():
     x = RNG.random((60, 70))
     y = np.clip(x + 0.1 * RNG.standard_normal(x.shape), 0, 1)
     _, ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, full=True)
-    np.testing.assert_allclose(residual_map(x, y, kind="ssim"), 1 - ref, atol=1e-5)
+    np.testing.assert_allclose(residual_map(x, y, kind="ssim", window="gaussian"), 1 - ref, atol=1e-5)
+    _, ref = structural_similarity(x, y, win_size=11, use_sample_covariance=False, data_range=1, full=True)
+    np.testing.assert_allclose(residual_map(x, y, kind="ssim"), 1 - ref, atol=1e-6)  # uniform by default (float32 map)
 
 
 def test_l2_and_ssim_l1_residuals():
@@ -74,7 +76,7 @@ def test_l2_and_ssim_l1_residuals():
     y = np.clip(x + 0.1 * RNG.standard_normal(x.shape), 0, 1)
     np.testing.assert_allclose(residual_map(x, y, kind="l2"), ((x - y) ** 2).mean(-1), atol=1e-6)
     gray = lambda a: a @ np.array([0.299, 0.587, 0.114])  # noqa: E731
-    _, ref = structural_similarity(gray(x), gray(y), gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, full=True)
+    _, ref = structural_similarity(gray(x), gray(y), win_size=11, use_sample_covariance=False, data_range=1, full=True)
     expected = 0.84 * (1 - ref) + 0.16 * np.abs(x - y).mean(-1)
     np.testing.assert_allclose(residual_map(x, y, kind="ssim_l1"), expected, atol=1e-5)
 
@@ -89,3 +91,15 @@ def test_component_products():
         residual_map(x, y, components="lx")
     with pytest.raises(ValueError, match="kind"):
         residual_map(x, y, kind="l1")
+
+
+def test_reconstruct_image_refuses_nan_and_wrong_channels():
+    from ssimlib.models import ConvAutoencoder
+
+    model = ConvAutoencoder(32, 1, 4)
+    image = RNG.random((40, 40)).astype(np.float32)
+    image[3, 4] = np.nan
+    with pytest.raises(ValueError, match="1 NaN or infinite pixel values"):
+        reconstruct_image(model, image, 32, 8)
+    with pytest.raises(ValueError, match="image has 3 channel\\(s\\) but the model expects 1"):
+        reconstruct_image(model, RNG.random((40, 40, 3)), 32, 8)

@@ -26,9 +26,9 @@ def _random_pair():
     return RNG.random((64, 80)), RNG.random((64, 80))
 
 
-def _skimage_map(x, y, window_size=11):
+def _skimage_map(x, y, window_size=11, window="uniform"):
     _, full = structural_similarity(
-        x, y, gaussian_weights=True, sigma=1.5, win_size=window_size,
+        x, y, gaussian_weights=window == "gaussian", sigma=1.5, win_size=window_size,
         use_sample_covariance=False, data_range=1, full=True,
     )
     return full
@@ -38,20 +38,46 @@ def _ours(x, y, dtype="float64", **kwargs):
     return np.asarray(ssim_map(x.astype(dtype)[None, ..., None], y.astype(dtype)[None, ..., None], **kwargs))[0, ..., 0]
 
 
+@pytest.mark.parametrize("window", ["uniform", "gaussian"])
 @pytest.mark.parametrize("pair", [_natural_pair, _blurred_pair, _random_pair])
-def test_interior_matches_skimage_float64(pair):
+def test_interior_matches_skimage_float64(pair, window):
     x, y = pair()
     r = 5
-    ours, ref = _ours(x, y), _skimage_map(x, y)
+    ours, ref = _ours(x, y, window=window), _skimage_map(x, y, window=window)
     assert ours.shape == x.shape
     np.testing.assert_allclose(ours[r:-r, r:-r], ref[r:-r, r:-r], atol=1e-4)
 
 
+@pytest.mark.parametrize("window_size", [3, 7, 11, 15, 19])
+def test_uniform_window_matches_skimage_everywhere(window_size):
+    # skimage pads with scipy's "reflect" mode too, so the whole map agrees, borders included.
+    x, y = _natural_pair()
+    np.testing.assert_allclose(
+        _ours(x, y, window_size=window_size), _skimage_map(x, y, window_size, "uniform"), atol=1e-10
+    )
+
+
+def test_default_window_is_uniform():
+    x, y = _natural_pair()
+    np.testing.assert_array_equal(_ours(x, y), _ours(x, y, window="uniform"))
+    assert not np.allclose(_ours(x, y), _ours(x, y, window="gaussian"), atol=1e-3)
+
+
+@pytest.mark.parametrize("window", ["uniform", "gaussian"])
 @pytest.mark.parametrize("pair", [_natural_pair, _blurred_pair, _random_pair])
-def test_float32_matches_skimage_within_documented_error(pair):
+def test_float32_matches_skimage_within_documented_error(pair, window):
     x, y = pair()
     r = 5
-    np.testing.assert_allclose(_ours(x, y, "float32")[r:-r, r:-r], _skimage_map(x, y)[r:-r, r:-r], atol=5e-4)
+    ours = _ours(x, y, "float32", window=window)
+    np.testing.assert_allclose(ours[r:-r, r:-r], _skimage_map(x, y, window=window)[r:-r, r:-r], atol=5e-4)
+
+
+def test_unknown_window_and_shape_mismatch_are_named():
+    x, y = _natural_pair()
+    with pytest.raises(ValueError, match="window must be one of uniform, gaussian, got 'box'"):
+        _ours(x, y, window="box")
+    with pytest.raises(ValueError, match=r"one shape, got \(1, 160, 200, 1\) and \(1, 150, 200, 1\)"):
+        _ours(x, y[:150])
 
 
 @pytest.mark.parametrize("window_size", [3, 7, 19])
@@ -68,7 +94,7 @@ def test_other_window_sizes_match_a_scipy_reference(window_size):
     vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     c1, c2 = 0.01**2, 0.03**2
     ref = (2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
-    np.testing.assert_allclose(_ours(x, y, window_size=window_size), ref, atol=1e-6)
+    np.testing.assert_allclose(_ours(x, y, window_size=window_size, window="gaussian"), ref, atol=1e-6)
 
 
 def test_gaussian_window_is_scipys():
@@ -94,7 +120,8 @@ def test_components_on_the_papers_three_patch_pairs():
 
     The base patch alternates 0.25 / 0.75 by column (mean 0.5, std 0.25); expected
     values are eqs. (5)-(7) with those statistics (the Gaussian window moves the
-    local statistics of alternating columns by < 1e-3).
+    local statistics of alternating columns by < 1e-3; an odd uniform window does not
+    average them evenly, 6 columns of one value against 5 of the other).
     """
     c1, c2 = 0.01**2, 0.03**2
     c3 = c2 / 2
@@ -105,7 +132,7 @@ def test_components_on_the_papers_three_patch_pairs():
         "structure": (1.0 - base, (1.0, 1.0, (-(0.25**2) + c3) / (0.25**2 + c3))),
     }
     for name, (other, expected) in cases.items():
-        _, lum, con, struct = (np.asarray(m)[0, 8:-8, 8:-8, 0] for m in ssim_map(base[None, ..., None], other[None, ..., None], return_components=True))
+        _, lum, con, struct = (np.asarray(m)[0, 8:-8, 8:-8, 0] for m in ssim_map(base[None, ..., None], other[None, ..., None], window="gaussian", return_components=True))
         for got, want in zip((lum, con, struct), expected):
             np.testing.assert_allclose(got, want, atol=2e-3, err_msg=name)
 

@@ -1,0 +1,171 @@
+"""Trained models as versioned artifacts of the repository: weights plus a JSON manifest.
+
+A model ``name`` of study ``study`` is two files in ``models/<study>/``:
+
+* ``<name>.weights.h5``: the Keras weights (no optimizer state);
+* ``<name>.json``: its manifest, with the architecture (enough to rebuild the
+  model), the training settings, the epochs done of the schedule, the loss per
+  epoch, the wall time, the machine, the commit of the code that trained it, and
+  the sha256 of the weights file.
+
+:func:`save_model` writes both (weights first, manifest last, each atomically);
+:func:`load_model` rebuilds the model from the manifest, checks the hash and loads
+the weights, and raises :class:`ArtifactError` naming the file and what is wrong.
+"""
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ssimlib.evaluate import run_environment, write_json
+from ssimlib.paths import REPO_ROOT
+
+MODELS_DIR = REPO_ROOT / "models"
+MODEL_CLASSES = ("ConvAutoencoder", "VariationalAutoencoder", "FeatureMatchingAutoencoder")
+
+
+class ArtifactError(ValueError):
+    """A model artifact is missing, altered or not what its manifest says."""
+
+
+def model_paths(study, name, root=None):
+    """``(weights, manifest)`` paths of model ``name`` of ``study`` under ``root`` (default ``models/``)."""
+    folder = Path(root or MODELS_DIR) / study
+    return folder / f"{name}.weights.h5", folder / f"{name}.json"
+
+
+def sha256(path):
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@functools.cache
+def code_commit():
+    """The commit of this repository's code (``+dirty`` when ``ssimlib/`` differs from it), or None outside git.
+
+    Read once per process: a training job asks at its start, so later edits of the
+    work tree do not change what its models record.
+    """
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", "ssimlib")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def architecture_of(model, feature_extractor=None):
+    """The manifest's description of ``model``; ``feature_extractor`` names an FM-AE's F."""
+    kind = type(model).__name__
+    if kind not in MODEL_CLASSES:
+        raise ArtifactError(f"cannot describe a {kind}; expected one of {', '.join(MODEL_CLASSES)}")
+    description = {
+        "class": kind, "patch_size": model.patch_size, "channels": model.channels, "latent_dim": model.latent_dim,
+    }
+    if kind == "VariationalAutoencoder":
+        description["seed"] = model.seed
+    if kind == "FeatureMatchingAutoencoder":
+        if feature_extractor is None:
+            raise ArtifactError("an FM-AE's manifest needs the name of its feature extractor")
+        description.update(feature_extractor=feature_extractor, fm_weight=model.weight)
+    return description
+
+
+def build_model(architecture):
+    """A fresh, built model from a manifest's ``architecture`` dict."""
+    from ssimlib import models
+
+    kind = architecture.get("class")
+    p, c, d = architecture["patch_size"], architecture["channels"], architecture["latent_dim"]
+    if kind == "ConvAutoencoder":
+        model = models.ConvAutoencoder(p, c, d)
+    elif kind == "VariationalAutoencoder":
+        model = models.VariationalAutoencoder(p, c, d, seed=architecture.get("seed"))
+    elif kind == "FeatureMatchingAutoencoder":
+        from ssimlib.features import load_feature_extractor
+
+        features = load_feature_extractor(architecture["feature_extractor"], input_shape=(p, p, c))
+        model = models.FeatureMatchingAutoencoder(features, p, c, d, weight=architecture["fm_weight"])
+    else:
+        raise ArtifactError(f"unknown model class {kind!r}; expected one of {', '.join(MODEL_CLASSES)}")
+    model(np.zeros((1, p, p, c), np.float32))
+    return model
+
+
+def save_model(model, study, name, architecture, training, root=None):
+    """Write ``model``'s weights and manifest; returns the manifest dict.
+
+    ``training`` holds the settings, ``epochs_done``, ``loss`` history and
+    ``seconds`` (and anything else worth recording).
+    """
+    weights, manifest_path = model_paths(study, name, root)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    # A compiled model's weights file would carry Adam's state too (twice the size): save an uncompiled copy.
+    clean = build_model(architecture)
+    clean.set_weights(model.get_weights())
+    partial = weights.with_name("partial-" + weights.name)  # keeps the suffix Keras checks
+    clean.save_weights(partial)
+    os.replace(partial, weights)
+    manifest = {
+        "study": study,
+        "name": name,
+        "weights": weights.name,
+        "sha256": sha256(weights),
+        "architecture": architecture,
+        "training": training,
+        "machine": run_environment(),
+        "code_commit": code_commit(),
+    }
+    write_json(manifest_path, manifest)
+    return manifest
+
+
+def read_manifest(study, name, root=None):
+    """The manifest of model ``name`` of ``study``, or None when there is none."""
+    _, path = model_paths(study, name, root)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{path}: not a valid manifest ({error})") from None
+
+
+def load_model(study, name, root=None):
+    """Rebuild model ``name`` of ``study``, check its hash and load its weights: ``(model, manifest)``."""
+    weights, manifest_path = model_paths(study, name, root)
+    manifest = read_manifest(study, name, root)
+    if manifest is None:
+        raise ArtifactError(f"{manifest_path}: no such model manifest (train it first, see README)")
+    if not weights.exists():
+        raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names are missing")
+    actual = sha256(weights)
+    if actual != manifest.get("sha256"):
+        raise ArtifactError(
+            f"{weights}: sha256 {actual[:12]}... differs from its manifest's {str(manifest.get('sha256'))[:12]}...; "
+            "the file was altered or belongs to another manifest"
+        )
+    model = build_model(manifest["architecture"])
+    try:
+        model.load_weights(weights)
+    except (ValueError, OSError) as error:
+        raise ArtifactError(f"{weights}: does not fit the architecture in its manifest ({error})") from None
+    return model, manifest
+
+
+def list_models(study, root=None):
+    """Names of the models of ``study`` that have a manifest."""
+    folder = Path(root or MODELS_DIR) / study
+    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []

@@ -1,0 +1,145 @@
+"""Training the study's models at their schedules, for hours, into the model store.
+
+``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
+the models of paper Fig. 6 one after another at :data:`ssimlib.nanotwice.FIG6_SCHEDULE`
+(the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500).
+
+* After every epoch a checkpoint (weights with Adam's state, loss history) goes to
+  ``<cache>/checkpoints/<study>/<name>`` (``$SSIMLIB_CACHE``, default
+  ``~/.cache/ssimlib``), outside the work tree; a restarted job resumes there.
+* Every ``export_every`` epochs and at the end, the model is written into
+  ``models/<study>/<name>`` with its manifest (:mod:`ssimlib.artifacts`), so an
+  unfinished model is already a labelled artifact the notebooks can evaluate.
+* A machine without the checkpoint (a fresh clone) continues from the committed
+  artifact of an unfinished model.  Artifacts carry no optimizer state, so Adam
+  restarts there; the manifest lists the epochs at which that happened.
+"""
+
+import os
+from pathlib import Path
+
+from ssimlib import artifacts, nanotwice
+from ssimlib.train import compile_autoencoder, epoch_line, read_checkpoint_state, save_checkpoint, training_settings
+
+STUDIES = ("nanotwice",)
+
+
+def cache_dir():
+    """Where long-running jobs keep checkpoints and logs: ``$SSIMLIB_CACHE`` or ``~/.cache/ssimlib``."""
+    return Path(os.environ.get("SSIMLIB_CACHE") or "~/.cache/ssimlib").expanduser()
+
+
+def _resume_from_artifact(manifest, checkpoint_dir, settings, models_root, log):
+    """Seed an empty checkpoint folder from an unfinished artifact with the same settings; True if done."""
+    training = manifest["training"]
+    if any(training["settings"].get(k) != v for k, v in settings.items() if k != "epochs"):
+        log(f"{manifest['name']}: committed model was trained with other settings; starting afresh")
+        return False
+    model, _ = artifacts.load_model(manifest["study"], manifest["name"], models_root)
+    compile_autoencoder(
+        model, settings["loss"], settings["learning_rate"], settings["weight_decay"],
+        settings["window_size"], settings["window"],
+    )
+    model.optimizer.build(model.trainable_variables)  # a fresh Adam state
+    done = training["epochs_done"]
+    history = {
+        "loss": training["loss"],
+        "seconds": training["seconds"],
+        "optimizer_restarts": training.get("optimizer_restarts", []) + [done],
+    }
+    save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
+    log(f"{manifest['name']}: no checkpoint in {checkpoint_dir}; continuing the committed model from epoch {done} "
+        "with a fresh Adam state")
+    return True
+
+
+def train_nanotwice_model(
+    method, schedule=None, data_root=None, models_root=None, checkpoint_dir=None, export_every=10, log=print
+):
+    """Train one Fig. 6 model (``method``: a key of :data:`ssimlib.nanotwice.METHODS`) into the model store.
+
+    ``schedule`` overrides entries of :data:`ssimlib.nanotwice.FIG6_SCHEDULE`.
+    Returns the manifest of the exported model.
+    """
+    artifacts.code_commit()  # the code this job runs, recorded in every export
+    schedule = {**nanotwice.FIG6_SCHEDULE, **(schedule or {})}
+    name = nanotwice.MODEL_NAMES[method]
+    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / name)
+    settings = training_settings(
+        nanotwice.METHODS[method], schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
+        schedule["weight_decay"], schedule["window_size"], schedule["window"], schedule["seed"],
+        schedule["n_patches"],
+    )
+    manifest = artifacts.read_manifest("nanotwice", name, models_root)
+    if read_checkpoint_state(checkpoint_dir) is None and manifest is not None:
+        _resume_from_artifact(manifest, checkpoint_dir, settings, models_root, log)
+
+    dataset = nanotwice.load_dataset(data_root)
+    patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"])
+    record = {
+        "method": method,
+        "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images "
+                f"({', '.join(p.name for p in dataset.train_paths)})",
+        "settings": {**settings, "patch_size": schedule["patch_size"], "latent_dim": schedule["latent_dim"]},
+    }
+
+    def export(model, history):
+        nonlocal manifest
+        training = {
+            **record,
+            "epochs_done": len(history["loss"]),
+            "schedule_epochs": schedule["epochs"],
+            "complete": len(history["loss"]) >= schedule["epochs"],
+            "loss": history["loss"],
+            "seconds": history["seconds"],
+            "optimizer_restarts": history.get("optimizer_restarts", []),
+        }
+        architecture = artifacts.architecture_of(model, schedule["feature_extractor"])
+        manifest = artifacts.save_model(model, "nanotwice", name, architecture, training, models_root)
+        log(f"{name}: exported after epoch {training['epochs_done']} to {manifest['weights']}")
+
+    patches_per_epoch = len(patches) // schedule["batch_size"] * schedule["batch_size"]
+
+    def on_epoch(model, history):
+        log(f"{name}: {epoch_line(history, schedule['epochs'], patches_per_epoch)}")
+        if len(history["loss"]) % export_every == 0 and len(history["loss"]) < schedule["epochs"]:
+            export(model, history)
+
+    log(f"{name}: training {method} on {patches.shape[0]} patches of {schedule['patch_size']} px, "
+        f"{schedule['epochs']} epochs, checkpoints in {checkpoint_dir}")
+    model, history = nanotwice.train_config(
+        method, patches, latent_dim=schedule["latent_dim"], window_size=schedule["window_size"],
+        window=schedule["window"], epochs=schedule["epochs"], batch_size=schedule["batch_size"],
+        learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"], seed=schedule["seed"],
+        checkpoint_dir=checkpoint_dir, feature_extractor=schedule["feature_extractor"],
+        fm_weight=schedule["fm_weight"], progress=False, on_epoch=on_epoch,
+    )
+    if manifest is None or manifest["training"]["epochs_done"] != len(history["loss"]):
+        export(model, history)
+    return manifest
+
+
+def main(argv=None):
+    """``python -m ssimlib train-study STUDY [--models ...]``: see the module docstring."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ssimlib train-study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", choices=STUDIES)
+    parser.add_argument("--models", nargs="+", default=list(nanotwice.METHODS), choices=list(nanotwice.METHODS),
+                        help="models to train, one after another (default: all four of Fig. 6)")
+    parser.add_argument("--epochs", type=int, help="override the schedule's epochs (the paper's: 200)")
+    parser.add_argument("--export-every", type=int, default=10, help="write the model into models/ every N epochs")
+    parser.add_argument("--data-root", help="NanoTWICE folder (default: $SSIMLIB_DATA/nanotwice or ../shared/data)")
+    parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
+    args = parser.parse_args(argv)
+    schedule = {"epochs": args.epochs} if args.epochs else None
+    for method in args.models:
+        manifest = train_nanotwice_model(
+            method, schedule, args.data_root, args.models_root, export_every=args.export_every,
+            log=lambda line: print(line, flush=True),
+        )
+        training = manifest["training"]
+        print(f"{method}: {training['epochs_done']} of {training['schedule_epochs']} epochs, "
+              f"final loss {training['loss'][-1]:.5f}, {training['seconds'] / 3600:.2f} h", flush=True)
+    return 0

@@ -1,0 +1,81 @@
+"""Model artifacts: round trip, no optimizer state, hash check, clear errors; the study's training job."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from ssimlib import artifacts
+from ssimlib.models import ConvAutoencoder, VariationalAutoencoder
+from ssimlib.train import compile_autoencoder
+
+X = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+
+
+def _trained(model, loss="ssim"):
+    compile_autoencoder(model, loss)
+    model.train_on_batch(X, X)  # builds Adam's state, which must not end up in the artifact
+    return model
+
+
+def _save(model, root, name="m"):
+    return artifacts.save_model(
+        model, "toy", name, artifacts.architecture_of(model), {"epochs_done": 1, "loss": [0.5]}, root
+    )
+
+
+@pytest.mark.parametrize("make", [lambda: ConvAutoencoder(32, 1, 8), lambda: VariationalAutoencoder(32, 1, 8, seed=1)])
+def test_round_trip_gives_the_same_outputs(tmp_path, make):
+    keras.utils.set_random_seed(0)
+    model = _trained(make(), "vae" if isinstance(make(), VariationalAutoencoder) else "ssim")
+    manifest = _save(model, tmp_path)
+    loaded, loaded_manifest = artifacts.load_model("toy", "m", tmp_path)
+    assert type(loaded) is type(model) and loaded_manifest == manifest
+    np.testing.assert_array_equal(np.asarray(loaded.predict_on_batch(X)), np.asarray(model.predict_on_batch(X)))
+    assert manifest["machine"]["cpu"] and manifest["training"]["epochs_done"] == 1
+    assert json.loads((tmp_path / "toy" / "m.json").read_text())["sha256"] == artifacts.sha256(tmp_path / "toy" / "m.weights.h5")
+
+
+def test_artifact_holds_no_optimizer_state(tmp_path):
+    model = _trained(ConvAutoencoder(32, 1, 8))
+    _save(model, tmp_path)
+    with_adam = tmp_path / "with_adam.weights.h5"
+    model.save_weights(with_adam)  # a compiled model's own file carries Adam's moments: about 3x the size
+    size = (tmp_path / "toy" / "m.weights.h5").stat().st_size
+    assert size < 0.5 * with_adam.stat().st_size
+
+
+def test_missing_and_altered_files_are_named(tmp_path):
+    with pytest.raises(artifacts.ArtifactError, match=r"m\.json: no such model manifest"):
+        artifacts.load_model("toy", "m", tmp_path)
+    _save(_trained(ConvAutoencoder(32, 1, 8)), tmp_path)
+    weights = tmp_path / "toy" / "m.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(artifacts.ArtifactError, match=r"m\.weights\.h5: sha256 .* differs from its manifest"):
+        artifacts.load_model("toy", "m", tmp_path)
+    weights.unlink()
+    with pytest.raises(artifacts.ArtifactError, match=r"m\.weights\.h5: the weights .* are missing"):
+        artifacts.load_model("toy", "m", tmp_path)
+    assert artifacts.list_models("toy", tmp_path) == ["m"]
+
+
+def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_path):
+    from ssimlib import studies
+
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=3, batch_size=16)
+    lines = []
+    kwargs = dict(data_root=nanotwice_root, models_root=tmp_path / "models", export_every=2, log=lines.append)
+    first = studies.train_nanotwice_model("SSIM-AE", schedule, checkpoint_dir=tmp_path / "a", **kwargs)
+    assert first["training"]["epochs_done"] == 3 and first["training"]["complete"]
+    assert first["training"]["settings"]["window"] == "uniform"
+    assert sum("exported after epoch" in line for line in lines) == 2  # epoch 2 (export_every), then the end
+    # A machine without the checkpoint continues from the committed artifact, with a fresh Adam state.
+    longer = studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 4}, checkpoint_dir=tmp_path / "b", **kwargs)
+    training = longer["training"]
+    assert training["epochs_done"] == 4 and training["optimizer_restarts"] == [3]
+    assert training["loss"][:3] == first["training"]["loss"]
+    model, _ = artifacts.load_model("nanotwice", "ssim_ae", tmp_path / "models")
+    assert model.latent_dim == 8
