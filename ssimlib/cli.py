@@ -8,7 +8,35 @@
 """
 
 import argparse
+import contextlib
+import os
 import sys
+
+
+@contextlib.contextmanager
+def _process_stderr_silenced():
+    """Point file descriptor 2 at /dev/null for the block (Python exceptions still surface after it)."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_keras_quietly():
+    """Import Keras and its backend without their start-up log.
+
+    TensorFlow 2.21 writes two lines at import (absl's "All log messages before
+    absl::InitializeLog()" and oneDNN's "custom operations are on") that
+    ``TF_CPP_MIN_LOG_LEVEL`` does not stop, so the import runs with stderr silenced.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with _process_stderr_silenced():
+        import keras  # noqa: F401
 
 
 def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
@@ -44,6 +72,7 @@ def main(argv=None):
 
         return batch_main(argv[1:])
     if argv[:1] == ["train-study"]:
+        load_keras_quietly()
         from ssimlib.studies import main as studies_main
 
         return studies_main(argv[1:])
@@ -64,6 +93,7 @@ def main(argv=None):
     commands.add_parser("train-study", help="train the study's models into models/ (python -m ssimlib train-study -h)")
     args = parser.parse_args(argv)
     if args.command == "demo":
+        load_keras_quietly()
         demo(epochs=args.epochs, seed=args.seed)
     elif args.command == "notebook":
         import yaml

@@ -28,6 +28,8 @@ from ssimlib.train import train
 
 # Method name -> training loss of ssimlib.train.train.
 METHODS = {"L2-AE": "l2", "VAE": "vae", "FM-AE": "fm", "SSIM-AE": "ssim"}
+# The order in which `python -m ssimlib train-study nanotwice` trains them: the paper's model first.
+TRAINING_ORDER = ("SSIM-AE", "L2-AE", "VAE", "FM-AE")
 # Method name -> name of its trained model in models/nanotwice/ (see ssimlib.artifacts).
 MODEL_NAMES = {"L2-AE": "l2_ae", "VAE": "vae", "FM-AE": "fm_ae", "SSIM-AE": "ssim_ae"}
 # The paper's schedule for the Fig. 6 models (section 4.2); the batch size is not stated there:

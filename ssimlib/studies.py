@@ -25,16 +25,16 @@ STUDIES = ("nanotwice",)
 
 
 def cache_dir():
-    """Where long-running jobs keep checkpoints and logs: ``$SSIMLIB_CACHE`` or ``~/.cache/ssimlib``."""
+    """Where long-running jobs keep their checkpoints: ``$SSIMLIB_CACHE`` or ``~/.cache/ssimlib``."""
     return Path(os.environ.get("SSIMLIB_CACHE") or "~/.cache/ssimlib").expanduser()
 
 
 def _resume_from_artifact(manifest, checkpoint_dir, settings, models_root, log):
-    """Seed an empty checkpoint folder from an unfinished artifact with the same settings; True if done."""
+    """Seed an empty checkpoint folder from a stored model trained with the same settings (but epochs)."""
     training = manifest["training"]
     if any(training["settings"].get(k) != v for k, v in settings.items() if k != "epochs"):
         log(f"{manifest['name']}: committed model was trained with other settings; starting afresh")
-        return False
+        return
     model, _ = artifacts.load_model(manifest["study"], manifest["name"], models_root)
     compile_autoencoder(
         model, settings["loss"], settings["learning_rate"], settings["weight_decay"],
@@ -50,7 +50,6 @@ def _resume_from_artifact(manifest, checkpoint_dir, settings, models_root, log):
     save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
     log(f"{manifest['name']}: no checkpoint in {checkpoint_dir}; continuing the committed model from epoch {done} "
         "with a fresh Adam state")
-    return True
 
 
 def train_nanotwice_model(
@@ -126,8 +125,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="ssimlib train-study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=STUDIES)
-    parser.add_argument("--models", nargs="+", default=list(nanotwice.METHODS), choices=list(nanotwice.METHODS),
-                        help="models to train, one after another (default: all four of Fig. 6)")
+    parser.add_argument("--models", nargs="+", default=list(nanotwice.TRAINING_ORDER), choices=list(nanotwice.METHODS),
+                        help="models to train, one after another (default: all four of Fig. 6, SSIM-AE first)")
     parser.add_argument("--epochs", type=int, help="override the schedule's epochs (the paper's: 200)")
     parser.add_argument("--export-every", type=int, default=10, help="write the model into models/ every N epochs")
     parser.add_argument("--data-root", help="NanoTWICE folder (default: $SSIMLIB_DATA/nanotwice or ../shared/data)")

@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ssimlib.losses import get_loss
-from ssimlib.ssim import DEFAULT_WINDOW
 from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
+from ssimlib.ssim import DEFAULT_WINDOW
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"

@@ -1,6 +1,8 @@
 """The command line, and the notebook conventions every notebook follows."""
 
 import ast
+import subprocess
+import sys
 
 import nbformat
 import pytest
@@ -51,3 +53,9 @@ def test_profiles_only_set_known_parameters(name):
 def test_unknown_notebook_is_reported():
     with pytest.raises(FileNotFoundError, match="choose from"):
         main(["notebook", "99_nothing"])
+
+
+def test_cli_prints_no_tensorflow_start_up_log():
+    run = subprocess.run([sys.executable, "-m", "ssimlib", "train-study", "--help"], capture_output=True, text=True)
+    assert run.returncode == 0 and "train-study" in run.stdout
+    assert "oneDNN" not in run.stderr and "absl" not in run.stderr, run.stderr
