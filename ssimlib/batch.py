@@ -88,7 +88,8 @@ def _error_text(error, limit=300):
 def run_category(category, data_root, profile, parameters, output_dir, results_dir, figures_dir, label, gpu=None):
     """Run the notebook for one category; never raises.
 
-    Returns ``{"category", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu"}``.
+    Returns ``{"category", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu", "pid"}``,
+    ``pid`` being the process that ran it (a pool or Dask worker).
     ``gpu`` sets ``CUDA_VISIBLE_DEVICES`` for this process and the notebook's kernel.
     """
     if gpu is not None:
@@ -97,7 +98,7 @@ def run_category(category, data_root, profile, parameters, output_dir, results_d
     notebook = output_dir / f"{category}.ipynb"
     started, clock = time.time(), time.perf_counter()
     outcome = {"category": category, "status": "ok", "error": None, "notebook": str(notebook),
-               "gpu": os.environ.get("CUDA_VISIBLE_DEVICES")}
+               "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}
     try:
         if not (Path(data_root) / category).is_dir():
             raise FileNotFoundError(f"{Path(data_root) / category} does not exist")

@@ -51,6 +51,35 @@ def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_pat
     assert result.stat().st_mtime_ns > stamp
 
 
+def test_batch_runs_on_a_real_dask_cluster(categories, tmp_path, capsys, monkeypatch):
+    # The README's multi-machine recipe: a scheduler with single-threaded worker processes, and --scheduler.
+    from distributed import Client, LocalCluster
+
+    ran = []
+
+    def spy_on_dask(*args, **kwargs):
+        ran.extend(real_run_with_dask(*args, **kwargs))
+        return ran
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("the batch fell back to a local process pool")
+
+    real_run_with_dask = batch._run_with_dask
+    monkeypatch.setattr(batch, "_run_with_dask", spy_on_dask)
+    monkeypatch.setattr(batch, "_run_with_futures", no_fallback)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            worker_pids = set(client.run(os.getpid).values())
+        code = batch.main(_args(categories, tmp_path, "broken", "synth", extra=["--scheduler", cluster.scheduler_address]))
+    out = capsys.readouterr()
+    assert code == 1 and f"Dask scheduler {cluster.scheduler_address}" in out.out
+    assert sorted(o["category"] for o in ran) == ["broken", "synth"]
+    assert {o["pid"] for o in ran} <= worker_pids and os.getpid() not in worker_pids
+    assert {o["category"]: o["status"] for o in ran} == {"broken": "failed", "synth": "ok"}
+    assert json.loads((tmp_path / "results" / "synth.json").read_text())["complete"]
+    assert "failed: broken" in out.err
+
+
 def test_default_categories_are_the_mvtec_ones_found(tmp_path):
     for name in ("grid", "zipper", "not_mvtec"):
         (tmp_path / name / "train" / "good").mkdir(parents=True)
