@@ -1,12 +1,13 @@
-"""Trained models as versioned artifacts of the repository: weights plus a JSON manifest.
+"""Trained models as versioned artifacts: weights plus a JSON manifest.
 
-A model ``name`` of study ``study`` is two files in ``models/<study>/``:
+A model is two files that share a path *stem* (the study's models live at
+``models/<study>/<name>``, see :func:`study_model`; a model of your own anywhere):
 
-* ``<name>.weights.h5``: the Keras weights (no optimizer state);
-* ``<name>.json``: its manifest, with the architecture (enough to rebuild the
-  model), the training settings, the epochs done of the schedule, the loss per
-  epoch, the wall time, the machine, the commit of the code that trained it, and
-  the sha256 of the weights file.
+* ``<stem>.weights.h5``: the Keras weights (no optimizer state);
+* ``<stem>.json``: its manifest, with the architecture (enough to rebuild the
+  model), the training record (settings, epochs done, loss per epoch, wall time),
+  the machine, the commit of the code that trained it, the sha256 of the weights
+  file, and whatever else its maker adds (e.g. a detection threshold).
 
 :func:`save_model` writes both (weights first, manifest last, each atomically);
 :func:`load_model` rebuilds the model from the manifest, checks the hash and loads
@@ -33,10 +34,15 @@ class ArtifactError(ValueError):
     """A model artifact is missing, altered or not what its manifest says."""
 
 
-def model_paths(study, name, root=None):
-    """``(weights, manifest)`` paths of model ``name`` of ``study`` under ``root`` (default ``models/``)."""
-    folder = Path(root or MODELS_DIR) / study
-    return folder / f"{name}.weights.h5", folder / f"{name}.json"
+def model_files(stem):
+    """``(weights, manifest)`` paths of the model at ``stem``."""
+    stem = Path(stem)
+    return stem.with_name(stem.name + ".weights.h5"), stem.with_name(stem.name + ".json")
+
+
+def study_model(study, name, root=None):
+    """Stem of model ``name`` of ``study`` in the model store ``root`` (default: the repository's ``models/``)."""
+    return Path(root or MODELS_DIR) / study / name
 
 
 def sha256(path):
@@ -104,13 +110,14 @@ def build_model(architecture):
     return model
 
 
-def save_model(model, study, name, architecture, training, root=None):
-    """Write ``model``'s weights and manifest; returns the manifest dict.
+def save_model(model, stem, architecture, training, **extra):
+    """Write ``model``'s weights and manifest at ``stem``; returns the manifest dict.
 
     ``training`` holds the settings, ``epochs_done``, ``loss`` history and
-    ``seconds`` (and anything else worth recording).
+    ``seconds`` (and anything else worth recording); ``extra`` entries are added
+    to the manifest as they are.
     """
-    weights, manifest_path = model_paths(study, name, root)
+    weights, manifest_path = model_files(stem)
     weights.parent.mkdir(parents=True, exist_ok=True)
     # A compiled model's weights file would carry Adam's state too (twice the size): save an uncompiled copy.
     clean = build_model(architecture)
@@ -119,12 +126,12 @@ def save_model(model, study, name, architecture, training, root=None):
     clean.save_weights(partial)
     os.replace(partial, weights)
     manifest = {
-        "study": study,
-        "name": name,
+        "name": Path(stem).name,
         "weights": weights.name,
         "sha256": sha256(weights),
         "architecture": architecture,
         "training": training,
+        **extra,
         "machine": run_environment(),
         "code_commit": code_commit(),
     }
@@ -132,9 +139,9 @@ def save_model(model, study, name, architecture, training, root=None):
     return manifest
 
 
-def read_manifest(study, name, root=None):
-    """The manifest of model ``name`` of ``study``, or None when there is none."""
-    _, path = model_paths(study, name, root)
+def read_manifest(stem):
+    """The manifest of the model at ``stem``, or None when there is none."""
+    _, path = model_files(stem)
     if not path.exists():
         return None
     try:
@@ -143,12 +150,12 @@ def read_manifest(study, name, root=None):
         raise ArtifactError(f"{path}: not a valid manifest ({error})") from None
 
 
-def load_model(study, name, root=None):
-    """Rebuild model ``name`` of ``study``, check its hash and load its weights: ``(model, manifest)``."""
-    weights, manifest_path = model_paths(study, name, root)
-    manifest = read_manifest(study, name, root)
+def load_model(stem):
+    """Rebuild the model at ``stem``, check its hash and load its weights: ``(model, manifest)``."""
+    weights, manifest_path = model_files(stem)
+    manifest = read_manifest(stem)
     if manifest is None:
-        raise ArtifactError(f"{manifest_path}: no such model manifest (train it first, see README)")
+        raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README)")
     if not weights.exists():
         raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names are missing")
     actual = sha256(weights)
@@ -157,15 +164,15 @@ def load_model(study, name, root=None):
             f"{weights}: sha256 {actual[:12]}... differs from its manifest's {str(manifest.get('sha256'))[:12]}...; "
             "the file was altered or belongs to another manifest"
         )
-    model = build_model(manifest["architecture"])
     try:
+        model = build_model(manifest["architecture"])
         model.load_weights(weights)
-    except (ValueError, OSError) as error:
+    except (KeyError, TypeError, ValueError, OSError) as error:
         raise ArtifactError(f"{weights}: does not fit the architecture in its manifest ({error})") from None
     return model, manifest
 
 
 def list_models(study, root=None):
-    """Names of the models of ``study`` that have a manifest."""
+    """Names of the models of ``study`` in the model store ``root`` that have a manifest."""
     folder = Path(root or MODELS_DIR) / study
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []

@@ -5,6 +5,8 @@
 ``python -m ssimlib refresh-ci [NAME ...]``      re-execute the nbval reference copies in tests/notebooks
 ``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.batch)
 ``python -m ssimlib train-study nanotwice [--models SSIM-AE ...]``  train the study's models into models/ (hours)
+``python -m ssimlib train DATA --out MODEL``     train on a folder of your own defect-free images (see ssimlib.own_images)
+``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR``  anomaly maps, overlays and a CSV for new images
 """
 
 import argparse
@@ -91,7 +93,32 @@ def main(argv=None):
     p_ci.add_argument("names", nargs="*")
     commands.add_parser("batch", help="run 04_mvtec_category for many MVTec AD categories (python -m ssimlib.batch --help)")
     commands.add_parser("train-study", help="train the study's models into models/ (python -m ssimlib train-study -h)")
+    p_train = commands.add_parser("train", help="train on a folder of your own defect-free images")
+    p_train.add_argument("data", help="folder of defect-free images, or an MVTec AD-style category (uses train/good)")
+    p_train.add_argument("--out", required=True, help="model path without suffix: writes OUT.weights.h5 and OUT.json")
+    p_train.add_argument("--kind", choices=["texture", "object"], default="texture",
+                         help="texture: rotated and flipped patches; object: orientation kept (default: texture)")
+    p_train.add_argument("--loss", choices=["ssim", "l2", "ssim_l1"], default="ssim")
+    p_train.add_argument("--patch-size", type=int, default=128, help="32, 64, 128, 256, ... (default: 128)")
+    p_train.add_argument("--latent-dim", type=int, default=100, help="d, size of the code (default: 100)")
+    p_train.add_argument("--epochs", type=int, default=50)
+    p_train.add_argument("--n-patches", type=int, default=10_000, help="training patches per epoch (default: 10,000)")
+    p_train.add_argument("--batch-size", type=int, default=32)
+    colour = p_train.add_mutually_exclusive_group()
+    colour.add_argument("--gray", dest="gray", action="store_const", const=True, help="convert colour images to gray")
+    colour.add_argument("--color", dest="gray", action="store_const", const=False, help="keep or make RGB")
+    p_train.add_argument("--validation-fraction", type=float, default=0.1,
+                         help="share of the images held out to set the threshold (default: 0.1)")
+    p_train.add_argument("--min-defect-area", type=int, default=64, help="smallest defect region in pixels (default: 64)")
+    p_train.add_argument("--seed", type=int, default=0)
+    p_detect = commands.add_parser("detect", help="anomaly maps, overlays and a CSV for new images")
+    p_detect.add_argument("model", help="model path without suffix, as given to train --out")
+    p_detect.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
+    p_detect.add_argument("--out", required=True, help="folder for the maps, overlays and detections.csv")
+    p_detect.add_argument("--threshold", type=float, help="override the model's threshold")
     args = parser.parse_args(argv)
+    if args.command in ("train", "detect"):
+        return _own_images(args)
     if args.command == "demo":
         load_keras_quietly()
         demo(epochs=args.epochs, seed=args.seed)
@@ -107,6 +134,34 @@ def main(argv=None):
 
         refresh_ci_copies(args.names or None)
     return 0
+
+
+def _own_images(args):
+    """``train`` and ``detect``: exit status 0, or 2 with one line per problem on stderr."""
+    load_keras_quietly()
+    from ssimlib import own_images
+
+    try:
+        if args.command == "train":
+            manifest = own_images.train_model(
+                args.data, args.out, args.kind, args.loss, args.patch_size, args.latent_dim, args.epochs,
+                args.n_patches, args.batch_size, gray=args.gray, validation_fraction=args.validation_fraction,
+                min_defect_area=args.min_defect_area, seed=args.seed,
+            )
+            print(f"model written to {args.out}.weights.h5 and {args.out}.json; threshold "
+                  f"{manifest['detection']['threshold']:.4f} from {len(manifest['training']['validation_images'])} "
+                  "held-out defect-free images")
+            return 0
+        rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold)
+    except own_images.InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    defective = sum(row["verdict"] == "defective" for row in rows)
+    print(f"{len(rows)} images: {defective} defective, {len(rows) - defective} good; "
+          f"maps, overlays and {own_images.CSV_NAME} in {args.out}")
+    for path, problem in bad:
+        print(f"error: {path}: {problem}", file=sys.stderr)
+    return 2 if bad else 0
 
 
 if __name__ == "__main__":

@@ -79,10 +79,11 @@ def load_trained_models(methods=None, models_root=None):
 
     models, manifests, missing = {}, {}, []
     for method in methods or METHODS:
-        if artifacts.read_manifest("nanotwice", MODEL_NAMES[method], models_root) is None:
+        stem = artifacts.study_model("nanotwice", MODEL_NAMES[method], models_root)
+        if artifacts.read_manifest(stem) is None:
             missing.append(method)
             continue
-        models[method], manifests[method] = artifacts.load_model("nanotwice", MODEL_NAMES[method], models_root)
+        models[method], manifests[method] = artifacts.load_model(stem)
     return models, manifests, missing
 
 

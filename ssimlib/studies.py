@@ -29,13 +29,13 @@ def cache_dir():
     return Path(os.environ.get("SSIMLIB_CACHE") or "~/.cache/ssimlib").expanduser()
 
 
-def _resume_from_artifact(manifest, checkpoint_dir, settings, models_root, log):
+def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
     """Seed an empty checkpoint folder from a stored model trained with the same settings (but epochs)."""
     training = manifest["training"]
     if any(training["settings"].get(k) != v for k, v in settings.items() if k != "epochs"):
         log(f"{manifest['name']}: committed model was trained with other settings; starting afresh")
         return
-    model, _ = artifacts.load_model(manifest["study"], manifest["name"], models_root)
+    model, _ = artifacts.load_model(stem)
     compile_autoencoder(
         model, settings["loss"], settings["learning_rate"], settings["weight_decay"],
         settings["window_size"], settings["window"],
@@ -69,9 +69,10 @@ def train_nanotwice_model(
         schedule["weight_decay"], schedule["window_size"], schedule["window"], schedule["seed"],
         schedule["n_patches"],
     )
-    manifest = artifacts.read_manifest("nanotwice", name, models_root)
+    stem = artifacts.study_model("nanotwice", name, models_root)
+    manifest = artifacts.read_manifest(stem)
     if read_checkpoint_state(checkpoint_dir) is None and manifest is not None:
-        _resume_from_artifact(manifest, checkpoint_dir, settings, models_root, log)
+        _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log)
 
     dataset = nanotwice.load_dataset(data_root)
     patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"])
@@ -94,7 +95,7 @@ def train_nanotwice_model(
             "optimizer_restarts": history.get("optimizer_restarts", []),
         }
         architecture = artifacts.architecture_of(model, schedule["feature_extractor"])
-        manifest = artifacts.save_model(model, "nanotwice", name, architecture, training, models_root)
+        manifest = artifacts.save_model(model, stem, architecture, training, study="nanotwice")
         log(f"{name}: exported after epoch {training['epochs_done']} to {manifest['weights']}")
 
     patches_per_epoch = len(patches) // schedule["batch_size"] * schedule["batch_size"]

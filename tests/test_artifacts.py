@@ -20,9 +20,8 @@ def _trained(model, loss="ssim"):
 
 
 def _save(model, root, name="m"):
-    return artifacts.save_model(
-        model, "toy", name, artifacts.architecture_of(model), {"epochs_done": 1, "loss": [0.5]}, root
-    )
+    stem = artifacts.study_model("toy", name, root)
+    return artifacts.save_model(model, stem, artifacts.architecture_of(model), {"epochs_done": 1, "loss": [0.5]})
 
 
 @pytest.mark.parametrize("make", [lambda: ConvAutoencoder(32, 1, 8), lambda: VariationalAutoencoder(32, 1, 8, seed=1)])
@@ -30,7 +29,7 @@ def test_round_trip_gives_the_same_outputs(tmp_path, make):
     keras.utils.set_random_seed(0)
     model = _trained(make(), "vae" if isinstance(make(), VariationalAutoencoder) else "ssim")
     manifest = _save(model, tmp_path)
-    loaded, loaded_manifest = artifacts.load_model("toy", "m", tmp_path)
+    loaded, loaded_manifest = artifacts.load_model(tmp_path / "toy" / "m")
     assert type(loaded) is type(model) and loaded_manifest == manifest
     np.testing.assert_array_equal(np.asarray(loaded.predict_on_batch(X)), np.asarray(model.predict_on_batch(X)))
     assert manifest["machine"]["cpu"] and manifest["training"]["epochs_done"] == 1
@@ -48,17 +47,17 @@ def test_artifact_holds_no_optimizer_state(tmp_path):
 
 def test_missing_and_altered_files_are_named(tmp_path):
     with pytest.raises(artifacts.ArtifactError, match=r"m\.json: no such model manifest"):
-        artifacts.load_model("toy", "m", tmp_path)
+        artifacts.load_model(tmp_path / "toy" / "m")
     _save(_trained(ConvAutoencoder(32, 1, 8)), tmp_path)
     weights = tmp_path / "toy" / "m.weights.h5"
     data = bytearray(weights.read_bytes())
     data[-100] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(artifacts.ArtifactError, match=r"m\.weights\.h5: sha256 .* differs from its manifest"):
-        artifacts.load_model("toy", "m", tmp_path)
+        artifacts.load_model(tmp_path / "toy" / "m")
     weights.unlink()
     with pytest.raises(artifacts.ArtifactError, match=r"m\.weights\.h5: the weights .* are missing"):
-        artifacts.load_model("toy", "m", tmp_path)
+        artifacts.load_model(tmp_path / "toy" / "m")
     assert artifacts.list_models("toy", tmp_path) == ["m"]
 
 
@@ -77,5 +76,6 @@ def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_p
     training = longer["training"]
     assert training["epochs_done"] == 4 and training["optimizer_restarts"] == [3]
     assert training["loss"][:3] == first["training"]["loss"]
-    model, _ = artifacts.load_model("nanotwice", "ssim_ae", tmp_path / "models")
+    model, manifest = artifacts.load_model(tmp_path / "models" / "nanotwice" / "ssim_ae")
+    assert manifest["study"] == "nanotwice" and manifest["name"] == "ssim_ae"
     assert model.latent_dim == 8

@@ -1,0 +1,90 @@
+"""`ssimlib train` and `ssimlib detect` on generated folders, good, defective and broken files alike."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import skimage.io
+
+from ssimlib.cli import main
+from ssimlib.synthetic import write_synthetic_category
+
+TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "2", "--n-patches", "64", "--batch-size", "16",
+        "--validation-fraction", "0.25", "--min-defect-area", "16"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained with `ssimlib train` on a generated category in the MVTec AD layout."""
+    root = tmp_path_factory.mktemp("own")
+    category = write_synthetic_category(root, "parts", n_train=8, n_good=2, n_defective=3, size=64)
+    model = root / "model" / "parts"
+    assert main(["train", str(category), "--out", str(model), *TINY]) == 0
+    return category, model
+
+
+def test_train_writes_a_model_with_a_validation_threshold(trained):
+    category, model = trained
+    manifest = json.loads(model.with_name("parts.json").read_text())
+    assert model.with_name("parts.weights.h5").exists() and (model.parent / "parts.checkpoint").is_dir()
+    detection = manifest["detection"]
+    assert detection["threshold"] > 0 and detection["min_defect_area"] == 16
+    assert len(manifest["training"]["validation_images"]) == 2  # 25 % of the 8 training images
+    assert manifest["training"]["epochs_done"] == 2 and manifest["architecture"]["channels"] == 1
+
+
+def test_detect_on_good_defective_and_broken_files(trained, tmp_path, capsys):
+    category, model = trained
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "broken.png").write_bytes(b"not an image")
+    skimage.io.imsave(inputs / "tiny.png", np.zeros((16, 16), np.uint8), check_contrast=False)
+    rgb = (skimage.io.imread(category / "test" / "stroke" / "000.png")[..., None].repeat(3, -1))
+    skimage.io.imsave(inputs / "colour.png", rgb, check_contrast=False)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="3-channel image converted for a 1-channel model"):
+        code = main(["detect", str(model), str(category / "test" / "good"), str(category / "test" / "stroke"),
+                     str(inputs), str(tmp_path / "missing.png"), "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    for name in ("broken.png", "tiny.png", "missing.png"):
+        assert name in captured.err
+    assert "smaller than the 32x32 patch" in captured.err and "could not read it as an image" in captured.err
+    with open(out / "detections.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 2 + 3 + 1  # every usable image, the converted colour one included
+    for row in rows:
+        assert row["verdict"] in ("good", "defective") and float(row["score"]) >= 0
+        assert (row["verdict"] == "defective") == (int(row["defect_area_px"]) > 0)
+        assert (out / row["anomaly_map"]).exists() and (out / row["overlay"]).exists()
+    overlay = skimage.io.imread(out / rows[0]["overlay"])
+    assert overlay.shape == (64, 64, 3) and overlay.dtype == np.uint8
+    # A threshold above every score finds nothing.
+    assert main(["detect", str(model), str(category / "test" / "stroke"), "--out", str(tmp_path / "o2"),
+                 "--threshold", "10"]) == 0
+    with open(tmp_path / "o2" / "detections.csv") as file:
+        assert {row["verdict"] for row in csv.DictReader(file)} == {"good"}
+
+
+def test_bad_input_exits_2_with_one_line(trained, tmp_path, capsys):
+    category, model = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")], "nowhere: expected a folder"),
+        (["train", str(empty), "--out", str(tmp_path / "m")], "empty: expected defect-free images"),
+        (["train", str(category), "--out", str(tmp_path / "m"), "--patch-size", "128"], "smaller than the 128x128 patch"),
+        (["detect", str(tmp_path / "no_model"), str(category), "--out", str(tmp_path / "o")], "no_model.json: no such model manifest"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    altered = tmp_path / "altered"
+    for suffix in (".weights.h5", ".json"):
+        altered.with_name("altered" + suffix).write_bytes(model.with_name("parts" + suffix).read_bytes())
+    weights = altered.with_name("altered.weights.h5")
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    assert main(["detect", str(altered), str(category), "--out", str(tmp_path / "o")]) == 2
+    assert "differs from its manifest" in capsys.readouterr().err
