@@ -116,6 +116,8 @@ def main(argv=None):
     p_detect.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p_detect.add_argument("--out", required=True, help="folder for the maps, overlays and detections.csv")
     p_detect.add_argument("--threshold", type=float, help="override the model's threshold")
+    p_detect.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                          help="network arithmetic; bfloat16 pays only on CPUs with AVX512_BF16/AMX or GPUs (bench/README.md)")
     args = parser.parse_args(argv)
     if args.command in ("train", "detect"):
         return _own_images(args)
@@ -152,7 +154,7 @@ def _own_images(args):
                   f"{manifest['detection']['threshold']:.4f} from {len(manifest['training']['validation_images'])} "
                   "held-out defect-free images")
             return 0
-        rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold)
+        rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold, args.precision)
     except own_images.InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

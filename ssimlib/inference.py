@@ -12,6 +12,33 @@ from keras import ops
 from ssimlib.ssim import DEFAULT_WINDOW, rgb_to_gray, ssim_map
 
 RESIDUAL_KINDS = ("ssim", "l2", "ssim_l1")
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}  # name -> Keras dtype policy
+
+
+def with_precision(model, precision="float32"):
+    """``model`` computing in ``precision`` (a key of :data:`PRECISIONS`), for inference.
+
+    ``"bfloat16"`` returns a copy whose layers compute in bfloat16 (weights kept in
+    float32, outputs cast back).  It changed the committed NanoTWICE SSIM-AE's pixel
+    AUROC by 0.0001 (``bench/README.md``); it is faster only where the hardware
+    computes bfloat16 natively (AVX512_BF16 or AMX CPUs, GPUs) and several times
+    slower on an AVX2-only CPU.  ``"float32"`` returns ``model`` itself.
+    """
+    import keras
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "float32":
+        return model
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISIONS[precision])
+    try:
+        copy = model.__class__.from_config(model.get_config())
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy(np.zeros((1, model.patch_size, model.patch_size, model.channels), np.float32))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def window_starts(length, patch_size, stride):

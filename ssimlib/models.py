@@ -94,6 +94,37 @@ def build_decoder(patch_size=128, channels=1, latent_dim=100, name="decoder"):
     return keras.Model(inputs, x, name=name)
 
 
+def _leaf_layers(layer):
+    children = getattr(layer, "layers", None)
+    if not children:
+        return [layer]
+    return [leaf for child in children for leaf in _leaf_layers(child)]
+
+
+def forward_flops(model):
+    """Floating-point operations of one sample's forward pass (a multiply-add counts 2).
+
+    Counts the ``Conv2D``, ``Conv2DTranspose`` and ``Dense`` layers of ``model``
+    (nested models included) from their built shapes; biases and activations,
+    a fraction of a percent here, are left out.  A transposed convolution costs
+    what its input pixels scatter: ``2 * H_in * W_in * C_in * k_h * k_w * C_out``.
+    For training, the usual estimate is 3x this (forward, and the two gradients).
+    """
+    total = 0
+    for layer in _leaf_layers(model):
+        if isinstance(layer, layers.Conv2DTranspose):
+            _, h, w, c_in = layer.input.shape
+            k_h, k_w = layer.kernel_size
+            total += 2 * h * w * c_in * k_h * k_w * layer.filters
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            k_h, k_w = layer.kernel_size
+            total += 2 * h * w * c_out * k_h * k_w * layer.input.shape[-1]
+        elif isinstance(layer, layers.Dense):
+            total += 2 * layer.input.shape[-1] * layer.units
+    return total
+
+
 @keras.saving.register_keras_serializable(package="ssimlib")
 class ConvAutoencoder(keras.Model):
     """The paper's autoencoder: ``(N, p, p, C) -> (N, p, p, C)`` through a ``latent_dim`` code.

@@ -30,6 +30,7 @@ from skimage.color import gray2rgb, rgb2gray
 
 from ssimlib import artifacts
 from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, read_image
+from ssimlib.inference import with_precision
 from ssimlib.models import ConvAutoencoder
 from ssimlib.mvtec import category_maps, split_validation, training_patches
 from ssimlib.presets import CategoryPreset, configure
@@ -159,16 +160,18 @@ def _to_uint8(x):
     return (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
-def detect(model, inputs, out_dir, threshold=None):
+def detect(model, inputs, out_dir, threshold=None, precision="float32"):
     """Anomaly maps, overlays and a CSV for the images in ``inputs``; returns ``(rows, bad)``.
 
     ``model`` is the stem the model was written at; ``threshold`` overrides its
-    manifest's.  ``bad`` lists ``(path, problem)`` for inputs that could not be used.
+    manifest's; ``precision`` is the network's (:func:`ssimlib.inference.with_precision`).
+    ``bad`` lists ``(path, problem)`` for inputs that could not be used.
     """
     try:
         network, manifest = artifacts.load_model(model)
     except artifacts.ArtifactError as error:
         raise InputError(str(error)) from None
+    network = with_precision(network, precision)
     if "detection" not in manifest:
         raise InputError(f"{model}: not a model from `ssimlib train` (its manifest has no detection threshold)")
     settings = manifest["detection"]

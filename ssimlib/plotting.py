@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import matplotlib as mpl
-import matplotlib.pyplot as plt
 import numpy as np
 from skimage.segmentation import find_boundaries
 

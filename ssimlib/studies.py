@@ -1,5 +1,8 @@
 """Training the study's models at their schedules, for hours, into the model store.
 
+``python -m ssimlib train-study table2`` runs the Table II campaign instead
+(:mod:`ssimlib.sensitivity`: results, not models, are what it keeps).
+
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.nanotwice.FIG6_SCHEDULE`
 (the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500).
@@ -13,15 +16,26 @@ the models of paper Fig. 6 one after another at :data:`ssimlib.nanotwice.FIG6_SC
 * A machine without the checkpoint (a fresh clone) continues from the committed
   artifact of an unfinished model.  Artifacts carry no optimizer state, so Adam
   restarts there; the manifest lists the epochs at which that happened.
+* At the epoch of the Table II budget (:data:`ssimlib.sensitivity.TABLE2_EPOCHS`)
+  the SSIM-AE's checkpoint is also copied to ``<cache>/snapshots/nanotwice/ssim_ae``:
+  it is Table II's base setting, which the campaign then need not train again.
 """
 
 import os
+import shutil
 from pathlib import Path
 
-from ssimlib import artifacts, nanotwice
-from ssimlib.train import compile_autoencoder, epoch_line, read_checkpoint_state, save_checkpoint, training_settings
+from ssimlib import artifacts, nanotwice, sensitivity
+from ssimlib.sensitivity import TABLE2_EPOCHS
+from ssimlib.train import (
+    compile_autoencoder,
+    epoch_line,
+    read_checkpoint_state,
+    save_checkpoint,
+    training_settings,
+)
 
-STUDIES = ("nanotwice",)
+STUDIES = ("nanotwice", "table2")
 
 
 def cache_dir():
@@ -50,6 +64,17 @@ def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
     save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
     log(f"{manifest['name']}: no checkpoint in {checkpoint_dir}; continuing the committed model from epoch {done} "
         "with a fresh Adam state")
+
+
+def snapshot(checkpoint_dir, target):
+    """Copy a checkpoint folder (weights with Adam's state, state.json) to ``target``, atomically."""
+    target = Path(target)
+    if target.exists():
+        return
+    partial = target.with_name("partial-" + target.name)
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(checkpoint_dir, partial)
+    os.replace(partial, target)
 
 
 def train_nanotwice_model(
@@ -102,6 +127,8 @@ def train_nanotwice_model(
 
     def on_epoch(model, history):
         log(f"{name}: {epoch_line(history, schedule['epochs'], patches_per_epoch)}")
+        if method == "SSIM-AE" and len(history["loss"]) == TABLE2_EPOCHS:
+            snapshot(checkpoint_dir, sensitivity.base_snapshot_dir(cache_dir(), TABLE2_EPOCHS))
         if len(history["loss"]) % export_every == 0 and len(history["loss"]) < schedule["epochs"]:
             export(model, history)
 
@@ -128,12 +155,19 @@ def main(argv=None):
     parser.add_argument("study", choices=STUDIES)
     parser.add_argument("--models", nargs="+", default=list(nanotwice.TRAINING_ORDER), choices=list(nanotwice.METHODS),
                         help="models to train, one after another (default: all four of Fig. 6, SSIM-AE first)")
-    parser.add_argument("--epochs", type=int, help="override the schedule's epochs (the paper's: 200)")
+    parser.add_argument("--epochs", type=int,
+                        help=f"override the schedule's epochs (nanotwice: the paper's 200; table2: {TABLE2_EPOCHS})")
     parser.add_argument("--export-every", type=int, default=10, help="write the model into models/ every N epochs")
     parser.add_argument("--data-root", help="NanoTWICE folder (default: $SSIMLIB_DATA/nanotwice or ../shared/data)")
     parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
+    parser.add_argument("--results", default=str(sensitivity.DEFAULT_RESULTS),
+                        help="table2: the results file settings are added to (default: %(default)s)")
     args = parser.parse_args(argv)
     schedule = {"epochs": args.epochs} if args.epochs else None
+    if args.study == "table2":
+        sensitivity.run_campaign(args.results, budget=schedule, data_root=args.data_root,
+                                 log=lambda line: print(line, flush=True))
+        return 0
     for method in args.models:
         manifest = train_nanotwice_model(
             method, schedule, args.data_root, args.models_root, export_every=args.export_every,

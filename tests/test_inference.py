@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from ssimlib.inference import extract_patches, reconstruct_image, residual_map, window_starts
+from ssimlib.inference import (
+    extract_patches,
+    reconstruct_image,
+    residual_map,
+    window_starts,
+    with_precision,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -103,3 +109,23 @@ def test_reconstruct_image_refuses_nan_and_wrong_channels():
         reconstruct_image(model, image, 32, 8)
     with pytest.raises(ValueError, match="image has 3 channel\\(s\\) but the model expects 1"):
         reconstruct_image(model, RNG.random((40, 40, 3)), 32, 8)
+
+
+def test_bfloat16_inference_computes_in_bfloat16_with_the_same_weights():
+    import keras
+
+    from ssimlib.models import ConvAutoencoder
+
+    keras.utils.set_random_seed(0)
+    model = ConvAutoencoder(32, 1, 16)
+    patches = np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)
+    assert with_precision(model, "float32") is model
+    copy = with_precision(model, "bfloat16")
+    assert {layer.compute_dtype for layer in copy.encoder.layers[1:]} == {"bfloat16"}
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    reference = np.asarray(model.predict_on_batch(patches))
+    reduced = np.asarray(copy.predict_on_batch(patches), dtype=np.float32)
+    error = np.abs(reduced - reference).max() / np.abs(reference).max()
+    assert 0 < error < 0.05  # bfloat16 keeps 8 significant bits
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+        with_precision(model, "float16")

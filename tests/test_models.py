@@ -4,7 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from ssimlib.models import ConvAutoencoder, FeatureMatchingAutoencoder, VariationalAutoencoder, encoder_layer_spec
+from ssimlib.models import (
+    ConvAutoencoder,
+    FeatureMatchingAutoencoder,
+    VariationalAutoencoder,
+    encoder_layer_spec,
+    forward_flops,
+)
 from ssimlib.train import compile_autoencoder
 
 TABLE_I = [  # (kernel, stride, filters, output side) of conv1..conv9, from the paper
@@ -118,3 +124,29 @@ def test_keras_file_round_trip(tmp_path, kind):
     loaded = keras.models.load_model(path, safe_mode=True)
     assert type(loaded) is type(model)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's graph profiler is the reference")
+@pytest.mark.parametrize("patch_size, latent_dim", [(128, 500), (64, 100)])
+def test_forward_flops_of_the_encoder_match_tensorflows_profiler(patch_size, latent_dim):
+    import tensorflow as tf
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    encoder = ConvAutoencoder(patch_size, 1, latent_dim).encoder
+    graph = tf.function(encoder).get_concrete_function(tf.TensorSpec((1, patch_size, patch_size, 1))).graph
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    convolutions = [node.total_float_ops for node in model_analyzer.profile(graph, options=options).children
+                    if node.name.endswith("/convolution")]
+    assert len(convolutions) == len(encoder_layer_spec(patch_size)) + 1
+    assert forward_flops(encoder) == sum(convolutions)
+
+
+def test_forward_flops_count_the_transposed_decoder_like_its_mirror():
+    # Each transposed convolution does the arithmetic of the convolution it mirrors
+    # (the unbottleneck: a 500 x (8*8*32) matrix product), so the two halves cost the same.
+    model = ConvAutoencoder(128, 1, 500)
+    assert forward_flops(model.decoder) == forward_flops(model.encoder)
+    assert forward_flops(model) == 2 * forward_flops(model.encoder)
+    unbottleneck = model.decoder.get_layer("unbottleneck")
+    assert forward_flops(keras.Sequential([keras.Input((1, 1, 500)), unbottleneck])) == 2 * 500 * 8 * 8 * 32
