@@ -94,11 +94,12 @@ def build_decoder(patch_size=128, channels=1, latent_dim=100, name="decoder"):
     return keras.Model(inputs, x, name=name)
 
 
-def _leaf_layers(layer):
+def leaf_layers(layer):
+    """The layers of ``layer`` that hold no other layers, nested models opened, in order."""
     children = getattr(layer, "layers", None)
     if not children:
         return [layer]
-    return [leaf for child in children for leaf in _leaf_layers(child)]
+    return [leaf for child in children for leaf in leaf_layers(child)]
 
 
 def forward_flops(model):
@@ -111,7 +112,7 @@ def forward_flops(model):
     For training, the usual estimate is 3x this (forward, and the two gradients).
     """
     total = 0
-    for layer in _leaf_layers(model):
+    for layer in leaf_layers(model):
         if isinstance(layer, layers.Conv2DTranspose):
             _, h, w, c_in = layer.input.shape
             k_h, k_w = layer.kernel_size

@@ -286,7 +286,8 @@ def summary_rows(records):
     """One row per MVTec AD category (then any other category found): ours beside the paper's pixel AUROC.
 
     A row is a dict with ``category``, ``profile`` ("missing" without a results
-    file), ``model``, ``pixel_auroc``, ``au_pro``, ``image_auroc``,
+    file), ``setup`` (:data:`ssimlib.presets.SETUPS`; records older than the setups
+    came from the re-implementation's presets), ``model``, ``pixel_auroc``, ``au_pro``, ``image_auroc``,
     ``good_correct``, ``defective_correct`` (None where missing or not computable)
     and ``paper_ssim``/``paper_l2`` (None for non-MVTec categories).
     """
@@ -298,6 +299,7 @@ def summary_rows(records):
         rows.append({
             "category": category,
             "profile": record.get("profile", "?") if record else "missing",
+            "setup": record.get("setup", "reimplementation") if record else None,
             "model": model_label(record["settings"].get("loss", "ssim")) if record else None,
             "pixel_auroc": metrics.get("pixel_auroc"),
             "au_pro": metrics.get(f"au_pro@{FPR_LIMIT:g}"),
@@ -316,7 +318,7 @@ def format_table(rows):
         return missing if x is None else f"{x:.2f}"
 
     header = (
-        f"{'category':<11} {'profile':<12} {'model':<8} {'pixel AUROC':>11} {'paper SSIM-AE':>13} {'paper L2-AE':>11} "
+        f"{'category':<11} {'profile':<12} {'setup':<16} {'model':<8} {'pixel AUROC':>11} {'paper SSIM-AE':>13} {'paper L2-AE':>11} "
         f"{'AU-PRO@0.3':>10} {'image AUROC':>11} {'good ok':>7} {'defect ok':>9}"
     )
     lines = [header, "-" * len(header)]
@@ -325,7 +327,8 @@ def format_table(rows):
         image = "-" if missing else ("n/a" if r["image_auroc"] is None else f"{r['image_auroc']:.2f}")
         good = "-" if missing else ("n/a" if r["good_correct"] is None else f"{r['good_correct']:.2f}")
         lines.append(
-            f"{r['category']:<11} {r['profile']:<12} {r['model'] or '-':<8} {cell(r['pixel_auroc'], 'missing'):>11} "
+            f"{r['category']:<11} {r['profile']:<12} {r['setup'] or '-':<16} {r['model'] or '-':<8} "
+            f"{cell(r['pixel_auroc'], 'missing'):>11} "
             f"{cell(r['paper_ssim']):>13} {cell(r['paper_l2']):>11} {cell(r['au_pro']):>10} {image:>11} "
             f"{good:>7} {cell(r['defective_correct']):>9}"
         )
@@ -337,11 +340,11 @@ def format_table(rows):
         paper_ssim = np.mean([r["paper_ssim"] for r in present])
         paper_l2 = np.mean([r["paper_l2"] for r in present])
         lines.append(
-            f"{f'mean of the {len(present)} of 15 present':<33} {mean_pixel:>11.2f} {paper_ssim:>13.2f} {paper_l2:>11.2f} "
+            f"{f'mean of the {len(present)} of 15 present':<50} {mean_pixel:>11.2f} {paper_ssim:>13.2f} {paper_l2:>11.2f} "
             f"{mean_pro:>10.2f}"
         )
     lines.append(
-        f"{'paper mean of all 15':<33} {'':>11} {PAPER_MEAN_PIXEL_AUROC['SSIM-AE']:>13.2f} "
+        f"{'paper mean of all 15':<50} {'':>11} {PAPER_MEAN_PIXEL_AUROC['SSIM-AE']:>13.2f} "
         f"{PAPER_MEAN_PIXEL_AUROC['L2-AE']:>11.2f}   AU-PRO@0.3: SSIM-AE {PAPER_MEAN_AU_PRO['SSIM-AE']:.3f} | "
         f"L2-AE {PAPER_MEAN_AU_PRO['L2-AE']:.3f}"
     )

@@ -158,5 +158,25 @@ def test_summary_rows_mark_missing_categories(tmp_path):
     assert len(rows) == 15
     assert sum(r["profile"] == "missing" for r in rows) == 14
     table = mvtec.format_table(rows)
-    assert "grid        reduced-cpu  SSIM-AE         0.80          0.94        0.90       0.50         n/a" in table
+    assert ("grid        reduced-cpu  reimplementation SSIM-AE         0.80          0.94        0.90       0.50         n/a"
+            in table)  # a record without a setup came from the re-implementation's presets
     assert "carpet      missing" in table and "mean of the 1 of 15 present" in table
+
+
+def test_cvpr2019_setup_is_what_the_paper_states():
+    grid = presets.configure("grid", setup="cvpr2019")
+    assert (grid.setup, grid.latent_dim, grid.patch_size, grid.gray, grid.residual) == ("cvpr2019", 100, 128, True, "ssim")
+    assert grid.rotate and grid.rotate_crop
+    # Objects: whole images at 256 px (one more stride-2 layer than Table I's 128 px), d = 100.
+    bottle = presets.configure("bottle", setup="cvpr2019")
+    assert (bottle.resize, bottle.patch_size, bottle.latent_dim) == (256, 256, 100)
+    assert bottle.gray and bottle.residual == "ssim"  # the SSIM-AE sees gray images
+    assert bottle.rotate and not bottle.rotate_crop and bottle.flip == "both"
+    l2 = presets.configure("bottle", loss="l2", setup="cvpr2019")
+    assert l2.gray is False and l2.residual == "l2" and l2.loss == "l2"  # the L2-AE keeps colour
+    cable = presets.configure("cable", setup="cvpr2019")
+    assert not cable.rotate and cable.flip == "none"  # as far as the object allows
+    assert "cvpr2019 setup" in presets.describe(bottle)
+    assert presets.configure("bottle").setup == "reimplementation" and presets.configure("bottle").latent_dim == 500
+    with pytest.raises(ValueError, match="setup must be one of cvpr2019, reimplementation"):
+        presets.configure("grid", setup="cvpr")
