@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ssimlib import nanotwice
 from ssimlib.evaluate import run_environment, write_json
+from ssimlib.train import read_checkpoint_state
 
 # The budget of every Table II setting.  Chosen from the Fig. 6 SSIM-AE's training curve
 # (not from test data): the first epoch >= 50 at which the training loss fell by less than
@@ -74,18 +75,19 @@ def read_results(path=DEFAULT_RESULTS):
     return results
 
 
+def _setting_of(entry):
+    return (entry["latent_dim"], entry["window_size"], entry["patch_size"])
+
+
 def result_for(results, setting):
     """The entry of ``setting`` ``(d, K, patch)`` in ``results``, or None."""
-    return next((r for r in results["settings"] if (r["latent_dim"], r["window_size"], r["patch_size"]) == setting),
-                None)
+    return next((r for r in results["settings"] if _setting_of(r) == setting), None)
 
 
 def add_result(path, entry):
     """Add (or replace) one setting's entry in the results file at ``path``, atomically; returns the results."""
     results = read_results(path)
-    key = (entry["latent_dim"], entry["window_size"], entry["patch_size"])
-    results["settings"] = [r for r in results["settings"]
-                           if (r["latent_dim"], r["window_size"], r["patch_size"]) != key] + [entry]
+    results["settings"] = [r for r in results["settings"] if _setting_of(r) != _setting_of(entry)] + [entry]
     results["settings"].sort(key=lambda r: (r["patch_size"], r["window_size"], r["latent_dim"]))
     write_json(path, results)
     return results
@@ -98,11 +100,9 @@ def base_snapshot_dir(cache, epochs=TABLE2_EPOCHS):
 
 def _seed_from_snapshot(checkpoint_dir, snapshot_dir, budget, log):
     """Use the Fig. 6 SSIM-AE's snapshot at the budget as the base setting's finished checkpoint."""
-    import json
-
-    if (checkpoint_dir / "state.json").exists() or not (snapshot_dir / "state.json").exists():
+    state = read_checkpoint_state(snapshot_dir)
+    if read_checkpoint_state(checkpoint_dir) is not None or state is None:
         return
-    state = json.loads((snapshot_dir / "state.json").read_text())
     saved = state["settings"]
     wanted = {"loss": "ssim", "window_size": BASE[1], **{k: budget[k] for k in (
         "n_patches", "batch_size", "learning_rate", "weight_decay", "window", "seed")}}
