@@ -8,7 +8,8 @@ Modules: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
 :mod:`~ssimlib.losses`, :mod:`~ssimlib.train`, :mod:`~ssimlib.data` and
 :mod:`~ssimlib.synthetic`, :mod:`~ssimlib.inference`, :mod:`~ssimlib.postprocess`,
 :mod:`~ssimlib.metrics`, :mod:`~ssimlib.thresholds`, :mod:`~ssimlib.evaluate`,
-:mod:`~ssimlib.features`, :mod:`~ssimlib.presets`, :mod:`~ssimlib.mvtec`, :mod:`~ssimlib.batch`.
+:mod:`~ssimlib.features`, :mod:`~ssimlib.presets`, :mod:`~ssimlib.mvtec`, :mod:`~ssimlib.batch`,
+:mod:`~ssimlib.checkerboard` (the Fig. 3 experiment).
 """
 
 from ssimlib.reproducibility import configure

@@ -1,17 +1,20 @@
-"""Run ``notebooks/04_mvtec_category.ipynb`` for many MVTec AD categories.
+"""Run ``notebooks/04_mvtec_category.ipynb`` for many MVTec AD categories and both models.
 
 ::
 
-    python -m ssimlib.batch --data-root ROOT [--categories a b ...] [--profile full] [--redo]
-        [--output-dir runs/batch] [--results-dir results/mvtec] [--figures-dir figures]
+    python -m ssimlib.batch --data-root ROOT [--categories a b ...] [--losses ssim l2] [--setup cvpr2019]
+        [--profile full] [--redo] [--models-root models] [--output-dir runs/batch]
+        [--results-dir results/mvtec] [--figures-dir figures]
         [--gpus 0 1 ...] [--workers N] [--scheduler tcp://host:8786] [-p KEY VALUE ...]
 
-Every category runs the notebook once with papermill (:func:`ssimlib.notebooks.run_notebook`);
-the executed notebook is kept as ``<output-dir>/<category>.ipynb`` (also when it fails),
-checkpoints go to ``<output-dir>/checkpoints``.  A failing category does not stop the
-others: it is reported at the end and the exit code is 1.  A category whose
-``<results-dir>/<category>.json`` is already complete for the same profile is skipped
-unless ``--redo``.
+Every (category, loss) runs the notebook once with papermill (:func:`ssimlib.notebooks.run_notebook`):
+it evaluates the model stored in ``--models-root`` (default: the profile's; for ``full`` the
+repository's ``models/``) and trains it there first when it is missing
+(checkpoints in ``<output-dir>/checkpoints``, so a re-run resumes).  The executed notebook is
+kept as ``<output-dir>/<category>-<loss>-<setup>.ipynb`` (also when it fails).  A failing run does
+not stop the others: it is reported at the end and the exit code is 1.  A run whose
+``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile is
+skipped unless ``--redo``.
 
 Where the runs go:
 
@@ -35,8 +38,9 @@ from pathlib import Path
 
 import yaml
 
+from ssimlib.mvtec import results_path, run_name
 from ssimlib.notebooks import profile_parameters, run_notebook
-from ssimlib.presets import CATEGORIES
+from ssimlib.presets import CATEGORIES, SETUPS
 
 NOTEBOOK = "04_mvtec_category"
 
@@ -85,19 +89,22 @@ def _error_text(error, limit=300):
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def run_category(category, data_root, profile, parameters, output_dir, results_dir, figures_dir, label, gpu=None):
-    """Run the notebook for one category; never raises.
+def run_category(category, loss, setup, data_root, profile, parameters, output_dir, results_dir, figures_dir,
+                 models_root, label, gpu=None):
+    """Run the notebook for one category and model (``loss``) in ``setup``; never raises.
 
-    Returns ``{"category", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu", "pid"}``,
-    ``pid`` being the process that ran it (a pool or Dask worker).
+    Returns ``{"category", "run", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu", "pid"}``,
+    ``run`` being :func:`ssimlib.mvtec.run_name` and ``pid`` the process that ran it (a pool or Dask worker).
     ``gpu`` sets ``CUDA_VISIBLE_DEVICES`` for this process and the notebook's kernel.
     """
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     output_dir, results_dir = Path(output_dir), Path(results_dir)
-    notebook = output_dir / f"{category}.ipynb"
+    name = run_name(category, loss, setup)
+    notebook = output_dir / f"{name}.ipynb"
+    result = results_path(results_dir, category, loss, setup)
     started, clock = time.time(), time.perf_counter()
-    outcome = {"category": category, "status": "ok", "error": None, "notebook": str(notebook),
+    outcome = {"category": category, "run": name, "status": "ok", "error": None, "notebook": str(notebook),
                "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}
     try:
         if not (Path(data_root) / category).is_dir():
@@ -107,13 +114,17 @@ def run_category(category, data_root, profile, parameters, output_dir, results_d
             **parameters,
             "data_root": str(data_root),
             "category": category,
+            "loss": loss,
+            "setup": setup,
+            **({"models_root": str(models_root)} if models_root else {}),
+            "train_missing": True,
             "output_dir": str(output_dir / "checkpoints"),
             "results_dir": str(results_dir),
             "figures_dir": str(figures_dir) if figures_dir else "",
         }
         run_notebook(NOTEBOOK, notebook, profile, params)
-        if not result_is_complete(results_dir / f"{category}.json", label, since=started):
-            raise RuntimeError(f"the notebook finished without writing a complete {results_dir / f'{category}.json'}")
+        if not result_is_complete(result, label, since=started):
+            raise RuntimeError(f"the notebook finished without writing a complete {result}")
     except Exception as error:  # one failing category must not stop the batch
         outcome.update(status="failed", error=_error_text(error))
     outcome["seconds"] = time.perf_counter() - clock
@@ -169,7 +180,8 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
         for address, gpu in zip(sorted(client.scheduler_info()["workers"]), gpus or []):
             client.run(_use_gpu, gpu, workers=[address])
     try:
-        futures = [client.submit(run_category, **job, key=f"ssimlib-batch-{job['category']}", pure=False) for job in jobs]
+        futures = [client.submit(run_category, **job, key=f"ssimlib-batch-{run_name(job['category'], job['loss'], job['setup'])}",
+                                 pure=False) for job in jobs]
         outcomes = []
         for future in as_completed(futures):
             outcomes.append(future.result())
@@ -201,7 +213,7 @@ def _line(outcome):
     detail = outcome.get("error") or outcome.get("notebook") or ""
     if outcome["status"] == "failed":
         detail += f" (see {outcome['notebook']})"
-    return f"  {outcome['category']:<12} {status:<8} {seconds:>7} {gpu:<6} {detail}"
+    return f"  {outcome['run']:<30} {status:<8} {seconds:>7} {gpu:<6} {detail}"
 
 
 def parse_args(argv=None):
@@ -211,12 +223,19 @@ def parse_args(argv=None):
     )
     parser.add_argument("--data-root", required=True, help="folder holding <category>/train/good, test/, ground_truth/")
     parser.add_argument("--categories", nargs="+", metavar="NAME", help="categories to run (default: all 15 found under --data-root)")
+    parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS",
+                        help="models, by training loss: ssim (SSIM-AE), l2 (L2-AE), ... (default: ssim l2)")
+    parser.add_argument("--setup", default="cvpr2019", choices=SETUPS, help="the presets' setup (default: %(default)s)")
+    parser.add_argument("--models-root",
+                        help="model store: stored models are evaluated, missing ones trained into it (default: the "
+                             "profile's, for full the repository's models/)")
     parser.add_argument("--profile", default="full", help="full (the notebook's defaults) or a folder of notebooks/params (reduced, ci)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a notebook parameter; VALUE is read as YAML (2, 0.5, true, text)")
     parser.add_argument("--redo", action="store_true", help="run categories whose results file is already complete")
     parser.add_argument("--output-dir", default="runs/batch", help="executed notebooks and checkpoints (default: runs/batch)")
-    parser.add_argument("--results-dir", default="results/mvtec", help="<category>.json files (default: results/mvtec)")
+    parser.add_argument("--results-dir", default="results/mvtec",
+                        help="<category>-<loss>-<setup>.json files (default: results/mvtec)")
     parser.add_argument("--figures-dir", default="figures", help="figures go to <figures-dir>/mvtec ('' = none; default: figures)")
     parser.add_argument("--gpus", nargs="+", metavar="ID", help="GPU ids of this machine: one worker per GPU")
     parser.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
@@ -247,16 +266,21 @@ def main(argv=None):
         print(f"error: --gpus gives {len(gpus)} GPUs but --workers {workers}: one worker per GPU", file=sys.stderr)
         return 2
 
+    setup = parameters.pop("setup", args.setup)
+    models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
     outcomes, jobs = [], []
     for category in categories:
-        path = results_dir / f"{category}.json"
-        if not args.redo and result_is_complete(path, label):
-            outcomes.append({"category": category, "status": "skipped", "error": None, "seconds": None,
-                             "notebook": f"{path} is complete (--redo runs it again)", "gpu": None})
-        else:
-            jobs.append(dict(category=category, data_root=str(data_root), profile=args.profile, parameters=parameters,
-                             output_dir=str(output_dir), results_dir=str(results_dir), figures_dir=figures_dir,
-                             label=label))
+        for loss in dict.fromkeys(args.losses):
+            path = results_path(results_dir, category, loss, setup)
+            if not args.redo and result_is_complete(path, label):
+                outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
+                                 "error": None, "seconds": None, "gpu": None,
+                                 "notebook": f"{path} is complete (--redo runs it again)"})
+            else:
+                jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(data_root),
+                                 profile=args.profile, parameters=parameters, output_dir=str(output_dir),
+                                 results_dir=str(results_dir), figures_dir=figures_dir, models_root=models_root,
+                                 label=label))
     use_dask = bool(args.scheduler) or _have_distributed()
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler
              else f"{workers} local worker(s)" + (f" on GPUs {' '.join(gpus)}" if gpus else "")
@@ -275,15 +299,16 @@ def main(argv=None):
         else:
             outcomes += _run_with_futures(jobs, workers, gpus, report)
 
-    order = {c: i for i, c in enumerate(categories)}
-    outcomes.sort(key=lambda o: order[o["category"]])
+    order = {run_name(c, loss, setup): i for i, (c, loss) in enumerate(
+        (c, loss) for c in categories for loss in dict.fromkeys(args.losses))}
+    outcomes.sort(key=lambda o: order[o["run"]])
     failed = [o for o in outcomes if o["status"] == "failed"]
     counts = {s: sum(o["status"] == s for o in outcomes) for s in ("ok", "skipped", "failed")}
     print(f"\nbatch done: {counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed")
     for outcome in outcomes:
         print(_line(outcome))
     if failed:
-        print(f"failed: {' '.join(o['category'] for o in failed)}", file=sys.stderr)
+        print(f"failed: {' '.join(o['run'] for o in failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -7,8 +7,10 @@ Used by ``notebooks/04_mvtec_category.ipynb`` (one category) and
 """
 
 import json
+import warnings
 from pathlib import Path
 
+import keras
 import matplotlib.pyplot as plt
 import numpy as np
 import skimage.morphology
@@ -16,9 +18,12 @@ import skimage.transform
 from scipy import ndimage
 from skimage.color import rgb2gray
 
-from ssimlib.data import sample_patches
+from ssimlib import artifacts
+from ssimlib.data import load_mvtec_category, sample_patches
 from ssimlib.evaluate import anomaly_maps, summary_metrics
 from ssimlib.metrics import pixel_roc, pro_curve
+from ssimlib.models import ConvAutoencoder
+from ssimlib.paths import data_root as resolve_data_root
 from ssimlib.plotting import outline, plot_roc, show_image
 from ssimlib.presets import (
     CATEGORIES,
@@ -28,7 +33,9 @@ from ssimlib.presets import (
     ROTATE_SHARE,
     model_label,
 )
+from ssimlib.ssim import DEFAULT_WINDOW
 from ssimlib.thresholds import classification_ratios, max_region_threshold
+from ssimlib.train import train, training_settings
 
 FPR_LIMIT = 0.3
 NO_GOOD_TEST_IMAGES = "n/a: no defect-free test images"
@@ -36,6 +43,128 @@ NO_GOOD_TEST_IMAGES = "n/a: no defect-free test images"
 # re-implementation thresholds 8-bit gray at 200 (white) and 50 (black).
 BACKGROUND_LEVELS = {"white": 200 / 255, "black": 50 / 255}
 PATCH_CHUNK = 512  # patches sampled per call, so the float32 working copy stays small
+
+
+# The schedule of the committed MVTec AD models (``python -m ssimlib train-study mvtec``) and of
+# notebook 04 when it trains: the papers' 10,000 patches, Adam 2e-4 and weight decay 1e-5;
+# batch 32 as the NanoTWICE models (the same patches/s as 128 on the CPU, four times the steps).
+# ``epochs`` is the paper's 200; a shorter budget is set per run and recorded in the manifest.
+SCHEDULE = {
+    "epochs": 200, "n_patches": 10000, "batch_size": 32, "learning_rate": 2e-4, "weight_decay": 1e-5,
+    "window_size": 11, "window": DEFAULT_WINDOW, "seed": 0, "validation_fraction": 0.1,
+}
+# Preset fields a stored model must share with the preset it is evaluated with.
+MODEL_PRESET_FIELDS = ("resize", "patch_size", "latent_dim", "gray", "rotate", "max_angle", "rotate_crop", "flip",
+                       "loss", "setup")
+
+
+# ---------------------------------------------------------------------------
+# Data and stored models
+# ---------------------------------------------------------------------------
+
+
+def category_root(category, data_root=None):
+    """The folder that holds ``<category>/train/good`` for ``category``.
+
+    ``data_root`` if given; else ``$SSIMLIB_DATA/mvtec_ad`` or ``../shared/data/mvtec_ad``
+    if the category is there, else the first ``mvtec_ad*`` folder beside it that has the
+    category (the shared copies ``mvtec_ad_grid_256``, ``mvtec_ad_bottle_320``).
+    """
+    if data_root:
+        return Path(data_root).expanduser()
+    default = resolve_data_root("mvtec_ad")
+    candidates = [default] + sorted(p for p in default.parent.glob("mvtec_ad*") if p != default)
+    for folder in candidates:
+        if (folder / category / "train").is_dir():
+            return folder
+    raise FileNotFoundError(
+        f"no {category}/train under {default} or {default.parent}/mvtec_ad*; pass the folder that holds it"
+    )
+
+
+def load_split(root, category, preset, validation_fraction, seed):
+    """``(data, training_images, validation_images)`` of ``root/category`` read as ``preset`` says."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a missing test/good is reported by the caller
+        data = load_mvtec_category(root, category, gray=preset.gray, size=preset.resize)
+    train_images, validation_images, _ = split_validation(data.train_images, validation_fraction, seed)
+    return data, train_images, validation_images
+
+
+def model_stem(category, loss, setup, models_root=None):
+    """Stem of the stored model of (``category``, ``loss``, ``setup``): ``models/mvtec/<run_name>``."""
+    return artifacts.study_model("mvtec", run_name(category, loss, setup), models_root)
+
+
+def train_category_model(root, category, preset, schedule=None, models_root=None, checkpoint_dir=None,
+                         export_every=10, log=print):
+    """Train ``preset``'s autoencoder on ``root/category`` into the model store; returns its manifest.
+
+    ``schedule`` overrides entries of :data:`SCHEDULE`.  The validation images
+    (``validation_fraction``, ``seed``) are held out and recorded, so that
+    evaluation takes its threshold from the same images.  Checkpoints per epoch
+    in ``checkpoint_dir`` (default ``<cache>/checkpoints/mvtec/<run_name>``); a
+    restarted call resumes there.
+    """
+    from ssimlib import studies
+
+    schedule = {**SCHEDULE, **(schedule or {})}
+    name = run_name(category, preset.loss, preset.setup)
+    data, train_images, validation_images = load_split(
+        root, category, preset, schedule["validation_fraction"], schedule["seed"])
+    patches = training_patches(train_images, preset, schedule["n_patches"], schedule["seed"])
+    settings = training_settings(
+        preset.loss, schedule["epochs"], schedule["batch_size"], schedule["learning_rate"], schedule["weight_decay"],
+        schedule["window_size"], schedule["window"], schedule["seed"], schedule["n_patches"],
+    )
+    record = {
+        "method": model_label(preset.loss),
+        "data": f"{root / category}: {len(train_images)} of {len(data.train_images)} train/good images "
+                f"({len(validation_images)} held out for the threshold)",
+        "settings": {**settings, "validation_fraction": schedule["validation_fraction"],
+                     "patch_size": preset.patch_size, "latent_dim": preset.latent_dim},
+        "preset": preset.as_dict(),
+    }
+
+    def fit(checkpoint_dir, on_epoch):
+        keras.utils.set_random_seed(schedule["seed"])
+        model = ConvAutoencoder(preset.patch_size, data.channels, preset.latent_dim)
+        history = train(
+            model, patches, loss=preset.loss, epochs=schedule["epochs"], batch_size=schedule["batch_size"],
+            learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"],
+            window_size=schedule["window_size"], window=schedule["window"], seed=schedule["seed"],
+            checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch,
+        )
+        return model, history
+
+    checkpoint_dir = Path(checkpoint_dir or studies.cache_dir() / "checkpoints" / "mvtec" / name)
+    return studies.train_into_store(
+        fit, model_stem(category, preset.loss, preset.setup, models_root), checkpoint_dir, settings, record,
+        schedule["epochs"], export_every, log, study="mvtec", category=category,
+    )
+
+
+def load_category_model(stem, preset, validation_fraction, seed):
+    """The stored model at ``stem`` and its manifest, checked against ``preset`` and the validation split.
+
+    Raises :class:`ssimlib.artifacts.ArtifactError` naming what differs: a model
+    evaluated with another preset, or with a threshold from images it was trained on,
+    would give numbers that mean something else.
+    """
+    model, manifest = artifacts.load_model(stem)
+    training = manifest["training"]
+    stored = training.get("preset", {})
+    wanted = preset.as_dict()
+    differ = {k: (stored.get(k), wanted[k]) for k in MODEL_PRESET_FIELDS if stored.get(k) != wanted[k]}
+    split = (training["settings"].get("validation_fraction"), training["settings"].get("seed"))
+    if split != (validation_fraction, seed):
+        differ["validation_fraction, seed"] = (split, (validation_fraction, seed))
+    if differ:
+        raise artifacts.ArtifactError(
+            f"{artifacts.model_files(stem)[1]}: trained with other settings than asked (stored, asked): {differ}; "
+            "choose matching parameters, or another models_root and train_missing=True"
+        )
+    return model, manifest
 
 
 # ---------------------------------------------------------------------------
@@ -195,8 +324,8 @@ def metric_lines(metrics, category, profile, loss):
         f"pixel AUROC, {where}: {model} {metrics['pixel_auroc']:.2f}{pixel_anchor}",
         f"AU-PRO@{FPR_LIMIT:g}, {where}: {model} {metrics[f'au_pro@{FPR_LIMIT:g}']:.2f}{pro_anchor}",
         f"image AUROC (score = max of map), {where}: {model} {_value(metrics['image_auroc'])}",
-        f"share correctly classified at the validation threshold (min area {metrics['min_defect_area']} px), {where}: "
-        f"defect-free {_value(metrics['good_correct'])} | defective {_value(metrics['defective_correct'])}",
+        (f"share correctly classified at the validation threshold (min area {metrics['min_defect_area']} px), "
+         f"{where}: defect-free {_value(metrics['good_correct'])} | defective {_value(metrics['defective_correct'])}"),
     ]
 
 
@@ -269,8 +398,22 @@ def plot_curves(maps, masks, label, metrics, title=None):
 # ---------------------------------------------------------------------------
 
 
+def run_name(category, loss, setup):
+    """``<category>-<loss>-<setup>``, e.g. ``grid-ssim-cvpr2019``: names one run's results file, model and figures."""
+    return f"{category}-{loss}-{setup}"
+
+
+def results_path(results_dir, category, loss, setup):
+    """``results_dir/<run_name>.json``: where notebook 04 writes the result of one (category, model, setup)."""
+    return Path(results_dir) / f"{run_name(category, loss, setup)}.json"
+
+
 def load_results(results_dir):
-    """``{category: record}`` of every ``results_dir/*.json`` written by notebook 04 (others are skipped)."""
+    """``{(category, model, setup): record}`` of every complete ``results_dir/*.json`` of notebook 04.
+
+    Other JSON files are skipped.  A record without a setup predates the setups
+    and came from the re-implementation's presets.
+    """
     records = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
@@ -278,47 +421,55 @@ def load_results(results_dir):
         except ValueError:
             continue
         if isinstance(record, dict) and record.get("complete") and "metrics" in record:
-            records[record.get("category", path.stem)] = record
+            model = model_label(record.get("settings", {}).get("loss", "ssim"))
+            records[record.get("category", path.stem), model, record.get("setup", "reimplementation")] = record
     return records
 
 
-def summary_rows(records):
-    """One row per MVTec AD category (then any other category found): ours beside the paper's pixel AUROC.
+MODEL_ORDER = ("SSIM-AE", "L2-AE")
 
-    A row is a dict with ``category``, ``profile`` ("missing" without a results
-    file), ``setup`` (:data:`ssimlib.presets.SETUPS`; records older than the setups
-    came from the re-implementation's presets), ``model``, ``pixel_auroc``, ``au_pro``, ``image_auroc``,
-    ``good_correct``, ``defective_correct`` (None where missing or not computable)
-    and ``paper_ssim``/``paper_l2`` (None for non-MVTec categories).
+
+def summary_rows(records):
+    """One row per (category, model, setup) of ``records``, MVTec AD categories first; a missing category gets one row.
+
+    A row is a dict with ``category``, ``model``, ``setup``, ``profile``
+    ("missing" without a results file), ``pixel_auroc``, ``au_pro``,
+    ``image_auroc``, ``good_correct``, ``defective_correct`` (None where missing
+    or not computable) and ``paper``: CVPR 2019 Table 3's pixel AUROC of the same
+    model (None for other categories and models).
     """
     rows = []
-    for category in list(CATEGORIES) + sorted(set(records) - set(CATEGORIES)):
-        record = records.get(category)
-        metrics = record["metrics"] if record else {}
-        anchor = PAPER_PIXEL_AUROC.get(category, {})
-        rows.append({
-            "category": category,
-            "profile": record.get("profile", "?") if record else "missing",
-            "setup": record.get("setup", "reimplementation") if record else None,
-            "model": model_label(record["settings"].get("loss", "ssim")) if record else None,
-            "pixel_auroc": metrics.get("pixel_auroc"),
-            "au_pro": metrics.get(f"au_pro@{FPR_LIMIT:g}"),
-            "image_auroc": metrics.get("image_auroc"),
-            "good_correct": metrics.get("good_correct"),
-            "defective_correct": metrics.get("defective_correct"),
-            "paper_ssim": anchor.get("SSIM-AE"),
-            "paper_l2": anchor.get("L2-AE"),
-        })
+    categories = list(CATEGORIES) + sorted({c for c, _, _ in records} - set(CATEGORIES))
+    rank = {m: i for i, m in enumerate(MODEL_ORDER)}
+    for category in categories:
+        keys = sorted((k for k in records if k[0] == category), key=lambda k: (rank.get(k[1], len(rank)), k[1], k[2]))
+        if not keys:
+            rows.append({"category": category, "model": None, "setup": None, "profile": "missing", "paper": None,
+                         **dict.fromkeys(("pixel_auroc", "au_pro", "image_auroc", "good_correct", "defective_correct"))})
+        for key in keys:
+            record, metrics = records[key], records[key]["metrics"]
+            rows.append({
+                "category": category,
+                "model": key[1],
+                "setup": key[2],
+                "profile": record.get("profile", "?"),
+                "pixel_auroc": metrics.get("pixel_auroc"),
+                "au_pro": metrics.get(f"au_pro@{FPR_LIMIT:g}"),
+                "image_auroc": metrics.get("image_auroc"),
+                "good_correct": metrics.get("good_correct"),
+                "defective_correct": metrics.get("defective_correct"),
+                "paper": PAPER_PIXEL_AUROC.get(category, {}).get(key[1]),
+            })
     return rows
 
 
 def format_table(rows):
-    """A plain-text table of :func:`summary_rows` with a mean line over the categories present."""
+    """A plain-text table of :func:`summary_rows`, with each model's mean over the categories present."""
     def cell(x, missing="-"):
         return missing if x is None else f"{x:.2f}"
 
     header = (
-        f"{'category':<11} {'profile':<12} {'setup':<16} {'model':<8} {'pixel AUROC':>11} {'paper SSIM-AE':>13} {'paper L2-AE':>11} "
+        f"{'category':<11} {'model':<8} {'setup':<16} {'profile':<12} {'pixel AUROC':>11} {'paper':>6} "
         f"{'AU-PRO@0.3':>10} {'image AUROC':>11} {'good ok':>7} {'defect ok':>9}"
     )
     lines = [header, "-" * len(header)]
@@ -327,51 +478,54 @@ def format_table(rows):
         image = "-" if missing else ("n/a" if r["image_auroc"] is None else f"{r['image_auroc']:.2f}")
         good = "-" if missing else ("n/a" if r["good_correct"] is None else f"{r['good_correct']:.2f}")
         lines.append(
-            f"{r['category']:<11} {r['profile']:<12} {r['setup'] or '-':<16} {r['model'] or '-':<8} "
-            f"{cell(r['pixel_auroc'], 'missing'):>11} "
-            f"{cell(r['paper_ssim']):>13} {cell(r['paper_l2']):>11} {cell(r['au_pro']):>10} {image:>11} "
+            f"{r['category']:<11} {r['model'] or '-':<8} {r['setup'] or '-':<16} {r['profile']:<12} "
+            f"{cell(r['pixel_auroc'], 'missing'):>11} {cell(r['paper']):>6} {cell(r['au_pro']):>10} {image:>11} "
             f"{good:>7} {cell(r['defective_correct']):>9}"
         )
-    present = [r for r in rows if r["pixel_auroc"] is not None and r["category"] in CATEGORIES]
     lines.append("-" * len(header))
-    if present:
-        mean_pixel = np.mean([r["pixel_auroc"] for r in present])
-        mean_pro = np.mean([r["au_pro"] for r in present])
-        paper_ssim = np.mean([r["paper_ssim"] for r in present])
-        paper_l2 = np.mean([r["paper_l2"] for r in present])
-        lines.append(
-            f"{f'mean of the {len(present)} of 15 present':<50} {mean_pixel:>11.2f} {paper_ssim:>13.2f} {paper_l2:>11.2f} "
-            f"{mean_pro:>10.2f}"
-        )
+    for model in MODEL_ORDER:
+        present = [r for r in rows if r["model"] == model and r["pixel_auroc"] is not None and r["category"] in CATEGORIES]
+        if present:
+            lines.append(
+                f"{f'{model}, mean of the {len(present)} of 15 present':<50} "
+                f"{np.mean([r['pixel_auroc'] for r in present]):>11.2f} {np.mean([r['paper'] for r in present]):>6.2f} "
+                f"{np.mean([r['au_pro'] for r in present]):>10.2f}"
+            )
     lines.append(
-        f"{'paper mean of all 15':<50} {'':>11} {PAPER_MEAN_PIXEL_AUROC['SSIM-AE']:>13.2f} "
-        f"{PAPER_MEAN_PIXEL_AUROC['L2-AE']:>11.2f}   AU-PRO@0.3: SSIM-AE {PAPER_MEAN_AU_PRO['SSIM-AE']:.3f} | "
+        f"paper, mean of all 15: pixel AUROC SSIM-AE {PAPER_MEAN_PIXEL_AUROC['SSIM-AE']:.2f} | "
+        f"L2-AE {PAPER_MEAN_PIXEL_AUROC['L2-AE']:.2f}; AU-PRO@0.3 SSIM-AE {PAPER_MEAN_AU_PRO['SSIM-AE']:.3f} | "
         f"L2-AE {PAPER_MEAN_AU_PRO['L2-AE']:.3f}"
     )
     return "\n".join(lines)
 
 
 def plot_summary(rows, title=None):
-    """Pixel AUROC per category: ours (labelled with its profile) beside the paper's SSIM-AE and L2-AE."""
-    categories = [r["category"] for r in rows]
-    y = np.arange(len(rows))
-    height = 0.27
-    fig, ax = plt.subplots(figsize=(7.2, 0.32 * len(rows) + 1.2))
-    paper_ssim = [r["paper_ssim"] if r["paper_ssim"] is not None else np.nan for r in rows]
-    paper_l2 = [r["paper_l2"] if r["paper_l2"] is not None else np.nan for r in rows]
-    ours = [r["pixel_auroc"] if r["pixel_auroc"] is not None else np.nan for r in rows]
-    ax.barh(y - height, paper_ssim, height, label="paper SSIM-AE (CVPR 2019 Table 3)", color="#56B4E9")
-    ax.barh(y, paper_l2, height, label="paper L2-AE (CVPR 2019 Table 3)", color="#E69F00")
-    ax.barh(y + height, ours, height, label="ours", color="#0072B2")
-    for yi, r in zip(y, rows):
-        text = "missing" if r["pixel_auroc"] is None else f"{r['pixel_auroc']:.2f} ({r['model']}, {r['profile']})"
-        ax.text(0.005 if r["pixel_auroc"] is None else r["pixel_auroc"] + 0.005, yi + height, text, va="center", fontsize=6)
-    ax.set_yticks(y, categories)
+    """Pixel AUROC per category: for SSIM-AE and L2-AE, the paper's bar and ours (labelled with setup and profile).
+
+    Where a model has rows of several setups, the first (``cvpr2019`` before ``reimplementation``) is drawn.
+    """
+    categories = list(dict.fromkeys(r["category"] for r in rows))
+    colours = {"SSIM-AE": ("#56B4E9", "#0072B2"), "L2-AE": ("#F0C987", "#D55E00")}
+    height = 0.2
+    fig, ax = plt.subplots(figsize=(7.2, 0.5 * len(categories) + 1.2))
+    for y, category in enumerate(categories):
+        for m, model in enumerate(MODEL_ORDER):
+            paper = PAPER_PIXEL_AUROC.get(category, {}).get(model)
+            ours = next((r for r in rows if r["category"] == category and r["model"] == model), None)
+            top = y + (2 * m - 1.5) * height
+            labels = (f"paper {model} (CVPR 2019 Table 3)", f"ours {model}") if y == 0 else (None, None)
+            if paper is not None:
+                ax.barh(top, paper, height, color=colours[model][0], label=labels[0])
+            value = ours["pixel_auroc"] if ours else None
+            ax.barh(top + height, value if value is not None else 0.0, height, color=colours[model][1], label=labels[1])
+            text = "not run" if value is None else f"{value:.2f} ({ours['setup']}, {ours['profile']})"
+            ax.text((value or 0.0) + 0.005, top + height, text, va="center", fontsize=6)
+    ax.set_yticks(np.arange(len(categories)), categories)
     ax.invert_yaxis()
-    ax.set_xlim(0, 1.25)
+    ax.set_xlim(0, 1.3)
     ax.set_xticks(np.linspace(0, 1, 6))
     ax.set_xlabel("pixel AUROC")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, fontsize=7)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=7)
     if title:
         ax.set_title(title)
     fig.tight_layout()

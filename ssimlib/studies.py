@@ -1,11 +1,24 @@
 """Training the study's models at their schedules, for hours, into the model store.
 
-``python -m ssimlib train-study table2`` runs the Table II campaign instead
+``python -m ssimlib train-study queue`` runs every study below one after another at its
+defaults (:data:`QUEUE`); a finished model or setting is skipped, an interrupted one resumes,
+so one command restarts the whole campaign.
+
+``python -m ssimlib train-study table2`` runs the Table II campaign
 (:mod:`ssimlib.sensitivity`: results, not models, are what it keeps).
 
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.nanotwice.FIG6_SCHEDULE`
 (the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500).
+
+``python -m ssimlib train-study mvtec [--categories grid bottle] [--models SSIM-AE L2-AE]
+[--setup cvpr2019] [--epochs N]`` trains the MVTec AD models of CVPR 2019 Table 3 into
+``models/mvtec/<category>-<loss>-<setup>`` at :data:`ssimlib.mvtec.SCHEDULE` (a category
+that fails is reported and the next one runs).
+
+``python -m ssimlib train-study checkerboard [--models L2-AE SSIM-AE] [--epochs N]`` trains
+the models of paper Fig. 3 on generated checkerboards into ``models/checkerboard``
+(:mod:`ssimlib.checkerboard`).
 
 * After every epoch a checkpoint (weights with Adam's state, loss history) goes to
   ``<cache>/checkpoints/<study>/<name>`` (``$SSIMLIB_CACHE``, default
@@ -35,7 +48,11 @@ from ssimlib.train import (
     training_settings,
 )
 
-STUDIES = ("nanotwice", "table2")
+# The MVTec AD categories whose copies this project's machines hold (../shared/data).
+MVTEC_CATEGORIES = ("grid", "bottle")
+# What ``train-study queue`` runs, one after another, each at its defaults: the Fig. 6 models first.
+QUEUE = ("nanotwice", "checkerboard", "table2", "mvtec")
+STUDIES = (*QUEUE, "queue")
 
 
 def cache_dir():
@@ -77,6 +94,56 @@ def snapshot(checkpoint_dir, target):
     os.replace(partial, target)
 
 
+def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epochs, export_every=10, log=print,
+                     on_epoch=None, feature_extractor=None, **extra):
+    """Train a model into the model store at ``stem``, checkpointed per epoch in ``checkpoint_dir``.
+
+    ``fit(checkpoint_dir, on_epoch)`` trains (resuming from the checkpoint) and
+    returns ``(model, history)``; ``settings`` are :func:`ssimlib.train.training_settings`
+    (a checkpoint or stored model made with other settings is not continued);
+    ``record`` (what was trained on what, e.g. ``method``, ``data``, ``settings``)
+    goes into the manifest's training record, ``extra`` into the manifest.
+    Without a checkpoint, a stored model of the same settings is continued
+    (Adam restarts).  The model is exported every ``export_every`` epochs and at
+    the end; ``on_epoch(model, history)`` runs after every epoch.  Returns the
+    manifest of the last export.
+    """
+    name = Path(stem).name
+    manifest = artifacts.read_manifest(stem)
+    if read_checkpoint_state(checkpoint_dir) is None and manifest is not None:
+        _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log)
+
+    def export(model, history):
+        nonlocal manifest
+        training = {
+            **record,
+            "epochs_done": len(history["loss"]),
+            "schedule_epochs": schedule_epochs,
+            "complete": len(history["loss"]) >= schedule_epochs,
+            "loss": history["loss"],
+            "seconds": history["seconds"],
+            "optimizer_restarts": history.get("optimizer_restarts", []),
+        }
+        manifest = artifacts.save_model(model, stem, artifacts.architecture_of(model, feature_extractor), training,
+                                        **extra)
+        log(f"{name}: exported after epoch {training['epochs_done']} to {manifest['weights']}")
+
+    patches_per_epoch = settings["n_patches"] // settings["batch_size"] * settings["batch_size"]
+
+    def after_epoch(model, history):
+        log(f"{name}: {epoch_line(history, schedule_epochs, patches_per_epoch)}")
+        if on_epoch is not None:
+            on_epoch(model, history)
+        if len(history["loss"]) % export_every == 0 and len(history["loss"]) < schedule_epochs:
+            export(model, history)
+
+    log(f"{name}: training on {settings['n_patches']} patches, {schedule_epochs} epochs, checkpoints in {checkpoint_dir}")
+    model, history = fit(checkpoint_dir, after_epoch)
+    if manifest is None or manifest["training"]["epochs_done"] != len(history["loss"]):
+        export(model, history)
+    return manifest
+
+
 def train_nanotwice_model(
     method, schedule=None, data_root=None, models_root=None, checkpoint_dir=None, export_every=10, log=print
 ):
@@ -88,17 +155,11 @@ def train_nanotwice_model(
     artifacts.code_commit()  # the code this job runs, recorded in every export
     schedule = {**nanotwice.FIG6_SCHEDULE, **(schedule or {})}
     name = nanotwice.MODEL_NAMES[method]
-    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / name)
     settings = training_settings(
         nanotwice.METHODS[method], schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
         schedule["weight_decay"], schedule["window_size"], schedule["window"], schedule["seed"],
         schedule["n_patches"],
     )
-    stem = artifacts.study_model("nanotwice", name, models_root)
-    manifest = artifacts.read_manifest(stem)
-    if read_checkpoint_state(checkpoint_dir) is None and manifest is not None:
-        _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log)
-
     dataset = nanotwice.load_dataset(data_root)
     patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"])
     record = {
@@ -107,43 +168,68 @@ def train_nanotwice_model(
                 f"({', '.join(p.name for p in dataset.train_paths)})",
         "settings": {**settings, "patch_size": schedule["patch_size"], "latent_dim": schedule["latent_dim"]},
     }
+    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / name)
 
-    def export(model, history):
-        nonlocal manifest
-        training = {
-            **record,
-            "epochs_done": len(history["loss"]),
-            "schedule_epochs": schedule["epochs"],
-            "complete": len(history["loss"]) >= schedule["epochs"],
-            "loss": history["loss"],
-            "seconds": history["seconds"],
-            "optimizer_restarts": history.get("optimizer_restarts", []),
-        }
-        architecture = artifacts.architecture_of(model, schedule["feature_extractor"])
-        manifest = artifacts.save_model(model, stem, architecture, training, study="nanotwice")
-        log(f"{name}: exported after epoch {training['epochs_done']} to {manifest['weights']}")
-
-    patches_per_epoch = len(patches) // schedule["batch_size"] * schedule["batch_size"]
-
-    def on_epoch(model, history):
-        log(f"{name}: {epoch_line(history, schedule['epochs'], patches_per_epoch)}")
+    def snapshot_table2_base(model, history):
         if method == "SSIM-AE" and len(history["loss"]) == TABLE2_EPOCHS:
             snapshot(checkpoint_dir, sensitivity.base_snapshot_dir(cache_dir(), TABLE2_EPOCHS))
-        if len(history["loss"]) % export_every == 0 and len(history["loss"]) < schedule["epochs"]:
-            export(model, history)
 
-    log(f"{name}: training {method} on {patches.shape[0]} patches of {schedule['patch_size']} px, "
-        f"{schedule['epochs']} epochs, checkpoints in {checkpoint_dir}")
-    model, history = nanotwice.train_config(
-        method, patches, latent_dim=schedule["latent_dim"], window_size=schedule["window_size"],
-        window=schedule["window"], epochs=schedule["epochs"], batch_size=schedule["batch_size"],
-        learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"], seed=schedule["seed"],
-        checkpoint_dir=checkpoint_dir, feature_extractor=schedule["feature_extractor"],
-        fm_weight=schedule["fm_weight"], progress=False, on_epoch=on_epoch,
+    def fit(checkpoint_dir, on_epoch):
+        return nanotwice.train_config(
+            method, patches, latent_dim=schedule["latent_dim"], window_size=schedule["window_size"],
+            window=schedule["window"], epochs=schedule["epochs"], batch_size=schedule["batch_size"],
+            learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"], seed=schedule["seed"],
+            checkpoint_dir=checkpoint_dir, feature_extractor=schedule["feature_extractor"],
+            fm_weight=schedule["fm_weight"], progress=False, on_epoch=on_epoch,
+        )
+
+    return train_into_store(
+        fit, artifacts.study_model("nanotwice", name, models_root), checkpoint_dir, settings, record,
+        schedule["epochs"], export_every, log, on_epoch=snapshot_table2_base,
+        feature_extractor=schedule["feature_extractor"], study="nanotwice",
     )
-    if manifest is None or manifest["training"]["epochs_done"] != len(history["loss"]):
-        export(model, history)
-    return manifest
+
+
+def _train_checkerboard(args, schedule):
+    """The checkerboard study (paper Fig. 3): the L2-AE, then the SSIM-AE (:mod:`ssimlib.checkerboard`)."""
+    from ssimlib import checkerboard
+
+    for method in args.models or ("L2-AE", "SSIM-AE"):
+        loss = nanotwice.METHODS[method]
+        if loss not in checkerboard.MODEL_NAMES:
+            raise SystemExit(f"checkerboard trains L2-AE and SSIM-AE, not {method}")
+        manifest = checkerboard.train_checkerboard_model(
+            loss, schedule, args.models_root, export_every=args.export_every, log=lambda line: print(line, flush=True),
+        )
+        print(checkerboard.schedule_label(manifest), flush=True)
+    return 0
+
+
+def _train_mvtec(args, schedule):
+    """The mvtec study: every (category, model) in turn; one that fails is reported and the next one runs."""
+    from ssimlib import mvtec, presets
+
+    failed = []
+    for category in args.categories:
+        for method in args.models or ("SSIM-AE", "L2-AE"):
+            loss = nanotwice.METHODS[method]
+            try:
+                root = mvtec.category_root(category, args.data_root)
+                preset = presets.configure(category, loss=loss, setup=args.setup)
+                manifest = mvtec.train_category_model(
+                    root, category, preset, schedule, args.models_root, export_every=args.export_every,
+                    log=lambda line: print(line, flush=True),
+                )
+            except Exception as error:  # one category's failure must not stop the others
+                failed.append(f"{category} {method}")
+                print(f"{category} {method}: FAILED: {type(error).__name__}: {error}", flush=True)
+                continue
+            training = manifest["training"]
+            print(f"{category} {method}: {training['epochs_done']} of {training['schedule_epochs']} epochs, "
+                  f"final loss {training['loss'][-1]:.5f}, {training['seconds'] / 3600:.2f} h", flush=True)
+    if failed:
+        print(f"failed: {', '.join(failed)}", flush=True)
+    return 1 if failed else 0
 
 
 def main(argv=None):
@@ -153,22 +239,33 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="ssimlib train-study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=STUDIES)
-    parser.add_argument("--models", nargs="+", default=list(nanotwice.TRAINING_ORDER), choices=list(nanotwice.METHODS),
-                        help="models to train, one after another (default: all four of Fig. 6, SSIM-AE first)")
+    parser.add_argument("--models", nargs="+", choices=list(nanotwice.METHODS),
+                        help="models to train, one after another (default: nanotwice all four of Fig. 6, SSIM-AE "
+                             "first; checkerboard L2-AE then SSIM-AE; mvtec SSIM-AE and L2-AE)")
+    parser.add_argument("--categories", nargs="+", default=list(MVTEC_CATEGORIES),
+                        help="mvtec: categories, one after another (default: %(default)s)")
+    parser.add_argument("--setup", default="cvpr2019", help="mvtec: the presets' setup (default: %(default)s)")
     parser.add_argument("--epochs", type=int,
                         help=f"override the schedule's epochs (nanotwice: the paper's 200; table2: {TABLE2_EPOCHS})")
     parser.add_argument("--export-every", type=int, default=10, help="write the model into models/ every N epochs")
-    parser.add_argument("--data-root", help="NanoTWICE folder (default: $SSIMLIB_DATA/nanotwice or ../shared/data)")
+    parser.add_argument("--data-root", help="NanoTWICE folder, or for mvtec the folder holding the categories "
+                                             "(default: $SSIMLIB_DATA or ../shared/data, see mvtec.category_root)")
     parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
     parser.add_argument("--results", default=str(sensitivity.DEFAULT_RESULTS),
                         help="table2: the results file settings are added to (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.study == "queue":
+        return max(main([study]) for study in QUEUE)
     schedule = {"epochs": args.epochs} if args.epochs else None
     if args.study == "table2":
         sensitivity.run_campaign(args.results, budget=schedule, data_root=args.data_root,
                                  log=lambda line: print(line, flush=True))
         return 0
-    for method in args.models:
+    if args.study == "mvtec":
+        return _train_mvtec(args, schedule)
+    if args.study == "checkerboard":
+        return _train_checkerboard(args, schedule)
+    for method in args.models or nanotwice.TRAINING_ORDER:
         manifest = train_nanotwice_model(
             method, schedule, args.data_root, args.models_root, export_every=args.export_every,
             log=lambda line: print(line, flush=True),

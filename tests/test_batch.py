@@ -1,4 +1,4 @@
-"""python -m ssimlib.batch: runs notebook 04 per category, goes on past a failure, skips complete results."""
+"""python -m ssimlib.batch: runs notebook 04 per category and model, goes on past a failure, skips complete results."""
 
 import json
 import os
@@ -23,25 +23,31 @@ def categories(tmp_path):
     return root
 
 
-def _args(root, tmp_path, *names, extra=()):
-    return ["--data-root", str(root), "--categories", *names, *TINY, "--output-dir", str(tmp_path / "runs"),
+def _args(root, tmp_path, *names, extra=(), losses=("ssim",)):
+    return ["--data-root", str(root), "--categories", *names, "--losses", *losses, *TINY,
+            "--models-root", str(tmp_path / "models"), "--output-dir", str(tmp_path / "runs"),
             "--results-dir", str(tmp_path / "results"), "--figures-dir", str(tmp_path / "figures"), *extra]
 
 
 def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_path, capsys):
-    code = batch.main(_args(categories, tmp_path, "broken", "synth", extra=["--workers", "2"]))
+    code = batch.main(_args(categories, tmp_path, "broken", "synth", extra=["--workers", "2"], losses=("ssim", "l2")))
     out = capsys.readouterr()
     assert code == 1
-    assert "broken" in out.err and "FAILED" in out.out and "DatasetError" in out.out
-    result = tmp_path / "results" / "synth.json"
-    record = json.loads(result.read_text())
-    assert record["complete"] and record["profile"] == "ci" and record["category"] == "synth"
-    assert 0 <= record["metrics"]["pixel_auroc"] <= 1
-    assert (tmp_path / "runs" / "synth.ipynb").exists() and (tmp_path / "runs" / "broken.ipynb").exists()
-    assert (tmp_path / "figures" / "mvtec" / "synth_examples.png").exists()
-    assert not (tmp_path / "results" / "broken.json").exists()
+    assert "broken-ssim-cvpr2019" in out.err and "FAILED" in out.out and "DatasetError" in out.out
+    for loss, model in (("ssim", "SSIM-AE"), ("l2", "L2-AE")):  # both models of CVPR 2019 Table 3
+        record = json.loads((tmp_path / "results" / f"synth-{loss}-cvpr2019.json").read_text())
+        assert record["complete"] and record["profile"] == "ci" and record["category"] == "synth"
+        assert record["model"] == model and record["setup"] == "cvpr2019"
+        assert 0 <= record["metrics"]["pixel_auroc"] <= 1
+        assert (tmp_path / "models" / "mvtec" / f"synth-{loss}-cvpr2019.weights.h5").exists()
+        assert (tmp_path / "runs" / f"synth-{loss}-cvpr2019.ipynb").exists()
+    assert (tmp_path / "runs" / "broken-ssim-cvpr2019.ipynb").exists()
+    assert (tmp_path / "figures" / "mvtec" / "synth-ssim-cvpr2019_examples.png").exists()
+    assert not list((tmp_path / "results").glob("broken*"))
 
-    stamp = result.stat().st_mtime_ns
+    result = tmp_path / "results" / "synth-ssim-cvpr2019.json"
+    weights = tmp_path / "models" / "mvtec" / "synth-ssim-cvpr2019.weights.h5"
+    stamp, weights_stamp = result.stat().st_mtime_ns, weights.stat().st_mtime_ns
     assert batch.main(_args(categories, tmp_path, "synth")) == 0
     assert "1 skipped" in capsys.readouterr().out
     assert result.stat().st_mtime_ns == stamp
@@ -49,6 +55,7 @@ def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_pat
     assert batch.main(_args(categories, tmp_path, "synth", extra=["--redo"])) == 0
     assert "1 ok" in capsys.readouterr().out
     assert result.stat().st_mtime_ns > stamp
+    assert weights.stat().st_mtime_ns == weights_stamp  # the stored model was evaluated, not trained again
 
 
 def test_batch_runs_on_a_real_dask_cluster(categories, tmp_path, capsys, monkeypatch):
@@ -76,8 +83,8 @@ def test_batch_runs_on_a_real_dask_cluster(categories, tmp_path, capsys, monkeyp
     assert sorted(o["category"] for o in ran) == ["broken", "synth"]
     assert {o["pid"] for o in ran} <= worker_pids and os.getpid() not in worker_pids
     assert {o["category"]: o["status"] for o in ran} == {"broken": "failed", "synth": "ok"}
-    assert json.loads((tmp_path / "results" / "synth.json").read_text())["complete"]
-    assert "failed: broken" in out.err
+    assert json.loads((tmp_path / "results" / "synth-ssim-cvpr2019.json").read_text())["complete"]
+    assert "failed: broken-ssim-cvpr2019" in out.err
 
 
 def test_default_categories_are_the_mvtec_ones_found(tmp_path):
@@ -112,7 +119,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
 
 
 def test_a_missing_category_fails_without_running(tmp_path):
-    outcome = batch.run_category("absent", tmp_path, "ci", {}, tmp_path / "runs", tmp_path / "results", "", "ci")
+    outcome = batch.run_category("absent", "ssim", "cvpr2019", tmp_path, "ci", {}, tmp_path / "runs",
+                                 tmp_path / "results", "", None, "ci")
     assert outcome["status"] == "failed" and "does not exist" in outcome["error"]
 
 

@@ -1,0 +1,69 @@
+"""MVTec AD models in the model store: trained by the mvtec study, checked against the preset they are evaluated with."""
+
+import pytest
+
+from ssimlib import artifacts, mvtec, presets, studies
+from ssimlib.synthetic import write_synthetic_category
+
+
+@pytest.fixture
+def tiny_schedule(monkeypatch):
+    # 32 patches for 1 epoch: enough to write a model and its manifest
+    for key, value in {"n_patches": 32, "batch_size": 16, "epochs": 1, "validation_fraction": 0.25}.items():
+        monkeypatch.setitem(mvtec.SCHEDULE, key, value)
+
+
+def test_a_stored_model_is_checked_against_preset_and_validation_split(tmp_path, tiny_schedule):
+    root = tmp_path / "data"
+    write_synthetic_category(root, "synth", n_train=8, n_good=1, n_defective=1, size=64)
+    preset = presets.configure("synth", patch_size=32, latent_dim=8, setup="cvpr2019")
+    manifest = mvtec.train_category_model(root, "synth", preset, models_root=tmp_path / "models",
+                                          checkpoint_dir=tmp_path / "checkpoint", log=lambda line: None)
+    stem = tmp_path / "models" / "mvtec" / "synth-ssim-cvpr2019"
+    assert artifacts.model_files(stem)[0].exists()
+    training = manifest["training"]
+    assert (manifest["study"], manifest["category"], training["method"]) == ("mvtec", "synth", "SSIM-AE")
+    assert training["epochs_done"] == 1 and training["preset"]["patch_size"] == 32
+    assert "6 of 8 train/good images (2 held out for the threshold)" in training["data"]
+
+    model, _ = mvtec.load_category_model(stem, preset, 0.25, 0)
+    assert model.patch_size == 32
+    with pytest.raises(artifacts.ArtifactError, match="patch_size"):
+        mvtec.load_category_model(stem, presets.configure("synth", patch_size=64, latent_dim=8, setup="cvpr2019"), 0.25, 0)
+    with pytest.raises(artifacts.ArtifactError, match="validation_fraction"):
+        mvtec.load_category_model(stem, preset, 0.1, 0)  # a threshold from images the model was trained on
+
+
+def test_the_mvtec_study_goes_on_past_a_failing_category(tmp_path, tiny_schedule, capsys):
+    root = tmp_path / "data"
+    write_synthetic_category(root, "synth", n_train=8, n_good=1, n_defective=1, size=128)
+    code = studies.main(["mvtec", "--categories", "absent", "synth", "--models", "SSIM-AE", "--data-root", str(root),
+                         "--models-root", str(tmp_path / "models")])
+    out = capsys.readouterr().out
+    assert code == 1 and "absent SSIM-AE: FAILED" in out and "failed: absent SSIM-AE" in out
+    assert "synth SSIM-AE: 1 of 1 epochs" in out
+    assert artifacts.read_manifest(tmp_path / "models" / "mvtec" / "synth-ssim-cvpr2019")["training"]["complete"]
+
+
+def test_category_root_finds_the_shared_copies(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path))
+    (tmp_path / "mvtec_ad_grid_256" / "grid" / "train").mkdir(parents=True)
+    (tmp_path / "mvtec_ad" / "bottle" / "train").mkdir(parents=True)
+    assert mvtec.category_root("grid") == tmp_path / "mvtec_ad_grid_256"
+    assert mvtec.category_root("bottle") == tmp_path / "mvtec_ad"  # the full dataset first
+    assert mvtec.category_root("grid", tmp_path / "mine") == tmp_path / "mine"
+    with pytest.raises(FileNotFoundError, match="no tile/train"):
+        mvtec.category_root("tile")
+
+
+def test_the_queue_runs_every_study_in_order_and_reports_a_failure(monkeypatch):
+    ran = []
+    monkeypatch.setattr(studies, "train_nanotwice_model",
+                        lambda method, *args, **kwargs: ran.append(("nanotwice", method)) or {
+                            "training": {"epochs_done": 1, "schedule_epochs": 1, "loss": [0.1], "seconds": 1.0}})
+    monkeypatch.setattr(studies, "_train_checkerboard", lambda args, schedule: ran.append(("checkerboard",)) or 0)
+    monkeypatch.setattr(studies.sensitivity, "run_campaign", lambda *args, **kwargs: ran.append(("table2",)))
+    monkeypatch.setattr(studies, "_train_mvtec", lambda args, schedule: ran.append(("mvtec",)) or 1)
+    assert studies.main(["queue"]) == 1  # the mvtec study reported a failed category
+    assert ran == [("nanotwice", m) for m in ("SSIM-AE", "L2-AE", "VAE", "FM-AE")] + [
+        ("checkerboard",), ("table2",), ("mvtec",)]
