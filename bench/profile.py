@@ -14,29 +14,18 @@ Medians of ``--repeats`` calls after warm-up.  Run ``python bench/profile.py``
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: F401  (before Keras: sets TensorFlow's oneDNN and threading options)
+from ssimlib.nanotwice import median_seconds  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from inference import cpu_model  # bench/inference.py
 from peak import cpu_flags, matmul_gflops  # bench/peak.py
 
 PATCH = 128
-
-
-def median_seconds(fn, repeats, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main():

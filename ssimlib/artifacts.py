@@ -176,3 +176,20 @@ def list_models(study, root=None):
     """Names of the models of ``study`` in the model store ``root`` that have a manifest."""
     folder = Path(root or MODELS_DIR) / study
     return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+def load_study_models(study, names, root=None):
+    """The stored models of ``study`` named by ``names`` (key -> model name), from the store ``root``.
+
+    Returns ``(models, manifests, missing)``: dicts by key of the loaded models and
+    their manifests, and the keys without a stored model.  An altered file raises
+    :class:`ArtifactError`.
+    """
+    models, manifests, missing = {}, {}, []
+    for key, name in names.items():
+        stem = study_model(study, name, root)
+        if read_manifest(stem) is None:
+            missing.append(key)
+            continue
+        models[key], manifests[key] = load_model(stem)
+    return models, manifests, missing

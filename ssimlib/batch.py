@@ -268,19 +268,19 @@ def main(argv=None):
 
     setup = parameters.pop("setup", args.setup)
     models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
+    runs = [(category, loss) for category in categories for loss in dict.fromkeys(args.losses)]
     outcomes, jobs = [], []
-    for category in categories:
-        for loss in dict.fromkeys(args.losses):
-            path = results_path(results_dir, category, loss, setup)
-            if not args.redo and result_is_complete(path, label):
-                outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
-                                 "error": None, "seconds": None, "gpu": None,
-                                 "notebook": f"{path} is complete (--redo runs it again)"})
-            else:
-                jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(data_root),
-                                 profile=args.profile, parameters=parameters, output_dir=str(output_dir),
-                                 results_dir=str(results_dir), figures_dir=figures_dir, models_root=models_root,
-                                 label=label))
+    for category, loss in runs:
+        path = results_path(results_dir, category, loss, setup)
+        if not args.redo and result_is_complete(path, label):
+            outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
+                             "error": None, "seconds": None, "gpu": None,
+                             "notebook": f"{path} is complete (--redo runs it again)"})
+        else:
+            jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(data_root),
+                             profile=args.profile, parameters=parameters, output_dir=str(output_dir),
+                             results_dir=str(results_dir), figures_dir=figures_dir, models_root=models_root,
+                             label=label))
     use_dask = bool(args.scheduler) or _have_distributed()
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler
              else f"{workers} local worker(s)" + (f" on GPUs {' '.join(gpus)}" if gpus else "")
@@ -299,8 +299,7 @@ def main(argv=None):
         else:
             outcomes += _run_with_futures(jobs, workers, gpus, report)
 
-    order = {run_name(c, loss, setup): i for i, (c, loss) in enumerate(
-        (c, loss) for c in categories for loss in dict.fromkeys(args.losses))}
+    order = {run_name(category, loss, setup): i for i, (category, loss) in enumerate(runs)}
     outcomes.sort(key=lambda o: order[o["run"]])
     failed = [o for o in outcomes if o["status"] == "failed"]
     counts = {s: sum(o["status"] == s for o in outcomes) for s in ("ok", "skipped", "failed")}

@@ -253,14 +253,7 @@ def load_checkerboard_models(models_root=None):
     and the losses without a stored model.  An altered file raises
     :class:`ssimlib.artifacts.ArtifactError`.
     """
-    models, manifests, missing = {}, {}, []
-    for loss, name in MODEL_NAMES.items():
-        stem = artifacts.study_model(STUDY, name, models_root)
-        if artifacts.read_manifest(stem) is None:
-            missing.append(loss)
-            continue
-        models[loss], manifests[loss] = artifacts.load_model(stem)
-    return models, manifests, missing
+    return artifacts.load_study_models(STUDY, MODEL_NAMES, models_root)
 
 
 def load_or_train(models_root=None, train_missing=False, schedule=None, checkpoint_root=None, log=print):

@@ -77,14 +77,7 @@ def load_trained_models(methods=None, models_root=None):
     """
     from ssimlib import artifacts
 
-    models, manifests, missing = {}, {}, []
-    for method in methods or METHODS:
-        stem = artifacts.study_model("nanotwice", MODEL_NAMES[method], models_root)
-        if artifacts.read_manifest(stem) is None:
-            missing.append(method)
-            continue
-        models[method], manifests[method] = artifacts.load_model(stem)
-    return models, manifests, missing
+    return artifacts.load_study_models("nanotwice", {m: MODEL_NAMES[m] for m in methods or METHODS}, models_root)
 
 
 def schedule_label(manifest):
@@ -223,17 +216,22 @@ def thin_curve(x, y, n_points=2000):
     return x[keep], y[keep]
 
 
-def time_forward_pass(model, repeats=50, warmup=5):
-    """Median seconds of ``model.predict_on_batch`` on one patch ``(1, p, p, C)``, after ``warmup`` calls."""
-    patch = np.random.default_rng(0).random((1, model.patch_size, model.patch_size, model.channels), np.float32)
+def median_seconds(fn, repeats, warmup=3):
+    """Median wall-clock seconds of ``repeats`` calls of ``fn()``, after ``warmup`` untimed calls."""
     for _ in range(warmup):
-        model.predict_on_batch(patch)
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        model.predict_on_batch(patch)
+        fn()
         times.append(time.perf_counter() - start)
     return float(np.median(times))
+
+
+def time_forward_pass(model, repeats=50, warmup=5):
+    """Median seconds of ``model.predict_on_batch`` on one patch ``(1, p, p, C)``, after ``warmup`` calls."""
+    patch = np.random.default_rng(0).random((1, model.patch_size, model.patch_size, model.channels), np.float32)
+    return median_seconds(lambda: model.predict_on_batch(patch), repeats, warmup)
 
 
 def time_image_evaluation(model, image, stride=30, window_size=11, window=DEFAULT_WINDOW, repeats=3, warmup=1):
@@ -243,11 +241,4 @@ def time_image_evaluation(model, image, stride=30, window_size=11, window=DEFAUL
         reconstruction = reconstruct_image(model, image, model.patch_size, stride)
         return open_anomaly_map(residual_map(image, reconstruction, kind="ssim", window_size=window_size, window=window))
 
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return median_seconds(run, repeats, warmup)
