@@ -167,6 +167,16 @@ def load_category_model(stem, preset, validation_fraction, seed):
     return model, manifest
 
 
+def schedule_label(manifest):
+    """How a stored category model was trained, in one line: epochs of the schedule, patches, batch, learning rate."""
+    t = manifest["training"]
+    s = t["settings"]
+    return (
+        f"{t['epochs_done']} of {t['schedule_epochs']} epochs of {s['n_patches']:,} patches "
+        f"(batch {s['batch_size']}, learning rate {s['learning_rate']:g})"
+    )
+
+
 # ---------------------------------------------------------------------------
 # Training data
 # ---------------------------------------------------------------------------
