@@ -60,10 +60,15 @@ def cache_dir():
     return Path(os.environ.get("SSIMLIB_CACHE") or "~/.cache/ssimlib").expanduser()
 
 
+def _trained_alike(manifest, settings):
+    """Whether a stored model was trained with ``settings`` (epochs aside)."""
+    return all(manifest["training"]["settings"].get(k) == v for k, v in settings.items() if k != "epochs")
+
+
 def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
     """Seed an empty checkpoint folder from a stored model trained with the same settings (but epochs)."""
     training = manifest["training"]
-    if any(training["settings"].get(k) != v for k, v in settings.items() if k != "epochs"):
+    if not _trained_alike(manifest, settings):
         log(f"{manifest['name']}: committed model was trained with other settings; starting afresh")
         return
     model, _ = artifacts.load_model(stem)
@@ -104,13 +109,18 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
     ``record`` (what was trained on what, e.g. ``method``, ``data``, ``settings``)
     goes into the manifest's training record, ``extra`` into the manifest.
     Without a checkpoint, a stored model of the same settings is continued
-    (Adam restarts).  The model is exported every ``export_every`` epochs and at
-    the end; ``on_epoch(model, history)`` runs after every epoch.  Returns the
-    manifest of the last export.
+    (Adam restarts), or returned as it is if it has the whole schedule.  The
+    model is exported every ``export_every`` epochs and at the end;
+    ``on_epoch(model, history)`` runs after every epoch.  Returns the manifest
+    of the last export.
     """
     name = Path(stem).name
     manifest = artifacts.read_manifest(stem)
     if read_checkpoint_state(checkpoint_dir) is None and manifest is not None:
+        done = manifest["training"]["epochs_done"]
+        if _trained_alike(manifest, settings) and done >= schedule_epochs:
+            log(f"{name}: the stored model has all {schedule_epochs} epochs ({done} done); nothing to train")
+            return manifest
         _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log)
 
     def export(model, history):

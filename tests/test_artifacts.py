@@ -79,3 +79,6 @@ def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_p
     model, manifest = artifacts.load_model(tmp_path / "models" / "nanotwice" / "ssim_ae")
     assert manifest["study"] == "nanotwice" and manifest["name"] == "ssim_ae"
     assert model.latent_dim == 8
+    # A finished model is not trained again, nor copied into a checkpoint, on a machine without its checkpoint.
+    again = studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 4}, checkpoint_dir=tmp_path / "c", **kwargs)
+    assert again == longer and not (tmp_path / "c").exists()
