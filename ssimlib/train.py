@@ -93,10 +93,15 @@ def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, win
     }
 
 
-def epoch_line(history, epochs, patches_per_epoch):
-    """One log line after the last epoch of ``history``: loss, throughput and the time the rest will take."""
+def epoch_line(history, epochs, patches_per_epoch, recent=5):
+    """One log line after the last epoch of ``history``: loss, throughput and the time the rest will take.
+
+    Throughput and time left come from the last ``recent`` epochs this machine ran
+    (``history["epoch_seconds"]``), not from the whole history, which may span other machines.
+    """
     done = len(history["loss"])
-    per_epoch = history["seconds"] / max(1, done)
+    timed = history.get("epoch_seconds", [])[-recent:]
+    per_epoch = sum(timed) / len(timed) if timed else history["seconds"] / max(1, done)
     return (
         f"epoch {done}/{epochs}  loss {history['loss'][-1]:.5f}  "
         f"{patches_per_epoch / per_epoch:.0f} patches/s  {(epochs - done) * per_epoch / 3600:.1f} h left"
@@ -124,7 +129,8 @@ def train(
     the weights, optimizer state and loss history are saved after every epoch and
     a later call with the same arguments resumes after the last saved epoch.
     ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).
-    Returns the history: ``{"loss": [mean loss per epoch], "seconds": float}``.
+    Returns the history: ``{"loss": [mean loss per epoch], "seconds": float (all epochs),
+    "epoch_seconds": [wall seconds of each epoch since resuming]}``.
     """
     patches = np.asarray(patches)
     if patches.ndim != 4 or patches.shape[1:] != (model.patch_size, model.patch_size, model.channels):
@@ -149,6 +155,7 @@ def train(
                 )
             load_checkpoint(model, checkpoint_dir)
             history = state["history"]
+    history["epoch_seconds"] = []  # this run's own epochs: the history before may come from another machine
     batches = max(1, len(patches) // batch_size)  # a last partial batch is dropped
     bar = tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch", disable=not progress)
     for epoch in range(len(history["loss"]), epochs):
@@ -159,7 +166,8 @@ def train(
             batch = patches[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
             losses.append(float(model.train_on_batch(batch, batch)))
         history["loss"].append(float(np.mean(losses)))
-        history["seconds"] += time.perf_counter() - start
+        history["epoch_seconds"].append(time.perf_counter() - start)
+        history["seconds"] += history["epoch_seconds"][-1]
         if not np.isfinite(history["loss"][-1]):
             raise FloatingPointError(f"training loss became {history['loss'][-1]} in epoch {epoch + 1}")
         if checkpoint_dir is not None:

@@ -10,7 +10,7 @@ import pytest
 
 from ssimlib.models import ConvAutoencoder
 from ssimlib.synthetic import checkerboard_dataset
-from ssimlib.train import train
+from ssimlib.train import epoch_line, train
 
 PATCHES = checkerboard_dataset(24, 0, size=32, seed=0)[0]
 
@@ -25,6 +25,14 @@ def test_loss_decreases_and_history():
     history = train(model, PATCHES, loss="ssim", epochs=6, batch_size=8, progress=False)
     assert len(history["loss"]) == 6 and history["seconds"] > 0
     assert history["loss"][-1] < history["loss"][0]
+
+
+def test_epoch_line_rates_the_recent_epochs_of_this_machine():
+    # 10 of 20 epochs of 1,000 patches: 1,000 s in all (a slower machine), the last two at 10 s each here.
+    history = {"loss": [0.5] * 10, "seconds": 1000.0, "epoch_seconds": [10.0, 10.0]}
+    assert epoch_line(history, 20, 1000) == "epoch 10/20  loss 0.50000  100 patches/s  0.0 h left"
+    history = {"loss": [0.5] * 10, "seconds": 2000.0}  # no epoch timed by this run: the whole history's mean
+    assert epoch_line(history, 20, 1000) == "epoch 10/20  loss 0.50000  5 patches/s  0.6 h left"
 
 
 @pytest.mark.parametrize("loss", ["l2", "ms_ssim", "ssim_l1"])
@@ -85,6 +93,8 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
         history = train(resumed, PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     assert not [w for w in caught if "Skipping variable loading" in str(w.message)]  # Adam's state was restored
     assert len(history["loss"]) == 4
+    assert len(history["epoch_seconds"]) == 2  # the resumed run's own epochs, 3 and 4
+    assert history["seconds"] > sum(history["epoch_seconds"]) > 0
     for a, b in zip(reference.weights, resumed.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # a finished run loads and trains no more
