@@ -8,7 +8,7 @@ For ``ConvAutoencoder(128, 1, d)`` at one batch size this times, with TensorFlow
   backward pass, the loss (SSIM or L2) forward and backward, and the rest
   (Adam's update, Keras' bookkeeping) as the difference to the whole step.
 
-Medians of ``--repeats`` calls after warm-up.  Run ``python bench/profile.py``
+Medians of ``--repeats`` calls after warm-up.  Run ``python bench/step_profile.py``
 (about a minute on a 2-core CPU); ``--help`` for the options.
 """
 
@@ -45,7 +45,7 @@ def main():
     from ssimlib.train import compile_autoencoder
 
     if keras.backend.backend() != "tensorflow":
-        raise SystemExit("bench/profile.py times TensorFlow graphs; run it with KERAS_BACKEND=tensorflow")
+        raise SystemExit("bench/step_profile.py times TensorFlow graphs; run it with KERAS_BACKEND=tensorflow")
     peak = matmul_gflops("float32")
     keras.utils.set_random_seed(0)
     model = compile_autoencoder(ConvAutoencoder(PATCH, 1, args.latent), args.loss)
