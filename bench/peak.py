@@ -16,19 +16,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
-from ssimlib.evaluate import cpu_model  # noqa: E402
-
-VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-
-
-def cpu_flags():
-    """The vector-instruction flags of :data:`VECTOR_FLAGS` that ``/proc/cpuinfo`` lists (Linux; else empty)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-    return [flag for flag in VECTOR_FLAGS if flag in flags]
+from ssimlib.evaluate import cpu_flags, cpu_model  # noqa: E402,F401  (bench scripts import both from here)
 
 
 def matmul_gflops(dtype="float32", size=2048, repeats=10):

@@ -9,6 +9,7 @@ metrics then count pixels over the whole test set.
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,34 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# Vector-instruction flags that decide how fast this code runs on a CPU (``/proc/cpuinfo`` names).
+VECTOR_FLAGS = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def cpu_flags():
+    """The flags of :data:`VECTOR_FLAGS` that ``/proc/cpuinfo`` lists (Linux; else empty)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [flag for flag in VECTOR_FLAGS if flag in flags]
+
+
+def cpu_label():
+    """The CPU in a few words, e.g. ``"AMD EPYC (AVX-512, 2 cores)"``: model, widest vector extension, cores.
+
+    Machines that share a model name can differ in their vector units (and run
+    this code 2-4x apart), hence the extension.
+    """
+    name = re.sub(r"\((R|TM)\)", "", cpu_model())
+    name = re.sub(r"\s+(CPU|Processor)\b.*$", "", name).strip()
+    flags = set(cpu_flags())
+    isa = next((label for flag, label in (("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+                if flag in flags), None)
+    return f"{name} ({', '.join(filter(None, (isa, f'{os.cpu_count()} cores')))})"
 
 
 def run_environment():

@@ -89,8 +89,21 @@ def schedule_label(manifest):
     return (
         f"{t['method']}: {t['epochs_done']} of {t['schedule_epochs']} epochs of {s['n_patches']:,} patches "
         f"(batch {s['batch_size']}, d={s['latent_dim']}{window}{restarts}), final loss {t['loss'][-1]:.4f}, "
-        f"{t['seconds'] / 3600:.1f} h on {manifest['machine'].get('cpu') or manifest['machine']['device']}"
+        f"{t['seconds'] / 3600:.1f} h on {machines_label(manifest)}"
     )
+
+
+def machines_label(manifest):
+    """Where a stored model trained: its CPU, or, if its epochs ran on several, which epochs ran where."""
+    machines = [m for m in manifest["training"].get("machines", [])
+                if m["from_epoch"] <= manifest["training"]["epochs_done"]]
+    cpus = {m["cpu"] for m in machines}
+    if len(cpus) < 2:
+        return cpus.pop() if cpus else manifest["machine"].get("cpu") or manifest["machine"]["device"]
+    ends = [m["from_epoch"] - 1 for m in machines[1:]] + [manifest["training"]["epochs_done"]]
+    spans = [f"epoch {m['from_epoch']}" if m["from_epoch"] == end else f"epochs {m['from_epoch']}-{end}"
+             for m, end in zip(machines, ends)]
+    return " and ".join(f"{m['cpu']} for {span}" for m, span in zip(machines, spans))
 
 
 def test_subset(dataset, n_test_images=None):

@@ -82,6 +82,7 @@ def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
         "loss": training["loss"],
         "seconds": training["seconds"],
         "optimizer_restarts": training.get("optimizer_restarts", []) + [done],
+        "machines": training.get("machines", []),
     }
     save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
     log(f"{manifest['name']}: no checkpoint in {checkpoint_dir}; continuing the committed model from epoch {done} "
@@ -133,6 +134,7 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
             "loss": history["loss"],
             "seconds": history["seconds"],
             "optimizer_restarts": history.get("optimizer_restarts", []),
+            "machines": history.get("machines", []),
         }
         manifest = artifacts.save_model(model, stem, artifacts.architecture_of(model, feature_extractor), training,
                                         **extra)

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from ssimlib.evaluate import cpu_label
 from ssimlib.losses import get_loss
 from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
 from ssimlib.ssim import DEFAULT_WINDOW
@@ -93,6 +94,22 @@ def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, win
     }
 
 
+def record_machine(history):
+    """Note in ``history["machines"]`` that the epochs from now on run on this CPU (:func:`cpu_label`).
+
+    The list holds ``{"from_epoch", "cpu"}`` entries, one per change of machine, so
+    a model trained across sessions on different machines says which epochs ran where.
+    Epochs of a history from before machines were recorded count as ``"not recorded"``.
+    """
+    machines = history.setdefault("machines", [])
+    if not machines and history["loss"]:
+        machines.append({"from_epoch": 1, "cpu": "not recorded"})
+    here = cpu_label()
+    if not machines or machines[-1]["cpu"] != here:
+        machines.append({"from_epoch": len(history["loss"]) + 1, "cpu": here})
+    return history
+
+
 def epoch_line(history, epochs, patches_per_epoch, recent=5):
     """One log line after the last epoch of ``history``: loss, throughput and the time the rest will take.
 
@@ -130,7 +147,8 @@ def train(
     a later call with the same arguments resumes after the last saved epoch.
     ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).
     Returns the history: ``{"loss": [mean loss per epoch], "seconds": float (all epochs),
-    "epoch_seconds": [wall seconds of each epoch since resuming]}``.
+    "epoch_seconds": [wall seconds of each epoch since resuming], "machines": [where which
+    epochs ran, see record_machine]}``.
     """
     patches = np.asarray(patches)
     if patches.ndim != 4 or patches.shape[1:] != (model.patch_size, model.patch_size, model.channels):
@@ -156,6 +174,8 @@ def train(
             load_checkpoint(model, checkpoint_dir)
             history = state["history"]
     history["epoch_seconds"] = []  # this run's own epochs: the history before may come from another machine
+    if len(history["loss"]) < epochs:
+        record_machine(history)
     batches = max(1, len(patches) // batch_size)  # a last partial batch is dropped
     bar = tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch", disable=not progress)
     for epoch in range(len(history["loss"]), epochs):

@@ -61,8 +61,11 @@ def test_missing_and_altered_files_are_named(tmp_path):
     assert artifacts.list_models("toy", tmp_path) == ["m"]
 
 
-def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_path):
-    from ssimlib import studies
+def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_path, monkeypatch):
+    from ssimlib import nanotwice, studies
+    from ssimlib import train as train_module
+
+    monkeypatch.setattr(train_module, "cpu_label", lambda: "CPU A (AVX2, 2 cores)")
 
     schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=3, batch_size=16)
     lines = []
@@ -71,11 +74,17 @@ def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_p
     assert first["training"]["epochs_done"] == 3 and first["training"]["complete"]
     assert first["training"]["settings"]["window"] == "uniform"
     assert sum("exported after epoch" in line for line in lines) == 2  # epoch 2 (export_every), then the end
+    assert nanotwice.schedule_label(first).endswith(" h on CPU A (AVX2, 2 cores)")
     # A machine without the checkpoint continues from the committed artifact, with a fresh Adam state.
+    monkeypatch.setattr(train_module, "cpu_label", lambda: "CPU B (AMX, 2 cores)")
     longer = studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 4}, checkpoint_dir=tmp_path / "b", **kwargs)
     training = longer["training"]
     assert training["epochs_done"] == 4 and training["optimizer_restarts"] == [3]
     assert training["loss"][:3] == first["training"]["loss"]
+    assert training["machines"] == [{"from_epoch": 1, "cpu": "CPU A (AVX2, 2 cores)"},
+                                    {"from_epoch": 4, "cpu": "CPU B (AMX, 2 cores)"}]
+    assert nanotwice.schedule_label(longer).endswith(
+        " h on CPU A (AVX2, 2 cores) for epochs 1-3 and CPU B (AMX, 2 cores) for epoch 4")
     model, manifest = artifacts.load_model(tmp_path / "models" / "nanotwice" / "ssim_ae")
     assert manifest["study"] == "nanotwice" and manifest["name"] == "ssim_ae"
     assert model.latent_dim == 8

@@ -8,9 +8,10 @@ import keras
 import numpy as np
 import pytest
 
+from ssimlib import train as train_module
 from ssimlib.models import ConvAutoencoder
 from ssimlib.synthetic import checkerboard_dataset
-from ssimlib.train import epoch_line, train
+from ssimlib.train import epoch_line, record_machine, train
 
 PATCHES = checkerboard_dataset(24, 0, size=32, seed=0)[0]
 
@@ -70,8 +71,6 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
     reference = _model()
     train(reference, PATCHES, epochs=4, batch_size=8, progress=False)
 
-    import ssimlib.train as train_module
-
     model = _model()
     real_save = train_module.save_checkpoint
     saved = []
@@ -100,6 +99,37 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
     # a finished run loads and trains no more
     again = train(_model(), PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     assert again["loss"] == history["loss"]
+
+
+def test_history_records_which_epochs_ran_on_which_machine(tmp_path, monkeypatch):
+    def run(epochs, cpu):
+        monkeypatch.setattr(train_module, "cpu_label", lambda: cpu)
+        return train(_model(), PATCHES, epochs=epochs, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+
+    run(2, "CPU A (AVX2, 2 cores)")
+    run(3, "CPU A (AVX2, 2 cores)")  # resumed on the same machine: no new entry
+    history = run(5, "CPU B (AMX, 2 cores)")
+    expected = [{"from_epoch": 1, "cpu": "CPU A (AVX2, 2 cores)"}, {"from_epoch": 4, "cpu": "CPU B (AMX, 2 cores)"}]
+    assert history["machines"] == expected
+    assert run(5, "CPU C (AVX-512, 2 cores)")["machines"] == expected  # finished: no epoch ran on C
+    # a history from before machines were recorded
+    assert record_machine({"loss": [0.5, 0.4]})["machines"] == [
+        {"from_epoch": 1, "cpu": "not recorded"}, {"from_epoch": 3, "cpu": "CPU C (AVX-512, 2 cores)"}]
+
+
+@pytest.mark.parametrize("model_name, flags, expected", [
+    ("Intel(R) Xeon(R) Processor", ["avx2", "avx512f", "amx_tile"], "Intel Xeon (AMX, 2 cores)"),
+    ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", ["avx2", "avx512f"], "Intel Xeon Platinum 8481C (AVX-512, 2 cores)"),
+    ("AMD EPYC 7B13 64-Core Processor", ["avx", "avx2", "fma"], "AMD EPYC 7B13 64-Core (AVX2, 2 cores)"),
+    ("AMD EPYC", [], "AMD EPYC (2 cores)"),
+])
+def test_cpu_label_names_model_vector_unit_and_cores(monkeypatch, model_name, flags, expected):
+    from ssimlib import evaluate
+
+    monkeypatch.setattr(evaluate, "cpu_model", lambda: model_name)
+    monkeypatch.setattr(evaluate, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(evaluate.os, "cpu_count", lambda: 2)
+    assert evaluate.cpu_label() == expected
 
 
 def test_checkpoint_with_other_settings_is_refused(tmp_path):
