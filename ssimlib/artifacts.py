@@ -6,8 +6,9 @@ A model is two files that share a path *stem* (the study's models live at
 * ``<stem>.weights.h5``: the Keras weights (no optimizer state);
 * ``<stem>.json``: its manifest, with the architecture (enough to rebuild the
   model), the training record (settings, epochs done, loss per epoch, wall time,
-  which epochs ran on which CPU), the machine of the last export, the commit of the code that trained it, the sha256 of the weights
-  file, and whatever else its maker adds (e.g. a detection threshold).
+  which epochs ran on which CPU), the machine of the last export, the commit of
+  the code that trained it, the sha256 of the weights file, and whatever else its
+  maker adds (e.g. a detection threshold).
 
 :func:`save_model` writes both (weights first, manifest last, each atomically);
 :func:`load_model` rebuilds the model from the manifest, checks the hash and loads
