@@ -6,7 +6,8 @@ decay 1e-5) for a few epochs, once per (precision, seed): float32 and Keras' ``m
 order; the patches are the same).  Each trained network is then evaluated in float32 on NanoTWICE test images
 (stride 30, the model's residual, opening d = 4).  The verdict compares the precision effect (bfloat16 -
 float32 at the same seed) with the seed effect (seed 1 - seed 0 at the same precision): bfloat16 training is
-"within noise" when the first is no larger than the second, for the last epoch's loss and for pixel AUROC.
+"within noise" on a measure (last-epoch loss, the loss curve over the last epoch, pixel AUROC, AU-PRO@0.3)
+when the first is no larger than the second.
 
     python bench/bf16_training.py                       # SSIM-AE, 10,000 patches x 3 epochs (about 15 min on AVX-512)
     python bench/bf16_training.py --method L2-AE
@@ -14,7 +15,6 @@ float32 at the same seed) with the seed effect (seed 1 - seed 0 at the same prec
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -24,11 +24,8 @@ import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and t
 import keras  # noqa: E402
 
 from ssimlib import nanotwice  # noqa: E402
-from ssimlib.evaluate import cpu_model  # noqa: E402
+from ssimlib.evaluate import cpu_flags, cpu_model  # noqa: E402
 from ssimlib.train import compile_autoencoder  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peak import cpu_flags  # noqa: E402  (bench/peak.py)
 
 POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
