@@ -16,7 +16,8 @@ defects.  An SSIM-AE trained the same way is the comparison.
   (:func:`defect_removal`); ``python -m ssimlib train-study checkerboard`` runs it.
 * Evaluation: :func:`load_or_train`, :func:`reconstruct`, :func:`anomaly_maps`
   (opened with the paper's disk of diameter 4), :func:`pixel_aurocs`,
-  :func:`top_k_shares`, :func:`residual_terms` and :func:`region_means`.
+  :func:`top_k_shares`, :func:`residual_terms`, :func:`region_means` and
+  :func:`flat_windows`.
 
 Boards are float32 ``(N, S, S, 1)`` in ``[0, 1]`` (squares 0.1 and 0.9, defects
 0.5); masks and edge maps are bool ``(N, S, S)``.
@@ -26,6 +27,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import scipy.ndimage
 import skimage.morphology
 import skimage.segmentation
 
@@ -336,6 +338,19 @@ def edge_map(clean, masks, distance=EDGE_DISTANCE):
         boundary = skimage.segmentation.find_boundaries(board > 0.5, mode="thick")  # the pixels either side
         edges[i] = skimage.morphology.dilation(boundary, skimage.morphology.disk(distance - 1))
     return edges & ~masks
+
+
+def flat_windows(clean, window_size=11):
+    """Pixels whose ``window_size`` x ``window_size`` window on the clean board lies in one square: bool ``(N, S, S)``.
+
+    There a removed defect is the window's only variation, the case of the paper's
+    contrast argument (a defect adds variance where the reconstruction has none).
+    """
+    board = clean[..., 0]
+    size = (1, window_size, window_size)
+    highest = scipy.ndimage.maximum_filter(board, size, mode="nearest")
+    lowest = scipy.ndimage.minimum_filter(board, size, mode="nearest")
+    return highest - lowest < 1e-3
 
 
 def top_k_shares(maps, masks, edges):

@@ -12,6 +12,7 @@ from ssimlib import checkerboard, studies
 from ssimlib.checkerboard import (
     CHECKERBOARD_SCHEDULE,
     edge_map,
+    flat_windows,
     largest_ssim_term,
     region_means,
     residual_terms,
@@ -151,6 +152,17 @@ def test_top_k_shares_and_edges_by_hand():
         near[boundary - 2 : boundary + 2] = True
     expected = near[:, None] | near[None, :]
     np.testing.assert_array_equal(edge_map(board, np.zeros((1, 64, 64), bool))[0], expected)
+
+
+def test_flat_windows_against_a_loop_over_windows():
+    board = render_board(48, 12, 20.0)[None]  # anti-aliased, turned: edges of intermediate gray
+    expected = np.zeros((48, 48), bool)
+    for r in range(48):
+        for c in range(48):
+            window = board[0, max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3, 0]
+            expected[r, c] = np.ptp(window) < 1e-3
+    assert 0.1 < expected.mean() < 0.9
+    np.testing.assert_array_equal(flat_windows(board, window_size=5)[0], expected)
 
 
 def test_training_exports_records_validation_and_continues(tmp_path):
