@@ -313,9 +313,10 @@ def provenance(models_root, trained):
 
 
 def anomaly_maps(boards, reconstructions, window_size=11, window="uniform", opening_diameter=PAPER_OPENING_DIAMETER):
-    """The three residuals of :data:`RESIDUALS`, opened with a disk (paper: diameter 4; 1: raw): label -> ``(N, S, S)``.
+    """The residuals of :data:`RESIDUALS`, opened with a disk (paper: diameter 4; 1: raw): label -> ``(N, S, S)``.
 
-    ``reconstructions`` maps a loss (``"l2"``, ``"ssim"``) to its model's reconstructions.
+    ``reconstructions`` maps a loss (``"l2"``, ``"ssim"``) to its model's reconstructions;
+    only the residuals of the models given are computed.
     """
     return {
         label: np.stack([
@@ -323,6 +324,7 @@ def anomaly_maps(boards, reconstructions, window_size=11, window="uniform", open
             for x, y in zip(boards, reconstructions[loss])
         ])
         for label, loss, kind in RESIDUALS
+        if loss in reconstructions
     }
 
 
