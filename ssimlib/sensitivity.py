@@ -192,3 +192,35 @@ def table_rows(results, sweeps=None, base=BASE):
             rows[factor].append((value, result_for(results, tuple(setting)),
                                  nanotwice.PAPER_TABLE_II.get(factor, {}).get(value)))
     return rows
+
+
+# The paper's trends that Table II is read for, as (claim, factor, values compared, test).  "A few
+# points" and "clearly" are stated as numbers: 0.03 of AUROC.
+FEW_POINTS = 0.03
+TRENDS = (
+    ("d = 50 clearly below d = 500", "latent_dim", (50, 500),
+     lambda v: v[500] - v[50] > FEW_POINTS),
+    ("d = 200, 500 and 1000 within a few points of each other", "latent_dim", (200, 500, 1000),
+     lambda v: max(v.values()) - min(v.values()) <= FEW_POINTS),
+    ("K = 3 below each of K = 7, 11 and 15", "window_size", (3, 7, 11, 15),
+     lambda v: v[3] < min(v[7], v[11], v[15])),
+    ("patch sizes 32, 64 and 128 within a few points of each other", "patch_size", (32, 64, 128),
+     lambda v: max(v.values()) - min(v.values()) <= FEW_POINTS),
+)
+
+
+def paper_trends(results, base=BASE):
+    """Whether each of the paper's :data:`TRENDS` holds in ``results``: ``[(claim, ours, paper, holds)]``.
+
+    ``ours`` and ``paper`` map each compared value to its pixel AUROC (``ours`` only
+    the settings evaluated); ``holds`` is True or False, or None while a compared
+    setting is missing.
+    """
+    rows = table_rows(results, base=base)
+    verdicts = []
+    for claim, factor, values, test in TRENDS:
+        by_value = {value: (entry, paper) for value, entry, paper in rows[factor]}
+        ours = {v: by_value[v][0]["pixel_auroc"] for v in values if by_value[v][0] is not None}
+        paper = {v: by_value[v][1] for v in values}
+        verdicts.append((claim, ours, paper, test(ours) if len(ours) == len(values) else None))
+    return verdicts

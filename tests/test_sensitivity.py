@@ -96,3 +96,19 @@ def test_the_fig6_job_keeps_its_checkpoint_at_the_budget(nanotwice_root, tmp_pat
     snapshot = sensitivity.base_snapshot_dir(tmp_path / "cache", 2)
     state = json.loads((snapshot / "state.json").read_text())
     assert len(state["history"]["loss"]) == 2 and (snapshot / "model.weights.h5").exists()
+
+
+def test_paper_trends_are_judged_on_the_entries_and_wait_for_missing_ones():
+    def entry(d, k, p, auroc):
+        return {"latent_dim": d, "window_size": k, "patch_size": p, "pixel_auroc": auroc}
+
+    results = {"settings": [entry(50, 11, 128, 0.80), entry(500, 11, 128, 0.90), entry(200, 11, 128, 0.88),
+                            entry(1000, 11, 128, 0.86), entry(32, 11, 128, 0.5)]}  # the last: not a Table II cell
+    verdicts = {claim: (ours, paper, holds) for claim, ours, paper, holds in sensitivity.paper_trends(results)}
+    assert verdicts["d = 50 clearly below d = 500"] == ({50: 0.80, 500: 0.90}, {50: 0.848, 500: 0.966}, True)
+    assert verdicts["d = 200, 500 and 1000 within a few points of each other"][2] is False  # 0.04 apart
+    ours, paper, holds = verdicts["K = 3 below each of K = 7, 11 and 15"]
+    assert ours == {11: 0.90} and holds is None
+    assert verdicts["patch sizes 32, 64 and 128 within a few points of each other"][2] is None
+    results["settings"][0]["pixel_auroc"] = 0.88  # only 0.02 below d = 500: not "clearly"
+    assert sensitivity.paper_trends(results)[0][3] is False
