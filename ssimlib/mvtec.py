@@ -97,14 +97,15 @@ def model_stem(category, loss, setup, models_root=None):
 
 
 def train_category_model(root, category, preset, schedule=None, models_root=None, checkpoint_dir=None,
-                         export_every=10, log=print):
+                         export_every=10, log=print, until=None):
     """Train ``preset``'s autoencoder on ``root/category`` into the model store; returns its manifest.
 
     ``schedule`` overrides entries of :data:`SCHEDULE`.  The validation images
     (``validation_fraction``, ``seed``) are held out and recorded, so that
     evaluation takes its threshold from the same images.  Checkpoints per epoch
     in ``checkpoint_dir`` (default ``<cache>/checkpoints/mvtec/<run_name>``); a
-    restarted call resumes there.
+    restarted call resumes there.  ``until`` stops at that epoch of the schedule
+    (a stage: a later call continues from the checkpoint).
     """
     from ssimlib import studies
 
@@ -112,7 +113,6 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     name = run_name(category, preset.loss, preset.setup)
     data, train_images, validation_images = load_split(
         root, category, preset, schedule["validation_fraction"], schedule["seed"])
-    patches = training_patches(train_images, preset, schedule["n_patches"], schedule["seed"])
     settings = training_settings(
         preset.loss, schedule["epochs"], schedule["batch_size"], schedule["learning_rate"], schedule["weight_decay"],
         schedule["window_size"], schedule["window"], schedule["seed"], schedule["n_patches"],
@@ -129,8 +129,10 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     def fit(checkpoint_dir, on_epoch):
         keras.utils.set_random_seed(schedule["seed"])
         model = ConvAutoencoder(preset.patch_size, data.channels, preset.latent_dim)
+        patches = training_patches(train_images, preset, schedule["n_patches"], schedule["seed"])
         history = train(
-            model, patches, loss=preset.loss, epochs=schedule["epochs"], batch_size=schedule["batch_size"],
+            model, patches, loss=preset.loss, epochs=min(until or schedule["epochs"], schedule["epochs"]),
+            batch_size=schedule["batch_size"],
             learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"],
             window_size=schedule["window_size"], window=schedule["window"], seed=schedule["seed"],
             checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch,
@@ -140,7 +142,7 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     checkpoint_dir = Path(checkpoint_dir or studies.cache_dir() / "checkpoints" / "mvtec" / name)
     return studies.train_into_store(
         fit, model_stem(category, preset.loss, preset.setup, models_root), checkpoint_dir, settings, record,
-        schedule["epochs"], export_every, log, study="mvtec", category=category,
+        schedule["epochs"], export_every, log, until=until, study="mvtec", category=category,
     )
 
 

@@ -1,5 +1,6 @@
 """MVTec AD models in the model store: trained by the mvtec study, checked against the preset they are evaluated with."""
 
+import numpy as np
 import pytest
 
 from ssimlib import artifacts, mvtec, presets, studies
@@ -68,3 +69,27 @@ def test_the_queue_runs_every_study_in_order_and_reports_a_failure(monkeypatch):
     assert studies.main(["queue"]) == 1  # the mvtec study reported a failed category
     assert ran == [("nanotwice", m) for m in ("SSIM-AE", "L2-AE", "VAE", "FM-AE")] + [
         ("checkerboard",), ("table2",), ("mvtec",)]
+
+
+def test_the_mvtec_study_trains_every_model_to_the_first_stage_before_any_goes_on(tmp_path, tiny_schedule, monkeypatch,
+                                                                                   capsys):
+    monkeypatch.setitem(mvtec.SCHEDULE, "epochs", 2)
+    monkeypatch.setattr(studies, "MVTEC_FIRST_STAGE", 1)
+    monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "data"
+    write_synthetic_category(root, "synth", n_train=8, n_good=1, n_defective=1, size=128)
+    args = ["--categories", "synth", "--data-root", str(root)]
+    assert studies.main(["mvtec", *args, "--models-root", str(tmp_path / "staged")]) == 0
+    done = [line.split(",")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("synth ")]
+    assert done == ["synth SSIM-AE: 1 of 2 epochs", "synth L2-AE: 1 of 2 epochs",
+                    "synth SSIM-AE: 2 of 2 epochs", "synth L2-AE: 2 of 2 epochs"]
+    # The second stage continues the first one's checkpoint, Adam's state included: the same weights as
+    # two epochs in one go (checkpoints elsewhere).
+    monkeypatch.setattr(studies, "MVTEC_FIRST_STAGE", 2)
+    monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache-straight"))
+    assert studies.main(["mvtec", *args, "--models", "SSIM-AE", "--models-root", str(tmp_path / "straight")]) == 0
+    staged, manifest = artifacts.load_model(tmp_path / "staged" / "mvtec" / "synth-ssim-cvpr2019")
+    straight, _ = artifacts.load_model(tmp_path / "straight" / "mvtec" / "synth-ssim-cvpr2019")
+    assert manifest["training"]["optimizer_restarts"] == [] and manifest["training"]["complete"]
+    for a, b in zip(staged.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
