@@ -114,7 +114,8 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
     ``record`` (what was trained on what, e.g. ``method``, ``data``, ``settings``)
     goes into the manifest's training record, ``extra`` into the manifest.
     Without a checkpoint, a stored model of the same settings is continued
-    (Adam restarts), or returned as it is if it has the whole schedule.  The
+    (Adam restarts); one that already has the epochs asked (``until``, else the
+    whole schedule) is returned as it is, without calling ``fit``.  The
     model is exported every ``export_every`` epochs and at the end;
     ``on_epoch(model, history)`` runs after every epoch.  ``until`` (a stage of
     the schedule) stops this call at that epoch, and ``fit`` must train up to it;
