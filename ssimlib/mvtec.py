@@ -131,7 +131,7 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
         model = ConvAutoencoder(preset.patch_size, data.channels, preset.latent_dim)
         patches = training_patches(train_images, preset, schedule["n_patches"], schedule["seed"])
         history = train(
-            model, patches, loss=preset.loss, epochs=min(until or schedule["epochs"], schedule["epochs"]),
+            model, patches, loss=preset.loss, epochs=studies.stage_end(until, schedule["epochs"]),
             batch_size=schedule["batch_size"],
             learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"],
             window_size=schedule["window_size"], window=schedule["window"], seed=schedule["seed"],

@@ -104,6 +104,11 @@ def snapshot(checkpoint_dir, target):
     os.replace(partial, target)
 
 
+def stage_end(until, schedule_epochs):
+    """The epoch a training call stops at: ``until`` (a stage of the schedule) capped at the schedule, else its end."""
+    return min(until or schedule_epochs, schedule_epochs)
+
+
 def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epochs, export_every=10, log=print,
                      on_epoch=None, feature_extractor=None, until=None, **extra):
     """Train a model into the model store at ``stem``, checkpointed per epoch in ``checkpoint_dir``.
@@ -123,7 +128,7 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
     manifest of the last export.
     """
     name = Path(stem).name
-    target = min(until or schedule_epochs, schedule_epochs)
+    target = stage_end(until, schedule_epochs)
     manifest = artifacts.read_manifest(stem)
     state = read_checkpoint_state(checkpoint_dir)
     if manifest is not None:
