@@ -445,7 +445,8 @@ def summary_rows(records):
     """One row per (category, model, setup) of ``records``, MVTec AD categories first; a missing category gets one row.
 
     A row is a dict with ``category``, ``model``, ``setup``, ``profile``
-    ("missing" without a results file), ``pixel_auroc``, ``au_pro``,
+    ("missing" without a results file), ``epochs`` (``"50/200"``: epochs the
+    model had of its schedule; None where the record does not say), ``pixel_auroc``, ``au_pro``,
     ``image_auroc``, ``good_correct``, ``defective_correct`` (None where missing
     or not computable) and ``paper``: CVPR 2019 Table 3's pixel AUROC of the same
     model (None for other categories and models).
@@ -457,14 +458,16 @@ def summary_rows(records):
         keys = sorted((k for k in records if k[0] == category), key=lambda k: (rank.get(k[1], len(rank)), k[1], k[2]))
         if not keys:
             rows.append({"category": category, "model": None, "setup": None, "profile": "missing", "paper": None,
-                         **dict.fromkeys(("pixel_auroc", "au_pro", "image_auroc", "good_correct", "defective_correct"))})
+                         "epochs": None, **dict.fromkeys(("pixel_auroc", "au_pro", "image_auroc", "good_correct", "defective_correct"))})
         for key in keys:
             record, metrics = records[key], records[key]["metrics"]
+            store = record.get("model_store") or {}
             rows.append({
                 "category": category,
                 "model": key[1],
                 "setup": key[2],
                 "profile": record.get("profile", "?"),
+                "epochs": f"{store['epochs_done']}/{store['schedule_epochs']}" if "epochs_done" in store else None,
                 "pixel_auroc": metrics.get("pixel_auroc"),
                 "au_pro": metrics.get(f"au_pro@{FPR_LIMIT:g}"),
                 "image_auroc": metrics.get("image_auroc"),
@@ -481,7 +484,7 @@ def format_table(rows):
         return missing if x is None else f"{x:.2f}"
 
     header = (
-        f"{'category':<11} {'model':<8} {'setup':<16} {'profile':<12} {'pixel AUROC':>11} {'paper':>6} "
+        f"{'category':<11} {'model':<8} {'setup':<16} {'profile':<12} {'epochs':>7} {'pixel AUROC':>11} {'paper':>6} "
         f"{'AU-PRO@0.3':>10} {'image AUROC':>11} {'good ok':>7} {'defect ok':>9}"
     )
     lines = [header, "-" * len(header)]
@@ -490,7 +493,7 @@ def format_table(rows):
         image = "-" if missing else ("n/a" if r["image_auroc"] is None else f"{r['image_auroc']:.2f}")
         good = "-" if missing else ("n/a" if r["good_correct"] is None else f"{r['good_correct']:.2f}")
         lines.append(
-            f"{r['category']:<11} {r['model'] or '-':<8} {r['setup'] or '-':<16} {r['profile']:<12} "
+            f"{r['category']:<11} {r['model'] or '-':<8} {r['setup'] or '-':<16} {r['profile']:<12} {r['epochs'] or '-':>7} "
             f"{cell(r['pixel_auroc'], 'missing'):>11} {cell(r['paper']):>6} {cell(r['au_pro']):>10} {image:>11} "
             f"{good:>7} {cell(r['defective_correct']):>9}"
         )
@@ -499,7 +502,7 @@ def format_table(rows):
         present = [r for r in rows if r["model"] == model and r["pixel_auroc"] is not None and r["category"] in CATEGORIES]
         if present:
             lines.append(
-                f"{f'{model}, mean of the {len(present)} of 15 present':<50} "
+                f"{f'{model}, mean of the {len(present)} of 15 present':<58} "
                 f"{np.mean([r['pixel_auroc'] for r in present]):>11.2f} {np.mean([r['paper'] for r in present]):>6.2f} "
                 f"{np.mean([r['au_pro'] for r in present]):>10.2f}"
             )
@@ -512,7 +515,7 @@ def format_table(rows):
 
 
 def plot_summary(rows, title=None):
-    """Pixel AUROC per category: for SSIM-AE and L2-AE, the paper's bar and ours (labelled with setup and profile).
+    """Pixel AUROC per category: for SSIM-AE and L2-AE, the paper's bar and ours (labelled with setup, profile, epochs).
 
     Where a model has rows of several setups, the first (``cvpr2019`` before ``reimplementation``) is drawn.
     """
@@ -530,7 +533,8 @@ def plot_summary(rows, title=None):
                 ax.barh(top, paper, height, color=colours[model][0], label=labels[0])
             value = ours["pixel_auroc"] if ours else None
             ax.barh(top + height, value if value is not None else 0.0, height, color=colours[model][1], label=labels[1])
-            text = "not run" if value is None else f"{value:.2f} ({ours['setup']}, {ours['profile']})"
+            epochs = f", {ours['epochs']} epochs" if ours and ours["epochs"] else ""
+            text = "not run" if value is None else f"{value:.2f} ({ours['setup']}, {ours['profile']}{epochs})"
             ax.text((value or 0.0) + 0.005, top + height, text, va="center", fontsize=6)
     ax.set_yticks(np.arange(len(categories)), categories)
     ax.invert_yaxis()

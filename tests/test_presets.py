@@ -150,7 +150,8 @@ def test_summary_rows_mark_missing_categories(tmp_path):
               "metrics": {"pixel_auroc": 0.8, "au_pro@0.3": 0.5, "image_auroc": None,
                           "good_correct": None, "defective_correct": 0.7}}
     (tmp_path / "grid.json").write_text(json.dumps(record))
-    l2 = {**record, "setup": "cvpr2019", "settings": {"loss": "l2"}, "metrics": {**record["metrics"], "pixel_auroc": 0.7}}
+    l2 = {**record, "setup": "cvpr2019", "settings": {"loss": "l2"}, "metrics": {**record["metrics"], "pixel_auroc": 0.7},
+          "model_store": {"epochs_done": 50, "schedule_epochs": 200}}
     (tmp_path / "grid-l2-cvpr2019.json").write_text(json.dumps(l2))
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "half.json").write_text(json.dumps({"category": "tile", "complete": False, "metrics": {}}))
@@ -162,8 +163,9 @@ def test_summary_rows_mark_missing_categories(tmp_path):
     table = mvtec.format_table(rows)
     # each model beside its own Table 3 anchor (grid: SSIM-AE 0.94, L2-AE 0.90); a record without a setup
     # came from the re-implementation's presets
-    assert "grid        SSIM-AE  reimplementation reduced-cpu         0.80   0.94       0.50         n/a" in table
-    assert "grid        L2-AE    cvpr2019         reduced-cpu         0.70   0.90       0.50         n/a" in table
+    # and says how many epochs of its schedule the model had, where the record says
+    assert "grid        SSIM-AE  reimplementation reduced-cpu        -        0.80   0.94       0.50         n/a" in table
+    assert "grid        L2-AE    cvpr2019         reduced-cpu   50/200        0.70   0.90       0.50         n/a" in table
     assert "carpet      -        -                missing" in table
     assert "SSIM-AE, mean of the 1 of 15 present" in table and "L2-AE, mean of the 1 of 15 present" in table
     assert mvtec.results_path(tmp_path, "metal_nut", "l2", "cvpr2019") == tmp_path / "metal_nut-l2-cvpr2019.json"
