@@ -478,34 +478,45 @@ def summary_rows(records):
     return rows
 
 
+# (heading, width, alignment) of the columns of :func:`format_table`.
+TABLE_COLUMNS = (
+    ("category", 11, "<"), ("model", 8, "<"), ("setup", 16, "<"), ("profile", 12, "<"), ("epochs", 7, ">"),
+    ("pixel AUROC", 11, ">"), ("paper", 6, ">"), ("AU-PRO@0.3", 10, ">"), ("image AUROC", 11, ">"),
+    ("good ok", 7, ">"), ("defect ok", 9, ">"),
+)
+LABEL_COLUMNS = 5  # a mean line's label spans the first five columns; its three numbers sit under the next three
+
+
+def _table_line(cells, columns):
+    return " ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, columns))
+
+
 def format_table(rows):
     """A plain-text table of :func:`summary_rows`, with each model's mean over the categories present."""
     def cell(x, missing="-"):
         return missing if x is None else f"{x:.2f}"
 
-    header = (
-        f"{'category':<11} {'model':<8} {'setup':<16} {'profile':<12} {'epochs':>7} {'pixel AUROC':>11} {'paper':>6} "
-        f"{'AU-PRO@0.3':>10} {'image AUROC':>11} {'good ok':>7} {'defect ok':>9}"
-    )
+    header = _table_line([heading for heading, _, _ in TABLE_COLUMNS], TABLE_COLUMNS)
     lines = [header, "-" * len(header)]
     for r in rows:
         missing = r["profile"] == "missing"
         image = "-" if missing else ("n/a" if r["image_auroc"] is None else f"{r['image_auroc']:.2f}")
         good = "-" if missing else ("n/a" if r["good_correct"] is None else f"{r['good_correct']:.2f}")
-        lines.append(
-            f"{r['category']:<11} {r['model'] or '-':<8} {r['setup'] or '-':<16} {r['profile']:<12} {r['epochs'] or '-':>7} "
-            f"{cell(r['pixel_auroc'], 'missing'):>11} {cell(r['paper']):>6} {cell(r['au_pro']):>10} {image:>11} "
-            f"{good:>7} {cell(r['defective_correct']):>9}"
-        )
+        lines.append(_table_line([
+            r["category"], r["model"] or "-", r["setup"] or "-", r["profile"], r["epochs"] or "-",
+            cell(r["pixel_auroc"], "missing"), cell(r["paper"]), cell(r["au_pro"]), image, good,
+            cell(r["defective_correct"]),
+        ], TABLE_COLUMNS))
     lines.append("-" * len(header))
+    label_width = sum(width for _, width, _ in TABLE_COLUMNS[:LABEL_COLUMNS]) + LABEL_COLUMNS - 1
+    mean_columns = (("label", label_width, "<"),) + TABLE_COLUMNS[LABEL_COLUMNS:LABEL_COLUMNS + 3]
     for model in MODEL_ORDER:
         present = [r for r in rows if r["model"] == model and r["pixel_auroc"] is not None and r["category"] in CATEGORIES]
         if present:
-            lines.append(
-                f"{f'{model}, mean of the {len(present)} of 15 present':<58} "
-                f"{np.mean([r['pixel_auroc'] for r in present]):>11.2f} {np.mean([r['paper'] for r in present]):>6.2f} "
-                f"{np.mean([r['au_pro'] for r in present]):>10.2f}"
-            )
+            lines.append(_table_line([
+                f"{model}, mean of the {len(present)} of 15 present",
+                *(f"{np.mean([r[key] for r in present]):.2f}" for key in ("pixel_auroc", "paper", "au_pro")),
+            ], mean_columns))
     lines.append(
         f"paper, mean of all 15: pixel AUROC SSIM-AE {PAPER_MEAN_PIXEL_AUROC['SSIM-AE']:.2f} | "
         f"L2-AE {PAPER_MEAN_PIXEL_AUROC['L2-AE']:.2f}; AU-PRO@0.3 SSIM-AE {PAPER_MEAN_AU_PRO['SSIM-AE']:.3f} | "
