@@ -175,7 +175,7 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32"):
     if "detection" not in manifest:
         raise InputError(f"{model}: not a model from `ssimlib train` (its manifest has no detection threshold)")
     settings = manifest["detection"]
-    preset = CategoryPreset(**settings["preset"])
+    preset = CategoryPreset.from_dict(settings["preset"])
     threshold = settings["threshold"] if threshold is None else float(threshold)
     min_area = settings["min_defect_area"]
     out_dir = Path(out_dir)

@@ -32,7 +32,7 @@ inner crop).  Differences from the reference that remain: every flip has
 probability 1/2 (reference: 0.3 each).
 """
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 TEXTURES = ("carpet", "grid", "leather", "tile", "wood")
 OBJECTS = (
@@ -63,6 +63,10 @@ class CategoryPreset:
     ``residual``: the residual kind of :func:`ssimlib.inference.residual_map`
     (``"ssim"`` for gray, ``"ssim_l1"`` for colour; None: chosen from the channels).
     ``setup``: which of :data:`SETUPS` the preset belongs to.
+
+    The training schedule (patches, epochs, batch, learning rate) is not part of
+    a preset: :data:`ssimlib.mvtec.SCHEDULE` and the notebooks' parameters set it,
+    and each model's manifest records it.
     """
 
     name: str
@@ -78,11 +82,17 @@ class CategoryPreset:
     background: str | None
     residual: str | None
     loss: str = "ssim"
-    n_patches: int = 10000
-    epochs: int = 200
-    batch_size: int = 128
-    learning_rate: float = 2e-4
     setup: str = "reimplementation"
+
+    @classmethod
+    def from_dict(cls, stored):
+        """The preset recorded as ``stored`` (:meth:`as_dict`); keys this class no longer has are ignored.
+
+        Manifests from earlier versions also hold ``n_patches``, ``epochs``,
+        ``batch_size`` and ``learning_rate``, which never set the training; what a
+        model was trained with is its manifest's ``training.settings``.
+        """
+        return cls(**{f.name: stored[f.name] for f in fields(cls) if f.name in stored})
 
     @property
     def channels(self):
