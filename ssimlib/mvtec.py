@@ -525,6 +525,44 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def model_gaps(rows):
+    """SSIM-AE minus L2-AE per category, where :func:`summary_rows` has both models of one setup and profile.
+
+    One dict per such (category, setup, profile): ``category``, ``setup``,
+    ``profile``, ``epochs`` (``"50/200 | 50/200"``: SSIM-AE's, then L2-AE's),
+    ``pixel_auroc`` and ``au_pro`` (our differences, None where a value is
+    missing) and ``paper`` (Table 3's pixel AUROC difference; None off Table 3).
+    """
+    gaps = []
+    for r in rows:
+        if r["model"] != "SSIM-AE":
+            continue
+        l2 = next((o for o in rows if o["model"] == "L2-AE" and
+                   (o["category"], o["setup"], o["profile"]) == (r["category"], r["setup"], r["profile"])), None)
+        if l2 is not None:
+            gaps.append({"category": r["category"], "setup": r["setup"], "profile": r["profile"],
+                         "epochs": f"{r['epochs'] or '-'} | {l2['epochs'] or '-'}",
+                         **{key: None if r[key] is None or l2[key] is None else r[key] - l2[key]
+                            for key in ("pixel_auroc", "paper", "au_pro")}})
+    return gaps
+
+
+def format_gaps(gaps):
+    """A plain-text table of :func:`model_gaps` (differences signed, two decimals)."""
+    columns = (("category", 11, "<"), ("setup", 16, "<"), ("profile", 12, "<"), ("epochs SSIM | L2", 17, ">"),
+               ("pixel AUROC", 11, ">"), ("paper", 6, ">"), ("AU-PRO@0.3", 10, ">"))
+    header = _table_line([heading for heading, _, _ in columns], columns)
+    lines = ["SSIM-AE minus L2-AE (positive: the SSIM-AE is better)", header, "-" * len(header)]
+    for g in gaps:
+        lines.append(_table_line([
+            g["category"], g["setup"], g["profile"], g["epochs"],
+            *("-" if g[key] is None else f"{g[key]:+.2f}" for key in ("pixel_auroc", "paper", "au_pro")),
+        ], columns))
+    if not gaps:
+        lines.append("no category has results of both models with one setup and profile")
+    return "\n".join(lines)
+
+
 def plot_summary(rows, title=None):
     """Pixel AUROC per category: for SSIM-AE and L2-AE, the paper's bar and ours (labelled with setup, profile, epochs).
 

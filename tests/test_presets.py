@@ -178,6 +178,29 @@ def test_summary_rows_mark_missing_categories(tmp_path):
     assert mvtec.results_path(tmp_path, "metal_nut", "l2", "cvpr2019") == tmp_path / "metal_nut-l2-cvpr2019.json"
 
 
+def test_model_gaps_pair_the_two_models_of_one_setup_and_profile():
+    def row(category, model, setup, pixel, au_pro, paper, epochs="50/200", profile="full"):
+        return {"category": category, "model": model, "setup": setup, "profile": profile, "epochs": epochs,
+                "pixel_auroc": pixel, "au_pro": au_pro, "paper": paper}
+
+    rows = [
+        row("bottle", "SSIM-AE", "cvpr2019", 0.95, 0.87, 0.93), row("bottle", "L2-AE", "cvpr2019", 0.88, 0.66, 0.86),
+        row("grid", "SSIM-AE", "cvpr2019", 0.97, None, 0.94, epochs=None),
+        row("grid", "L2-AE", "cvpr2019", 0.82, 0.71, 0.90, epochs="60/200"),
+        row("tile", "SSIM-AE", "cvpr2019", 0.60, 0.4, 0.59),  # no L2-AE
+        row("wood", "SSIM-AE", "cvpr2019", 0.70, 0.5, 0.73), row("wood", "L2-AE", "reimplementation", 0.6, 0.4, 0.73),
+        row("mine", "SSIM-AE", "cvpr2019", 0.9, 0.8, None), row("mine", "L2-AE", "cvpr2019", 0.8, 0.5, None),
+    ]
+    gaps = mvtec.model_gaps(rows)
+    assert [g["category"] for g in gaps] == ["bottle", "grid", "mine"]  # tile: one model; wood: two setups
+    assert gaps[0]["pixel_auroc"] == pytest.approx(0.07) and gaps[0]["paper"] == pytest.approx(0.07)
+    assert gaps[0]["au_pro"] == pytest.approx(0.21)
+    assert gaps[1]["au_pro"] is None and gaps[1]["epochs"] == "- | 60/200" and gaps[2]["paper"] is None
+    table = mvtec.format_gaps(gaps)
+    assert "bottle      cvpr2019         full           50/200 | 50/200       +0.07  +0.07      +0.21" in table
+    assert "grid        cvpr2019         full                - | 60/200       +0.15  +0.04          -" in table
+    assert "no category" in mvtec.format_gaps([])
+
 def test_cvpr2019_setup_is_what_the_paper_states():
     grid = presets.configure("grid", setup="cvpr2019")
     assert (grid.setup, grid.latent_dim, grid.patch_size, grid.gray, grid.residual) == ("cvpr2019", 100, 128, True, "ssim")
