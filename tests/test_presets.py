@@ -201,6 +201,7 @@ def test_model_gaps_pair_the_two_models_of_one_setup_and_profile():
     assert "grid        cvpr2019         full                - | 60/200       +0.15  +0.04          -" in table
     assert "no category" in mvtec.format_gaps([])
 
+
 def test_cvpr2019_setup_is_what_the_paper_states():
     grid = presets.configure("grid", setup="cvpr2019")
     assert (grid.setup, grid.latent_dim, grid.patch_size, grid.gray, grid.residual) == ("cvpr2019", 100, 128, True, "ssim")
