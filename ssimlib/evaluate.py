@@ -63,11 +63,12 @@ def summary_metrics(maps, masks, labels=None, fpr_limit=0.3):
     return results
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` as JSON holds it: tuples as lists, keys as strings, NumPy scalars as Python's, NaN/inf as None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, np.generic):
@@ -82,7 +83,7 @@ def write_json(path, data):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+    tmp.write_text(json.dumps(jsonable(data), indent=2) + "\n")
     os.replace(tmp, path)
     return path
 

@@ -20,7 +20,7 @@ from skimage.color import rgb2gray
 
 from ssimlib import artifacts
 from ssimlib.data import load_mvtec_category, sample_patches
-from ssimlib.evaluate import anomaly_maps, summary_metrics
+from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.models import ConvAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
@@ -420,6 +420,47 @@ def results_path(results_dir, category, loss, setup):
     return Path(results_dir) / f"{run_name(category, loss, setup)}.json"
 
 
+# Metrics of an earlier evaluation of the same run that :func:`write_results` keeps.
+PROGRESS_METRICS = ("pixel_auroc", f"au_pro@{FPR_LIMIT:g}", "image_auroc", "good_correct", "defective_correct")
+
+
+def _same_run(old, new):
+    """Whether results records ``old`` and ``new`` evaluate one training run (perhaps at other epochs) alike."""
+    keys = ("category", "profile", "setup", "model")
+    old_store, new_store = old.get("model_store") or {}, new.get("model_store") or {}
+    return (all(old.get(k) == new.get(k) for k in keys) and old.get("settings") == new.get("settings")
+            and "epochs_done" in old_store and old_store.get("name") == new_store.get("name")
+            and old_store.get("settings") == new_store.get("settings"))
+
+
+def write_results(results_dir, record):
+    """Write notebook 04's ``record`` to :func:`results_path` atomically, keeping earlier stages' metrics.
+
+    If the file there holds a complete result of the same training run and
+    evaluation settings whose model had fewer epochs (e.g. the 50-epoch stage of
+    a model now at 200), its metrics go into ``record["earlier"]`` (with those of
+    its own ``earlier``): one dict per stage, ``epochs_done``, ``schedule_epochs``,
+    ``sha256``, ``finished`` and :data:`PROGRESS_METRICS`, sorted by epochs.
+    Returns the path.
+    """
+    record = jsonable(record)  # as the file will hold it, so that it compares with the stored one
+    path = results_path(results_dir, record["category"], record["settings"]["loss"], record["setup"])
+    earlier = []
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        old = None
+    epochs = record["model_store"]["epochs_done"]
+    if isinstance(old, dict) and old.get("complete") and _same_run(old, record):
+        store = old["model_store"]
+        stage = {"epochs_done": store["epochs_done"], "schedule_epochs": store["schedule_epochs"],
+                 "sha256": store.get("sha256"), "finished": (old.get("time") or {}).get("finished"),
+                 **{k: old["metrics"].get(k) for k in PROGRESS_METRICS}}
+        earlier = [e for e in old.get("earlier", []) + [stage] if e["epochs_done"] < epochs]
+    record = {**record, "earlier": sorted(earlier, key=lambda e: e["epochs_done"])} if earlier else record
+    return write_json(path, record)
+
+
 def load_results(results_dir):
     """``{(category, model, setup): record}`` of every complete ``results_dir/*.json`` of notebook 04.
 
@@ -560,6 +601,33 @@ def format_gaps(gaps):
         ], columns))
     if not gaps:
         lines.append("no category has results of both models with one setup and profile")
+    return "\n".join(lines)
+
+
+def format_progress(records):
+    """A plain-text table of what longer training changed: each run of ``records`` that has ``earlier`` stages.
+
+    One line per stage (epochs done of the schedule), then the current one; pixel AUROC,
+    AU-PRO@0.3 and image AUROC ("n/a" without defect-free test images).
+    """
+    columns = (("category", 11, "<"), ("model", 8, "<"), ("setup", 16, "<"), ("profile", 12, "<"),
+               ("epochs", 7, ">"), ("pixel AUROC", 11, ">"), ("AU-PRO@0.3", 10, ">"), ("image AUROC", 11, ">"))
+    header = _table_line([heading for heading, _, _ in columns], columns)
+    lines = [header, "-" * len(header)]
+    for (category, model, setup), record in records.items():
+        store = record.get("model_store") or {}
+        stages = record.get("earlier", [])
+        if not stages:
+            continue
+        current = {"epochs_done": store.get("epochs_done"), "schedule_epochs": store.get("schedule_epochs"),
+                   **{k: record["metrics"].get(k) for k in PROGRESS_METRICS}}
+        for stage in stages + [current]:
+            lines.append(_table_line([
+                category, model, setup, record.get("profile", "?"), f"{stage['epochs_done']}/{stage['schedule_epochs']}",
+                *("n/a" if stage[k] is None else f"{stage[k]:.3f}" for k in PROGRESS_METRICS[:3]),
+            ], columns))
+    if len(lines) == 2:
+        lines.append("no results file holds an earlier stage of its model yet")
     return "\n".join(lines)
 
 

@@ -202,6 +202,40 @@ def test_model_gaps_pair_the_two_models_of_one_setup_and_profile():
     assert "no category" in mvtec.format_gaps([])
 
 
+def test_results_keep_the_metrics_of_earlier_stages_of_the_same_run(tmp_path):
+    def record(epochs, pixel, stride=30, sha="a"):
+        return {"category": "grid", "profile": "full", "setup": "cvpr2019", "complete": True, "model": "SSIM-AE",
+                "settings": {"loss": "ssim", "stride": stride, "image_size": (256, 256)},
+                "metrics": {"pixel_auroc": pixel, "au_pro@0.3": pixel - 0.1, "image_auroc": None,
+                            "good_correct": None, "defective_correct": 0.5},
+                "model_store": {"name": "grid-ssim-cvpr2019", "epochs_done": epochs, "schedule_epochs": 200,
+                                "sha256": sha, "settings": {"epochs": 200, "batch_size": 32}},
+                "time": {"finished": f"day {epochs}"}}
+
+    def stored():
+        return json.loads(mvtec.results_path(tmp_path, "grid", "ssim", "cvpr2019").read_text())
+
+    mvtec.write_results(tmp_path, record(50, 0.90, sha="s50"))
+    assert "earlier" not in stored()
+    mvtec.write_results(tmp_path, record(120, 0.93, sha="s120"))
+    mvtec.write_results(tmp_path, record(200, 0.95))
+    mvtec.write_results(tmp_path, record(200, 0.95))  # re-evaluated: the stages stay, the current one is not added
+    result = stored()
+    assert result["metrics"]["pixel_auroc"] == 0.95
+    assert [(e["epochs_done"], e["pixel_auroc"], e["sha256"], e["finished"]) for e in result["earlier"]] == [
+        (50, 0.90, "s50", "day 50"), (120, 0.93, "s120", "day 120")]
+    table = mvtec.format_progress(mvtec.load_results(tmp_path))
+    assert [line.split()[-4:] for line in table.splitlines()[2:]] == [
+        ["50/200", "0.900", "0.800", "n/a"], ["120/200", "0.930", "0.830", "n/a"], ["200/200", "0.950", "0.850", "n/a"]]
+    # Another evaluation setting, or a model retrained from scratch, is not the same run at another stage.
+    mvtec.write_results(tmp_path, record(200, 0.94, stride=60))
+    assert "earlier" not in stored()
+    mvtec.write_results(tmp_path, record(200, 0.95))
+    mvtec.write_results(tmp_path, record(10, 0.6))
+    assert "earlier" not in stored()
+    assert "no results file" in mvtec.format_progress(mvtec.load_results(tmp_path))
+
+
 def test_cvpr2019_setup_is_what_the_paper_states():
     grid = presets.configure("grid", setup="cvpr2019")
     assert (grid.setup, grid.latent_dim, grid.patch_size, grid.gray, grid.residual) == ("cvpr2019", 100, 128, True, "ssim")
