@@ -13,8 +13,9 @@ repository's ``models/``) and trains it there first when it is missing
 (checkpoints in ``<output-dir>/checkpoints``, so a re-run resumes).  The executed notebook is
 kept as ``<output-dir>/<category>-<loss>-<setup>.ipynb`` (also when it fails).  A failing run does
 not stop the others: it is reported at the end and the exit code is 1.  A run whose
-``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile is
-skipped unless ``--redo``.
+``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile, and
+came from the model now stored (the same sha256), is skipped unless ``--redo``; a model trained
+on since its evaluation (e.g. from 50 to 200 epochs) is evaluated again.
 
 Where the runs go:
 
@@ -38,8 +39,9 @@ from pathlib import Path
 
 import yaml
 
-from ssimlib.mvtec import results_path, run_name
-from ssimlib.notebooks import profile_parameters, run_notebook
+from ssimlib.artifacts import read_manifest
+from ssimlib.mvtec import model_stem, results_path, run_name
+from ssimlib.notebooks import NOTEBOOK_DIR, profile_parameters, run_notebook
 from ssimlib.presets import CATEGORIES, SETUPS
 
 NOTEBOOK = "04_mvtec_category"
@@ -79,6 +81,30 @@ def result_is_complete(path, label, since=None):
         and "pixel_auroc" in record.get("metrics", {})
         and (since is None or modified >= since)
     )
+
+
+def models_root_of(profile, parameters=None, models_root=None):
+    """The model store the notebook uses: ``models_root``, else the profile's (relative to ``notebooks/``), else None.
+
+    None is the notebook's default, the repository's ``models/``.
+    """
+    if models_root:
+        return Path(models_root)
+    chosen = {**profile_parameters(NOTEBOOK, profile), **(parameters or {})}.get("models_root")
+    return (NOTEBOOK_DIR / chosen).resolve() if chosen else None
+
+
+def result_is_stale(path, stem):
+    """True if the results file at ``path`` evaluated another model than the one stored at ``stem`` now.
+
+    False when either says nothing about it (no stored model, no hash in the results file).
+    """
+    try:
+        evaluated = (json.loads(Path(path).read_text()).get("model_store") or {}).get("sha256")
+        stored = (read_manifest(stem) or {}).get("sha256")
+    except (OSError, ValueError):
+        return False
+    return bool(evaluated and stored and evaluated != stored)
 
 
 def _error_text(error, limit=300):
@@ -268,11 +294,13 @@ def main(argv=None):
 
     setup = parameters.pop("setup", args.setup)
     models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
+    store = models_root_of(args.profile, parameters, models_root)
     runs = [(category, loss) for category in categories for loss in dict.fromkeys(args.losses)]
     outcomes, jobs = [], []
     for category, loss in runs:
         path = results_path(results_dir, category, loss, setup)
-        if not args.redo and result_is_complete(path, label):
+        current = result_is_complete(path, label) and not result_is_stale(path, model_stem(category, loss, setup, store))
+        if not args.redo and current:
             outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
                              "error": None, "seconds": None, "gpu": None,
                              "notebook": f"{path} is complete (--redo runs it again)"})

@@ -6,7 +6,7 @@ import queue
 
 import pytest
 
-from ssimlib import batch
+from ssimlib import artifacts, batch
 from ssimlib.synthetic import write_synthetic_category
 
 # The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch.
@@ -51,6 +51,14 @@ def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_pat
     assert batch.main(_args(categories, tmp_path, "synth")) == 0
     assert "1 skipped" in capsys.readouterr().out
     assert result.stat().st_mtime_ns == stamp
+
+    record = json.loads(result.read_text())  # as if the model had trained on since its evaluation
+    result.write_text(json.dumps({**record, "model_store": {**record["model_store"], "sha256": "0" * 64}}))
+    assert batch.main(_args(categories, tmp_path, "synth")) == 0
+    assert "1 ok" in capsys.readouterr().out
+    assert json.loads(result.read_text())["model_store"]["sha256"] == record["model_store"]["sha256"]
+    assert weights.stat().st_mtime_ns == weights_stamp
+    stamp = result.stat().st_mtime_ns
 
     assert batch.main(_args(categories, tmp_path, "synth", extra=["--redo"])) == 0
     assert "1 ok" in capsys.readouterr().out
@@ -107,6 +115,23 @@ def test_result_is_complete_needs_the_same_profile(tmp_path):
     assert not batch.result_is_complete(path, "ci", since=path.stat().st_mtime + 10)
     assert batch.profile_label("ci") == "ci" and batch.profile_label("full") == "full"
     assert batch.profile_label("ci", {"profile": "mine"}) == "mine"
+
+
+def test_a_result_of_another_model_than_the_stored_one_is_stale(tmp_path):
+    stem = tmp_path / "models" / "mvtec" / "grid-ssim-cvpr2019"
+    result = tmp_path / "grid-ssim-cvpr2019.json"
+    result.write_text(json.dumps({"complete": True, "model_store": {"sha256": "a"}}))
+    assert not batch.result_is_stale(result, stem)  # no stored model: nothing to compare
+    stem.parent.mkdir(parents=True)
+    manifest = artifacts.model_files(stem)[1]
+    manifest.write_text(json.dumps({"sha256": "a"}))
+    assert not batch.result_is_stale(result, stem)
+    manifest.write_text(json.dumps({"sha256": "b"}))
+    assert batch.result_is_stale(result, stem)
+    assert not batch.result_is_stale(tmp_path / "missing.json", stem)
+    assert batch.models_root_of("full") is None
+    assert batch.models_root_of("full", models_root=tmp_path) == tmp_path
+    assert batch.models_root_of("reduced") == (batch.NOTEBOOK_DIR / "../runs/04_mvtec_category/models").resolve()
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
