@@ -24,7 +24,7 @@ from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.models import ConvAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
-from ssimlib.plotting import outline, plot_roc, show_image
+from ssimlib.plotting import outline, plot_losses, plot_roc, show_image
 from ssimlib.presets import (
     CATEGORIES,
     PAPER_MEAN_AU_PRO,
@@ -629,6 +629,41 @@ def format_progress(records):
     if len(lines) == 2:
         lines.append("no results file holds an earlier stage of its model yet")
     return "\n".join(lines)
+
+
+def stored_losses(models_root=None, setup="cvpr2019"):
+    """``{(category, model): [training loss of each epoch]}`` of every stored MVTec AD model of ``setup``.
+
+    From the manifests in ``models_root/mvtec`` (default: the repository's ``models/``); the
+    list is as long as the epochs the model has had.
+    """
+    losses = {}
+    for path in sorted(artifacts.study_model("mvtec", "", models_root).glob("*.json")):
+        training = (artifacts.read_manifest(path.with_suffix("")) or {}).get("training", {})
+        preset = training.get("preset", {})
+        suffix = f"-{preset.get('loss')}-{setup}"
+        if preset.get("setup") == setup and path.stem.endswith(suffix) and training.get("loss"):
+            losses[path.stem[: -len(suffix)], model_label(preset["loss"])] = training["loss"]
+    return losses
+
+
+def plot_training_losses(losses, mark=None, title=None):
+    """The training loss per epoch of :func:`stored_losses`: SSIM-AEs (left) and L2-AEs (right), log scale.
+
+    The two losses have different scales (1 - SSIM; mean squared error), hence two panels.
+    ``mark``: an epoch drawn dotted (the end of the first stage).
+    """
+    fig, axes = plt.subplots(1, len(MODEL_ORDER), figsize=(7.2, 3.0))
+    for ax, model in zip(axes, MODEL_ORDER):
+        curves = {f"{category} ({len(values)} epochs)": values for (category, m), values in losses.items() if m == model}
+        if curves:
+            plot_losses(ax, curves, mark=mark, title=f"{model} ({'SSIM' if model == 'SSIM-AE' else 'L2'} loss)")
+        else:
+            ax.set_axis_off()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
 
 
 def plot_summary(rows, title=None):

@@ -75,3 +75,20 @@ def plot_roc(ax, curves, title=None):
     ax.legend(loc="lower right")
     if title:
         ax.set_title(title)
+
+
+def plot_losses(ax, losses, mark=None, title=None):
+    """Training loss per epoch on a log scale: ``losses`` maps a label to one loss per epoch (epoch 1 first).
+
+    ``mark``: an epoch drawn as a dotted vertical line (e.g. the end of a training stage).
+    """
+    for label, values in losses.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=label)
+    if mark:
+        ax.axvline(mark, color="0.5", lw=0.8, ls=":")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss")
+    ax.legend(loc="upper right")
+    if title:
+        ax.set_title(title)

@@ -236,6 +236,22 @@ def test_results_keep_the_metrics_of_earlier_stages_of_the_same_run(tmp_path):
     assert "no results file" in mvtec.format_progress(mvtec.load_results(tmp_path))
 
 
+def test_stored_losses_are_read_from_the_manifests_of_one_setup(tmp_path):
+    folder = tmp_path / "mvtec"
+    folder.mkdir()
+    for name, loss, setup, values in (("grid-ssim-cvpr2019", "ssim", "cvpr2019", [0.5, 0.2, 0.1]),
+                                      ("metal_nut-l2-cvpr2019", "l2", "cvpr2019", [0.03, 0.02]),
+                                      ("grid-ssim-reimplementation", "ssim", "reimplementation", [0.4])):
+        training = {"preset": {"loss": loss, "setup": setup}, "loss": values}
+        (folder / f"{name}.json").write_text(json.dumps({"training": training}))
+    losses = mvtec.stored_losses(tmp_path)
+    assert losses == {("grid", "SSIM-AE"): [0.5, 0.2, 0.1], ("metal_nut", "L2-AE"): [0.03, 0.02]}
+    fig = mvtec.plot_training_losses(losses, mark=2)
+    assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2]  # one curve and the stage mark per panel
+    assert list(fig.axes[0].get_lines()[0].get_ydata()) == [0.5, 0.2, 0.1]
+    assert mvtec.stored_losses(tmp_path, setup="reimplementation") == {("grid", "SSIM-AE"): [0.4]}
+
+
 def test_cvpr2019_setup_is_what_the_paper_states():
     grid = presets.configure("grid", setup="cvpr2019")
     assert (grid.setup, grid.latent_dim, grid.patch_size, grid.gray, grid.residual) == ("cvpr2019", 100, 128, True, "ssim")
