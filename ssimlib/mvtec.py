@@ -647,17 +647,19 @@ def stored_losses(models_root=None, setup="cvpr2019"):
     return losses
 
 
-def plot_training_losses(losses, mark=None, title=None):
+def plot_training_losses(losses, mark=None, epochs=None, title=None):
     """The training loss per epoch of :func:`stored_losses`: SSIM-AEs (left) and L2-AEs (right), log scale.
 
     The two losses have different scales (1 - SSIM; mean squared error), hence two panels.
-    ``mark``: an epoch drawn dotted (the end of the first stage).
+    ``mark``: an epoch drawn dotted (the end of the first stage); ``epochs``: the x axis
+    runs to it in both panels (the schedule's length, so that unfinished models show as such).
     """
     fig, axes = plt.subplots(1, len(MODEL_ORDER), figsize=(7.2, 3.0))
     for ax, model in zip(axes, MODEL_ORDER):
         curves = {f"{category} ({len(values)} epochs)": values for (category, m), values in losses.items() if m == model}
         if curves:
             plot_losses(ax, curves, mark=mark, title=f"{model} ({'SSIM' if model == 'SSIM-AE' else 'L2'} loss)")
+            ax.set_xlim(0, epochs)
         else:
             ax.set_axis_off()
     if title:
