@@ -638,12 +638,12 @@ def stored_losses(models_root=None, setup="cvpr2019"):
     list is as long as the epochs the model has had.
     """
     losses = {}
-    for path in sorted(artifacts.study_model("mvtec", "", models_root).glob("*.json")):
-        training = (artifacts.read_manifest(path.with_suffix("")) or {}).get("training", {})
+    for name in artifacts.list_models("mvtec", models_root):
+        training = (artifacts.read_manifest(artifacts.study_model("mvtec", name, models_root)) or {}).get("training", {})
         preset = training.get("preset", {})
         suffix = f"-{preset.get('loss')}-{setup}"
-        if preset.get("setup") == setup and path.stem.endswith(suffix) and training.get("loss"):
-            losses[path.stem[: -len(suffix)], model_label(preset["loss"])] = training["loss"]
+        if preset.get("setup") == setup and name.endswith(suffix) and training.get("loss"):
+            losses[name[: -len(suffix)], model_label(preset["loss"])] = training["loss"]
     return losses
 
 
