@@ -601,6 +601,11 @@ def format_gaps(gaps):
         ], columns))
     if not gaps:
         lines.append("no category has results of both models with one setup and profile")
+    for g in gaps:
+        ssim_epochs, l2_epochs = g["epochs"].split(" | ")
+        if "-" not in (ssim_epochs, l2_epochs) and ssim_epochs != l2_epochs:
+            lines.append(f"{g['category']} ({g['setup']}, {g['profile']}): the two models have had different epochs "
+                         f"({g['epochs']}), so this difference is not one of equal budgets")
     return "\n".join(lines)
 
 

@@ -189,7 +189,8 @@ def test_model_gaps_pair_the_two_models_of_one_setup_and_profile():
         row("grid", "L2-AE", "cvpr2019", 0.82, 0.71, 0.90, epochs="60/200"),
         row("tile", "SSIM-AE", "cvpr2019", 0.60, 0.4, 0.59),  # no L2-AE
         row("wood", "SSIM-AE", "cvpr2019", 0.70, 0.5, 0.73), row("wood", "L2-AE", "reimplementation", 0.6, 0.4, 0.73),
-        row("mine", "SSIM-AE", "cvpr2019", 0.9, 0.8, None), row("mine", "L2-AE", "cvpr2019", 0.8, 0.5, None),
+        row("mine", "SSIM-AE", "cvpr2019", 0.9, 0.8, None, epochs="200/200"),
+        row("mine", "L2-AE", "cvpr2019", 0.8, 0.5, None),
     ]
     gaps = mvtec.model_gaps(rows)
     assert [g["category"] for g in gaps] == ["bottle", "grid", "mine"]  # tile: one model; wood: two setups
@@ -199,6 +200,9 @@ def test_model_gaps_pair_the_two_models_of_one_setup_and_profile():
     table = mvtec.format_gaps(gaps)
     assert "bottle      cvpr2019         full           50/200 | 50/200       +0.07  +0.07      +0.21" in table
     assert "grid        cvpr2019         full                - | 60/200       +0.15  +0.04          -" in table
+    notes = [line for line in table.splitlines() if "different epochs" in line]  # only where both are known and differ
+    assert notes == ["mine (cvpr2019, full): the two models have had different epochs (200/200 | 50/200), "
+                     "so this difference is not one of equal budgets"]
     assert "no category" in mvtec.format_gaps([])
 
 
