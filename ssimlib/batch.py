@@ -2,12 +2,15 @@
 
 ::
 
-    python -m ssimlib.batch --data-root ROOT [--categories a b ...] [--losses ssim l2] [--setup cvpr2019]
+    python -m ssimlib.batch [--data-root ROOT] [--categories a b ...] [--losses ssim l2] [--setup cvpr2019]
         [--profile full] [--redo] [--models-root models] [--output-dir runs/batch]
         [--results-dir results/mvtec] [--figures-dir figures]
         [--gpus 0 1 ...] [--workers N] [--scheduler tcp://host:8786] [-p KEY VALUE ...]
 
-Every (category, loss) runs the notebook once with papermill (:func:`ssimlib.notebooks.run_notebook`):
+Every (category, loss) runs the notebook once with papermill (:func:`ssimlib.notebooks.run_notebook`),
+on the category under ``--data-root``, or without it wherever :func:`ssimlib.mvtec.category_root`
+finds it (``$SSIMLIB_DATA/mvtec_ad``, else a ``mvtec_ad*`` folder beside it, such as the shared
+copies of grid and bottle):
 it evaluates the model stored in ``--models-root`` (default: the profile's; for ``full`` the
 repository's ``models/``) and trains it there first when it is missing
 (checkpoints in ``<output-dir>/checkpoints``, so a re-run resumes).  The executed notebook is
@@ -40,8 +43,9 @@ from pathlib import Path
 import yaml
 
 from ssimlib.artifacts import read_manifest
-from ssimlib.mvtec import model_stem, results_path, run_name
+from ssimlib.mvtec import category_root, model_stem, results_path, run_name
 from ssimlib.notebooks import NOTEBOOK_DIR, profile_parameters, run_notebook
+from ssimlib.paths import data_root as default_data_root
 from ssimlib.presets import CATEGORIES, SETUPS
 
 NOTEBOOK = "04_mvtec_category"
@@ -59,6 +63,26 @@ def find_categories(data_root, chosen=None):
             "name folders of your own with --categories"
         )
     return found
+
+
+def located_categories(chosen=None):
+    """``{category: folder holding it}`` without ``--data-root``: each where :func:`ssimlib.mvtec.category_root` finds it.
+
+    Every MVTec AD category found, or ``chosen``; a chosen one found nowhere maps to the
+    default ``mvtec_ad`` folder, where its run fails naming the missing folder.
+    """
+    roots = {}
+    for category in dict.fromkeys(chosen or CATEGORIES):
+        try:
+            roots[category] = category_root(category).resolve()
+        except FileNotFoundError:
+            if chosen:
+                roots[category] = default_data_root("mvtec_ad")
+    if not roots:
+        raise FileNotFoundError(
+            f"no MVTec AD category under {default_data_root('mvtec_ad')} or beside it; pass --data-root"
+        )
+    return roots
 
 
 def profile_label(profile, parameters=None):
@@ -247,8 +271,9 @@ def parse_args(argv=None):
         prog="python -m ssimlib.batch", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--data-root", required=True, help="folder holding <category>/train/good, test/, ground_truth/")
-    parser.add_argument("--categories", nargs="+", metavar="NAME", help="categories to run (default: all 15 found under --data-root)")
+    parser.add_argument("--data-root", help="folder holding <category>/train/good, test/, ground_truth/ "
+                        "(default: wherever ssimlib.mvtec.category_root finds each category)")
+    parser.add_argument("--categories", nargs="+", metavar="NAME", help="categories to run (default: every one of the 15 that is found)")
     parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS",
                         help="models, by training loss: ssim (SSIM-AE), l2 (L2-AE), ... (default: ssim l2)")
     parser.add_argument("--setup", default="cvpr2019", choices=SETUPS, help="the presets' setup (default: %(default)s)")
@@ -273,10 +298,11 @@ def main(argv=None):
     """Run the batch; returns 0 if every category ran or was skipped, 1 if any failed, 2 on bad arguments."""
     args = parse_args(argv)
     parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
-    data_root = Path(args.data_root).expanduser().resolve()
+    data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
     try:
         label = profile_label(args.profile, parameters)
-        categories = find_categories(data_root, args.categories)
+        roots = ({c: data_root for c in find_categories(data_root, args.categories)} if data_root
+                 else located_categories(args.categories))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -295,7 +321,7 @@ def main(argv=None):
     setup = parameters.pop("setup", args.setup)
     models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
     store = models_root_of(args.profile, parameters, models_root)
-    runs = [(category, loss) for category in categories for loss in dict.fromkeys(args.losses)]
+    runs = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
     outcomes, jobs = [], []
     for category, loss in runs:
         path = results_path(results_dir, category, loss, setup)
@@ -305,7 +331,7 @@ def main(argv=None):
                              "error": None, "seconds": None, "gpu": None,
                              "notebook": f"{path} is complete (--redo runs it again)"})
         else:
-            jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(data_root),
+            jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(roots[category]),
                              profile=args.profile, parameters=parameters, output_dir=str(output_dir),
                              results_dir=str(results_dir), figures_dir=figures_dir, models_root=models_root,
                              label=label))

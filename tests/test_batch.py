@@ -104,6 +104,22 @@ def test_default_categories_are_the_mvtec_ones_found(tmp_path):
         batch.find_categories(tmp_path / "empty")
 
 
+def test_without_data_root_each_category_is_found_where_it_lies(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path))
+    for root, category in (("mvtec_ad_grid_256", "grid"), ("mvtec_ad_bottle_320", "bottle")):  # as the shared copies
+        (tmp_path / root / category / "train" / "good").mkdir(parents=True)
+    assert batch.located_categories() == {"bottle": tmp_path / "mvtec_ad_bottle_320", "grid": tmp_path / "mvtec_ad_grid_256"}
+    assert batch.located_categories(["grid", "mine"]) == {"grid": tmp_path / "mvtec_ad_grid_256", "mine": tmp_path / "mvtec_ad"}
+    # A chosen category found nowhere fails in its own run, naming the folder it looked in.
+    code = batch.main(["--categories", "mine", "--profile", "ci", "--workers", "1", "--results-dir", str(tmp_path / "results"),
+                       "--output-dir", str(tmp_path / "runs"), "--figures-dir", ""])
+    assert code == 1 and f"{tmp_path / 'mvtec_ad' / 'mine'} does not exist" in capsys.readouterr().out
+    monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path / "empty"))
+    with pytest.raises(FileNotFoundError, match="pass --data-root"):
+        batch.located_categories()
+    assert batch.main(["--profile", "ci"]) == 2
+
+
 def test_result_is_complete_needs_the_same_profile(tmp_path):
     path = tmp_path / "grid.json"
     assert not batch.result_is_complete(path, "ci")
