@@ -329,7 +329,7 @@ def main(argv=None):
         if not args.redo and current:
             outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
                              "error": None, "seconds": None, "gpu": None,
-                             "notebook": f"{path} is complete (--redo runs it again)"})
+                             "notebook": f"{path} is complete and no other model is stored (--redo runs it again)"})
         else:
             jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(roots[category]),
                              profile=args.profile, parameters=parameters, output_dir=str(output_dir),
