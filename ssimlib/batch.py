@@ -85,9 +85,14 @@ def located_categories(chosen=None):
     return roots
 
 
+def run_parameters(profile, parameters=None):
+    """The notebook parameters a batch ``profile`` (a params folder) sets, with ``parameters`` overriding them."""
+    return {**profile_parameters(NOTEBOOK, profile), **(parameters or {})}
+
+
 def profile_label(profile, parameters=None):
-    """The ``profile`` value the notebook records for a batch ``profile`` (a params folder) and overrides."""
-    return str({**profile_parameters(NOTEBOOK, profile), **(parameters or {})}.get("profile", "full"))
+    """The ``profile`` value the notebook records for a batch ``profile`` and overrides."""
+    return str(run_parameters(profile, parameters).get("profile", "full"))
 
 
 def result_is_complete(path, label, since=None):
@@ -114,7 +119,7 @@ def models_root_of(profile, parameters=None, models_root=None):
     """
     if models_root:
         return Path(models_root)
-    chosen = {**profile_parameters(NOTEBOOK, profile), **(parameters or {})}.get("models_root")
+    chosen = run_parameters(profile, parameters).get("models_root")
     return (NOTEBOOK_DIR / chosen).resolve() if chosen else None
 
 

@@ -433,6 +433,14 @@ def _same_run(old, new):
             and old_store.get("settings") == new_store.get("settings"))
 
 
+def _stage(record):
+    """One stage of a results ``record``: epochs done of the schedule, model hash, finish time, :data:`PROGRESS_METRICS`."""
+    store = record.get("model_store") or {}
+    return {"epochs_done": store.get("epochs_done"), "schedule_epochs": store.get("schedule_epochs"),
+            "sha256": store.get("sha256"), "finished": (record.get("time") or {}).get("finished"),
+            **{k: record["metrics"].get(k) for k in PROGRESS_METRICS}}
+
+
 def write_results(results_dir, record):
     """Write notebook 04's ``record`` to :func:`results_path` atomically, keeping earlier stages' metrics.
 
@@ -452,11 +460,7 @@ def write_results(results_dir, record):
         old = None
     epochs = record["model_store"]["epochs_done"]
     if isinstance(old, dict) and old.get("complete") and _same_run(old, record):
-        store = old["model_store"]
-        stage = {"epochs_done": store["epochs_done"], "schedule_epochs": store["schedule_epochs"],
-                 "sha256": store.get("sha256"), "finished": (old.get("time") or {}).get("finished"),
-                 **{k: old["metrics"].get(k) for k in PROGRESS_METRICS}}
-        earlier = [e for e in old.get("earlier", []) + [stage] if e["epochs_done"] < epochs]
+        earlier = [e for e in old.get("earlier", []) + [_stage(old)] if e["epochs_done"] < epochs]
     record = {**record, "earlier": sorted(earlier, key=lambda e: e["epochs_done"])} if earlier else record
     return write_json(path, record)
 
@@ -571,6 +575,7 @@ def model_gaps(rows):
 
     One dict per such (category, setup, profile): ``category``, ``setup``,
     ``profile``, ``epochs`` (``"50/200 | 50/200"``: SSIM-AE's, then L2-AE's),
+    ``equal_epochs`` (False where both models' epochs are known and differ),
     ``pixel_auroc`` and ``au_pro`` (our differences, None where a value is
     missing) and ``paper`` (Table 3's pixel AUROC difference; None off Table 3).
     """
@@ -583,6 +588,7 @@ def model_gaps(rows):
         if l2 is not None:
             gaps.append({"category": r["category"], "setup": r["setup"], "profile": r["profile"],
                          "epochs": f"{r['epochs'] or '-'} | {l2['epochs'] or '-'}",
+                         "equal_epochs": None if None in (r["epochs"], l2["epochs"]) else r["epochs"] == l2["epochs"],
                          **{key: None if r[key] is None or l2[key] is None else r[key] - l2[key]
                             for key in ("pixel_auroc", "paper", "au_pro")}})
     return gaps
@@ -602,8 +608,7 @@ def format_gaps(gaps):
     if not gaps:
         lines.append("no category has results of both models with one setup and profile")
     for g in gaps:
-        ssim_epochs, l2_epochs = g["epochs"].split(" | ")
-        if "-" not in (ssim_epochs, l2_epochs) and ssim_epochs != l2_epochs:
+        if g["equal_epochs"] is False:
             lines.append(f"{g['category']} ({g['setup']}, {g['profile']}): the two models have had different epochs "
                          f"({g['epochs']}), so this difference is not one of equal budgets")
     return "\n".join(lines)
@@ -620,13 +625,10 @@ def format_progress(records):
     header = _table_line([heading for heading, _, _ in columns], columns)
     lines = [header, "-" * len(header)]
     for (category, model, setup), record in records.items():
-        store = record.get("model_store") or {}
         stages = record.get("earlier", [])
         if not stages:
             continue
-        current = {"epochs_done": store.get("epochs_done"), "schedule_epochs": store.get("schedule_epochs"),
-                   **{k: record["metrics"].get(k) for k in PROGRESS_METRICS}}
-        for stage in stages + [current]:
+        for stage in stages + [_stage(record)]:
             lines.append(_table_line([
                 category, model, setup, record.get("profile", "?"), f"{stage['epochs_done']}/{stage['schedule_epochs']}",
                 *("n/a" if stage[k] is None else f"{stage[k]:.3f}" for k in PROGRESS_METRICS[:3]),
