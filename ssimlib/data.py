@@ -201,13 +201,16 @@ def check_patch_size(images, patch_size, paths=None):
             )
 
 
-def sample_patches(images, n_patches, patch_size, seed=0, rotate=False, max_angle=180.0, flip=False, paths=None):
+def sample_patches(images, n_patches, patch_size, seed=0, rotate=False, max_angle=180.0, flip=False, paths=None,
+                   rot90=False):
     """Draw ``n_patches`` random ``patch_size`` crops, float32 ``(n, p, p, C)``.
 
     Crops are spread evenly over the images.  ``rotate`` turns each crop by a
     random angle in ``[-max_angle, max_angle]`` degrees (the crop is taken from a
     region large enough that no border enters it); ``flip`` flips it horizontally
-    and vertically with probability 1/2 each.  Deterministic for a given ``seed``.
+    and vertically with probability 1/2 each; ``rot90`` turns it by 0, 90, 180 or
+    270 degrees.  Deterministic for a given ``seed`` (anything
+    ``np.random.default_rng`` takes, e.g. ``[seed, epoch]``).
     """
     if not images:
         raise DatasetError("no training images to sample patches from")
@@ -232,5 +235,43 @@ def sample_patches(images, n_patches, patch_size, seed=0, rotate=False, max_angl
                 crop = crop[:, ::-1]
             if rng.random() < 0.5:
                 crop = crop[::-1]
+        if rot90:
+            crop = np.rot90(crop, rng.integers(4))
         patches[i] = crop
     return patches
+
+
+# Random stream of the crops of :class:`CropStream`, apart from a fixed set's ``default_rng(seed)``.
+FRESH_CROPS_STREAM = 1
+
+
+@dataclass(frozen=True)
+class CropStream:
+    """``n_patches`` fresh random crops of ``images`` every epoch, instead of one fixed set.
+
+    Epoch ``e`` (0-based) draws its crops with ``default_rng([seed, FRESH_CROPS_STREAM, e])``,
+    so a run resumed from a checkpoint sees exactly the crops an uninterrupted one would.
+    ``flip`` and ``rot90`` as in :func:`sample_patches`.
+    """
+
+    images: list
+    n_patches: int
+    patch_size: int
+    seed: int = 0
+    flip: bool = False
+    rot90: bool = False
+
+    @property
+    def label(self):
+        """The protocol's name in settings and results: ``fresh``, ``fresh+flips+rot90``, ..."""
+        return "+".join(["fresh"] + ["flips"] * self.flip + ["rot90"] * self.rot90)
+
+    @property
+    def shape(self):
+        """Shape of one epoch's crops, ``(n, p, p, C)``."""
+        return (self.n_patches, self.patch_size, self.patch_size, self.images[0].shape[-1])
+
+    def crops(self, epoch):
+        """The crops of epoch ``epoch`` (0-based), float32 ``(n, p, p, C)``."""
+        return sample_patches(self.images, self.n_patches, self.patch_size, seed=[self.seed, FRESH_CROPS_STREAM, epoch],
+                              flip=self.flip, rot90=self.rot90)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from ssimlib.data import load_nanotwice, sample_patches
+from ssimlib.data import CropStream, load_nanotwice, sample_patches
 from ssimlib.evaluate import anomaly_maps
 from ssimlib.features import DEFAULT_FEATURE_EXTRACTOR, load_feature_extractor
 from ssimlib.inference import reconstruct_image, residual_map
@@ -48,6 +48,17 @@ FIG6_SCHEDULE = {
     "feature_extractor": DEFAULT_FEATURE_EXTRACTOR,
     "fm_weight": 1.0,
 }
+# How the training crops are drawn (ssimlib.data.CropStream options; "fixed": one set for all epochs).
+# The paper: "trained on 10 000 defect-free patches ... randomly cropped from the given training images".
+CROP_PROTOCOLS = {
+    "fixed": None,
+    "fresh": {},
+    "fresh+flips+rot90": {"flip": True, "rot90": True},
+}
+# Validation crops of the training images: their number and seed, the same for every run.
+VALIDATION_PATCHES = 1_000
+VALIDATION_SEED = [2019, 7]
+DIAGNOSTIC_STREAM = 3
 PAPER_PATCH_SIZE = 128
 PAPER_STRIDE = 30
 # Pixel AUROC on NanoTWICE reported in the paper (VAE and FM-AE appear only as curves in Fig. 6).
@@ -141,9 +152,47 @@ def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extracto
     return model
 
 
-def training_patches(dataset, n_patches, patch_size, seed=0):
-    """``n_patches`` random defect-free crops ``(n, p, p, 1)`` of the training images (no augmentation)."""
-    return sample_patches(dataset.train_images, n_patches, patch_size, seed=seed, paths=dataset.train_paths)
+def training_patches(dataset, n_patches, patch_size, seed=0, crops="fixed"):
+    """The training crops of the 5 defect-free images: ``crops`` is a protocol of :data:`CROP_PROTOCOLS`.
+
+    ``"fixed"``: one set of ``n_patches`` random crops ``(n, p, p, 1)``, the same every epoch
+    (how the committed Fig. 6 models were trained); the others: a :class:`ssimlib.data.CropStream`
+    of ``n_patches`` fresh crops every epoch, with flips and 90-degree turns where named.
+    """
+    if crops not in CROP_PROTOCOLS:
+        raise ValueError(f"crops must be one of {', '.join(CROP_PROTOCOLS)}, got {crops!r}")
+    if crops == "fixed":
+        return sample_patches(dataset.train_images, n_patches, patch_size, seed=seed, paths=dataset.train_paths)
+    return CropStream(dataset.train_images, n_patches, patch_size, seed, **CROP_PROTOCOLS[crops])
+
+
+def validation_patches(dataset, patch_size, n_patches=VALIDATION_PATCHES):
+    """``n_patches`` crops ``(n, p, p, 1)`` of the training images, one set for every run and protocol.
+
+    Drawn from their own seed (:data:`VALIDATION_SEED`), so no protocol's training crops are
+    these crops (a fixed set shares none of their offsets but by chance); the validation
+    loss on them measures how well a model reconstructs defect-free texture it was not
+    fitted to, without looking at a test image.
+    """
+    return sample_patches(dataset.train_images, n_patches, patch_size, seed=VALIDATION_SEED, paths=dataset.train_paths)
+
+
+def defect_free_test_patches(dataset, patch_size, n_patches=VALIDATION_PATCHES, seed=0):
+    """``n_patches`` crops ``(n, p, p, 1)`` of the test images that hold no defect pixel: a diagnostic only.
+
+    Never used to choose a protocol, an epoch or a threshold.
+    """
+    rng = np.random.default_rng([seed, DIAGNOSTIC_STREAM])
+    patches = np.empty((n_patches, patch_size, patch_size, 1), np.float32)
+    found = 0
+    while found < n_patches:
+        i = rng.integers(len(dataset.test_images))
+        image, mask = dataset.test_images[i], dataset.test_masks[i]
+        y, x = rng.integers(0, image.shape[0] - patch_size + 1), rng.integers(0, image.shape[1] - patch_size + 1)
+        if not mask[y : y + patch_size, x : x + patch_size].any():
+            patches[found] = image[y : y + patch_size, x : x + patch_size]
+            found += 1
+    return patches
 
 
 def train_config(
@@ -162,8 +211,11 @@ def train_config(
     fm_weight=1.0,
     progress=True,
     on_epoch=None,
+    validation=None,
 ):
-    """Build and train ``method`` on ``patches`` ``(N, p, p, 1)``; returns ``(model, history)``.
+    """Build and train ``method`` on ``patches`` ``(N, p, p, 1)`` (or a crop stream); returns ``(model, history)``.
+
+    ``validation`` patches, if given, get their loss logged every epoch (:func:`ssimlib.train.train`).
 
     With ``checkpoint_dir`` a finished run is reloaded instead of retrained.
     ``window_size`` and ``window`` matter only for the SSIM-AE's loss.
@@ -173,6 +225,7 @@ def train_config(
         model, patches, loss=METHODS[method], epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, window_size=window_size,
         window=window, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, on_epoch=on_epoch,
+        validation=validation,
     )
     return model, history
 

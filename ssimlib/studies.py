@@ -7,6 +7,9 @@ so one command restarts the whole campaign.
 ``python -m ssimlib train-study table2`` runs the Table II campaign
 (:mod:`ssimlib.sensitivity`: results, not models, are what it keeps).
 
+``python -m ssimlib train-study protocol`` runs the crop-protocol campaign
+(:mod:`ssimlib.protocol`: fixed against fresh training crops, with seeds; results only).
+
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.nanotwice.FIG6_SCHEDULE`
 (the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500).
@@ -56,7 +59,7 @@ QUEUE = ("nanotwice", "checkerboard", "table2", "mvtec")
 # The mvtec study first trains every model to this epoch (the Table II budget), then each to the whole
 # schedule: all four models of Table 3 exist at one stated budget long before the last reaches 200 epochs.
 MVTEC_FIRST_STAGE = TABLE2_EPOCHS
-STUDIES = (*QUEUE, "queue")
+STUDIES = (*QUEUE, "protocol", "queue")
 
 
 def cache_dir():
@@ -293,15 +296,21 @@ def main(argv=None):
     parser.add_argument("--data-root", help="NanoTWICE folder, or for mvtec the folder holding the categories "
                                              "(default: $SSIMLIB_DATA or ../shared/data, see mvtec.category_root)")
     parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
-    parser.add_argument("--results", default=str(sensitivity.DEFAULT_RESULTS),
-                        help="table2: the results file settings are added to (default: %(default)s)")
+    parser.add_argument("--results", help="table2, protocol: the results file runs are added to (default: "
+                                           "results/nanotwice_sensitivity.json, results/nanotwice_protocol.json)")
     args = parser.parse_args(argv)
     if args.study == "queue":
         return max(main([study]) for study in QUEUE)
     schedule = {"epochs": args.epochs} if args.epochs else None
     if args.study == "table2":
-        sensitivity.run_campaign(args.results, budget=schedule, data_root=args.data_root,
-                                 log=lambda line: print(line, flush=True))
+        sensitivity.run_campaign(args.results or sensitivity.DEFAULT_RESULTS, budget=schedule,
+                                 data_root=args.data_root, log=lambda line: print(line, flush=True))
+        return 0
+    if args.study == "protocol":
+        from ssimlib import protocol
+
+        protocol.run_campaign(args.results or protocol.DEFAULT_RESULTS, budget=schedule, data_root=args.data_root,
+                              log=lambda line: print(line, flush=True))
         return 0
     if args.study == "mvtec":
         return _train_mvtec(args, schedule)

@@ -4,7 +4,10 @@ The loop feeds NumPy batches to ``model.train_on_batch`` (fast on every backend;
 on a 2-core CPU it beats ``fit`` on arrays or a default ``tf.data`` pipeline).
 Each epoch visits the patches in an order drawn from ``(seed, epoch)``, so a run
 that resumes from a checkpoint takes exactly the steps the uninterrupted run
-would have taken.  On TensorFlow, runs with one seed on one machine repeat
+would have taken.  The patches are one fixed set of crops (an array), or fresh
+crops every epoch (:class:`ssimlib.data.CropStream`, drawn from ``(seed, epoch)``
+too); a validation loss on patches the model never trains on can be logged
+every epoch.  On TensorFlow, runs with one seed on one machine repeat
 themselves bit for bit, but for a rare drift with the SSIM loss (see
 :mod:`ssimlib.reproducibility`).
 """
@@ -18,6 +21,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from ssimlib.data import CropStream
 from ssimlib.evaluate import cpu_label
 from ssimlib.losses import get_loss
 from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
@@ -79,8 +83,13 @@ def load_checkpoint(model, directory):
     model.load_weights(Path(directory) / WEIGHTS_FILE)
 
 
-def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, n_patches):
-    """The settings :func:`train` records in a checkpoint (a resumed run must have the same, but for ``epochs``)."""
+def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, n_patches,
+                      crops="fixed"):
+    """The settings :func:`train` records in a checkpoint (a resumed run must have the same, but for ``epochs``).
+
+    ``crops`` is ``"fixed"`` (one set of patches every epoch; not recorded, as in every
+    model trained before crop streams existed) or a :attr:`ssimlib.data.CropStream.label`.
+    """
     return {
         "loss": loss,
         "epochs": epochs,
@@ -91,6 +100,7 @@ def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, win
         "window": window,
         "seed": seed,
         "n_patches": n_patches,
+        **({} if crops == "fixed" else {"crops": crops}),
     }
 
 
@@ -125,6 +135,15 @@ def epoch_line(history, epochs, patches_per_epoch, recent=5):
     )
 
 
+def mean_loss(model, patches, batch_size=32):
+    """Mean of the compiled loss of ``model`` over ``patches`` ``(N, p, p, C)``, weighted by batch size."""
+    total = 0.0
+    for b in range(0, len(patches), batch_size):
+        batch = np.asarray(patches[b : b + batch_size], "float32")
+        total += float(model.test_on_batch(batch, batch)) * len(batch)
+    return total / len(patches)
+
+
 def train(
     model,
     patches,
@@ -139,25 +158,31 @@ def train(
     checkpoint_dir=None,
     progress=True,
     on_epoch=None,
+    validation=None,
 ):
     """Train an autoencoder to reconstruct ``patches`` ``(N, p, p, C)`` in ``[0, 1]``.
 
+    ``patches`` is an array (the same crops every epoch) or a :class:`ssimlib.data.CropStream`
+    (fresh crops every epoch).  With ``validation`` patches ``(M, p, p, C)`` the mean loss on
+    them is logged after every epoch (``history["val_loss"]``).
     ``loss`` is one of :data:`ssimlib.losses.LOSS_NAMES`.  With ``checkpoint_dir``
     the weights, optimizer state and loss history are saved after every epoch and
     a later call with the same arguments resumes after the last saved epoch.
     ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).
     Returns the history: ``{"loss": [mean loss per epoch], "seconds": float (all epochs),
     "epoch_seconds": [wall seconds of each epoch since resuming], "machines": [where which
-    epochs ran, see record_machine]}``.
+    epochs ran, see record_machine], "val_loss": [with validation]}``.
     """
-    patches = np.asarray(patches)
-    if patches.ndim != 4 or patches.shape[1:] != (model.patch_size, model.patch_size, model.channels):
-        raise ValueError(
-            f"patches must be (N, {model.patch_size}, {model.patch_size}, {model.channels}) "
-            f"for this model, got {patches.shape}"
-        )
+    stream = patches if isinstance(patches, CropStream) else None
+    if stream is None:
+        patches = np.asarray(patches)
+    expected = (model.patch_size, model.patch_size, model.channels)
+    for name, shape in (("patches", patches.shape), ("validation", None if validation is None else validation.shape)):
+        if shape is not None and (len(shape) != 4 or tuple(shape[1:]) != expected):
+            raise ValueError(f"{name} must be (N, {', '.join(map(str, expected))}) for this model, got {shape}")
     settings = training_settings(
-        loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, len(patches)
+        loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, patches.shape[0],
+        "fixed" if stream is None else stream.label,
     )
     compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window)
     history = {"loss": [], "seconds": 0.0}
@@ -176,16 +201,19 @@ def train(
     history["epoch_seconds"] = []  # this run's own epochs: the history before may come from another machine
     if len(history["loss"]) < epochs:
         record_machine(history)
-    batches = max(1, len(patches) // batch_size)  # a last partial batch is dropped
+    batches = max(1, patches.shape[0] // batch_size)  # a last partial batch is dropped
     bar = tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch", disable=not progress)
     for epoch in range(len(history["loss"]), epochs):
         start = time.perf_counter()
-        order = np.random.default_rng([seed, epoch]).permutation(len(patches))
+        crops = patches if stream is None else stream.crops(epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(len(crops))
         losses = []
         for b in range(batches):
-            batch = patches[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
+            batch = crops[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
             losses.append(float(model.train_on_batch(batch, batch)))
         history["loss"].append(float(np.mean(losses)))
+        if validation is not None:
+            history.setdefault("val_loss", []).append(mean_loss(model, validation, batch_size))
         history["epoch_seconds"].append(time.perf_counter() - start)
         history["seconds"] += history["epoch_seconds"][-1]
         if not np.isfinite(history["loss"][-1]):

@@ -1,0 +1,194 @@
+"""Which training protocol lets the SSIM-AE generalise: fixed crops or fresh crops, each with a seed spread.
+
+The committed Fig. 6 SSIM-AE was trained on one fixed set of 10,000 crops and
+memorises it (its loss on those crops is far below its loss on new crops of the
+same images).  This campaign trains the SSIM-AE at the Table II budget
+(:data:`ssimlib.sensitivity.TABLE2_BUDGET`: the Fig. 6 schedule, 50 epochs, from
+scratch) under each *arm* of :data:`ARMS` (a crop protocol of
+:data:`ssimlib.nanotwice.CROP_PROTOCOLS` and a seed), and adds one entry per
+finished arm to ``results/nanotwice_protocol.json``:
+
+* the validation loss of every epoch, on :func:`ssimlib.nanotwice.validation_patches`
+  (crops of the training images, one set for every arm): what the protocol is chosen by;
+* on all 40 test images at stride 30: pixel AUROC, AU-PRO@0.3 and the paper's Fig. 7
+  median region overlap at pixel FPR 5 %;
+* the memorisation measure: the loss on the arm's own (last epoch's) training crops,
+  on the validation crops, and on defect-free crops of the test images (a diagnostic).
+
+``python -m ssimlib train-study protocol`` runs :func:`run_campaign`: one arm at a
+time, each resuming from its checkpoint in ``<cache>/checkpoints/protocol/<arm>``;
+an arm in the results file is never retrained.  :data:`DECISION_RULE` was written
+before any arm was evaluated, and :func:`choose_protocol` applies it; it reads
+validation losses only, never a test image.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ssimlib import nanotwice
+from ssimlib.evaluate import run_environment, write_json
+from ssimlib.metrics import region_overlap_quantiles
+from ssimlib.sensitivity import TABLE2_BUDGET
+from ssimlib.train import mean_loss
+
+# (crop protocol, seed) of every arm, in the order the campaign trains them: the two arms that
+# tell most first (fresh crops against the fixed set's spread), then their second seeds.
+ARMS = (
+    ("fresh", 0),
+    ("fixed", 1),
+    ("fresh", 1),
+    ("fixed", 0),
+    ("fresh+flips+rot90", 0),
+)
+DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results" / "nanotwice_protocol.json"
+OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
+# Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.
+DECISION_RULE = (
+    "Per protocol, the mean over its seeds of the validation loss after the last epoch. The protocol with the "
+    "lowest mean is adopted for the 200-epoch Fig. 6 models if it has at least two seeds and its mean lies below "
+    "every other protocol's by more than the larger of the two protocols' seed ranges (max - min of their "
+    "validation losses); otherwise the Fig. 6 protocol ('fixed') stays. Test images and masks are not read."
+)
+
+
+def arm_name(crops, seed):
+    """``"fresh-seed0"`` for ``("fresh", 0)``."""
+    return f"{crops}-seed{seed}"
+
+
+def read_results(path=DEFAULT_RESULTS):
+    """The campaign's results file as a dict (an empty campaign where there is none)."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        return {"dataset": "NanoTWICE", "decision_rule": DECISION_RULE, "runs": []}
+    results = json.loads(path.read_text())
+    if not isinstance(results.get("runs"), list):
+        raise ValueError(f"{path} has no 'runs' list: it is not a protocol campaign file")
+    return results
+
+
+def result_for(results, crops, seed, epochs):
+    """The entry of arm ``(crops, seed)`` trained ``epochs`` epochs, or None."""
+    return next((r for r in results["runs"]
+                 if (r["crops"], r["seed"], r["epochs"]) == (crops, seed, epochs)), None)
+
+
+def add_result(path, entry):
+    """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
+    results = read_results(path)
+    key = (entry["crops"], entry["seed"], entry["epochs"])
+    results["runs"] = [r for r in results["runs"] if (r["crops"], r["seed"], r["epochs"]) != key] + [entry]
+    results["runs"].sort(key=lambda r: (r["epochs"], r["crops"], r["seed"]))
+    results["decision_rule"] = DECISION_RULE
+    write_json(path, results)
+    return results
+
+
+def memorisation(model, training_crops, validation, test_patches, batch_size=32):
+    """Mean loss on the arm's training crops, on the validation crops and on defect-free test crops."""
+    return {
+        "training_crops": mean_loss(model, training_crops, batch_size),
+        "validation_crops": mean_loss(model, validation, batch_size),
+        "defect_free_test_crops": mean_loss(model, test_patches, batch_size),
+    }
+
+
+def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
+    """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
+
+    Reads each run's ``val_loss`` only.  ``protocol`` is ``"fixed"`` unless another
+    protocol wins by more than the seed spread.
+    """
+    by_protocol = {}
+    for run in results["runs"]:
+        if run["epochs"] == epochs:
+            by_protocol.setdefault(run["crops"], []).append(run["val_loss"][-1])
+    if not by_protocol:
+        return "fixed", "no runs yet"
+    means = {p: float(np.mean(v)) for p, v in by_protocol.items()}
+    spread = {p: float(np.ptp(v)) for p, v in by_protocol.items()}
+    best = min(means, key=means.get)
+    others = [p for p in means if p != best]
+    if len(by_protocol[best]) < 2:
+        return "fixed", f"{best} has the lowest validation loss ({means[best]:.4f}) but only one seed"
+    if not others:
+        return "fixed", f"only {best} has runs"
+    margins = {p: means[p] - means[best] - max(spread[p], spread[best]) for p in others}
+    if all(m > 0 for m in margins.values()):
+        return best, (f"{best}: validation loss {means[best]:.4f}, below every other protocol by more than "
+                      f"the seed spread (margins {', '.join(f'{p} {m:.4f}' for p, m in margins.items())})")
+    return "fixed", (f"{best} has the lowest validation loss ({means[best]:.4f}) but not by more than the seed "
+                     "spread")
+
+
+def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root=None, cache=None,
+                 n_test_images=None, stride=30, log=print):
+    """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
+
+    ``budget`` overrides entries of :data:`ssimlib.sensitivity.TABLE2_BUDGET` (the seed
+    is the arm's).  Each finished arm is added to ``results_path`` at once.
+    """
+    from ssimlib import artifacts
+    from ssimlib.studies import cache_dir
+
+    artifacts.code_commit()
+    budget = {**TABLE2_BUDGET, **(budget or {})}
+    cache = Path(cache or cache_dir())
+    results = read_results(results_path)
+    todo = [a for a in arms if result_for(results, *a, budget["epochs"]) is None]
+    log(f"protocol campaign: {len(arms) - len(todo)} of {len(arms)} arms done; {budget['epochs']} epochs of "
+        f"{budget['n_patches']:,} patches each")
+    if not todo:
+        return results
+    dataset = nanotwice.load_dataset(data_root)
+    _, test_images, test_masks = nanotwice.test_subset(dataset, n_test_images)
+    p = budget["patch_size"]
+    validation = nanotwice.validation_patches(dataset, p)
+    test_patches = nanotwice.defect_free_test_patches(dataset, p)
+    for crops, seed in todo:
+        name = arm_name(crops, seed)
+        checkpoint_dir = cache / "checkpoints" / "protocol" / f"{name}-e{budget['epochs']}"
+        patches = nanotwice.training_patches(dataset, budget["n_patches"], p, seed, crops)
+        log(f"{name}: training ({budget['epochs']} epochs, checkpoints in {checkpoint_dir})")
+
+        def log_epoch(model, history, name=name):
+            log(f"{name}: epoch {len(history['loss'])}/{budget['epochs']}  loss {history['loss'][-1]:.5f}  "
+                f"validation {history['val_loss'][-1]:.5f}  {history['epoch_seconds'][-1]:.0f} s")
+
+        model, history = nanotwice.train_config(
+            "SSIM-AE", patches, latent_dim=budget["latent_dim"], window_size=budget["window_size"],
+            window=budget["window"], epochs=budget["epochs"], batch_size=budget["batch_size"],
+            learning_rate=budget["learning_rate"], weight_decay=budget["weight_decay"], seed=seed,
+            checkpoint_dir=checkpoint_dir, progress=False, on_epoch=log_epoch, validation=validation,
+        )
+        last_crops = patches if crops == "fixed" else patches.crops(budget["epochs"] - 1)
+        memorised = memorisation(model, last_crops[: len(validation)], validation, test_patches,
+                                 budget["batch_size"])
+        evaluation = nanotwice.evaluate_config(
+            model, "SSIM-AE", test_images, test_masks, patch_size=p, stride=stride,
+            window_size=budget["window_size"], window=budget["window"],
+        )
+        overlap = region_overlap_quantiles(evaluation.maps, test_masks, OVERLAP_FPR, (0.5,))
+        entry = {
+            "crops": crops, "seed": seed, "epochs": len(history["loss"]),
+            "pixel_auroc": evaluation.pixel_auroc, "au_pro_0_3": evaluation.au_pro,
+            "median_region_overlap_fpr_0_05": float(overlap[0]),
+            "final_loss": history["loss"][-1], "loss": history["loss"], "val_loss": history["val_loss"],
+            "memorisation": memorised,
+            "stride": stride, "test_images": len(test_images), "of_test_images": len(dataset.test_images),
+            "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
+            "training_seconds": history["seconds"],
+            "budget": {key: budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
+                                                    "learning_rate", "weight_decay", "window", "window_size")},
+            "code_commit": artifacts.code_commit(),
+            "machine": run_environment(),
+        }
+        results = add_result(results_path, entry)
+        log(f"{name}: pixel AUROC {evaluation.pixel_auroc:.3f}, AU-PRO@0.3 {evaluation.au_pro:.3f}, median "
+            f"overlap at FPR 5% {overlap[0]:.3f}, validation loss {history['val_loss'][-1]:.4f}, trained "
+            f"{history['seconds'] / 3600:.2f} h -> {results_path}")
+        del model, evaluation
+    return results
