@@ -190,7 +190,8 @@ def train(
         state = read_checkpoint_state(checkpoint_dir)
         if state is not None:
             saved = state["settings"]
-            changed = {k: (saved.get(k), v) for k, v in settings.items() if k != "epochs" and saved.get(k) != v}
+            changed = {k: (saved.get(k), settings.get(k)) for k in {**saved, **settings}
+                       if k != "epochs" and saved.get(k) != settings.get(k)}
             if changed:
                 raise ValueError(
                     f"checkpoint in {checkpoint_dir} was made with other settings "

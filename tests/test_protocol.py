@@ -1,0 +1,118 @@
+"""Training crops as a stream, the validation loss, and the crop-protocol campaign's decision rule (issue #38)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from ssimlib import protocol
+from ssimlib import train as train_module
+from ssimlib.data import CropStream
+from ssimlib.models import ConvAutoencoder
+from ssimlib.train import train
+
+IMAGES = [np.random.default_rng(i).random((48, 56, 1), dtype=np.float32) for i in range(2)]
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    return ConvAutoencoder(32, 1, 16)
+
+
+def _is_crop_of(patch, images, orientations):
+    """Whether ``patch`` (p, p) is a window of one of ``images``, turned by one of ``orientations``."""
+    for image in images:
+        windows = np.lib.stride_tricks.sliding_window_view(image[..., 0], patch.shape)
+        for turn in orientations:
+            if (np.abs(windows - turn(patch)).max(axis=(2, 3)) == 0).any():
+                return True
+    return False
+
+
+def test_a_stream_draws_new_crops_every_epoch_and_the_same_again_for_one_epoch():
+    stream = CropStream(IMAGES, 12, 32, seed=3)
+    first, second = stream.crops(0), stream.crops(1)
+    assert first.shape == stream.shape == (12, 32, 32, 1) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, stream.crops(0))  # a resumed run sees what it would have seen
+    assert not np.array_equal(first, second)
+    assert not np.array_equal(first, CropStream(IMAGES, 12, 32, seed=4).crops(0))
+    assert all(_is_crop_of(p[..., 0], IMAGES, [lambda x: x]) for p in np.concatenate([first, second]))
+    assert stream.label == "fresh"
+
+
+def test_flips_and_quarter_turns_are_crops_turned_and_all_turns_occur():
+    stream = CropStream(IMAGES, 40, 32, seed=0, flip=True, rot90=True)
+    assert stream.label == "fresh+flips+rot90"
+    undo = [lambda x, k=k, f=f: np.rot90(x[::-1] if f else x, k) for k in range(4) for f in (False, True)]
+    crops = stream.crops(0)[..., 0]
+    assert all(_is_crop_of(p, IMAGES, undo) for p in crops)
+    plain = sum(_is_crop_of(p, IMAGES, [lambda x: x]) for p in crops)
+    assert 0 < plain < len(crops)  # some crops are turned or flipped, not all
+
+
+def test_training_on_a_stream_resumes_exactly(tmp_path, monkeypatch):
+    stream = CropStream(IMAGES, 16, 32, seed=0)
+    reference = _model()
+    train(reference, stream, epochs=3, batch_size=8, progress=False)
+
+    real_save = train_module.save_checkpoint
+    saved = []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saved.append(1)
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # as if killed after epoch 2
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), stream, epochs=3, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    resumed = _model()
+    train(resumed, stream, epochs=3, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    for a, b in zip(reference.weights, resumed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["settings"]["crops"] == "fresh"
+    with pytest.raises(ValueError, match="other settings.*crops"):  # a fixed set must not continue a stream's run
+        train(_model(), stream.crops(0), epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+
+
+def test_the_validation_loss_is_the_loss_on_the_validation_patches():
+    validation = CropStream(IMAGES, 10, 32, seed=9).crops(0)
+    model = _model()
+    history = train(model, CropStream(IMAGES, 16, 32), loss="l2", epochs=2, batch_size=8, progress=False,
+                    validation=validation)
+    assert len(history["val_loss"]) == 2
+    expected = np.mean((np.asarray(model.predict_on_batch(validation), np.float64) - validation) ** 2)
+    assert history["val_loss"][-1] == pytest.approx(expected, rel=1e-4)
+
+
+def _run(crops, seed, val_loss, epochs=50):
+    return {"crops": crops, "seed": seed, "epochs": epochs, "val_loss": [0.9, val_loss]}
+
+
+@pytest.mark.parametrize("runs, chosen", [
+    # fresh lower by 0.010, seed ranges 0.002 and 0.001: adopted
+    ([_run("fixed", 0, 0.150), _run("fixed", 1, 0.152), _run("fresh", 0, 0.140), _run("fresh", 1, 0.141)], "fresh"),
+    # fresh lower by 0.003 but fixed's seeds differ by 0.006: the difference is within the spread
+    ([_run("fixed", 0, 0.150), _run("fixed", 1, 0.156), _run("fresh", 0, 0.149), _run("fresh", 1, 0.151)], "fixed"),
+    # fresh has one seed only
+    ([_run("fixed", 0, 0.150), _run("fixed", 1, 0.151), _run("fresh", 0, 0.120)], "fixed"),
+    # runs of another budget do not count
+    ([_run("fixed", 0, 0.150), _run("fresh", 0, 0.120, 200), _run("fresh", 1, 0.121, 200)], "fixed"),
+])
+def test_the_decision_rule_reads_validation_losses_against_the_seed_spread(runs, chosen):
+    assert protocol.choose_protocol({"runs": runs})[0] == chosen
+
+
+def test_results_keep_one_entry_per_arm_and_budget(tmp_path):
+    path = tmp_path / "protocol.json"
+    protocol.add_result(path, {**_run("fresh", 0, 0.14), "pixel_auroc": 0.5})
+    protocol.add_result(path, {**_run("fixed", 1, 0.15), "pixel_auroc": 0.6})
+    results = protocol.add_result(path, {**_run("fresh", 0, 0.13), "pixel_auroc": 0.7})
+    assert [(r["crops"], r["seed"], r["pixel_auroc"]) for r in results["runs"]] == [("fixed", 1, 0.6),
+                                                                                   ("fresh", 0, 0.7)]
+    assert protocol.result_for(protocol.read_results(path), "fresh", 0, 50)["pixel_auroc"] == 0.7
+    assert results["decision_rule"] == protocol.DECISION_RULE
