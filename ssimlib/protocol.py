@@ -16,8 +16,11 @@ finished arm to ``results/nanotwice_protocol.json``:
   on the validation crops, and on defect-free crops of the test images (a diagnostic).
 
 ``python -m ssimlib train-study protocol`` runs :func:`run_campaign`: one arm at a
-time, each resuming from its checkpoint in ``<cache>/checkpoints/protocol/<arm>``;
-an arm in the results file is never retrained.  :data:`DECISION_RULE` was written
+time, each resuming from its checkpoint in ``<cache>/checkpoints/protocol/<arm>``,
+or on a machine without it from its export in ``models/protocol/<arm>`` (written
+every 10 epochs, as every study's models are; Adam restarts there, and the entry
+lists the epoch).  An arm in the results file is never retrained; its finished
+weights need not be kept (only the results are committed).  :data:`DECISION_RULE` was written
 before any arm was evaluated, and :func:`choose_protocol` applies it; it reads
 validation losses only, never a test image.
 """
@@ -30,7 +33,7 @@ from ssimlib import nanotwice
 from ssimlib.evaluate import run_environment, write_json
 from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.sensitivity import TABLE2_BUDGET
-from ssimlib.train import mean_loss
+from ssimlib.train import compile_autoencoder, mean_loss, training_settings
 
 # (crop protocol, seed) of every arm, in the order the campaign trains them: the two arms that
 # tell most first (fresh crops against the fixed set's spread), then their second seeds.
@@ -124,19 +127,59 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
                      "spread")
 
 
+def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):
+    """Train one arm into the model store ``models/protocol/<arm>-e<epochs>`` (resumable).
+
+    Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
+    crops (an array or a crop stream) and its manifest.
+    """
+    from ssimlib import artifacts
+    from ssimlib.studies import cache_dir, train_into_store
+
+    name = f"{arm_name(crops, seed)}-e{budget['epochs']}"
+    checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
+    patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
+    settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],
+                                 budget["weight_decay"], budget["window_size"], budget["window"], seed,
+                                 budget["n_patches"], crops)
+    record = {
+        "method": "SSIM-AE",
+        "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images",
+        "settings": {**settings, "patch_size": budget["patch_size"], "latent_dim": budget["latent_dim"]},
+        "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
+    }
+
+    def log_validation(model, history):
+        log(f"{name}: validation loss {history['val_loss'][-1]:.5f}")
+
+    def fit(checkpoint_dir, on_epoch):
+        return nanotwice.train_config(
+            "SSIM-AE", patches, latent_dim=budget["latent_dim"], window_size=budget["window_size"],
+            window=budget["window"], epochs=budget["epochs"], batch_size=budget["batch_size"],
+            learning_rate=budget["learning_rate"], weight_decay=budget["weight_decay"], seed=seed,
+            checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch, validation=validation,
+        )
+
+    stem = artifacts.study_model("protocol", name, models_root)
+    train_into_store(fit, stem, checkpoint_dir, settings, record, budget["epochs"], log=log,
+                     on_epoch=log_validation, study="protocol")
+    model, manifest = artifacts.load_model(stem)
+    compile_autoencoder(model, "ssim", budget["learning_rate"], budget["weight_decay"], budget["window_size"],
+                        budget["window"])  # for the losses of the memorisation measure
+    return model, patches, manifest
+
+
 def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root=None, cache=None,
-                 n_test_images=None, stride=30, log=print):
+                 models_root=None, n_test_images=None, stride=30, log=print):
     """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
 
     ``budget`` overrides entries of :data:`ssimlib.sensitivity.TABLE2_BUDGET` (the seed
     is the arm's).  Each finished arm is added to ``results_path`` at once.
     """
     from ssimlib import artifacts
-    from ssimlib.studies import cache_dir
 
     artifacts.code_commit()
     budget = {**TABLE2_BUDGET, **(budget or {})}
-    cache = Path(cache or cache_dir())
     results = read_results(results_path)
     todo = [a for a in arms if result_for(results, *a, budget["epochs"]) is None]
     log(f"protocol campaign: {len(arms) - len(todo)} of {len(arms)} arms done; {budget['epochs']} epochs of "
@@ -150,20 +193,8 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     test_patches = nanotwice.defect_free_test_patches(dataset, p)
     for crops, seed in todo:
         name = arm_name(crops, seed)
-        checkpoint_dir = cache / "checkpoints" / "protocol" / f"{name}-e{budget['epochs']}"
-        patches = nanotwice.training_patches(dataset, budget["n_patches"], p, seed, crops)
-        log(f"{name}: training ({budget['epochs']} epochs, checkpoints in {checkpoint_dir})")
-
-        def log_epoch(model, history, name=name):
-            log(f"{name}: epoch {len(history['loss'])}/{budget['epochs']}  loss {history['loss'][-1]:.5f}  "
-                f"validation {history['val_loss'][-1]:.5f}  {history['epoch_seconds'][-1]:.0f} s")
-
-        model, history = nanotwice.train_config(
-            "SSIM-AE", patches, latent_dim=budget["latent_dim"], window_size=budget["window_size"],
-            window=budget["window"], epochs=budget["epochs"], batch_size=budget["batch_size"],
-            learning_rate=budget["learning_rate"], weight_decay=budget["weight_decay"], seed=seed,
-            checkpoint_dir=checkpoint_dir, progress=False, on_epoch=log_epoch, validation=validation,
-        )
+        model, patches, manifest = train_arm(dataset, crops, seed, budget, validation, models_root, cache, log)
+        history = manifest["training"]
         last_crops = patches if crops == "fixed" else patches.crops(budget["epochs"] - 1)
         memorised = memorisation(model, last_crops[: len(validation)], validation, test_patches,
                                  budget["batch_size"])
@@ -181,6 +212,7 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
             "stride": stride, "test_images": len(test_images), "of_test_images": len(dataset.test_images),
             "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
             "training_seconds": history["seconds"],
+            "optimizer_restarts": history["optimizer_restarts"], "machines": history["machines"],
             "budget": {key: budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
                                                     "learning_rate", "weight_decay", "window", "window_size")},
             "code_commit": artifacts.code_commit(),

@@ -90,6 +90,7 @@ def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
         "seconds": training["seconds"],
         "optimizer_restarts": training.get("optimizer_restarts", []) + [done],
         "machines": training.get("machines", []),
+        **({"val_loss": training["val_loss"]} if "val_loss" in training else {}),
     }
     save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
     log(f"{manifest['name']}: no checkpoint in {checkpoint_dir}; continuing the committed model from epoch {done} "
@@ -155,6 +156,7 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
             "seconds": history["seconds"],
             "optimizer_restarts": history.get("optimizer_restarts", []),
             "machines": history.get("machines", []),
+            **({"val_loss": history["val_loss"]} if "val_loss" in history else {}),
         }
         manifest = artifacts.save_model(model, stem, artifacts.architecture_of(model, feature_extractor), training,
                                         **extra)

@@ -116,3 +116,22 @@ def test_results_keep_one_entry_per_arm_and_budget(tmp_path):
                                                                                    ("fresh", 0, 0.7)]
     assert protocol.result_for(protocol.read_results(path), "fresh", 0, 50)["pixel_auroc"] == 0.7
     assert results["decision_rule"] == protocol.DECISION_RULE
+
+
+def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(nanotwice_root, tmp_path):
+    budget = {"n_patches": 32, "epochs": 2, "latent_dim": 10}
+    kwargs = dict(budget=budget, data_root=nanotwice_root, models_root=tmp_path / "models", n_test_images=1,
+                  stride=120, log=lambda line: None)
+    results = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0),), cache=tmp_path / "c1", **kwargs)
+    (entry,) = results["runs"]
+    assert (entry["crops"], entry["seed"], entry["epochs"]) == ("fresh", 0, 2)
+    assert len(entry["loss"]) == len(entry["val_loss"]) == 2 and entry["optimizer_restarts"] == []
+    assert set(entry["memorisation"]) == {"training_crops", "validation_crops", "defect_free_test_crops"}
+    assert 0 <= entry["pixel_auroc"] <= 1 and 0 <= entry["median_region_overlap_fpr_0_05"] <= 1
+    manifest = json.loads((tmp_path / "models" / "protocol" / "fresh-seed0-e2.json").read_text())
+    assert manifest["training"]["settings"]["crops"] == "fresh"
+    # another machine, no checkpoint, the results file lost: the stored arm is evaluated, not retrained
+    (tmp_path / "p.json").unlink()
+    again = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0),), cache=tmp_path / "c2", **kwargs)
+    assert again["runs"][0]["loss"] == entry["loss"] and again["runs"][0]["pixel_auroc"] == entry["pixel_auroc"]
+    assert not (tmp_path / "c2").exists()
