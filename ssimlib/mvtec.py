@@ -34,6 +34,7 @@ from ssimlib.presets import (
     model_label,
 )
 from ssimlib.ssim import DEFAULT_WINDOW
+from ssimlib.store_training import cache_dir, stage_end, train_into_store
 from ssimlib.thresholds import classification_ratios, max_region_threshold
 from ssimlib.train import train, training_settings
 
@@ -107,8 +108,6 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     restarted call resumes there.  ``until`` stops at that epoch of the schedule
     (a stage: a later call continues from the checkpoint).
     """
-    from ssimlib import studies
-
     schedule = {**SCHEDULE, **(schedule or {})}
     name = run_name(category, preset.loss, preset.setup)
     data, train_images, validation_images = load_split(
@@ -131,7 +130,7 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
         model = ConvAutoencoder(preset.patch_size, data.channels, preset.latent_dim)
         patches = training_patches(train_images, preset, schedule["n_patches"], schedule["seed"])
         history = train(
-            model, patches, loss=preset.loss, epochs=studies.stage_end(until, schedule["epochs"]),
+            model, patches, loss=preset.loss, epochs=stage_end(until, schedule["epochs"]),
             batch_size=schedule["batch_size"],
             learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"],
             window_size=schedule["window_size"], window=schedule["window"], seed=schedule["seed"],
@@ -139,8 +138,8 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
         )
         return model, history
 
-    checkpoint_dir = Path(checkpoint_dir or studies.cache_dir() / "checkpoints" / "mvtec" / name)
-    return studies.train_into_store(
+    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "mvtec" / name)
+    return train_into_store(
         fit, model_stem(category, preset.loss, preset.setup, models_root), checkpoint_dir, settings, record,
         schedule["epochs"], export_every, log, until=until, study="mvtec", category=category,
     )
