@@ -80,3 +80,20 @@ def test_the_graph_sees_imports_inside_functions():
 def test_no_import_cycle_among_ssimlib_modules():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+MAX_LINES = 500
+# A module over MAX_LINES lines must say in its docstring why it is one unit, with this phrase.
+LONG_MODULE_REASON = "one unit"
+
+
+def test_no_module_over_500_lines_unless_its_docstring_says_why():
+    long = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        text = path.read_text()
+        lines = len(text.splitlines())
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if lines > MAX_LINES and LONG_MODULE_REASON not in docstring.lower():
+            long[path.name] = lines
+    assert not long, (f"modules over {MAX_LINES} lines whose docstring does not say why they are "
+                      f"{LONG_MODULE_REASON!r}: {long}")
