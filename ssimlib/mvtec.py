@@ -76,6 +76,12 @@ def category_root(category, data_root=None):
     )
 
 
+def data_label(root, category):
+    """``<root's folder>/<category>`` (e.g. ``mvtec_ad_grid_256/grid``): the data a model was trained on, as
+    manifests and notebooks record it, without the absolute path of the machine that read it."""
+    return f"{Path(root).resolve().name}/{category}"
+
+
 def load_split(root, category, preset, validation_fraction, seed):
     """``(data, training_images, validation_images)`` of ``root/category`` read as ``preset`` says."""
     with warnings.catch_warnings():
@@ -111,7 +117,7 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     )
     record = {
         "method": model_label(preset.loss),
-        "data": f"{root / category}: {len(train_images)} of {len(data.train_images)} train/good images "
+        "data": f"{data_label(root, category)}: {len(train_images)} of {len(data.train_images)} train/good images "
                 f"({len(validation_images)} held out for the threshold)",
         "settings": {**settings, "validation_fraction": schedule["validation_fraction"],
                      "patch_size": preset.patch_size, "latent_dim": preset.latent_dim},
