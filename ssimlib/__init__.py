@@ -8,8 +8,9 @@ Modules: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
 :mod:`~ssimlib.losses`, :mod:`~ssimlib.train`, :mod:`~ssimlib.data` and
 :mod:`~ssimlib.synthetic`, :mod:`~ssimlib.inference`, :mod:`~ssimlib.postprocess`,
 :mod:`~ssimlib.metrics`, :mod:`~ssimlib.thresholds`, :mod:`~ssimlib.evaluate`,
-:mod:`~ssimlib.features`, :mod:`~ssimlib.presets`, :mod:`~ssimlib.mvtec`, :mod:`~ssimlib.batch`,
-:mod:`~ssimlib.checkerboard` (the Fig. 3 experiment).
+:mod:`~ssimlib.features` (with :mod:`~ssimlib.pth_reader`), :mod:`~ssimlib.presets`,
+:mod:`~ssimlib.mvtec` and :mod:`~ssimlib.mvtec_summary`, :mod:`~ssimlib.batch`,
+:mod:`~ssimlib.checkerboard` (the Fig. 3 experiment), :mod:`~ssimlib.store_training`.
 """
 
 from ssimlib.reproducibility import configure

@@ -31,12 +31,13 @@ import scipy.ndimage
 import skimage.morphology
 import skimage.segmentation
 
-from ssimlib import artifacts, nanotwice, studies
+from ssimlib import artifacts, nanotwice
 from ssimlib.evaluate import write_json
 from ssimlib.inference import residual_map
 from ssimlib.metrics import pixel_auroc
 from ssimlib.postprocess import PAPER_OPENING_DIAMETER, open_anomaly_map
 from ssimlib.ssim import ssim_map
+from ssimlib.store_training import cache_dir, train_into_store
 from ssimlib.synthetic import draw_defects, random_checkerboard
 from ssimlib.train import read_checkpoint_state, training_settings
 
@@ -198,9 +199,9 @@ def train_checkerboard_model(loss, schedule=None, models_root=None, checkpoint_d
 
     ``schedule`` overrides entries of :data:`CHECKERBOARD_SCHEDULE`.  Checkpoints
     go to ``checkpoint_dir`` (default ``<cache>/checkpoints/checkerboard/<name>``,
-    see :func:`ssimlib.studies.cache_dir`) after every epoch, the model to
+    see :func:`ssimlib.store_training.cache_dir`) after every epoch, the model to
     ``models_root/checkerboard/<name>`` every ``export_every`` epochs and at the
-    end (:func:`ssimlib.studies.train_into_store`: resumes from the checkpoint, or
+    end (:func:`ssimlib.store_training.train_into_store`: resumes from the checkpoint, or
     continues a stored model of the same settings).  After every epoch the
     validation boards are reconstructed and :func:`defect_removal` is logged and
     kept in the manifest (``training.validation``).  Returns the manifest.
@@ -210,7 +211,7 @@ def train_checkerboard_model(loss, schedule=None, models_root=None, checkpoint_d
     artifacts.code_commit()  # the code this job runs, recorded in every export
     schedule = {**CHECKERBOARD_SCHEDULE, **(schedule or {})}
     name = MODEL_NAMES[loss]
-    checkpoint_dir = Path(checkpoint_dir or studies.cache_dir() / "checkpoints" / STUDY / name)
+    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / STUDY / name)
     stem = artifacts.study_model(STUDY, name, models_root)
     settings = _settings(loss, schedule)
     validation = []  # filled in fit, so that every export holds the epochs done
@@ -244,8 +245,8 @@ def train_checkerboard_model(loss, schedule=None, models_root=None, checkpoint_d
             checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch,
         )
 
-    return studies.train_into_store(fit, stem, checkpoint_dir, settings, record, schedule["epochs"], export_every,
-                                    log, on_epoch=validate, study=STUDY)
+    return train_into_store(fit, stem, checkpoint_dir, settings, record, schedule["epochs"], export_every, log,
+                            on_epoch=validate, study=STUDY)
 
 
 def load_checkerboard_models(models_root=None):

@@ -1,9 +1,9 @@
 """One MVTec AD category end to end: held-out validation images, augmented patches,
-background masks, metrics, figures and the per-category results table.
+background masks, metrics, figures and the category's results file.
 
-Used by ``notebooks/04_mvtec_category.ipynb`` (one category) and
-``notebooks/05_mvtec_summary.ipynb`` (all results files); settings come from
-:mod:`ssimlib.presets`.
+Used by ``notebooks/04_mvtec_category.ipynb`` (one category) and :mod:`ssimlib.batch`;
+settings come from :mod:`ssimlib.presets`.  The summary of all results files
+(notebook 05) is :mod:`ssimlib.mvtec_summary`.
 """
 
 import json
@@ -24,16 +24,10 @@ from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.models import ConvAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
-from ssimlib.plotting import outline, plot_losses, plot_roc, show_image
-from ssimlib.presets import (
-    CATEGORIES,
-    PAPER_MEAN_AU_PRO,
-    PAPER_MEAN_PIXEL_AUROC,
-    PAPER_PIXEL_AUROC,
-    ROTATE_SHARE,
-    model_label,
-)
+from ssimlib.plotting import outline, plot_roc, show_image
+from ssimlib.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
 from ssimlib.ssim import DEFAULT_WINDOW
+from ssimlib.store_training import cache_dir, stage_end, train_into_store
 from ssimlib.thresholds import classification_ratios, max_region_threshold
 from ssimlib.train import train, training_settings
 
@@ -82,6 +76,12 @@ def category_root(category, data_root=None):
     )
 
 
+def data_label(root, category):
+    """``<root's folder>/<category>`` (e.g. ``mvtec_ad_grid_256/grid``): the data a model was trained on, as
+    manifests and notebooks record it, without the absolute path of the machine that read it."""
+    return f"{Path(root).resolve().name}/{category}"
+
+
 def load_split(root, category, preset, validation_fraction, seed):
     """``(data, training_images, validation_images)`` of ``root/category`` read as ``preset`` says."""
     with warnings.catch_warnings():
@@ -107,8 +107,6 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     restarted call resumes there.  ``until`` stops at that epoch of the schedule
     (a stage: a later call continues from the checkpoint).
     """
-    from ssimlib import studies
-
     schedule = {**SCHEDULE, **(schedule or {})}
     name = run_name(category, preset.loss, preset.setup)
     data, train_images, validation_images = load_split(
@@ -119,7 +117,7 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     )
     record = {
         "method": model_label(preset.loss),
-        "data": f"{root / category}: {len(train_images)} of {len(data.train_images)} train/good images "
+        "data": f"{data_label(root, category)}: {len(train_images)} of {len(data.train_images)} train/good images "
                 f"({len(validation_images)} held out for the threshold)",
         "settings": {**settings, "validation_fraction": schedule["validation_fraction"],
                      "patch_size": preset.patch_size, "latent_dim": preset.latent_dim},
@@ -131,7 +129,7 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
         model = ConvAutoencoder(preset.patch_size, data.channels, preset.latent_dim)
         patches = training_patches(train_images, preset, schedule["n_patches"], schedule["seed"])
         history = train(
-            model, patches, loss=preset.loss, epochs=studies.stage_end(until, schedule["epochs"]),
+            model, patches, loss=preset.loss, epochs=stage_end(until, schedule["epochs"]),
             batch_size=schedule["batch_size"],
             learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"],
             window_size=schedule["window_size"], window=schedule["window"], seed=schedule["seed"],
@@ -139,8 +137,8 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
         )
         return model, history
 
-    checkpoint_dir = Path(checkpoint_dir or studies.cache_dir() / "checkpoints" / "mvtec" / name)
-    return studies.train_into_store(
+    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "mvtec" / name)
+    return train_into_store(
         fit, model_stem(category, preset.loss, preset.setup, models_root), checkpoint_dir, settings, record,
         schedule["epochs"], export_every, log, until=until, study="mvtec", category=category,
     )
@@ -406,7 +404,7 @@ def plot_curves(maps, masks, label, metrics, title=None):
 
 
 # ---------------------------------------------------------------------------
-# Results files and the summary table
+# Results files
 # ---------------------------------------------------------------------------
 
 
@@ -433,7 +431,7 @@ def _same_run(old, new):
             and old_store.get("settings") == new_store.get("settings"))
 
 
-def _stage(record):
+def results_stage(record):
     """One stage of a results ``record``: epochs done of the schedule, model hash, finish time, :data:`PROGRESS_METRICS`."""
     store = record.get("model_store") or {}
     return {"epochs_done": store.get("epochs_done"), "schedule_epochs": store.get("schedule_epochs"),
@@ -460,250 +458,6 @@ def write_results(results_dir, record):
         old = None
     epochs = record["model_store"]["epochs_done"]
     if isinstance(old, dict) and old.get("complete") and _same_run(old, record):
-        earlier = [e for e in old.get("earlier", []) + [_stage(old)] if e["epochs_done"] < epochs]
+        earlier = [e for e in old.get("earlier", []) + [results_stage(old)] if e["epochs_done"] < epochs]
     record = {**record, "earlier": sorted(earlier, key=lambda e: e["epochs_done"])} if earlier else record
     return write_json(path, record)
-
-
-def load_results(results_dir):
-    """``{(category, model, setup): record}`` of every complete ``results_dir/*.json`` of notebook 04.
-
-    Other JSON files are skipped.  A record without a setup predates the setups
-    and came from the re-implementation's presets.
-    """
-    records = {}
-    for path in sorted(Path(results_dir).glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("complete") and "metrics" in record:
-            model = model_label(record.get("settings", {}).get("loss", "ssim"))
-            records[record.get("category", path.stem), model, record.get("setup", "reimplementation")] = record
-    return records
-
-
-MODEL_ORDER = ("SSIM-AE", "L2-AE")
-
-
-def summary_rows(records):
-    """One row per (category, model, setup) of ``records``, MVTec AD categories first; a missing category gets one row.
-
-    A row is a dict with ``category``, ``model``, ``setup``, ``profile``
-    ("missing" without a results file), ``epochs`` (``"50/200"``: epochs the
-    model had of its schedule; None where the record does not say), ``pixel_auroc``, ``au_pro``,
-    ``image_auroc``, ``good_correct``, ``defective_correct`` (None where missing
-    or not computable) and ``paper``: CVPR 2019 Table 3's pixel AUROC of the same
-    model (None for other categories and models).
-    """
-    rows = []
-    categories = list(CATEGORIES) + sorted({c for c, _, _ in records} - set(CATEGORIES))
-    rank = {m: i for i, m in enumerate(MODEL_ORDER)}
-    for category in categories:
-        keys = sorted((k for k in records if k[0] == category), key=lambda k: (rank.get(k[1], len(rank)), k[1], k[2]))
-        if not keys:
-            rows.append({"category": category, "model": None, "setup": None, "profile": "missing", "paper": None,
-                         "epochs": None, **dict.fromkeys(("pixel_auroc", "au_pro", "image_auroc", "good_correct", "defective_correct"))})
-        for key in keys:
-            record, metrics = records[key], records[key]["metrics"]
-            store = record.get("model_store") or {}
-            rows.append({
-                "category": category,
-                "model": key[1],
-                "setup": key[2],
-                "profile": record.get("profile", "?"),
-                "epochs": f"{store['epochs_done']}/{store['schedule_epochs']}" if "epochs_done" in store else None,
-                "pixel_auroc": metrics.get("pixel_auroc"),
-                "au_pro": metrics.get(f"au_pro@{FPR_LIMIT:g}"),
-                "image_auroc": metrics.get("image_auroc"),
-                "good_correct": metrics.get("good_correct"),
-                "defective_correct": metrics.get("defective_correct"),
-                "paper": PAPER_PIXEL_AUROC.get(category, {}).get(key[1]),
-            })
-    return rows
-
-
-# (heading, width, alignment) of the columns of :func:`format_table`.
-TABLE_COLUMNS = (
-    ("category", 11, "<"), ("model", 8, "<"), ("setup", 16, "<"), ("profile", 12, "<"), ("epochs", 7, ">"),
-    ("pixel AUROC", 11, ">"), ("paper", 6, ">"), ("AU-PRO@0.3", 10, ">"), ("image AUROC", 11, ">"),
-    ("good ok", 7, ">"), ("defect ok", 9, ">"),
-)
-LABEL_COLUMNS = 5  # a mean line's label spans the first five columns; its three numbers sit under the next three
-
-
-def _table_line(cells, columns):
-    return " ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, columns))
-
-
-def format_table(rows):
-    """A plain-text table of :func:`summary_rows`, with each model's mean over the categories present."""
-    def cell(x, missing="-"):
-        return missing if x is None else f"{x:.2f}"
-
-    header = _table_line([heading for heading, _, _ in TABLE_COLUMNS], TABLE_COLUMNS)
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        missing = r["profile"] == "missing"
-        image = "-" if missing else ("n/a" if r["image_auroc"] is None else f"{r['image_auroc']:.2f}")
-        good = "-" if missing else ("n/a" if r["good_correct"] is None else f"{r['good_correct']:.2f}")
-        lines.append(_table_line([
-            r["category"], r["model"] or "-", r["setup"] or "-", r["profile"], r["epochs"] or "-",
-            cell(r["pixel_auroc"], "missing"), cell(r["paper"]), cell(r["au_pro"]), image, good,
-            cell(r["defective_correct"]),
-        ], TABLE_COLUMNS))
-    lines.append("-" * len(header))
-    label_width = sum(width for _, width, _ in TABLE_COLUMNS[:LABEL_COLUMNS]) + LABEL_COLUMNS - 1
-    mean_columns = (("label", label_width, "<"),) + TABLE_COLUMNS[LABEL_COLUMNS:LABEL_COLUMNS + 3]
-    for model in MODEL_ORDER:
-        present = [r for r in rows if r["model"] == model and r["pixel_auroc"] is not None and r["category"] in CATEGORIES]
-        if present:
-            lines.append(_table_line([
-                f"{model}, mean of the {len(present)} of 15 present",
-                *(f"{np.mean([r[key] for r in present]):.2f}" for key in ("pixel_auroc", "paper", "au_pro")),
-            ], mean_columns))
-    lines.append(
-        f"paper, mean of all 15: pixel AUROC SSIM-AE {PAPER_MEAN_PIXEL_AUROC['SSIM-AE']:.2f} | "
-        f"L2-AE {PAPER_MEAN_PIXEL_AUROC['L2-AE']:.2f}; AU-PRO@0.3 SSIM-AE {PAPER_MEAN_AU_PRO['SSIM-AE']:.3f} | "
-        f"L2-AE {PAPER_MEAN_AU_PRO['L2-AE']:.3f}"
-    )
-    return "\n".join(lines)
-
-
-def model_gaps(rows):
-    """SSIM-AE minus L2-AE per category, where :func:`summary_rows` has both models of one setup and profile.
-
-    One dict per such (category, setup, profile): ``category``, ``setup``,
-    ``profile``, ``epochs`` (``"50/200 | 50/200"``: SSIM-AE's, then L2-AE's),
-    ``equal_epochs`` (False where both models' epochs are known and differ),
-    ``pixel_auroc`` and ``au_pro`` (our differences, None where a value is
-    missing) and ``paper`` (Table 3's pixel AUROC difference; None off Table 3).
-    """
-    gaps = []
-    for r in rows:
-        if r["model"] != "SSIM-AE":
-            continue
-        l2 = next((o for o in rows if o["model"] == "L2-AE" and
-                   (o["category"], o["setup"], o["profile"]) == (r["category"], r["setup"], r["profile"])), None)
-        if l2 is not None:
-            gaps.append({"category": r["category"], "setup": r["setup"], "profile": r["profile"],
-                         "epochs": f"{r['epochs'] or '-'} | {l2['epochs'] or '-'}",
-                         "equal_epochs": None if None in (r["epochs"], l2["epochs"]) else r["epochs"] == l2["epochs"],
-                         **{key: None if r[key] is None or l2[key] is None else r[key] - l2[key]
-                            for key in ("pixel_auroc", "paper", "au_pro")}})
-    return gaps
-
-
-def format_gaps(gaps):
-    """A plain-text table of :func:`model_gaps` (differences signed, two decimals)."""
-    columns = (("category", 11, "<"), ("setup", 16, "<"), ("profile", 12, "<"), ("epochs SSIM | L2", 17, ">"),
-               ("pixel AUROC", 11, ">"), ("paper", 6, ">"), ("AU-PRO@0.3", 10, ">"))
-    header = _table_line([heading for heading, _, _ in columns], columns)
-    lines = ["SSIM-AE minus L2-AE (positive: the SSIM-AE is better)", header, "-" * len(header)]
-    for g in gaps:
-        lines.append(_table_line([
-            g["category"], g["setup"], g["profile"], g["epochs"],
-            *("-" if g[key] is None else f"{g[key]:+.2f}" for key in ("pixel_auroc", "paper", "au_pro")),
-        ], columns))
-    if not gaps:
-        lines.append("no category has results of both models with one setup and profile")
-    for g in gaps:
-        if g["equal_epochs"] is False:
-            lines.append(f"{g['category']} ({g['setup']}, {g['profile']}): the two models have had different epochs "
-                         f"({g['epochs']}), so this difference is not one of equal budgets")
-    return "\n".join(lines)
-
-
-def format_progress(records):
-    """A plain-text table of what longer training changed: each run of ``records`` that has ``earlier`` stages.
-
-    One line per stage (epochs done of the schedule), then the current one; pixel AUROC,
-    AU-PRO@0.3 and image AUROC ("n/a" without defect-free test images).
-    """
-    columns = (("category", 11, "<"), ("model", 8, "<"), ("setup", 16, "<"), ("profile", 12, "<"),
-               ("epochs", 7, ">"), ("pixel AUROC", 11, ">"), ("AU-PRO@0.3", 10, ">"), ("image AUROC", 11, ">"))
-    header = _table_line([heading for heading, _, _ in columns], columns)
-    lines = [header, "-" * len(header)]
-    for (category, model, setup), record in records.items():
-        stages = record.get("earlier", [])
-        if not stages:
-            continue
-        for stage in stages + [_stage(record)]:
-            lines.append(_table_line([
-                category, model, setup, record.get("profile", "?"), f"{stage['epochs_done']}/{stage['schedule_epochs']}",
-                *("n/a" if stage[k] is None else f"{stage[k]:.3f}" for k in PROGRESS_METRICS[:3]),
-            ], columns))
-    if len(lines) == 2:
-        lines.append("no results file holds an earlier stage of its model yet")
-    return "\n".join(lines)
-
-
-def stored_losses(models_root=None, setup="cvpr2019"):
-    """``{(category, model): [training loss of each epoch]}`` of every stored MVTec AD model of ``setup``.
-
-    From the manifests in ``models_root/mvtec`` (default: the repository's ``models/``); the
-    list is as long as the epochs the model has had.
-    """
-    losses = {}
-    for name in artifacts.list_models("mvtec", models_root):
-        training = (artifacts.read_manifest(artifacts.study_model("mvtec", name, models_root)) or {}).get("training", {})
-        preset = training.get("preset", {})
-        suffix = f"-{preset.get('loss')}-{setup}"
-        if preset.get("setup") == setup and name.endswith(suffix) and training.get("loss"):
-            losses[name[: -len(suffix)], model_label(preset["loss"])] = training["loss"]
-    return losses
-
-
-def plot_training_losses(losses, mark=None, epochs=None, title=None):
-    """The training loss per epoch of :func:`stored_losses`: SSIM-AEs (left) and L2-AEs (right), log scale.
-
-    The two losses have different scales (1 - SSIM; mean squared error), hence two panels.
-    ``mark``: an epoch drawn dotted (the end of the first stage); ``epochs``: the x axis
-    runs to it in both panels (the schedule's length, so that unfinished models show as such).
-    """
-    fig, axes = plt.subplots(1, len(MODEL_ORDER), figsize=(7.2, 3.0))
-    for ax, model in zip(axes, MODEL_ORDER):
-        curves = {f"{category} ({len(values)} epochs)": values for (category, m), values in losses.items() if m == model}
-        if curves:
-            plot_losses(ax, curves, mark=mark, title=f"{model} ({'SSIM' if model == 'SSIM-AE' else 'L2'} loss)")
-            ax.set_xlim(0, epochs)
-        else:
-            ax.set_axis_off()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_summary(rows, title=None):
-    """Pixel AUROC per category: for SSIM-AE and L2-AE, the paper's bar and ours (labelled with setup, profile, epochs).
-
-    Where a model has rows of several setups, the first (``cvpr2019`` before ``reimplementation``) is drawn.
-    """
-    categories = list(dict.fromkeys(r["category"] for r in rows))
-    colours = {"SSIM-AE": ("#56B4E9", "#0072B2"), "L2-AE": ("#F0C987", "#D55E00")}
-    height = 0.2
-    fig, ax = plt.subplots(figsize=(7.2, 0.5 * len(categories) + 1.2))
-    for y, category in enumerate(categories):
-        for m, model in enumerate(MODEL_ORDER):
-            paper = PAPER_PIXEL_AUROC.get(category, {}).get(model)
-            ours = next((r for r in rows if r["category"] == category and r["model"] == model), None)
-            top = y + (2 * m - 1.5) * height
-            labels = (f"paper {model} (CVPR 2019 Table 3)", f"ours {model}") if y == 0 else (None, None)
-            if paper is not None:
-                ax.barh(top, paper, height, color=colours[model][0], label=labels[0])
-            value = ours["pixel_auroc"] if ours else None
-            ax.barh(top + height, value if value is not None else 0.0, height, color=colours[model][1], label=labels[1])
-            epochs = f", {ours['epochs']} epochs" if ours and ours["epochs"] else ""
-            text = "not run" if value is None else f"{value:.2f} ({ours['setup']}, {ours['profile']}{epochs})"
-            ax.text((value or 0.0) + 0.005, top + height, text, va="center", fontsize=6)
-    ax.set_yticks(np.arange(len(categories)), categories)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1.3)
-    ax.set_xticks(np.linspace(0, 1, 6))
-    ax.set_xlabel("pixel AUROC")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2, fontsize=7)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig

@@ -63,11 +63,42 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
     params = {**profile_parameters(name, profile), **(parameters or {})}
     output = Path(output) if output else source
     os.environ.update(KERNEL_ENV)
-    papermill.execute_notebook(
-        str(source), str(output), parameters=params, cwd=str(cwd or NOTEBOOK_DIR),
-        kernel_name="python3", log_output=log_output, progress_bar=False,
-    )
+    try:
+        papermill.execute_notebook(
+            str(source), str(output), parameters=params, cwd=str(cwd or NOTEBOOK_DIR),
+            kernel_name="python3", log_output=log_output, progress_bar=False,
+        )
+    finally:
+        if output.exists():
+            portable_metadata(output)
     return output
+
+
+def _portable_path(path):
+    """``path`` relative to the repository (``notebooks/01_checkerboard_toy.ipynb``); outside it, the file name."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(REPO_ROOT).as_posix() if resolved.is_relative_to(REPO_ROOT) else resolved.name
+
+
+def portable_metadata(path):
+    """Rewrite the papermill metadata of the notebook at ``path`` without absolute paths of this machine.
+
+    Papermill records ``input_path`` and ``output_path`` as given (absolute here);
+    they become paths relative to the repository, so a committed notebook does not
+    carry the folder of the machine that ran it.
+    """
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    record = notebook.metadata.get("papermill", {})
+    changed = False
+    for key in ("input_path", "output_path"):
+        if record.get(key):
+            portable = _portable_path(record[key])
+            changed = changed or portable != record[key]
+            record[key] = portable
+    if changed:
+        Path(path).write_text(nbformat.writes(notebook))  # as papermill writes it
 
 
 def clear_ci_output():

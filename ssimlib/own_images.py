@@ -105,7 +105,7 @@ def train_model(
     validation_maps, _ = category_maps(model, validation_images, preset, stride)
     threshold = max_region_threshold(validation_maps, min_defect_area)
     training = {
-        "data": str(Path(data).resolve()),
+        "data": Path(data).resolve().name,  # the folder, without the absolute path of this machine
         "training_images": len(fit_images),
         "validation_images": [paths[i].name for i in held_out],
         "settings": {"loss": loss, "epochs": epochs, "n_patches": n_patches, "batch_size": batch_size,

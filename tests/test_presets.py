@@ -1,11 +1,12 @@
-"""MVTec AD presets and anchors (ssimlib.presets) and the per-category helpers (ssimlib.mvtec)."""
+"""MVTec AD presets and anchors (ssimlib.presets), the per-category helpers (ssimlib.mvtec) and the summary
+(ssimlib.mvtec_summary)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from ssimlib import mvtec, presets
+from ssimlib import mvtec, mvtec_summary, presets
 
 
 def test_one_preset_per_category_from_the_table():
@@ -162,12 +163,12 @@ def test_summary_rows_mark_missing_categories(tmp_path):
     (tmp_path / "grid-l2-cvpr2019.json").write_text(json.dumps(l2))
     (tmp_path / "bad.json").write_text("{not json")
     (tmp_path / "half.json").write_text(json.dumps({"category": "tile", "complete": False, "metrics": {}}))
-    records = mvtec.load_results(tmp_path)
+    records = mvtec_summary.load_results(tmp_path)
     assert set(records) == {("grid", "SSIM-AE", "reimplementation"), ("grid", "L2-AE", "cvpr2019")}
-    rows = mvtec.summary_rows(records)
+    rows = mvtec_summary.summary_rows(records)
     assert len(rows) == 16  # two models of grid, one "missing" row for each of the other 14
     assert sum(r["profile"] == "missing" for r in rows) == 14
-    table = mvtec.format_table(rows)
+    table = mvtec_summary.format_table(rows)
     # each model beside its own Table 3 anchor (grid: SSIM-AE 0.94, L2-AE 0.90); a record without a setup
     # came from the re-implementation's presets
     # and says how many epochs of its schedule the model had, where the record says
@@ -192,18 +193,18 @@ def test_model_gaps_pair_the_two_models_of_one_setup_and_profile():
         row("mine", "SSIM-AE", "cvpr2019", 0.9, 0.8, None, epochs="200/200"),
         row("mine", "L2-AE", "cvpr2019", 0.8, 0.5, None),
     ]
-    gaps = mvtec.model_gaps(rows)
+    gaps = mvtec_summary.model_gaps(rows)
     assert [g["category"] for g in gaps] == ["bottle", "grid", "mine"]  # tile: one model; wood: two setups
     assert gaps[0]["pixel_auroc"] == pytest.approx(0.07) and gaps[0]["paper"] == pytest.approx(0.07)
     assert gaps[0]["au_pro"] == pytest.approx(0.21)
     assert gaps[1]["au_pro"] is None and gaps[1]["epochs"] == "- | 60/200" and gaps[2]["paper"] is None
-    table = mvtec.format_gaps(gaps)
+    table = mvtec_summary.format_gaps(gaps)
     assert "bottle      cvpr2019         full           50/200 | 50/200       +0.07  +0.07      +0.21" in table
     assert "grid        cvpr2019         full                - | 60/200       +0.15  +0.04          -" in table
     notes = [line for line in table.splitlines() if "different epochs" in line]  # only where both are known and differ
     assert notes == ["mine (cvpr2019, full): the two models have had different epochs (200/200 | 50/200), "
                      "so this difference is not one of equal budgets"]
-    assert "no category" in mvtec.format_gaps([])
+    assert "no category" in mvtec_summary.format_gaps([])
 
 
 def test_results_keep_the_metrics_of_earlier_stages_of_the_same_run(tmp_path):
@@ -228,7 +229,7 @@ def test_results_keep_the_metrics_of_earlier_stages_of_the_same_run(tmp_path):
     assert result["metrics"]["pixel_auroc"] == 0.95
     assert [(e["epochs_done"], e["pixel_auroc"], e["sha256"], e["finished"]) for e in result["earlier"]] == [
         (50, 0.90, "s50", "day 50"), (120, 0.93, "s120", "day 120")]
-    table = mvtec.format_progress(mvtec.load_results(tmp_path))
+    table = mvtec_summary.format_progress(mvtec_summary.load_results(tmp_path))
     assert [line.split()[-4:] for line in table.splitlines()[2:]] == [
         ["50/200", "0.900", "0.800", "n/a"], ["120/200", "0.930", "0.830", "n/a"], ["200/200", "0.950", "0.850", "n/a"]]
     # Another evaluation setting, or a model retrained from scratch, is not the same run at another stage.
@@ -237,7 +238,7 @@ def test_results_keep_the_metrics_of_earlier_stages_of_the_same_run(tmp_path):
     mvtec.write_results(tmp_path, record(200, 0.95))
     mvtec.write_results(tmp_path, record(10, 0.6))
     assert "earlier" not in stored()
-    assert "no results file" in mvtec.format_progress(mvtec.load_results(tmp_path))
+    assert "no results file" in mvtec_summary.format_progress(mvtec_summary.load_results(tmp_path))
 
 
 def test_stored_losses_are_read_from_the_manifests_of_one_setup(tmp_path):
@@ -248,12 +249,12 @@ def test_stored_losses_are_read_from_the_manifests_of_one_setup(tmp_path):
                                       ("grid-ssim-reimplementation", "ssim", "reimplementation", [0.4])):
         training = {"preset": {"loss": loss, "setup": setup}, "loss": values}
         (folder / f"{name}.json").write_text(json.dumps({"training": training}))
-    losses = mvtec.stored_losses(tmp_path)
+    losses = mvtec_summary.stored_losses(tmp_path)
     assert losses == {("grid", "SSIM-AE"): [0.5, 0.2, 0.1], ("metal_nut", "L2-AE"): [0.03, 0.02]}
-    fig = mvtec.plot_training_losses(losses, mark=2)
+    fig = mvtec_summary.plot_training_losses(losses, mark=2)
     assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2]  # one curve and the stage mark per panel
     assert list(fig.axes[0].get_lines()[0].get_ydata()) == [0.5, 0.2, 0.1]
-    assert mvtec.stored_losses(tmp_path, setup="reimplementation") == {("grid", "SSIM-AE"): [0.4]}
+    assert mvtec_summary.stored_losses(tmp_path, setup="reimplementation") == {("grid", "SSIM-AE"): [0.4]}
 
 
 def test_cvpr2019_setup_is_what_the_paper_states():
