@@ -220,3 +220,35 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
             f"{history['seconds'] / 3600:.2f} h -> {results_path}")
         del model, evaluation
     return results
+
+
+# The measures of an arm that the campaign's table shows, with their labels.
+MEASURES = (("val_loss", "validation loss"), ("pixel_auroc", "pixel AUROC"), ("au_pro_0_3", "AU-PRO@0.3"),
+            ("median_region_overlap_fpr_0_05", "median overlap @FPR 5%"))
+
+
+def _measure(run, key):
+    return run[key][-1] if key == "val_loss" else run[key]
+
+
+def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
+    """Lines of a table: every arm of ``epochs`` epochs, then each protocol's mean and seed spread (max - min)."""
+    runs = [r for r in results["runs"] if r["epochs"] == epochs]
+    if not runs:
+        return [f"no arm of {epochs} epochs has finished yet"]
+    lines = [f"{'crops':18} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
+    for run in runs:
+        lines.append(f"{run['crops']:18} {run['seed']:>4} " + " ".join(f"{_measure(run, k):>22.4f}" for k, _ in MEASURES))
+    lines.append("memorisation, SSIM loss on: its own training crops / the validation crops / defect-free test crops")
+    for run in runs:
+        memo = run["memorisation"]
+        lines.append(f"{run['crops']:18} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
+                     f" / {memo['defect_free_test_crops']:.4f}")
+    lines.append("per protocol: mean (seed spread: max - min over its seeds)")
+    for crops in dict.fromkeys(r["crops"] for r in runs):
+        values = {k: [_measure(r, k) for r in runs if r["crops"] == crops] for k, _ in MEASURES}
+        n = len(values["val_loss"])
+        spread = "one seed, no spread" if n < 2 else f"n = {n}"
+        lines.append(f"{crops:18} {'':>4} " + " ".join(
+            f"{np.mean(v):>10.4f} ({np.ptp(v):.4f})".rjust(22) for v in values.values()) + f"   {spread}")
+    return lines

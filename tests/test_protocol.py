@@ -135,3 +135,15 @@ def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(n
     again = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0),), cache=tmp_path / "c2", **kwargs)
     assert again["runs"][0]["loss"] == entry["loss"] and again["runs"][0]["pixel_auroc"] == entry["pixel_auroc"]
     assert not (tmp_path / "c2").exists()
+
+
+def test_the_table_gives_each_protocols_mean_and_seed_spread():
+    memo = {"training_crops": 0.1, "validation_crops": 0.14, "defect_free_test_crops": 0.16}
+    runs = [{"crops": "fresh", "seed": s, "epochs": 50, "val_loss": [0.3, v], "pixel_auroc": a, "au_pro_0_3": 0.8,
+             "median_region_overlap_fpr_0_05": 0.7, "memorisation": memo} for s, v, a in ((0, 0.12, 0.93), (1, 0.13, 0.94))]
+    lines = protocol.format_runs({"runs": runs + [{**runs[0], "crops": "fixed", "epochs": 200}]})
+    assert not any(line.startswith("fixed") for line in lines)  # another budget
+    mean_line = [line for line in lines if line.startswith("fresh") and "n = 2" in line]
+    assert len(mean_line) == 1
+    assert "0.1250 (0.0100)" in mean_line[0] and "0.9350 (0.0100)" in mean_line[0]
+    assert protocol.format_runs({"runs": []}) == ["no arm of 50 epochs has finished yet"]
