@@ -135,15 +135,16 @@ def find_labelled(inputs, masks=None, mask_suffix=None):
         masks = Path(masks)
         if not masks.is_dir():
             return [], [(masks, "--masks: no such folder")], "masks: none (the folder is missing)"
-    elif mask_suffix is None and len(inputs) == 1 and _mvtec_category(inputs[0]):
-        category = inputs[0]
-        inputs, masks, mask_suffix = [category / "test"], category / "ground_truth", "_mask.png"
+    category = mask_suffix is None and len(inputs) == 1 and _mvtec_category(inputs[0])
+    if category:
+        inputs, masks, mask_suffix = [inputs[0] / "test"], inputs[0] / "ground_truth", "_mask.png"
     found, bad = _found(inputs, masks)
     if masks is not None:
         pairs, more_bad = _parallel(found, masks, mask_suffix)
         bad += more_bad
         images = [(p, root) for p, root in found if p not in {q for q, _ in more_bad}]
-        rule = f"in the parallel folder {masks}, <folder>/<stem>{mask_suffix or '.*'}"
+        where = "an MVTec AD category: images in test/, masks" if category else "in the parallel folder"
+        rule = f"{where} {masks}/<folder>/<stem>{mask_suffix or '.*'}"
     elif mask_suffix is not None:
         pairs, images, more_bad = _beside(
             found, lambda p: p.name.endswith(mask_suffix), lambda p: p.name[: -len(mask_suffix)]

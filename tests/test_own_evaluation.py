@@ -132,6 +132,7 @@ def test_mask_layouts(tmp_path):
     touch("c/test/good/0.png", "c/test/cut/0.png", "c/ground_truth/cut/0_mask.png", "c/train/good/0.png")
     items, bad, rule = find_labelled([tmp_path / "c"])
     assert [(i.key, i.mask and i.mask.name) for i in items] == [("cut/0", "0_mask.png"), ("good/0", None)] and not bad
+    assert rule.startswith("masks: an MVTec AD category")
 
 
 def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):
