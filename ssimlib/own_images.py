@@ -12,8 +12,10 @@ training checkpoints every epoch to ``MODEL.checkpoint/`` and resumes there.
 image, its anomaly map (``<stem>_map.png``, 0 to twice the threshold as black to
 white), an overlay of the segmentation on the image (``<stem>_overlay.png``) and a
 row of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
-pixels and the verdict at the threshold.  An image that cannot be used is listed
-and skipped; the others are still processed.
+pixels and the verdict at the threshold.  An image smaller than the patch is
+padded to it (:mod:`ssimlib.scoring`); one that cannot be used is listed and
+skipped; the others are still processed.  ``--report`` adds ``DIR/report.html``
+(:mod:`ssimlib.report`).
 
 Bad input raises :class:`InputError` with one line naming the file or option; the
 command line prints it and exits with status 2.

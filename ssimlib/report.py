@@ -31,7 +31,7 @@ STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; }
 th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
-table.facts td:last-child { font-variant-numeric: tabular-nums; }
+table.facts td:last-child { font-variant-numeric: tabular-nums; max-width: 48em; }
 .figures img { margin-right: 1em; border: 1px solid #ddd; }
 table.images td img { image-rendering: pixelated; background: #000; }
 tr.wrong { background: #fde8e8; }
