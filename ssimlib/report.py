@@ -14,11 +14,9 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-import imageio.v3 as imageio
 import matplotlib as mpl
 import numpy as np
-import skimage.io
-import skimage.transform
+from PIL import Image
 
 from ssimlib.data import read_image
 
@@ -26,6 +24,7 @@ REPORT_NAME, THUMBS_DIR = "report.html", "report"
 THUMBNAIL = 256  # px, longest side of a stored thumbnail
 SHOWN = 192  # px, longest side of a thumbnail on the page
 JPEG_QUALITY = 85
+INFERNO = (mpl.colormaps["inferno"](np.arange(256))[:, :3] * 255).round().astype(np.uint8)  # gray level -> RGB
 
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -69,16 +68,12 @@ def worst_first(entries, threshold):
     return sorted(entries, key=badness, reverse=True)
 
 
-def _thumbnail(image, path):
-    """Save ``image`` ``(H, W[, 3])`` in ``[0, 1]`` at most :data:`THUMBNAIL` px per side; its ``(width, height)``."""
-    h, w = image.shape[:2]
-    scale = min(1.0, THUMBNAIL / max(h, w))
-    if scale < 1:
-        image = skimage.transform.resize(image, (max(1, round(h * scale)), max(1, round(w * scale))),
-                                         anti_aliasing=True)
-    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-    imageio.imwrite(path, pixels, **({"quality": JPEG_QUALITY} if path.suffix == ".jpg" else {}))
-    return pixels.shape[1], pixels.shape[0]
+def _thumbnail(pixels, path):
+    """Save uint8 ``pixels`` ``(H, W[, 3])`` at most :data:`THUMBNAIL` px per side; its ``(width, height)``."""
+    image = Image.fromarray(pixels)
+    image.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    image.save(path, **({"quality": JPEG_QUALITY} if path.suffix == ".jpg" else {}))
+    return image.size
 
 
 def _img(src, size, alt):
@@ -88,25 +83,26 @@ def _img(src, size, alt):
             f'loading="lazy" alt="{html.escape(alt)}">')
 
 
+def _uint8(x):
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
 def _thumbnails(entry, index, folder):
     """Thumbnails of ``entry`` in ``folder`` as ``<img>`` tags (input, map, overlay, mask or empty)."""
-    stem = f"{index:05d}"
     image = read_image(entry.image)
-    image = image[..., 0] if image.shape[-1] == 1 else image
-    gray_map = skimage.io.imread(entry.anomaly_map).astype(np.float32) / 255
-    coloured = mpl.colormaps["inferno"](gray_map)[..., :3]
-    overlay = skimage.io.imread(entry.overlay).astype(np.float32) / 255
+    with Image.open(entry.anomaly_map) as gray_map, Image.open(entry.overlay) as overlay:
+        pictures = [
+            ("input", _uint8(image[..., 0] if image.shape[-1] == 1 else image), "jpg"),
+            ("map", INFERNO[np.asarray(gray_map.convert("L"))], "jpg"),
+            ("overlay", np.asarray(overlay.convert("RGB")), "jpg"),
+        ]
+    if entry.mask is not None:
+        pictures.append(("mask", _uint8(read_image(entry.mask, gray=True)[..., 0] > 0.5), "png"))
     cells = []
-    for what, array, suffix in (("input", image, "jpg"), ("map", coloured, "jpg"), ("overlay", overlay, "jpg")):
-        name = f"{stem}_{what}.{suffix}"
-        cells.append(_img(f"{THUMBS_DIR}/{name}", _thumbnail(array, folder / name), f"{entry.name} {what}"))
-    if entry.mask is None:
-        cells.append("")
-    else:
-        name = f"{stem}_mask.png"
-        mask = (read_image(entry.mask, gray=True)[..., 0] > 0.5).astype(np.float32)
-        cells.append(_img(f"{THUMBS_DIR}/{name}", _thumbnail(mask, folder / name), f"{entry.name} mask"))
-    return cells
+    for what, pixels, suffix in pictures:
+        name = f"{index:05d}_{what}.{suffix}"
+        cells.append(_img(f"{THUMBS_DIR}/{name}", _thumbnail(pixels, folder / name), f"{entry.name} {what}"))
+    return cells + [""] * (4 - len(cells))
 
 
 def write_report(out_dir, entries, threshold, title, facts=(), figures=()):
