@@ -195,6 +195,7 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
     load_keras_quietly()
+    from ssimlib.data import DatasetError
     from ssimlib.own_evaluation import METRICS_NAME, evaluate_images
     from ssimlib.scoring import ModelError
 
@@ -205,7 +206,7 @@ def _evaluate(args):
                 args.model, args.inputs, args.out, args.masks, args.mask_suffix, args.threshold, args.precision,
                 report=args.report,
             )
-    except ModelError as error:
+    except (ModelError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(rule)

@@ -128,13 +128,14 @@ def find_labelled(inputs, masks=None, mask_suffix=None):
 
     ``items`` is a list of :class:`Labelled`, ``bad`` lists ``(path, problem)`` for
     inputs and masks that could not be paired, ``rule`` says in one line which
-    rule paired them and how many images have a mask.
+    rule paired them and how many images have a mask.  A missing ``masks`` folder
+    raises :class:`~ssimlib.data.DatasetError`.
     """
     inputs = [Path(p) for p in inputs]
     if masks is not None:
         masks = Path(masks)
         if not masks.is_dir():
-            return [], [(masks, "--masks: no such folder")], "masks: none (the folder is missing)"
+            raise DatasetError(f"{masks}: expected a folder of masks (--masks), but it does not exist")
     category = mask_suffix is None and len(inputs) == 1 and _mvtec_category(inputs[0])
     if category:
         inputs, masks, mask_suffix = [inputs[0] / "test"], inputs[0] / "ground_truth", "_mask.png"

@@ -162,6 +162,8 @@ def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):
     assert "no defective images" in capsys.readouterr().err
     metrics = json.loads((tmp_path / "o2" / "metrics.json").read_text())
     assert metrics["pixel_auroc"] is None and metrics["defect_free_correct"] is not None
+    assert main(["evaluate", str(model), str(folder), "--masks", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "nowhere: expected a folder of masks" in capsys.readouterr().err
 
 
 def _chromium():
