@@ -6,13 +6,15 @@
 ``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.batch)
 ``python -m ssimlib train-study nanotwice [--models SSIM-AE ...]``  train the study's models into models/ (hours)
 ``python -m ssimlib train DATA --out MODEL``     train on a folder of your own defect-free images (see ssimlib.own_images)
-``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR``  anomaly maps, overlays and a CSV for new images
+``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  anomaly maps, overlays and a CSV for new images
+``python -m ssimlib evaluate MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  metrics on images with defect masks (see ssimlib.own_evaluation)
 """
 
 import argparse
 import contextlib
 import os
 import sys
+import warnings
 
 
 @contextlib.contextmanager
@@ -118,9 +120,23 @@ def main(argv=None):
     p_detect.add_argument("--threshold", type=float, help="override the model's threshold")
     p_detect.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                           help="network arithmetic; bfloat16 pays only on CPUs with AVX512_BF16/AMX or GPUs (bench/README.md)")
+    p_detect.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")
+    p_eval = commands.add_parser("evaluate", help="pixel and image AUROC, AU-PRO, per-image CSV on images with masks")
+    p_eval.add_argument("model", help="model path without suffix, as given to train --out")
+    p_eval.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
+                        help="images, folders of them (searched below, e.g. good/ and scratch/) or an MVTec AD category")
+    p_eval.add_argument("--out", required=True, help="folder for metrics.json, evaluation.csv, curves and maps")
+    p_eval.add_argument("--masks", metavar="DIR", help="parallel folder of masks: DIR/<folder>/<stem><mask suffix>")
+    p_eval.add_argument("--mask-suffix", help="end of a mask's name after the image's stem, e.g. _mask.png "
+                                              "(default: found beside the images, see ssimlib.labelled)")
+    p_eval.add_argument("--threshold", type=float, help="override the model's validation threshold")
+    p_eval.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
+    p_eval.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")
     args = parser.parse_args(argv)
     if args.command in ("train", "detect"):
         return _own_images(args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     if args.command == "demo":
         load_keras_quietly()
         demo(epochs=args.epochs, seed=args.seed)
@@ -161,8 +177,50 @@ def _own_images(args):
     defective = sum(row["verdict"] == "defective" for row in rows)
     print(f"{len(rows)} images: {defective} defective, {len(rows) - defective} good; "
           f"maps, overlays and {own_images.CSV_NAME} in {args.out}")
+    if args.report:
+        from ssimlib.artifacts import read_manifest
+        from ssimlib.report import detections_report
+
+        threshold = args.threshold if args.threshold is not None else read_manifest(args.model)["detection"]["threshold"]
+        print(f"report: {detections_report(args.out, rows, threshold, args.model)}")
     for path, problem in bad:
         print(f"error: {path}: {problem}", file=sys.stderr)
+    return 2 if bad else 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _evaluate(args):
+    """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
+    load_keras_quietly()
+    from ssimlib.data import DatasetError
+    from ssimlib.own_evaluation import METRICS_NAME, evaluate_images
+    from ssimlib.scoring import ModelError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            metrics, rows, rule, bad = evaluate_images(
+                args.model, args.inputs, args.out, args.masks, args.mask_suffix, args.threshold, args.precision,
+                report=args.report,
+            )
+    except (ModelError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(rule)
+
+    def value(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    images = metrics["images"]
+    print(f"{images['scored']} images ({images['defect_free']} defect-free, {images['defective']} defective): "
+          f"pixel AUROC {value(metrics['pixel_auroc'])}, AU-PRO@0.3 {value(metrics['au_pro@0.3'])}, "
+          f"image AUROC {value(metrics['image_auroc'])}; {METRICS_NAME}, CSV and curves in {args.out}"
+          + (", report.html" if args.report else ""))
+    for line in bad:
+        print(f"error: {line}", file=sys.stderr)
     return 2 if bad else 0
 
 

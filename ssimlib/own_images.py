@@ -12,21 +12,22 @@ training checkpoints every epoch to ``MODEL.checkpoint/`` and resumes there.
 image, its anomaly map (``<stem>_map.png``, 0 to twice the threshold as black to
 white), an overlay of the segmentation on the image (``<stem>_overlay.png``) and a
 row of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
-pixels and the verdict at the threshold.  An image that cannot be used is listed
-and skipped; the others are still processed.
+pixels and the verdict at the threshold.  An image smaller than the patch is
+padded to it (:mod:`ssimlib.scoring`); one that cannot be used is listed and
+skipped; the others are still processed.  ``--report`` adds ``DIR/report.html``
+(:mod:`ssimlib.report`).
 
 Bad input raises :class:`InputError` with one line naming the file or option; the
 command line prints it and exits with status 2.
 """
 
 import csv
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import skimage.io
-from skimage.color import gray2rgb, rgb2gray
+from skimage.color import gray2rgb
 
 from ssimlib import artifacts
 from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, read_image
@@ -34,7 +35,10 @@ from ssimlib.inference import with_precision
 from ssimlib.models import ConvAutoencoder
 from ssimlib.mvtec import category_maps, split_validation, training_patches
 from ssimlib.presets import CategoryPreset, configure
-from ssimlib.thresholds import label_regions, max_region_threshold
+from ssimlib.scoring import anomaly_map as image_map
+from ssimlib.scoring import as_model_channels
+from ssimlib.scoring import segmentation as segment
+from ssimlib.thresholds import max_region_threshold
 from ssimlib.train import train
 
 KINDS = ("texture", "object")
@@ -138,24 +142,6 @@ def _inputs(paths):
     return files, bad
 
 
-def _as_model_channels(image, channels, path):
-    if image.shape[-1] == channels:
-        return image
-    warnings.warn(f"{path}: {image.shape[-1]}-channel image converted for a {channels}-channel model", stacklevel=3)
-    if channels == 1:
-        return rgb2gray(image).astype(np.float32)[..., None]
-    return gray2rgb(image[..., 0]).astype(np.float32)
-
-
-def _segmentation(anomaly_map, threshold, min_area):
-    """Pixels above ``threshold`` in 8-connected regions of at least ``min_area`` pixels."""
-    regions, count = label_regions(anomaly_map > threshold)
-    sizes = np.bincount(regions.ravel(), minlength=count + 1)
-    keep = sizes >= min_area
-    keep[0] = False
-    return keep[regions]
-
-
 def _to_uint8(x):
     return (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8)
 
@@ -184,13 +170,12 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32"):
     rows = []
     for path in files:
         try:
-            image = _as_model_channels(read_image(path), network.channels, path)
-            check_patch_size([image], network.patch_size, [path])
-            (anomaly_map,), _ = category_maps(network, [image], preset, settings["stride"])
+            image = as_model_channels(read_image(path), network.channels, path)
+            anomaly_map = image_map(network, image, preset, settings["stride"], path)
         except (DatasetError, ValueError) as error:
             bad.append((path, str(error).removeprefix(f"{path}: ")))
             continue
-        segmentation = _segmentation(anomaly_map, threshold, min_area)
+        segmentation = segment(anomaly_map, threshold, min_area)
         map_file, overlay_file = out_dir / f"{path.stem}_map.png", out_dir / f"{path.stem}_overlay.png"
         skimage.io.imsave(map_file, _to_uint8(anomaly_map / (2 * threshold)), check_contrast=False)
         overlay = gray2rgb(image[..., 0]) if image.shape[-1] == 1 else image.copy()

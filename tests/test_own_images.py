@@ -44,23 +44,27 @@ def test_detect_on_good_defective_and_broken_files(trained, tmp_path, capsys):
     rgb = (skimage.io.imread(category / "test" / "stroke" / "000.png")[..., None].repeat(3, -1))
     skimage.io.imsave(inputs / "colour.png", rgb, check_contrast=False)
     out = tmp_path / "out"
-    with pytest.warns(UserWarning, match="3-channel image converted for a 1-channel model"):
+    with pytest.warns(UserWarning) as warned:
         code = main(["detect", str(model), str(category / "test" / "good"), str(category / "test" / "stroke"),
                      str(inputs), str(tmp_path / "missing.png"), "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 2
-    for name in ("broken.png", "tiny.png", "missing.png"):
+    messages = " ".join(str(w.message) for w in warned)
+    assert "3-channel image converted for a 1-channel model" in messages
+    assert "tiny.png: image is 16x16, smaller than the 32x32 patch: padded" in messages
+    for name in ("broken.png", "missing.png"):
         assert name in captured.err
-    assert "smaller than the 32x32 patch" in captured.err and "could not read it as an image" in captured.err
+    assert "tiny.png" not in captured.err and "could not read it as an image" in captured.err
     with open(out / "detections.csv") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 2 + 3 + 1  # every usable image, the converted colour one included
+    assert len(rows) == 2 + 3 + 2  # every usable image, the converted colour one and the padded tiny one included
     for row in rows:
         assert row["verdict"] in ("good", "defective") and float(row["score"]) >= 0
         assert (row["verdict"] == "defective") == (int(row["defect_area_px"]) > 0)
         assert (out / row["anomaly_map"]).exists() and (out / row["overlay"]).exists()
     overlay = skimage.io.imread(out / rows[0]["overlay"])
     assert overlay.shape == (64, 64, 3) and overlay.dtype == np.uint8
+    assert skimage.io.imread(out / "tiny_map.png").shape == (16, 16)  # padded to the patch, cropped back
     # A threshold above every score finds nothing.
     assert main(["detect", str(model), str(category / "test" / "stroke"), "--out", str(tmp_path / "o2"),
                  "--threshold", "10"]) == 0

@@ -1,0 +1,198 @@
+"""Labelled images for ``ssimlib evaluate``: which image has which defect mask, in four layouts.
+
+Images are the files with an image suffix (:data:`ssimlib.data.IMAGE_SUFFIXES`)
+among the given files and, recursively, folders; defect-free and defective ones
+may lie in sibling folders named by defect type (the folder is reported as the
+image's ``kind``).  Masks are paired by one rule, the first that applies:
+
+1. ``masks=DIR``: a parallel folder, ``DIR/<folder>/<stem><mask_suffix>`` for the
+   image ``<folder>/<stem>.<ext>`` below the folder it was found in (without a
+   ``mask_suffix``: ``DIR/<folder>/<stem>.*``);
+2. ``mask_suffix=S``: beside the image, ``<stem>S``;
+3. an MVTec AD category given as one folder: images in ``test/``, masks
+   ``ground_truth/<type>/<stem>_mask.png``;
+4. found beside the images: ``<stem>_mask.*`` if any file is named so, else the
+   PNG with the stem of an image of another type (``a.jpg`` + ``a.png``).
+
+An image without a mask, or whose mask marks nothing, is defect-free.  Masks
+are read as :func:`ssimlib.data.read_image` reads gray images: a pixel above
+half the maximum is a defect.
+"""
+
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ssimlib.data import IMAGE_SUFFIXES, DatasetError, read_image
+
+AUTO_SUFFIX = "_mask"
+
+
+@dataclass
+class Labelled:
+    """One image, its mask file (None: defect-free) and where it lies.
+
+    ``key`` is its path below the common folder of the inputs, without suffix
+    (``good/003``): unique, it names the image's outputs; ``kind`` is its folder there.
+    """
+
+    path: Path
+    mask: Path | None
+    key: str
+    kind: str
+
+
+def _files(folder, skip=None):
+    """Image files below ``folder``, sorted, leaving out those below ``skip``."""
+    skip = skip.resolve() if skip else None
+    return sorted(
+        p for p in Path(folder).rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not (skip and skip in p.resolve().parents)
+    )
+
+
+def _mvtec_category(path):
+    return path.is_dir() and (path / "test").is_dir() and (path / "ground_truth").is_dir()
+
+
+def _found(inputs, skip):
+    """``[(file, folder it was found in)]`` and ``[(path, problem)]`` for inputs that are neither file nor folder."""
+    found, bad = [], []
+    for path in map(Path, inputs):
+        if path.is_dir():
+            files = _files(path, skip)
+            found += [(p, path) for p in files]
+            if not files:
+                bad.append((path, "folder holds no images"))
+        elif path.is_file():
+            found.append((path, path.parent))
+        else:
+            bad.append((path, "no such file or folder"))
+    return found, bad
+
+
+def _beside(found, is_mask, image_stem):
+    """Pair images and masks that lie in one folder: ``({image: mask}, images, bad)``.
+
+    ``is_mask(file)`` tells masks from images; ``image_stem(mask)`` is the stem of its image.
+    """
+    masks = {(p.parent, image_stem(p)): p for p, _ in found if is_mask(p)}
+    images = [(p, root) for p, root in found if not is_mask(p)]
+    pairs = {p: masks.pop((p.parent, p.stem)) for p, _ in images if (p.parent, p.stem) in masks}
+    bad = [(mask, "a mask without an image (no image of the same stem beside it)") for mask in masks.values()]
+    return pairs, images, bad
+
+
+def _same_stem(found):
+    """Rule 4b: in a folder, the PNG that shares its stem with one other image is that image's mask."""
+    groups = defaultdict(list)
+    for p, _ in found:
+        groups[p.parent, p.stem].append(p)
+    masks, bad, excluded = set(), [], set()
+    for files in groups.values():
+        pngs = [p for p in files if p.suffix.lower() == ".png"]
+        if len(files) == 2 and len(pngs) == 1:
+            masks.add(pngs[0])
+        elif len(files) > 2:
+            bad.append((files[0].with_suffix(".*"), f"{len(files)} files share this stem "
+                        f"({', '.join(p.name for p in files)}); expected one image and one PNG mask"))
+            excluded.update(files)
+    found = [(p, root) for p, root in found if p not in excluded]
+    pairs, images, more_bad = _beside(found, lambda p: p in masks, lambda p: p.stem)
+    return pairs, images, bad + more_bad
+
+
+def _parallel(found, masks_dir, mask_suffix):
+    """Rule 1: masks in a parallel folder: ``({image: mask}, bad)``."""
+    pairs, bad = {}, []
+    for p, root in found:
+        folder = masks_dir / p.parent.relative_to(root)
+        if mask_suffix:
+            candidates = [folder / f"{p.stem}{mask_suffix}"] if (folder / f"{p.stem}{mask_suffix}").is_file() else []
+        else:
+            candidates = sorted(q for q in folder.glob(f"{p.stem}.*") if q.suffix.lower() in IMAGE_SUFFIXES)
+        if len(candidates) == 1:
+            pairs[p] = candidates[0]
+        elif candidates:
+            bad.append((p, f"several masks fit it ({', '.join(q.name for q in candidates)})"))
+    claimed = {q.resolve() for q in pairs.values()} | {p.resolve() for p, _ in bad}
+    bad += [(q, "a mask without an image") for q in _files(masks_dir) if q.resolve() not in claimed]
+    return pairs, bad
+
+
+def find_labelled(inputs, masks=None, mask_suffix=None):
+    """The labelled images of ``inputs`` (files and folders): ``(items, bad, rule)``.
+
+    ``items`` is a list of :class:`Labelled`, ``bad`` lists ``(path, problem)`` for
+    inputs and masks that could not be paired, ``rule`` says in one line which
+    rule paired them and how many images have a mask.  A missing ``masks`` folder
+    raises :class:`~ssimlib.data.DatasetError`.
+    """
+    inputs = [Path(p) for p in inputs]
+    if masks is not None:
+        masks = Path(masks)
+        if not masks.is_dir():
+            raise DatasetError(f"{masks}: expected a folder of masks (--masks), but it does not exist")
+    category = mask_suffix is None and len(inputs) == 1 and _mvtec_category(inputs[0])
+    if category:
+        inputs, masks, mask_suffix = [inputs[0] / "test"], inputs[0] / "ground_truth", "_mask.png"
+    found, bad = _found(inputs, masks)
+    if masks is not None:
+        pairs, more_bad = _parallel(found, masks, mask_suffix)
+        bad += more_bad
+        images = [(p, root) for p, root in found if p not in {q for q, _ in more_bad}]
+        where = "an MVTec AD category: images in test/, masks" if category else "in the parallel folder"
+        rule = f"{where} {masks}/<folder>/<stem>{mask_suffix or '.*'}"
+    elif mask_suffix is not None:
+        pairs, images, more_bad = _beside(
+            found, lambda p: p.name.endswith(mask_suffix), lambda p: p.name[: -len(mask_suffix)]
+        )
+        bad += more_bad
+        rule = f"beside the images, <stem>{mask_suffix}"
+    elif any(p.stem.endswith(AUTO_SUFFIX) for p, _ in found):
+        pairs, images, more_bad = _beside(
+            found, lambda p: p.stem.endswith(AUTO_SUFFIX), lambda p: p.stem[: -len(AUTO_SUFFIX)]
+        )
+        bad += more_bad
+        rule = f"beside the images, <stem>{AUTO_SUFFIX}.* (found automatically)"
+    else:
+        pairs, images, more_bad = _same_stem(found)
+        bad += more_bad
+        rule = "beside the images, a PNG of the same stem as an image of another type (found automatically)"
+    items = _items(images, pairs)
+    with_mask = sum(item.mask is not None for item in items)
+    return items, bad, f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as defect-free"
+
+
+def _items(images, pairs):
+    """:class:`Labelled` items with keys below the common folder of ``images`` ``[(file, root)]``."""
+    if not images:
+        return []
+    common = Path(os.path.commonpath([root.resolve() for _, root in images]))
+    items, keys = [], set()
+    for p, _ in images:
+        relative = p.resolve().relative_to(common)
+        key = relative.with_suffix("").as_posix()
+        if key in keys:  # a.jpg beside a.bmp, both images
+            key = relative.as_posix()
+        keys.add(key)
+        kind = relative.parent.as_posix()
+        items.append(Labelled(p, pairs.get(p), key, "" if kind == "." else kind))
+    return items
+
+
+def read_labelled_mask(item, shape):
+    """The mask of ``item`` as bool ``(H, W)`` (all False without one); :class:`DatasetError` naming both files.
+
+    ``shape`` is the image's ``(H, W)``.
+    """
+    if item.mask is None:
+        return np.zeros(shape, bool)
+    mask = read_image(item.mask, gray=True)[..., 0] > 0.5
+    if mask.shape != tuple(shape):
+        raise DatasetError(f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {item.path} "
+                           f"is {shape[1]}x{shape[0]}")
+    return mask

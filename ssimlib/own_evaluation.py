@@ -1,0 +1,209 @@
+"""``ssimlib evaluate``: a model from ``ssimlib train`` scored on labelled images of one's own.
+
+``python -m ssimlib evaluate MODEL IMAGE_OR_FOLDER... --out DIR`` pairs images and
+masks (:mod:`ssimlib.labelled`), computes every image's anomaly map as
+``detect`` does (:mod:`ssimlib.scoring`), and writes to ``DIR``:
+
+* ``metrics.json``: pixel AUROC, AU-PRO@0.3 and image AUROC (the study's own
+  :mod:`ssimlib.metrics` through :func:`ssimlib.evaluate.summary_metrics`), the
+  shares of defect-free and defective images classified correctly at the
+  model's validation threshold or ``threshold`` (:func:`ssimlib.thresholds.classification_ratios`),
+  and counts of images, pixels and ground-truth regions;
+* ``evaluation.csv``: one row per image (:data:`CSV_COLUMNS`; ``key`` names its outputs);
+* ``roc.png`` and ``pro.png``: the pixel ROC and the PRO curve;
+* per image, below ``images/``: ``<key>_map.tif`` (the anomaly map, float32, in
+  the model's units), ``<key>_map.png`` (0 to twice the threshold as black to white)
+  and ``<key>_overlay.png`` (the segmentation in red).
+
+Bad input (an unreadable image or mask, a mask of another size than its image,
+a mask without an image, no defective image at all) is returned as one line
+each; the images that can be used are still scored and all that can be computed
+is written (a metric that cannot be is ``null``), and the command exits with status 2.
+An image whose mask cannot be used is left out of every metric, not counted
+defect-free.  All maps are held in memory: the ROC sorts every pixel of the set.
+"""
+
+import csv
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import skimage.io
+from matplotlib.figure import Figure
+from skimage.color import gray2rgb
+
+from ssimlib.data import DatasetError, read_image
+from ssimlib.evaluate import summary_metrics, write_json
+from ssimlib.labelled import find_labelled, read_labelled_mask
+from ssimlib.metrics import pixel_roc, pro_curve
+from ssimlib.plotting import STYLE, plot_roc
+from ssimlib.report import Entry, write_report
+from ssimlib.scoring import load_detector
+from ssimlib.thresholds import classification_ratios, label_regions
+
+FPR_LIMIT = 0.3
+METRICS_NAME, CSV_NAME, ROC_NAME, PRO_NAME = "metrics.json", "evaluation.csv", "roc.png", "pro.png"
+IMAGES_DIR = "images"
+CSV_COLUMNS = (
+    "path", "key", "kind", "mask", "label", "score", "defect_area_px", "verdict", "correct", "defect_px", "regions",
+    "anomaly_map", "overlay",
+)
+CURVE_POINTS = 2000  # points a plotted curve keeps (the metrics use every point)
+
+
+def _to_uint8(x):
+    return (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _write_image_outputs(out_dir, key, image, anomaly_map, segmentation, threshold):
+    """``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png`` below ``out_dir``; their paths."""
+    stem = out_dir / IMAGES_DIR / key
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    raw, view, overlay_file = (stem.with_name(stem.name + s) for s in ("_map.tif", "_map.png", "_overlay.png"))
+    skimage.io.imsave(raw, anomaly_map.astype(np.float32), check_contrast=False)
+    skimage.io.imsave(view, _to_uint8(anomaly_map / (2 * threshold)), check_contrast=False)
+    overlay = gray2rgb(image[..., 0]) if image.shape[-1] == 1 else image.copy()
+    overlay[segmentation] = 0.5 * overlay[segmentation] + 0.5 * np.array([1.0, 0.0, 0.0])
+    skimage.io.imsave(overlay_file, _to_uint8(overlay), check_contrast=False)
+    return view, overlay_file
+
+
+def _thin(x, y):
+    """At most :data:`CURVE_POINTS` evenly spaced points of a curve, first and last kept (for plotting)."""
+    if x.size <= CURVE_POINTS:
+        return x, y
+    keep = np.unique(np.linspace(0, x.size - 1, CURVE_POINTS).round().astype(int))
+    return x[keep], y[keep]
+
+
+def _figures(out_dir, maps, masks, metrics):
+    """``roc.png`` and ``pro.png`` of the pixel ROC and PRO curve; their paths."""
+    with mpl.rc_context(STYLE):
+        fig = Figure(figsize=(3.6, 3.4))
+        fpr, tpr, _ = pixel_roc(maps, masks)
+        plot_roc(fig.subplots(), {"pixels": (*_thin(fpr, tpr), metrics["pixel_auroc"])}, "pixel ROC")
+        fig.savefig(out_dir / ROC_NAME, metadata={"Software": None})
+        fig = Figure(figsize=(3.6, 3.4))
+        ax = fig.subplots()
+        fprs, pros = _thin(*pro_curve(maps, masks))
+        ax.plot(fprs, pros, label=f"AU-PRO@{FPR_LIMIT:g} {metrics[f'au_pro@{FPR_LIMIT:g}']:.3f}")
+        ax.axvline(FPR_LIMIT, color="0.5", lw=0.8, ls=":")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="false positive rate (defect-free pixels)",
+               ylabel="per-region overlap (PRO)", title="PRO curve")
+        ax.legend(loc="lower right")
+        fig.savefig(out_dir / PRO_NAME, metadata={"Software": None})
+    return [out_dir / ROC_NAME, out_dir / PRO_NAME]
+
+
+def _metrics(maps, masks, detector, bad):
+    """The metrics dict of ``metrics.json`` (None where not computable; the reason appended to ``bad``)."""
+    labels = np.array([int(m.any()) for m in masks])
+    regions = sum(label_regions(m)[1] for m in masks)
+    defect_px = int(sum(m.sum() for m in masks))
+    total_px = int(sum(m.size for m in masks))
+    metrics = {
+        "pixel_auroc": None, f"au_pro@{FPR_LIMIT:g}": None, "image_auroc": None,
+        "defect_free_correct": None, "defective_correct": None,
+        "threshold": detector.threshold, "min_defect_area": detector.min_area,
+        "images": {"scored": len(maps), "defect_free": int((labels == 0).sum()), "defective": int(labels.sum())},
+        "pixels": {"total": total_px, "defect": defect_px, "defect_free": total_px - defect_px},
+        "regions": int(regions),
+    }
+    if not maps:
+        bad.append("no image could be scored")
+        return metrics
+    ratios = classification_ratios(maps, labels, detector.threshold, detector.min_area)
+    metrics["defect_free_correct"], metrics["defective_correct"] = ratios["good_correct"], ratios["defective_correct"]
+    if not labels.any():
+        bad.append("no defective images (no mask marks a defect): pixel AUROC, AU-PRO and image AUROC need some")
+        return metrics
+    metrics.update(summary_metrics(maps, masks, labels, fpr_limit=FPR_LIMIT))
+    return metrics
+
+
+def _facts(metrics):
+    """``(name, value)`` rows of the report's table from ``metrics.json``'s dict."""
+    def share(x):
+        return "n/a" if x is None or x != x else f"{100 * x:.1f} %"
+
+    def value(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    images, pixels = metrics["images"], metrics["pixels"]
+    return [
+        ("pixel AUROC", value(metrics["pixel_auroc"])),
+        (f"AU-PRO@{FPR_LIMIT:g}", value(metrics[f"au_pro@{FPR_LIMIT:g}"])),
+        ("image AUROC", value(metrics["image_auroc"])),
+        ("defect-free images classified good", share(metrics["defect_free_correct"])),
+        ("defective images classified defective", share(metrics["defective_correct"])),
+        ("threshold, smallest defect", f"{metrics['threshold']:.4g} ({metrics['threshold_from']}), "
+                                       f"{metrics['min_defect_area']} px"),
+        ("images", f"{images['scored']} scored: {images['defect_free']} defect-free, {images['defective']} defective"),
+        ("pixels", f"{pixels['total']:,}: {pixels['defect']:,} defect, {pixels['defect_free']:,} defect-free"),
+        ("defect regions", metrics["regions"]),
+        ("masks", metrics["mask_rule"].removeprefix("masks: ")),
+        ("problems", "; ".join(metrics["problems"]) or "none"),
+    ]
+
+
+def _report(out_dir, model, metrics, rows, figures):
+    """``report.html`` of an evaluation (:func:`ssimlib.report.write_report`)."""
+    entries = [
+        Entry(Path(row["key"]).name, Path(row["path"]), out_dir / row["anomaly_map"], out_dir / row["overlay"],
+              row["score"], row["verdict"], row["label"], row["kind"], Path(row["mask"]) if row["mask"] else None)
+        for row in rows
+    ]
+    return write_report(out_dir, entries, metrics["threshold"], f"ssimlib evaluate: {Path(model).name}",
+                        _facts(metrics), figures)
+
+
+def evaluate_images(
+    model, inputs, out_dir, masks=None, mask_suffix=None, threshold=None, precision="float32", report=False
+):
+    """Score the labelled images of ``inputs`` with the model at stem ``model``; write ``out_dir``'s files.
+
+    ``report`` adds ``report.html`` (:mod:`ssimlib.report`).
+
+    Returns ``(metrics, rows, rule, bad)``: the dict written to ``metrics.json``, the CSV rows,
+    the one line saying which mask rule was used, and one line per problem.
+    :class:`ssimlib.scoring.ModelError` when the model cannot be used.
+    """
+    detector = load_detector(model, threshold, precision)
+    items, unpaired, rule = find_labelled(inputs, masks, mask_suffix)
+    bad = [f"{path}: {problem}" for path, problem in unpaired]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    maps, gts, rows = [], [], []
+    for item in items:
+        try:
+            image = read_image(item.path)
+            mask = read_labelled_mask(item, image.shape[:2])
+        except DatasetError as error:  # a reader's message may run over several lines: keep one
+            bad.append(" ".join(str(error).split()))
+            continue
+        anomaly_map = detector.anomaly_map(image, item.path)
+        segmentation = detector.segmentation(anomaly_map)
+        view, overlay = _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
+        label = "defective" if mask.any() else "good"
+        verdict = "defective" if segmentation.any() else "good"
+        rows.append({
+            "path": str(item.path), "key": item.key, "kind": item.kind, "mask": str(item.mask or ""), "label": label,
+            "score": float(anomaly_map.max()), "defect_area_px": int(segmentation.sum()), "verdict": verdict,
+            "correct": int(label == verdict), "defect_px": int(mask.sum()), "regions": label_regions(mask)[1],
+            "anomaly_map": view.relative_to(out_dir).as_posix(), "overlay": overlay.relative_to(out_dir).as_posix(),
+        })
+        maps.append(anomaly_map)
+        gts.append(mask)
+    metrics = {
+        "model": str(model), "mask_rule": rule, **_metrics(maps, gts, detector, bad),
+        "threshold_from": "validation" if threshold is None else "--threshold", "problems": bad,
+    }
+    figures = _figures(out_dir, maps, gts, metrics) if metrics["pixel_auroc"] is not None else []
+    write_json(out_dir / METRICS_NAME, {**metrics, "figures": [p.name for p in figures]})
+    with open(out_dir / CSV_NAME, "w", newline="") as file:
+        writer = csv.DictWriter(file, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    if report:
+        _report(out_dir, model, metrics, rows, figures)
+    return metrics, rows, rule, bad

@@ -1,0 +1,105 @@
+"""A model from ``ssimlib train`` applied to one image of any size: its anomaly map, score and segmentation.
+
+An image smaller than the model's patch on a side is padded by reflection
+(centred) to the patch, its map computed as any other's and cropped back to the
+image, with one warning; nothing is skipped for its size.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from skimage.color import gray2rgb, rgb2gray
+
+from ssimlib import artifacts
+from ssimlib.inference import with_precision
+from ssimlib.mvtec import category_maps
+from ssimlib.presets import CategoryPreset
+from ssimlib.thresholds import label_regions
+
+
+class ModelError(ValueError):
+    """The model is missing, altered or not one from ``ssimlib train`` (one line, naming the file)."""
+
+
+def pad_to_patch(image, patch_size):
+    """``image`` ``(H, W, C)`` reflected out to at least ``patch_size`` px per side, and the slices of the original.
+
+    Returns ``(padded (H', W', C), (rows, cols))``; ``padded[rows, cols]`` is ``image``.
+    A side of one pixel is repeated (there is nothing to reflect).
+    """
+    h, w = image.shape[:2]
+    ph, pw = max(0, patch_size - h), max(0, patch_size - w)
+    pads = ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0))
+    padded = np.pad(image, pads, mode="reflect" if min(h, w) > 1 else "edge")
+    return padded, (slice(ph // 2, ph // 2 + h), slice(pw // 2, pw // 2 + w))
+
+
+def as_model_channels(image, channels, path):
+    """``image`` ``(H, W, C)`` with ``channels`` channels (converted with a warning when it has others)."""
+    if image.shape[-1] == channels:
+        return image
+    warnings.warn(f"{path}: {image.shape[-1]}-channel image converted for a {channels}-channel model", stacklevel=3)
+    if channels == 1:
+        return rgb2gray(image).astype(np.float32)[..., None]
+    return gray2rgb(image[..., 0]).astype(np.float32)
+
+
+def anomaly_map(network, image, preset, stride, path):
+    """Post-processed anomaly map ``(H, W)`` of ``image`` ``(H, W, C)`` in ``[0, 1]``, of any size.
+
+    Padded to the patch (:func:`pad_to_patch`, with a warning naming ``path``) when smaller.
+    """
+    h, w = image.shape[:2]
+    p = network.patch_size
+    crop = (slice(None), slice(None))
+    if min(h, w) < p:
+        warnings.warn(f"{path}: image is {w}x{h}, smaller than the {p}x{p} patch: padded (reflect) to it, "
+                      "its map cropped back", stacklevel=3)
+        image, crop = pad_to_patch(image, p)
+    (result,), _ = category_maps(network, [image], preset, stride)
+    return result[crop]
+
+
+def segmentation(anomaly_map, threshold, min_area):
+    """Boolean ``(H, W)``: pixels above ``threshold`` in 8-connected regions of at least ``min_area`` px."""
+    regions, count = label_regions(anomaly_map > threshold)
+    keep = np.bincount(regions.ravel(), minlength=count + 1) >= min_area
+    keep[0] = False
+    return keep[regions]
+
+
+@dataclass
+class Detector:
+    """A trained network with the detection settings of its manifest (threshold in map units, areas in pixels)."""
+
+    network: object
+    preset: CategoryPreset
+    threshold: float
+    min_area: int
+    stride: int
+
+    def anomaly_map(self, image, path):
+        """:func:`anomaly_map` of ``image`` (any size and channel count) with this model."""
+        image = as_model_channels(image, self.network.channels, path)
+        return anomaly_map(self.network, image, self.preset, self.stride, path)
+
+    def segmentation(self, anomaly_map):
+        """:func:`segmentation` at this model's threshold and smallest defect area."""
+        return segmentation(anomaly_map, self.threshold, self.min_area)
+
+
+def load_detector(model, threshold=None, precision="float32"):
+    """The :class:`Detector` of the model at stem ``model``; ``threshold`` overrides its manifest's."""
+    try:
+        network, manifest = artifacts.load_model(model)
+    except artifacts.ArtifactError as error:
+        raise ModelError(str(error)) from None
+    if "detection" not in manifest:
+        raise ModelError(f"{model}: not a model from `ssimlib train` (its manifest has no detection threshold)")
+    settings = manifest["detection"]
+    return Detector(
+        with_precision(network, precision), CategoryPreset.from_dict(settings["preset"]),
+        settings["threshold"] if threshold is None else float(threshold), settings["min_defect_area"],
+        settings["stride"],
+    )
