@@ -31,11 +31,11 @@ in ``carry``); ``../shared`` (NanoTWICE) does not travel.  Today the tracked fil
 
 1. ``bench/gpu.sh prepare`` (here, with pip and the data) fills the git-ignored ``.gpu-stage/``:
    the wheels of Keras and the two of its dependencies the machine lacks (namex, optree; about
-   2 MB), the committed SSIM-AE (``models/nanotwice/ssim_ae.*``, 11 MB) and NanoTWICE (31 MB),
+   3 MB), the committed SSIM-AE (``models/nanotwice/ssim_ae.*``, 11 MB) and NanoTWICE (31 MB),
    and prints the size of what would travel;
 2. drop the large tracked folders from the work tree for the run: ``bench/gpu.sh slim``
    (``git sparse-checkout`` leaves out ``models/``, ``figures/``, ``notebooks/``, ``tests/notebooks/``;
-   what then travels is about 2 MB of code, 45 MB in all with the stage) and
+   what then travels is under 1 MB of code, 46 MiB in all with the stage) and
    ``bench/gpu.sh unslim`` afterwards (nothing is deleted from git);
 3. run ``bench/gpu.sh run`` on the machine with ``carry: [".gpu-stage"]`` and timeout_s 600:
    it installs the wheels into /tmp/site, points ``SSIMLIB_DATA`` at the stage and calls

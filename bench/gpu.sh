@@ -7,6 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stage=.gpu-stage
+
+travel_size() {  # what the device tool would send: tracked files in the work tree, untracked ones, the stage
+    local tracked untracked
+    tracked="$(git ls-files -z | xargs -0 -r du -cb 2>/dev/null | tail -n 1 | cut -f1)"
+    untracked="$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb | tail -n 1 | cut -f1)"
+    echo "would travel: $(( (${tracked:-0} + ${untracked:-0} + $(du -sb "$stage" 2>/dev/null | cut -f1)) / 1048576 )) MiB" \
+         "with $stage (the limit is 64 MiB)"
+}
 case "${1:-}" in
 prepare)
     data="${SSIMLIB_DATA:-../shared/data}/nanotwice"
@@ -20,13 +28,11 @@ prepare)
     cp models/nanotwice/ssim_ae.json models/nanotwice/ssim_ae.weights.h5 "$stage/models/nanotwice/"
     cp -r "$data" "$stage/data/nanotwice"
     du -sh "$stage"/*
-    present() { git ls-files -z | xargs -0 -r du -cb 2>/dev/null | tail -n 1 | cut -f1; }
-    untracked="$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb | tail -n 1 | cut -f1)"
-    echo "would travel: $(( ($(present) + ${untracked:-0} + $(du -sb "$stage" | cut -f1)) / 1048576 )) MiB" \
-         "(tracked files in the work tree, untracked ones, $stage; the limit is 64 MiB)"
+    travel_size
     ;;
 slim)
     git sparse-checkout set --no-cone '/*' '!/models/' '!/figures/' '!/notebooks/' '!/tests/notebooks/'
+    travel_size
     ;;
 unslim)
     git sparse-checkout disable
