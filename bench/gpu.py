@@ -35,7 +35,7 @@ in ``carry``); ``../shared`` (NanoTWICE) does not travel.  Today the tracked fil
    and prints the size of what would travel;
 2. drop the large tracked folders from the work tree for the run: ``bench/gpu.sh slim``
    (``git sparse-checkout`` leaves out ``models/``, ``figures/``, ``notebooks/``, ``tests/notebooks/``;
-   what then travels is under 1 MB of code, 46 MiB in all with the stage) and
+   what then travels is under 1 MB of code, 44 MiB in all with the stage, measured) and
    ``bench/gpu.sh unslim`` afterwards (nothing is deleted from git);
 3. run ``bench/gpu.sh run`` on the machine with ``carry: [".gpu-stage"]`` and timeout_s 600:
    it installs the wheels into /tmp/site, points ``SSIMLIB_DATA`` at the stage and calls

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU run of bench/gpu.py (its docstring says why and how), in steps:
 #   bench/gpu.sh prepare   here: fill the git-ignored .gpu-stage/ (Keras wheels, the SSIM-AE, NanoTWICE), print sizes
-#   bench/gpu.sh slim      here: leave models/ figures/ notebooks/ tests/notebooks/ out of the work tree (sparse checkout)
+#   bench/gpu.sh slim      here: leave models/ figures/ notebooks/ tests/notebooks/ out of the work tree (sparse
+#                          checkout), print what would travel
 #   bench/gpu.sh unslim    here: put them back
 #   bench/gpu.sh run       on the GPU machine (carry .gpu-stage): install the wheels, run bench/gpu.py into $OUT
 set -euo pipefail
@@ -9,11 +10,11 @@ cd "$(dirname "$0")/.."
 stage=.gpu-stage
 
 travel_size() {  # what the device tool would send: tracked files in the work tree, untracked ones, the stage
-    local tracked untracked
-    tracked="$(git ls-files -z | xargs -0 -r du -cb 2>/dev/null | tail -n 1 | cut -f1)"
+    local tracked untracked staged
+    tracked="$({ git ls-files -z | xargs -0 -r du -cb 2>/dev/null || true; } | tail -n 1 | cut -f1)"  # present ones
     untracked="$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb | tail -n 1 | cut -f1)"
-    echo "would travel: $(( (${tracked:-0} + ${untracked:-0} + $(du -sb "$stage" 2>/dev/null | cut -f1)) / 1048576 )) MiB" \
-         "with $stage (the limit is 64 MiB)"
+    staged="$(du -sb "$stage" 2>/dev/null | cut -f1)"
+    echo "would travel: $(( (${tracked:-0} + ${untracked:-0} + ${staged:-0}) / 1048576 )) MiB with $stage (limit 64 MiB)"
 }
 case "${1:-}" in
 prepare)
