@@ -14,7 +14,7 @@ travel_size() {  # what the device tool would send: tracked files in the work tr
     tracked="$({ git ls-files -z | xargs -0 -r du -cb 2>/dev/null || true; } | tail -n 1 | cut -f1)"  # present ones
     untracked="$(git ls-files -z --others --exclude-standard | xargs -0 -r du -cb | tail -n 1 | cut -f1)"
     staged="$(du -sb "$stage" 2>/dev/null | cut -f1)"
-    echo "would travel: $(( (${tracked:-0} + ${untracked:-0} + ${staged:-0}) / 1048576 )) MiB with $stage (limit 64 MiB)"
+    echo "would travel: $(( (${tracked:-0} + ${untracked:-0} + ${staged:-0}) >> 20 )) MiB with $stage (limit 64 MiB)"
 }
 case "${1:-}" in
 prepare)

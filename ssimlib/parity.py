@@ -31,7 +31,10 @@ def crop_of(image, crop=CROP):
 
 
 def anomaly_map(stem, image, stride=30):
-    """Opened SSIM anomaly map ``(H, W)`` of ``image`` ``(H, W, C)`` by the stored model at ``stem``, and its backend and device."""
+    """Opened SSIM anomaly map ``(H, W)`` of ``image`` ``(H, W, C)`` by the stored model at ``stem``.
+
+    Returns ``(map, where)``, ``where`` the backend and device it was computed on.
+    """
     from ssimlib import artifacts
     from ssimlib.evaluate import run_environment
     from ssimlib.inference import reconstruct_image, residual_map
