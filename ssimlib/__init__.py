@@ -9,7 +9,7 @@ Modules: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
 :mod:`~ssimlib.synthetic`, :mod:`~ssimlib.inference`, :mod:`~ssimlib.postprocess`,
 :mod:`~ssimlib.metrics`, :mod:`~ssimlib.thresholds`, :mod:`~ssimlib.evaluate`,
 :mod:`~ssimlib.features`, :mod:`~ssimlib.presets`, :mod:`~ssimlib.mvtec`, :mod:`~ssimlib.batch`,
-:mod:`~ssimlib.checkerboard` (the Fig. 3 experiment).
+:mod:`~ssimlib.checkerboard` (the Fig. 3 experiment), :mod:`~ssimlib.parity` (backends and devices compared).
 """
 
 from ssimlib.reproducibility import configure
