@@ -20,7 +20,7 @@ still returns what it measured (seven files, flat, as the device tool fetches th
     gpu.log          nvidia-smi's summary and this script's log (bench/gpu.sh writes it)
 
 ``--tiny`` shrinks every step (a crop for the whole image, 64 patches for one epoch, few
-steps) so the script runs end to end on a CPU in about a minute (tests/test_gpu_bench.py).
+steps) so the script runs end to end on a CPU (tests/test_gpu_bench.py: 10 min on a busy 2-core one).
 
 Getting it onto the GPU machine (one H200; Python 3.12 with JAX 0.11 and PyTorch 2.11 on CUDA,
 NumPy, SciPy, scikit-image, h5py, tifffile, matplotlib, tqdm, PyYAML, absl-py, rich, ml-dtypes;
