@@ -5,14 +5,16 @@ from pathlib import Path
 
 import pytest
 
+from ssimlib.paths import data_root
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # nbval kernels: keep C-level log lines (TensorFlow, XLA) out of cell outputs.
 os.environ["IPYTHONDIR"] = str(Path(__file__).resolve().parents[1] / "notebooks" / ".ipython")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-NANOTWICE = SHARED_DATA / "nanotwice"
-MVTEC_GRID = SHARED_DATA / "mvtec_ad_grid_256"
+# $SSIMLIB_DATA/<name> where set, else ../shared/data/<name> beside the repository (as the package finds them).
+NANOTWICE = data_root("nanotwice")
+MVTEC_GRID = data_root("mvtec_ad_grid_256")
 
 
 def pytest_sessionstart(session):
