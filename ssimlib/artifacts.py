@@ -199,6 +199,8 @@ def load_model(stem):
     manifest = read_manifest(stem)
     if manifest is None:
         raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README)")
+    if not isinstance(manifest.get("architecture"), dict):
+        raise ArtifactError(f"{manifest_path}: its architecture is missing or not an object")
     if not weights.exists():
         raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names are missing")
     actual = sha256(weights)

@@ -60,6 +60,7 @@ KINDS = ("texture", "object")
 LOSSES = ("ssim", "l2", "ssim_l1")
 CSV_NAME = "detections.csv"
 CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay")
+OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")
 RUN_FILE = "run.json"
 DEFAULT_MIN_DEFECT_AREA = 64
 
@@ -296,13 +297,18 @@ def train_model(
 def _inputs(paths, out_dir):
     """Image files of the given files and folders, each once, and ``(path, problem)`` for paths that are neither.
 
-    Images a folder holds inside ``out_dir`` (outputs of an earlier run) are not inputs.
+    Maps and overlays a folder holds in or under ``out_dir`` (``*_map.png``,
+    ``*_overlay.png``: outputs of an earlier run) are not inputs.
     """
     out_dir = out_dir.resolve()
+
+    def is_output(file):
+        return file.name.endswith(OUTPUT_SUFFIXES) and file.resolve().is_relative_to(out_dir)
+
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
         if path.is_dir():
-            found = [f for f in _image_files(path) if not f.resolve().is_relative_to(out_dir)]
+            found = [f for f in _image_files(path) if not is_output(f)]
             if not found:
                 bad.append((path, "folder holds no images"))
         elif path.is_file():
@@ -333,7 +339,7 @@ def output_names(files):
     for r in resolved:
         base = r.stem if stems[(r.parent, r.stem)] == 1 else r.name
         folder = r.parent.relative_to(common)
-        names.append((folder / f"{base}_map.png", folder / f"{base}_overlay.png"))
+        names.append(tuple(folder / f"{base}{suffix}" for suffix in OUTPUT_SUFFIXES))
     return names
 
 

@@ -137,7 +137,7 @@ def test_the_same_seed_repeats_the_run(data, tmp_path):
     assert losses[0][-1] != losses[2][-1]
 
 
-def wait_for(path, process, seconds=120):
+def wait_for(path, process, seconds=600):
     deadline = time.monotonic() + seconds
     while not path.exists():
         assert process.poll() is None, process.stderr.read()
