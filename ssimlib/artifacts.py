@@ -10,7 +10,12 @@ A model is two files that share a path *stem* (the study's models live at
   the code that trained it, the sha256 of the weights file, and whatever else its
   maker adds (e.g. a detection threshold).
 
-:func:`save_model` writes both (weights first, manifest last, each atomically);
+:func:`save_model` writes both as a pair: into a hidden staging folder
+``.<name>.saving/`` beside them first, then moved into place, weights before
+manifest.  A save killed before the moves leaves the old pair (the staging folder
+is removed by the next read or save); one killed between the moves leaves the new
+weights and the staged manifest, which the next read moves into place (its sha256
+names those weights), so a reader always sees a matching pair.
 :func:`load_model` rebuilds the model from the manifest, checks the hash and loads
 the weights, and raises :class:`ArtifactError` naming the file and what is wrong.
 """
@@ -19,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -111,8 +117,36 @@ def build_model(architecture):
     return model
 
 
+def staging_folder(stem):
+    """The hidden folder :func:`save_model` writes the model at ``stem`` into before moving it in place."""
+    stem = Path(stem)
+    return stem.with_name(f".{stem.name}.saving")
+
+
+def finish_interrupted_save(stem):
+    """Complete or discard what a killed :func:`save_model` left at ``stem``.
+
+    The staged manifest is moved in when the weights in place are the ones it
+    names (the save was killed between its two moves); otherwise the staging
+    folder is stale and removed, leaving the previous pair as it was.
+    """
+    staging = staging_folder(stem)
+    if not staging.is_dir():
+        return
+    weights, manifest_path = model_files(stem)
+    staged = staging / manifest_path.name
+    if staged.exists() and not (staging / weights.name).exists() and weights.exists():
+        try:
+            moved_in = json.loads(staged.read_text()).get("sha256") == sha256(weights)
+        except (json.JSONDecodeError, AttributeError):
+            moved_in = False
+        if moved_in:
+            os.replace(staged, manifest_path)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
 def save_model(model, stem, architecture, training, **extra):
-    """Write ``model``'s weights and manifest at ``stem``; returns the manifest dict.
+    """Write ``model``'s weights and manifest at ``stem`` as a pair (see the module docstring); returns the manifest.
 
     ``training`` holds the settings, ``epochs_done``, ``loss`` history and
     ``seconds`` (and anything else worth recording); ``extra`` entries are added
@@ -120,35 +154,43 @@ def save_model(model, stem, architecture, training, **extra):
     """
     weights, manifest_path = model_files(stem)
     weights.parent.mkdir(parents=True, exist_ok=True)
+    finish_interrupted_save(stem)
+    staging = staging_folder(stem)
+    staging.mkdir()
     # A compiled model's weights file would carry Adam's state too (twice the size): save an uncompiled copy.
     clean = build_model(architecture)
     clean.set_weights(model.get_weights())
-    partial = weights.with_name("partial-" + weights.name)  # keeps the suffix Keras checks
-    clean.save_weights(partial)
-    os.replace(partial, weights)
+    clean.save_weights(staging / weights.name)
     manifest = {
         "name": Path(stem).name,
         "weights": weights.name,
-        "sha256": sha256(weights),
+        "sha256": sha256(staging / weights.name),
         "architecture": architecture,
         "training": training,
         **extra,
         "machine": run_environment(),
         "code_commit": code_commit(),
     }
-    write_json(manifest_path, manifest)
+    write_json(staging / manifest_path.name, manifest)
+    os.replace(staging / weights.name, weights)
+    os.replace(staging / manifest_path.name, manifest_path)
+    staging.rmdir()
     return manifest
 
 
 def read_manifest(stem):
-    """The manifest of the model at ``stem``, or None when there is none."""
+    """The manifest (a dict) of the model at ``stem``, or None when there is none."""
+    finish_interrupted_save(stem)
     _, path = model_files(stem)
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactError(f"{path}: not a valid manifest ({error})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: not a valid manifest (a JSON {type(manifest).__name__}, not an object)")
+    return manifest
 
 
 def load_model(stem):
@@ -157,6 +199,8 @@ def load_model(stem):
     manifest = read_manifest(stem)
     if manifest is None:
         raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README)")
+    if not isinstance(manifest.get("architecture"), dict):
+        raise ArtifactError(f"{manifest_path}: its architecture is missing or not an object")
     if not weights.exists():
         raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names are missing")
     actual = sha256(weights)
@@ -168,7 +212,7 @@ def load_model(stem):
     try:
         model = build_model(manifest["architecture"])
         model.load_weights(weights)
-    except (KeyError, TypeError, ValueError, OSError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OSError) as error:
         raise ArtifactError(f"{weights}: does not fit the architecture in its manifest ({error})") from None
     return model, manifest
 

@@ -112,12 +112,17 @@ def main(argv=None):
     p_train.add_argument("--validation-fraction", type=float, default=0.1,
                          help="share of the images held out to set the threshold (default: 0.1)")
     p_train.add_argument("--min-defect-area", type=int, default=64, help="smallest defect region in pixels (default: 64)")
-    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument("--seed", type=int, default=0, help="seeds the weights, patches and split (default: 0)")
+    p_train.add_argument("--restart", action="store_true",
+                         help="start over when OUT holds a checkpoint or model of another run (default: refuse)")
     p_detect = commands.add_parser("detect", help="anomaly maps, overlays and a CSV for new images")
     p_detect.add_argument("model", help="model path without suffix, as given to train --out")
     p_detect.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER")
     p_detect.add_argument("--out", required=True, help="folder for the maps, overlays and detections.csv")
-    p_detect.add_argument("--threshold", type=float, help="override the model's threshold")
+    p_detect.add_argument("--threshold", type=float,
+                          help="override the model's threshold (needed for the study's models, which have none)")
+    p_detect.add_argument("--min-defect-area", type=int,
+                          help="smallest defect region in pixels (default: the model's, else 64)")
     p_detect.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                           help="network arithmetic; bfloat16 pays only on CPUs with AVX512_BF16/AMX or GPUs (bench/README.md)")
     p_detect.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")
@@ -164,13 +169,14 @@ def _own_images(args):
             manifest = own_images.train_model(
                 args.data, args.out, args.kind, args.loss, args.patch_size, args.latent_dim, args.epochs,
                 args.n_patches, args.batch_size, gray=args.gray, validation_fraction=args.validation_fraction,
-                min_defect_area=args.min_defect_area, seed=args.seed,
+                min_defect_area=args.min_defect_area, seed=args.seed, restart=args.restart,
             )
             print(f"model written to {args.out}.weights.h5 and {args.out}.json; threshold "
                   f"{manifest['detection']['threshold']:.4f} from {len(manifest['training']['validation_images'])} "
                   "held-out defect-free images")
             return 0
-        rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold, args.precision)
+        rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
+                                      args.min_defect_area)
     except own_images.InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

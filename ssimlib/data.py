@@ -70,6 +70,15 @@ def _resize(array, size, order):
     ).astype(array.dtype)
 
 
+def _read_problem(path, error):
+    """Why ``path`` could not be read, in a few words (imageio's advice to install plugins is no help for a broken file)."""
+    if path.is_file() and path.stat().st_size == 0:
+        return "the file is empty, 0 bytes"
+    if "Could not find a backend" in str(error):
+        return f"its contents are not a {path.suffix.lstrip('.').upper() or 'known'} image"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
 def read_image(path, gray=None, size=None):
     """Read one image as float32 ``(H, W, C)`` in ``[0, 1]``.
 
@@ -81,7 +90,7 @@ def read_image(path, gray=None, size=None):
     try:
         raw = skimage.io.imread(path)
     except Exception as error:  # imageio/tifffile/PIL raise many kinds
-        raise DatasetError(f"{path}: could not read it as an image ({error})") from None
+        raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
     if raw.dtype == bool:
         image = raw.astype(np.float32)
     elif np.issubdtype(raw.dtype, np.integer):

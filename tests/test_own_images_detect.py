@@ -1,0 +1,199 @@
+"""`ssimlib detect` from the user's side: one map per input, a CSV true to the files, study models, bad manifests."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.io
+
+from ssimlib.cli import main
+from ssimlib.paths import REPO_ROOT
+from ssimlib.synthetic import write_synthetic_category
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "1", "--n-patches", "32", "--batch-size", "16",
+        "--validation-fraction", "0.25", "--min-defect-area", "16"]
+
+
+def run_main(argv, capsys):
+    """Exit status and the stderr lines of ``python -m ssimlib ARGV``, run in this process."""
+    code = main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def read_rows(out):
+    with open(out / "detections.csv", newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def visible_files(folder, suffix):
+    """Paths (relative to ``folder``, POSIX) of the files under it ending in ``suffix``, hidden ones left out."""
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob(f"*{suffix}") if not p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model and a generated category whose test/good and test/stroke hold files of the same names."""
+    root = tmp_path_factory.mktemp("detect")
+    category = write_synthetic_category(root, "parts", n_train=8, n_good=2, n_defective=3, size=64)
+    model = root / "model" / "parts"
+    assert main(["train", str(category), "--out", str(model), *TINY]) == 0
+    return category, model
+
+
+def test_same_named_images_keep_a_map_each(trained, tmp_path):
+    category, model = trained
+    good, stroke = category / "test" / "good", category / "test" / "stroke"
+    assert {p.name for p in good.iterdir()} <= {p.name for p in stroke.iterdir()}  # 000.png, 001.png in both
+    out = tmp_path / "d"
+    assert main(["detect", str(model), str(good), str(stroke), "--out", str(out)]) == 0
+    rows = read_rows(out)
+    assert len(rows) == 5 and len({row["anomaly_map"] for row in rows}) == 5
+    assert visible_files(out, "_map.png") == sorted(row["anomaly_map"] for row in rows)
+    assert visible_files(out, "_overlay.png") == sorted(row["overlay"] for row in rows)
+    # Each row's map is the one of its own image: the same as detecting that image alone.
+    for row in rows:
+        alone = tmp_path / "alone" / row["anomaly_map"].replace("/", "_")
+        assert main(["detect", str(model), row["path"], "--out", str(alone)]) == 0
+        (only,) = read_rows(alone)
+        np.testing.assert_array_equal(skimage.io.imread(out / row["anomaly_map"]),
+                                      skimage.io.imread(alone / only["anomaly_map"]))
+        assert Path(row["path"]).parent.name == Path(row["anomaly_map"]).parent.name
+
+
+def test_a_second_run_into_one_folder_is_refused(trained, tmp_path, capsys):
+    category, model = trained
+    out = tmp_path / "d"
+    assert main(["detect", str(model), str(category / "test" / "good"), "--out", str(out)]) == 0
+    before = sorted((p.name, p.read_bytes()) for p in out.rglob("*") if p.is_file())
+    code, err = run_main(["detect", str(model), str(category / "test" / "stroke"), "--out", str(out)], capsys)
+    assert code == 2 and len(err) == 1 and "detections.csv" in err[0] and "--out" in err[0], err
+    assert sorted((p.name, p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
+
+
+def test_outputs_in_an_input_folder_are_not_read_back(trained, tmp_path):
+    category, model = trained
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in (category / "test" / "stroke").iterdir():
+        (images / p.name).write_bytes(p.read_bytes())
+    assert main(["detect", str(model), str(images), "--out", str(images)]) == 0
+    (images / "detections.csv").unlink()
+    assert main(["detect", str(model), str(images), "--out", str(images)]) == 0
+    assert sorted(Path(row["path"]).name for row in read_rows(images)) == ["000.png", "001.png", "002.png"]
+
+
+def test_unreadable_and_empty_images_are_named_and_the_others_processed(trained, tmp_path, capsys):
+    category, model = trained
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "empty.png").write_bytes(b"")
+    (images / "text.png").write_bytes(b"not an image")
+    (images / "good.png").write_bytes((category / "test" / "good" / "000.png").read_bytes())
+    code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d")], capsys)
+    assert code == 2 and len(err) == 2, err
+    assert "empty.png" in err[0] and "text.png" in err[1]
+    assert not any("pip install" in line for line in err)
+    assert [Path(row["path"]).name for row in read_rows(tmp_path / "d")] == ["good.png"]
+
+
+@pytest.mark.parametrize("option, value", [("--threshold", "0"), ("--threshold", "-1"), ("--threshold", "nan"),
+                                           ("--threshold", "inf"), ("--min-defect-area", "0")])
+def test_a_bad_option_is_named_before_any_work(trained, tmp_path, capsys, option, value):
+    category, model = trained
+    out = tmp_path / "d"
+    code, err = run_main(["detect", str(model), str(category), "--out", str(out), option, value], capsys)
+    assert code == 2 and len(err) == 1 and option in err[0], err
+    assert not out.exists()
+
+
+def test_an_out_folder_that_cannot_be_made_is_named(trained, tmp_path, capsys):
+    category, model = trained
+    (tmp_path / "file").write_text("")
+    code, err = run_main(["detect", str(model), str(category), "--out", str(tmp_path / "file" / "d")], capsys)
+    assert code == 2 and len(err) == 1 and "is a file" in err[0], err
+
+
+def broken(manifest):
+    """Manifests with a field of the wrong type, each with what the error must name."""
+    detection = manifest["detection"]
+    without_preset = {k: v for k, v in detection.items() if k != "preset"}
+    return [
+        {**manifest, "detection": {**detection, "threshold": "0.5"}},
+        {**manifest, "detection": {**detection, "threshold": None}},
+        {**manifest, "detection": {**detection, "min_defect_area": 1.5}},
+        {**manifest, "detection": {**detection, "stride": "30"}},
+        {**manifest, "detection": without_preset},
+        {**manifest, "detection": {**detection, "preset": {**detection["preset"], "residual": 3}}},
+        {**manifest, "detection": [1, 2]},
+        {**manifest, "architecture": ["ConvAutoencoder"]},
+        [manifest],
+        "model",
+    ]
+
+
+def test_a_manifest_of_the_wrong_types_is_named(trained, tmp_path, capsys):
+    category, model = trained
+    manifest = json.loads(model.with_name("parts.json").read_text())
+    weights = model.with_name("parts.weights.h5").read_bytes()
+    for i, wrong in enumerate(broken(manifest)):
+        stem = tmp_path / f"m{i}"
+        stem.with_name(f"m{i}.weights.h5").write_bytes(weights)
+        stem.with_name(f"m{i}.json").write_text(json.dumps(wrong))
+        code, err = run_main(["detect", str(stem), str(category / "test" / "good"), "--out", str(tmp_path / f"d{i}"),
+                              "--threshold", "0.5"], capsys)
+        assert code == 2 and len(err) == 1 and f"m{i}.json" in err[0], (wrong, err)
+
+
+# The MVTec AD models read images resized to 256 px, as they were trained; the NanoTWICE models at their size.
+@pytest.mark.parametrize("name, patch_size, channels, map_side", [
+    ("nanotwice/ssim_ae", 128, 1, 128), ("nanotwice/l2_ae", 128, 1, 128), ("mvtec/grid-ssim-cvpr2019", 128, 1, 256),
+    ("mvtec/bottle-l2-cvpr2019", 256, 3, 256),
+])
+def test_the_study_models_detect_at_a_given_threshold(tmp_path, capsys, name, patch_size, channels, map_side):
+    model = REPO_ROOT / "models" / name
+    image = tmp_path / "noise.png"
+    noise = np.random.default_rng(0).integers(0, 256, (patch_size, patch_size, channels), dtype=np.uint8)
+    skimage.io.imsave(image, noise.squeeze(), check_contrast=False)
+    code, err = run_main(["detect", str(model), str(image), "--out", str(tmp_path / "d")], capsys)
+    assert code == 2 and len(err) == 1 and "--threshold" in err[0] and f"{Path(name).name}.json" in err[0], err
+    assert not (tmp_path / "d").exists()
+    assert main(["detect", str(model), str(image), "--out", str(tmp_path / "e"), "--threshold", "0.5"]) == 0
+    (row,) = read_rows(tmp_path / "e")
+    assert float(row["score"]) > 0 and row["verdict"] in ("good", "defective")
+    assert skimage.io.imread(tmp_path / "e" / row["anomaly_map"]).shape[:2] == (map_side, map_side)
+
+
+def test_a_killed_run_leaves_a_csv_true_to_its_maps(trained, tmp_path):
+    category, model = trained
+    images = tmp_path / "images"
+    images.mkdir()
+    board = skimage.io.imread(category / "test" / "stroke" / "000.png")
+    for i in range(60):
+        skimage.io.imsave(images / f"{i:03d}.png", np.roll(board, i, axis=1), check_contrast=False)
+    out = tmp_path / "d"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.Popen([sys.executable, "-m", "ssimlib", "detect", str(model), str(images), "--out", str(out)],
+                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not ((out / "detections.csv").exists() and len(read_rows(out)) >= 3):
+            assert run.poll() is None, run.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        run.send_signal(signal.SIGKILL)
+        assert run.wait() == -signal.SIGKILL, "the run ended before it was killed"
+    finally:
+        run.kill()
+        run.stderr.close()
+    rows = read_rows(out)
+    assert 3 <= len(rows) < 60
+    assert visible_files(out, "_map.png") == sorted(row["anomaly_map"] for row in rows)
+    assert visible_files(out, "_overlay.png") == sorted(row["overlay"] for row in rows)

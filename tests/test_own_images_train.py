@@ -1,0 +1,207 @@
+"""`ssimlib train` from the user's side: options refused up front, one run per --out, the lock, kills, seeds."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.io
+
+from ssimlib import artifacts
+from ssimlib.cli import main
+from ssimlib.models import ConvAutoencoder
+from ssimlib.synthetic import write_synthetic_category
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "2", "--n-patches", "64", "--batch-size", "16",
+        "--validation-fraction", "0.25", "--min-defect-area", "16"]
+
+
+def run_main(argv, capsys):
+    """Exit status and the stderr lines of ``python -m ssimlib ARGV``, run in this process."""
+    code = main(argv)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def cli_process(*argv):
+    """``python -m ssimlib ARGV`` started in a process of its own, with this work tree's package."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen([sys.executable, "-m", "ssimlib", *argv], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def files_in(folder):
+    return sorted(p.name for p in Path(folder).iterdir())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Two different generated categories of 8 defect-free 64 px boards each."""
+    root = tmp_path_factory.mktemp("data")
+    return (write_synthetic_category(root, "a", n_train=8, size=64, seed=0),
+            write_synthetic_category(root, "b", n_train=8, size=64, seed=1))
+
+
+def with_option(argv, option, value):
+    """``argv`` with ``option`` set to ``value`` (replaced where it is already there)."""
+    argv = list(argv)
+    if option in argv:
+        argv[argv.index(option) + 1] = value
+        return argv
+    return [*argv, option, value]
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--epochs", "0"), ("--patch-size", "7"), ("--patch-size", "48"), ("--patch-size", "0"),
+    ("--latent-dim", "0"), ("--batch-size", "0"), ("--n-patches", "-5"), ("--validation-fraction", "0"),
+    ("--validation-fraction", "1"), ("--validation-fraction", "nan"), ("--min-defect-area", "0"),
+])
+def test_a_bad_option_is_named_before_any_work(tmp_path, capsys, option, value):
+    # The data folder does not exist: a run that checked it first would name it instead of the option.
+    argv = ["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "models" / "m"), *with_option(TINY, option, value)]
+    code, err = run_main(argv, capsys)
+    assert code == 2 and len(err) == 1 and option in err[0], err
+    assert not (tmp_path / "models").exists()
+
+
+def test_an_out_folder_that_cannot_be_made_is_named(data, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    code, err = run_main(["train", str(data[0]), "--out", str(tmp_path / "file" / "m"), *TINY], capsys)
+    assert code == 2 and len(err) == 1 and "--out" in err[0] and "is a file" in err[0], err
+    if os.geteuid() == 0:
+        return  # root writes anywhere
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    code, err = run_main(["train", str(data[0]), "--out", str(locked / "m"), *TINY], capsys)
+    assert code == 2 and len(err) == 1 and "cannot write" in err[0], err
+
+
+def test_another_run_on_one_out_is_refused_and_restart_starts_over(data, tmp_path, capsys):
+    a, b = data
+    out = tmp_path / "m"
+    assert main(["train", str(a), "--out", str(out), *TINY]) == 0
+    first = out.with_name("m.weights.h5").read_bytes(), out.with_name("m.json").read_bytes()
+    other_runs = [
+        ["train", str(b), "--out", str(out), *TINY],  # other images
+        ["train", str(a), "--out", str(out), *with_option(TINY, "--patch-size", "64")],
+        ["train", str(a), "--out", str(out), *with_option(TINY, "--latent-dim", "4")],
+        ["train", str(a), "--out", str(out), *with_option(TINY, "--epochs", "3")],
+        ["train", str(a), "--out", str(out), *TINY, "--seed", "1"],
+        ["train", str(a), "--out", str(out), *TINY, "--kind", "object"],
+        ["train", str(a), "--out", str(out), *TINY, "--color"],
+    ]
+    capsys.readouterr()
+    for argv in other_runs:
+        code, err = run_main(argv, capsys)
+        assert code == 2 and len(err) == 1 and "--restart" in err[0], (argv, err)
+        assert (out.with_name("m.weights.h5").read_bytes(), out.with_name("m.json").read_bytes()) == first
+    # Same names, other contents: still another run.
+    image = a / "train" / "good" / "000.png"
+    original = image.read_bytes()
+    skimage.io.imsave(image, 255 - skimage.io.imread(image), check_contrast=False)
+    try:
+        code, err = run_main(["train", str(a), "--out", str(out), *TINY], capsys)
+        assert code == 2 and "--restart" in err[0] and "data_sha256" in err[0], err
+    finally:
+        image.write_bytes(original)
+    # The same command again is the same run: it finds its checkpoint complete and writes the same weights.
+    before = artifacts.load_model(out)[0].get_weights()
+    assert main(["train", str(a), "--out", str(out), *TINY]) == 0
+    for old, new in zip(before, artifacts.load_model(out)[0].get_weights(), strict=True):
+        np.testing.assert_array_equal(old, new)
+    assert main(["train", str(b), "--out", str(out), *TINY, "--restart"]) == 0
+    manifest = json.loads(out.with_name("m.json").read_text())
+    assert manifest["training"]["data"] == "b"  # the folder by name: no absolute path of this machine
+    assert files_in(tmp_path) == ["m.checkpoint", "m.json", "m.weights.h5"]
+
+
+def test_a_model_without_a_run_is_not_resumed(data, tmp_path, capsys):
+    out = tmp_path / "m"
+    model = ConvAutoencoder(32, 1, 8)
+    artifacts.save_model(model, out, artifacts.architecture_of(model), {"epochs_done": 1, "loss": [0.5]})
+    code, err = run_main(["train", str(data[0]), "--out", str(out), *TINY], capsys)
+    assert code == 2 and len(err) == 1 and "m.json" in err[0] and "--restart" in err[0], err
+
+
+def test_the_same_seed_repeats_the_run(data, tmp_path):
+    losses = []
+    for out, seed in (("m1", "3"), ("m2", "3"), ("m3", "4")):
+        assert main(["train", str(data[0]), "--out", str(tmp_path / out), *TINY, "--seed", seed]) == 0
+        losses.append(json.loads((tmp_path / f"{out}.json").read_text())["training"]["loss"])
+    assert losses[0] == losses[1]
+    assert losses[0][-1] != losses[2][-1]
+
+
+def wait_for(path, process, seconds=600):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def test_a_second_run_waits_its_turn_and_a_killed_run_resumes(data, tmp_path, capsys):
+    out = tmp_path / "m"
+    # 3 epochs of 1,024 patches: about a second each, time to try a second run and kill the first after epoch 1.
+    argv = ["train", str(data[0]), "--out", str(out), *with_option(with_option(TINY, "--epochs", "3"), "--n-patches", "1024")]
+    first = cli_process(*argv)
+    try:
+        wait_for(out.with_name("m.checkpoint") / "state.json", first)
+        code, err = run_main(argv, capsys)
+        assert code == 2 and len(err) == 1 and f"PID {first.pid}" in err[0] and "m.lock" in err[0], err
+        assert first.poll() is None, "the first run ended before it could be killed"
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    finally:
+        first.kill()
+        first.stderr.close()
+    killed_losses = json.loads((out.with_name("m.checkpoint") / "state.json").read_text())["history"]["loss"]
+    assert out.with_name("m.lock").exists() and 1 <= len(killed_losses) < 3
+    assert main(argv) == 0  # the dead run's lock is taken over and its checkpoint resumed
+    manifest = json.loads(out.with_name("m.json").read_text())
+    assert manifest["training"]["loss"][: len(killed_losses)] == killed_losses
+    assert len(manifest["training"]["loss"]) == 3
+    assert files_in(tmp_path) == ["m.checkpoint", "m.json", "m.weights.h5"]
+
+
+SAVE_KILLED = """
+import os, signal, sys
+from ssimlib import artifacts
+from ssimlib.models import ConvAutoencoder
+
+model = ConvAutoencoder(32, 1, 8)
+moves, real_replace = [], os.replace
+
+def replace(source, target):  # the save's file moves, numbered from 1: die at the chosen one
+    moves.append(target)
+    if len(moves) == int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(source, target)
+
+os.replace = replace
+artifacts.save_model(model, sys.argv[1], artifacts.architecture_of(model), {"epochs_done": 2})
+"""
+
+
+@pytest.mark.parametrize("kill_at, survivor", [(1, "old"), (2, "old"), (3, "new"), (1, None)])
+def test_a_killed_save_leaves_one_whole_model(tmp_path, kill_at, survivor):
+    """Moves of a save: 1 its staged manifest into the staging folder, 2 the weights in place, 3 the manifest."""
+    stem = tmp_path / "m"
+    if survivor is not None:
+        model = ConvAutoencoder(32, 1, 8)
+        artifacts.save_model(model, stem, artifacts.architecture_of(model), {"epochs_done": 1})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    killed = subprocess.run([sys.executable, "-c", SAVE_KILLED, str(stem), str(kill_at)], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    if survivor is None:
+        assert artifacts.read_manifest(stem) is None
+        assert files_in(tmp_path) == []
+        return
+    _, manifest = artifacts.load_model(stem)  # checks the weights' sha256 against the manifest
+    assert manifest["training"]["epochs_done"] == {"old": 1, "new": 2}[survivor]
+    assert files_in(tmp_path) == ["m.json", "m.weights.h5"]
