@@ -59,3 +59,14 @@ def test_cli_prints_no_tensorflow_start_up_log():
     run = subprocess.run([sys.executable, "-m", "ssimlib", "train-study", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "train-study" in run.stdout
     assert "oneDNN" not in run.stderr and "absl" not in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_papermill_lists_every_parameter(name):
+    # What `papermill --help-notebook` shows and `-p` can set: a line papermill cannot parse is left out of both.
+    import papermill
+
+    names, _ = _parameters(name)
+    for notebook in (NOTEBOOK_DIR / f"{name}.ipynb", CI_COPY_DIR / f"{name}.ipynb"):
+        listed = papermill.inspect_notebook(str(notebook))
+        assert list(listed) == names, f"{notebook}: papermill does not parse {sorted(set(names) - set(listed))}"
