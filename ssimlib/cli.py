@@ -2,6 +2,7 @@
 
 ``python -m ssimlib demo``                      the embedded default job (checkerboards)
 ``python -m ssimlib notebook NAME [--profile ci] [-o OUT] [-p KEY VALUE]``   run one notebook with papermill
+                                                 (a profile but full writes under runs/<profile>/)
 ``python -m ssimlib refresh-ci [NAME ...]``      re-execute the nbval reference copies in tests/notebooks
 ``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.batch)
 ``python -m ssimlib train-study nanotwice [--models SSIM-AE ...]``  train the study's models into models/ (hours)
@@ -85,8 +86,10 @@ def main(argv=None):
     p_demo.add_argument("--seed", type=int, default=0)
     p_nb = commands.add_parser("notebook", help="run one notebook with papermill")
     p_nb.add_argument("name", help="notebook name without .ipynb, e.g. 01_checkerboard_toy")
-    p_nb.add_argument("--profile", default="full", help="full (the notebook's defaults) or a folder of notebooks/params")
-    p_nb.add_argument("-o", "--output", help="executed notebook (default: the notebook itself)")
+    p_nb.add_argument("--profile", default="full", help="full (the notebook's defaults) or a folder of notebooks/params "
+                      "(ci, reduced): its executed notebook, figures and results go to runs/<profile>/")
+    p_nb.add_argument("-o", "--output", help="executed notebook (default: for full the notebook itself, "
+                      "else runs/<profile>/<name>.ipynb)")
     p_nb.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                       help="override a parameter; VALUE is read as YAML (2, 0.5, true, text)")
     p_ci = commands.add_parser("refresh-ci", help="re-execute the nbval reference notebooks (ci profile)")
@@ -127,13 +130,24 @@ def main(argv=None):
     elif args.command == "notebook":
         import yaml
 
-        from ssimlib.notebooks import run_notebook
+        from ssimlib.notebooks import NotebookChoiceError, check_choice, run_notebook
 
         parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
+        try:
+            check_choice(args.name, args.profile)
+        except NotebookChoiceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         print(run_notebook(args.name, args.output, args.profile, parameters))
     elif args.command == "refresh-ci":
-        from ssimlib.notebooks import refresh_ci_copies
+        from ssimlib.notebooks import NotebookChoiceError, check_choice, refresh_ci_copies
 
+        try:
+            for name in args.names:
+                check_choice(name, "ci")
+        except NotebookChoiceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         refresh_ci_copies(args.names or None)
     return 0
 

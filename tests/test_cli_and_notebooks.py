@@ -1,6 +1,7 @@
 """The command line, and the notebook conventions every notebook follows."""
 
 import ast
+from pathlib import Path
 import subprocess
 import sys
 
@@ -50,9 +51,9 @@ def test_profiles_only_set_known_parameters(name):
     assert (CI_COPY_DIR / f"{name}.ipynb").exists(), f"run: python -m ssimlib refresh-ci {name}"
 
 
-def test_unknown_notebook_is_reported():
-    with pytest.raises(FileNotFoundError, match="choose from"):
-        main(["notebook", "99_nothing"])
+def test_unknown_notebook_is_reported(capsys):
+    assert main(["notebook", "99_nothing"]) == 2
+    assert "choose from" in capsys.readouterr().err
 
 
 def test_cli_prints_no_tensorflow_start_up_log():
@@ -70,3 +71,47 @@ def test_papermill_lists_every_parameter(name):
     for notebook in (NOTEBOOK_DIR / f"{name}.ipynb", CI_COPY_DIR / f"{name}.ipynb"):
         listed = papermill.inspect_notebook(str(notebook))
         assert list(listed) == names, f"{notebook}: papermill does not parse {sorted(set(names) - set(listed))}"
+
+
+def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
+    for args in (["notebook", "99_nothing"], ["notebook", "02_roc_comparison", "--profile", "reduced"]):
+        run = subprocess.run([sys.executable, "-m", "ssimlib", *args], capture_output=True, text=True)
+        assert run.returncode == 2, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "choose from" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_profiles_other_than_full_write_nothing_committed(name):
+    # Every folder a non-full profile writes into, resolved where its kernel runs, lies in gitignored space.
+    from ssimlib.notebooks import OUTPUT_PARAMETERS, RUNS_DIR, profile_cwd, run_outputs
+
+    defaults = papermill_defaults(name)
+    for profile_file in PARAMS_DIR.glob(f"*/{name}.yaml"):
+        profile = profile_file.parent.name
+        params = {**defaults, **profile_parameters(name, profile)}
+        notebook, folders = run_outputs(name, profile)
+        assert RUNS_DIR in notebook.parents and all(RUNS_DIR in Path(f).parents for f in folders.values())
+        for key in OUTPUT_PARAMETERS[name]:  # also with plain papermill -f <profile file>
+            if params[key]:
+                folder = (profile_cwd(profile) / params[key]).resolve()
+                ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(folder / "x.png")],
+                                         cwd=NOTEBOOK_DIR).returncode == 0
+                assert ignored, f"{profile_file}: {key} {params[key]} is {folder}, not ignored by git"
+
+
+def papermill_defaults(name):
+    import papermill
+
+    return {key: ast.literal_eval(p["default"]) for key, p in papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")).items()}
+
+
+def test_a_ci_run_of_a_notebook_writes_under_runs(tmp_path, monkeypatch):
+    # python -m ssimlib notebook 05_mvtec_summary --profile ci, with runs/ redirected to a temporary folder.
+    from ssimlib import notebooks
+
+    committed = {p: p.read_bytes() for p in [NOTEBOOK_DIR / "05_mvtec_summary.ipynb", *NOTEBOOK_DIR.parent.glob("figures/mvtec/*.png")]}
+    monkeypatch.setattr(notebooks, "RUNS_DIR", tmp_path / "runs")
+    assert main(["notebook", "05_mvtec_summary", "--profile", "ci"]) == 0
+    assert (tmp_path / "runs" / "ci" / "05_mvtec_summary.ipynb").exists()
+    assert list((tmp_path / "runs" / "ci" / "figures" / "mvtec").glob("*.png"))
+    assert all(p.read_bytes() == content for p, content in committed.items())
