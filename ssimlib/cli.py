@@ -71,6 +71,7 @@ def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["batch"]:
+        load_keras_quietly()
         from ssimlib.batch import main as batch_main
 
         return batch_main(argv[1:])
