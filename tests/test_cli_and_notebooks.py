@@ -115,3 +115,15 @@ def test_a_ci_run_of_a_notebook_writes_under_runs(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "ci" / "05_mvtec_summary.ipynb").exists()
     assert list((tmp_path / "runs" / "ci" / "figures" / "mvtec").glob("*.png"))
     assert all(p.read_bytes() == content for p, content in committed.items())
+
+
+def test_a_short_demo_repeats_itself_across_processes():
+    # Two processes, one seed, a short demo (24 steps; the default 1,250 drift, see README): the same final loss
+    # (6 decimals) and pixel AUROC.
+    import re
+
+    command = [sys.executable, "-m", "ssimlib", "demo", "--epochs", "2", "--n-train", "200"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    lines = [re.sub(r", \d+ s,", ",", run.communicate(timeout=900)[0].strip().splitlines()[-1]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert "final loss" in lines[0] and lines[0] == lines[1], lines
