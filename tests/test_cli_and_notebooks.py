@@ -109,12 +109,13 @@ def test_a_ci_run_of_a_notebook_writes_under_runs(tmp_path, monkeypatch):
     # python -m ssimlib notebook 05_mvtec_summary --profile ci, with runs/ redirected to a temporary folder.
     from ssimlib import notebooks
 
-    committed = {p: p.read_bytes() for p in [NOTEBOOK_DIR / "05_mvtec_summary.ipynb", *NOTEBOOK_DIR.parent.glob("figures/mvtec/*.png")]}
+    committed = {p: (p.read_bytes(), p.stat().st_mtime_ns)
+                 for p in [NOTEBOOK_DIR / "05_mvtec_summary.ipynb", *NOTEBOOK_DIR.parent.glob("figures/mvtec/*.p*")]}
     monkeypatch.setattr(notebooks, "RUNS_DIR", tmp_path / "runs")
     assert main(["notebook", "05_mvtec_summary", "--profile", "ci"]) == 0
     assert (tmp_path / "runs" / "ci" / "05_mvtec_summary.ipynb").exists()
     assert list((tmp_path / "runs" / "ci" / "figures" / "mvtec").glob("*.png"))
-    assert all(p.read_bytes() == content for p, content in committed.items())
+    assert all((p.read_bytes(), p.stat().st_mtime_ns) == before for p, before in committed.items())
 
 
 def test_a_short_demo_repeats_itself_across_processes():
