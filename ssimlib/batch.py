@@ -12,13 +12,19 @@ on the category under ``--data-root``, or without it wherever :func:`ssimlib.mvt
 finds it (``$SSIMLIB_DATA/mvtec_ad``, else a ``mvtec_ad*`` folder beside it, such as the shared
 copies of grid and bottle):
 it evaluates the model stored in ``--models-root`` (default: the profile's; for ``full`` the
-repository's ``models/``) and trains it there first when it is missing
-(checkpoints in ``<output-dir>/checkpoints``, so a re-run resumes).  The executed notebook is
+repository's ``models/``).  A profile that trains (``full``, ``reduced``: its ``train_missing``)
+first trains a missing model there, and an unfinished one (stopped before the end of its
+schedule, e.g. a job killed at epoch 15 of 200 after its export at epoch 10) on to the end of
+its schedule, at the profile's budget (checkpoints in ``<output-dir>/checkpoints``, so a re-run
+resumes).  ``ci`` never trains: it evaluates stored models as they are, and a missing one ends
+the batch before it starts (one line, exit code 2).  The executed notebook is
 kept as ``<output-dir>/<category>-<loss>-<setup>.ipynb`` (also when it fails).  A failing run does
 not stop the others: it is reported at the end and the exit code is 1.  A run whose
-``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile, and
-came from the model now stored (the same sha256), is skipped unless ``--redo``; a model trained
-on since its evaluation (e.g. from 50 to 200 epochs) is evaluated again.
+``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile, came
+from the model now stored (the same sha256) and, for a profile that trains, from a model that
+finished its schedule, is skipped unless ``--redo``; a model trained on since its evaluation
+(e.g. from 50 to 200 epochs) is evaluated again.  Results and figures go to ``results/mvtec``
+and ``figures`` for ``full``, else under ``runs/<profile>/``.
 
 Where the runs go:
 
@@ -43,8 +49,8 @@ from pathlib import Path
 import yaml
 
 from ssimlib.artifacts import read_manifest
-from ssimlib.mvtec import category_root, model_stem, results_path, run_name
-from ssimlib.notebooks import NOTEBOOK_DIR, profile_parameters, run_notebook
+from ssimlib.mvtec import category_root, model_finished, model_stem, results_path, run_name
+from ssimlib.notebooks import NOTEBOOK_DIR, profile_cwd, profile_parameters, run_notebook, run_outputs
 from ssimlib.paths import data_root as default_data_root
 from ssimlib.presets import CATEGORIES, SETUPS
 
@@ -95,6 +101,35 @@ def profile_label(profile, parameters=None):
     return str(run_parameters(profile, parameters).get("profile", "full"))
 
 
+def trains(profile, parameters=None):
+    """Whether a batch of ``profile`` (with ``parameters``) trains missing and unfinished models.
+
+    The profile's ``train_missing`` decides (``ci``: false, it only evaluates stored models;
+    ``reduced``: true, its own small models); without one (``full``) the batch trains.
+    """
+    return bool(run_parameters(profile, parameters).get("train_missing", True))
+
+
+def result_model_finished(path):
+    """True if the results file at ``path`` says its model had every epoch of its schedule."""
+    try:
+        store = json.loads(Path(path).read_text()).get("model_store") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    if "complete" in store:
+        return store["complete"] is True
+    return isinstance(store.get("epochs_done"), int) and store["epochs_done"] >= (store.get("schedule_epochs") or 0) > 0
+
+
+def result_epochs(path):
+    """``"<epochs done>/<schedule>"`` of the model a results file evaluated, or None."""
+    try:
+        store = json.loads(Path(path).read_text()).get("model_store") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return f"{store['epochs_done']}/{store['schedule_epochs']}" if "epochs_done" in store else None
+
+
 def result_is_complete(path, label, since=None):
     """True if ``path`` is a complete results file of profile ``label`` (written at or after ``since``, a time stamp)."""
     path = Path(path)
@@ -113,14 +148,16 @@ def result_is_complete(path, label, since=None):
 
 
 def models_root_of(profile, parameters=None, models_root=None):
-    """The model store the notebook uses: ``models_root``, else the profile's (relative to ``notebooks/``), else None.
+    """The model store the notebook uses: ``models_root``, else the profile's, else None.
 
-    None is the notebook's default, the repository's ``models/``.
+    A profile's relative path resolves where its kernel runs (:func:`ssimlib.notebooks.profile_cwd`:
+    ``tests/notebooks/`` for ``ci``, else ``notebooks/``).  None is the notebook's default,
+    the repository's ``models/``.
     """
     if models_root:
         return Path(models_root)
     chosen = run_parameters(profile, parameters).get("models_root")
-    return (NOTEBOOK_DIR / chosen).resolve() if chosen else None
+    return (profile_cwd(profile) / chosen).resolve() if chosen else None
 
 
 def result_is_stale(path, stem):
@@ -145,12 +182,16 @@ def _error_text(error, limit=300):
 
 
 def run_category(category, loss, setup, data_root, profile, parameters, output_dir, results_dir, figures_dir,
-                 models_root, label, gpu=None):
+                 models_root, label, gpu=None, train=True):
     """Run the notebook for one category and model (``loss``) in ``setup``; never raises.
 
-    Returns ``{"category", "run", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu", "pid"}``,
-    ``run`` being :func:`ssimlib.mvtec.run_name` and ``pid`` the process that ran it (a pool or Dask worker).
-    ``gpu`` sets ``CUDA_VISIBLE_DEVICES`` for this process and the notebook's kernel.
+    Returns ``{"category", "run", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu", "pid",
+    "epochs"}``, ``run`` being :func:`ssimlib.mvtec.run_name`, ``pid`` the process that ran it (a pool or
+    Dask worker) and ``epochs`` ``"<done>/<schedule>"`` of the evaluated model.
+    ``gpu`` sets ``CUDA_VISIBLE_DEVICES`` for this process and the notebook's kernel.  With ``train``
+    the notebook trains a missing model, and an unfinished one on to the end of its schedule, and
+    the run fails unless the result is of a finished model; without it, the stored model is
+    evaluated as it is.
     """
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -172,7 +213,7 @@ def run_category(category, loss, setup, data_root, profile, parameters, output_d
             "loss": loss,
             "setup": setup,
             **({"models_root": str(models_root)} if models_root else {}),
-            "train_missing": True,
+            "train_missing": bool(train),
             "output_dir": str(output_dir / "checkpoints"),
             "results_dir": str(results_dir),
             "figures_dir": str(figures_dir) if figures_dir else "",
@@ -180,6 +221,9 @@ def run_category(category, loss, setup, data_root, profile, parameters, output_d
         run_notebook(NOTEBOOK, notebook, profile, params)
         if not result_is_complete(result, label, since=started):
             raise RuntimeError(f"the notebook finished without writing a complete {result}")
+        outcome["epochs"] = result_epochs(result)
+        if train and not result_model_finished(result):
+            raise RuntimeError(f"{result}: its model has only {outcome['epochs']} epochs of its schedule")
     except Exception as error:  # one failing category must not stop the batch
         outcome.update(status="failed", error=_error_text(error))
     outcome["seconds"] = time.perf_counter() - clock
@@ -266,6 +310,8 @@ def _line(outcome):
     seconds = f"{outcome['seconds']:.0f} s" if outcome.get("seconds") is not None else ""
     gpu = f"GPU {outcome['gpu']}" if outcome.get("gpu") not in (None, "") else ""
     detail = outcome.get("error") or outcome.get("notebook") or ""
+    if outcome["status"] != "failed" and outcome.get("epochs"):
+        detail += f" ({outcome['epochs']} epochs)"
     if outcome["status"] == "failed":
         detail += f" (see {outcome['notebook']})"
     return f"  {outcome['run']:<30} {status:<8} {seconds:>7} {gpu:<6} {detail}"
@@ -285,14 +331,18 @@ def parse_args(argv=None):
     parser.add_argument("--models-root",
                         help="model store: stored models are evaluated, missing ones trained into it (default: the "
                              "profile's, for full the repository's models/)")
-    parser.add_argument("--profile", default="full", help="full (the notebook's defaults) or a folder of notebooks/params (reduced, ci)")
+    parser.add_argument("--profile", default="full",
+                        help="full (the notebook's defaults) or a folder of notebooks/params: reduced (trains its own small "
+                             "models into runs/), ci (never trains: evaluates stored models only)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a notebook parameter; VALUE is read as YAML (2, 0.5, true, text)")
     parser.add_argument("--redo", action="store_true", help="run categories whose results file is already complete")
     parser.add_argument("--output-dir", default="runs/batch", help="executed notebooks and checkpoints (default: runs/batch)")
-    parser.add_argument("--results-dir", default="results/mvtec",
-                        help="<category>-<loss>-<setup>.json files (default: results/mvtec)")
-    parser.add_argument("--figures-dir", default="figures", help="figures go to <figures-dir>/mvtec ('' = none; default: figures)")
+    parser.add_argument("--results-dir",
+                        help="<category>-<loss>-<setup>.json files (default: results/mvtec for full, "
+                             "else runs/<profile>/results/mvtec)")
+    parser.add_argument("--figures-dir", help="figures go to <figures-dir>/mvtec ('' = none; default: figures for full, "
+                        "else runs/<profile>/figures)")
     parser.add_argument("--gpus", nargs="+", metavar="ID", help="GPU ids of this machine: one worker per GPU")
     parser.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
@@ -306,17 +356,22 @@ def main(argv=None):
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
     try:
         label = profile_label(args.profile, parameters)
+        train = trains(args.profile, parameters)
         roots = ({c: data_root for c in find_categories(data_root, args.categories)} if data_root
                  else located_categories(args.categories))
-    except FileNotFoundError as error:
+    except FileNotFoundError as error:  # NotebookChoiceError (an unknown profile) included
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.scheduler and not _have_distributed():
         print('error: --scheduler needs Dask distributed: pip install "ssimlib[distributed]"', file=sys.stderr)
         return 2
+    # Only the full profile writes into the committed results/ and figures/ by default.
+    runs_folders = run_outputs(NOTEBOOK, args.profile)[1] if args.profile != "full" else {}
+    results = args.results_dir if args.results_dir is not None else runs_folders.get("results_dir", "results/mvtec")
+    figures = args.figures_dir if args.figures_dir is not None else runs_folders.get("figures_dir", "figures")
     output_dir = Path(args.output_dir).expanduser().resolve()
-    results_dir = Path(args.results_dir).expanduser().resolve()
-    figures_dir = str(Path(args.figures_dir).expanduser().resolve()) if args.figures_dir else ""
+    results_dir = Path(results).expanduser().resolve()
+    figures_dir = str(Path(figures).expanduser().resolve()) if figures else ""
     gpus = list(args.gpus or [])
     workers = args.workers or max(1, len(gpus))
     if gpus and workers != len(gpus):
@@ -327,25 +382,39 @@ def main(argv=None):
     models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
     store = models_root_of(args.profile, parameters, models_root)
     runs = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
+    if not train:  # a profile that does not train (ci) needs every model stored; say so before starting anything
+        absent = [model_stem(c, loss, setup, store) for c, loss in runs
+                  if read_manifest(model_stem(c, loss, setup, store)) is None]
+        if absent:
+            more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+            print(f"error: profile {args.profile} does not train (train_missing false) and needs a stored model: "
+                  f"{absent[0]} is missing{more}; use --profile reduced (small models) or full, or -p train_missing true",
+                  file=sys.stderr)
+            return 2
     outcomes, jobs = [], []
     for category, loss in runs:
         path = results_path(results_dir, category, loss, setup)
-        current = result_is_complete(path, label) and not result_is_stale(path, model_stem(category, loss, setup, store))
+        stem = model_stem(category, loss, setup, store)
+        current = (result_is_complete(path, label) and not result_is_stale(path, stem)
+                   and (not train or (result_model_finished(path) and model_finished(read_manifest(stem)))))
         if not args.redo and current:
             outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
                              "error": None, "seconds": None, "gpu": None,
-                             "notebook": f"{path} is complete and no other model is stored (--redo runs it again)"})
+                             "notebook": f"{path} is complete and no other model is stored (--redo runs it again)",
+                             "epochs": result_epochs(path)})
         else:
             jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(roots[category]),
                              profile=args.profile, parameters=parameters, output_dir=str(output_dir),
                              results_dir=str(results_dir), figures_dir=figures_dir, models_root=models_root,
-                             label=label))
+                             label=label, train=train))
     use_dask = bool(args.scheduler) or _have_distributed()
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler
              else f"{workers} local worker(s)" + (f" on GPUs {' '.join(gpus)}" if gpus else "")
              + (" in a Dask LocalCluster" if use_dask else " in a process pool"))
     print(f"batch {NOTEBOOK}, profile {args.profile} ({label}): {len(jobs)} to run, "
-          f"{len(outcomes)} skipped; {where}", flush=True)
+          f"{len(outcomes)} skipped; {where}; "
+          + ("missing and unfinished models are trained to the end of their schedule" if train
+             else "stored models are evaluated as they are, nothing is trained"), flush=True)
 
     def report(outcome):
         print(_line(outcome), flush=True)

@@ -144,6 +144,53 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
     )
 
 
+def model_finished(manifest):
+    """Whether a stored model's ``manifest`` says it had every epoch of its schedule (False for None: no model)."""
+    if not manifest:
+        return False
+    training = manifest["training"]
+    return training.get("epochs_done", 0) >= training.get("schedule_epochs", float("inf"))
+
+
+def finish_category_model(root, category, preset, schedule=None, models_root=None, checkpoint_dir=None, log=print):
+    """Train the stored model of ``preset`` to the end of its schedule; returns its manifest.
+
+    What notebook 04 does with ``train_missing``: a missing model is trained from
+    scratch (:func:`train_category_model`), one that stopped before the end of its
+    schedule (a job killed at epoch 15 of 200 after its export at epoch 10, or a
+    50-epoch stage) trains on from its checkpoint in ``checkpoint_dir`` or, without
+    one, from the stored weights; a finished one is returned as it is.  A stored
+    unfinished model trained with other settings or another schedule than
+    ``schedule`` asks for raises :class:`ssimlib.artifacts.ArtifactError` (it is
+    never overwritten).
+    """
+    schedule = {**SCHEDULE, **(schedule or {})}
+    stem = model_stem(category, preset.loss, preset.setup, models_root)
+    manifest = artifacts.read_manifest(stem)
+    if model_finished(manifest):
+        return manifest
+    if manifest is not None:
+        training = manifest["training"]
+        asked = training_settings(
+            preset.loss, schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
+            schedule["weight_decay"], schedule["window_size"], schedule["window"], schedule["seed"],
+            schedule["n_patches"],
+        )
+        stored = training["settings"]
+        differ = {k: (stored.get(k), v) for k, v in asked.items() if k != "epochs" and stored.get(k) != v}
+        if training["schedule_epochs"] != schedule["epochs"]:
+            differ["schedule epochs"] = (training["schedule_epochs"], schedule["epochs"])
+        if differ:
+            raise artifacts.ArtifactError(
+                f"{artifacts.model_files(stem)[1]}: an unfinished model ({training['epochs_done']} of "
+                f"{training['schedule_epochs']} epochs) trained with other settings than asked (stored, asked): "
+                f"{differ}; ask for its own settings to continue it, or choose another models_root"
+            )
+        log(f"{stem.name}: the stored model has {training['epochs_done']} of {training['schedule_epochs']} epochs; "
+            "training on to the end of its schedule")
+    return train_category_model(root, category, preset, schedule, models_root, checkpoint_dir, log=log)
+
+
 def load_category_model(stem, preset, validation_fraction, seed):
     """The stored model at ``stem`` and its manifest, checked against ``preset`` and the validation split.
 

@@ -5,6 +5,13 @@ the ``full`` profile is the notebook's own ``parameters`` cell (the paper's sett
 ``refresh_ci_copies`` re-executes every notebook with the ``ci`` profile into
 ``tests/notebooks/``, where ``pytest --nbval`` checks that a fresh run prints the same.
 
+Only the ``full`` profile writes into the repository's committed files by default (the
+executed notebook over ``notebooks/<name>.ipynb``, figures into ``figures/``, results
+into ``results/``).  Any other profile writes its executed notebook to
+``runs/<profile>/<name>.ipynb`` and its figures and results under ``runs/<profile>/``
+(:data:`OUTPUT_PARAMETERS`), unless the caller names other places.  The ``ci``
+profile's paths are relative to ``tests/notebooks/``, where its kernel runs.
+
 What nbval compares must come out the same on any CPU: structure, shapes, counts,
 settings, and metrics computed by inference on committed models (printed to 2 or 3
 decimals; float32 kernels of different instruction sets differ only in the last
@@ -26,6 +33,16 @@ from ssimlib.paths import REPO_ROOT
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PARAMS_DIR = NOTEBOOK_DIR / "params"
 CI_COPY_DIR = REPO_ROOT / "tests" / "notebooks"
+RUNS_DIR = REPO_ROOT / "runs"  # gitignored
+# The parameters naming folders a notebook writes into, and where a non-full profile's
+# run puts them by default, under ``runs/<profile>/``.  (05's results_dir is read, not written.)
+OUTPUT_PARAMETERS = {
+    "01_checkerboard_toy": {"figures_dir": "figures"},
+    "02_roc_comparison": {"figures_dir": "figures", "results_dir": "results"},
+    "03_sensitivity": {"figures_dir": "figures", "results_dir": "results"},
+    "04_mvtec_category": {"figures_dir": "figures", "results_dir": "results/mvtec"},
+    "05_mvtec_summary": {"figures_dir": "figures"},
+}
 KERNEL_ENV = {
     # Keep TensorFlow's C++ start-up log out of cell outputs (see notebooks/.ipython).
     "IPYTHONDIR": str(NOTEBOOK_DIR / ".ipython"),
@@ -33,9 +50,27 @@ KERNEL_ENV = {
 }
 
 
+class NotebookChoiceError(FileNotFoundError):
+    """An unknown notebook, or a profile the notebook does not have (one line, for the command line)."""
+
+
 def notebook_names():
     """Names (without ``.ipynb``) of the study's notebooks, in order."""
     return sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def profile_names(name):
+    """The profiles notebook ``name`` has: ``full`` and every folder of ``notebooks/params`` with a file for it."""
+    return ["full"] + sorted(p.parent.name for p in PARAMS_DIR.glob(f"*/{name}.yaml"))
+
+
+def check_choice(name, profile="full"):
+    """Raise :class:`NotebookChoiceError` unless ``name`` is a notebook and ``profile`` one of its profiles."""
+    if not (NOTEBOOK_DIR / f"{name}.ipynb").exists():
+        raise NotebookChoiceError(f"no notebook {name!r}; choose from {', '.join(notebook_names())}")
+    if profile not in profile_names(name):
+        raise NotebookChoiceError(
+            f"notebook {name} has no profile {profile!r}; choose from {', '.join(profile_names(name))}")
 
 
 def profile_parameters(name, profile):
@@ -44,28 +79,52 @@ def profile_parameters(name, profile):
         return {}
     path = PARAMS_DIR / profile / f"{name}.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no '{profile}' profile for notebook {name}")
+        check_choice(name, profile)
     return yaml.safe_load(path.read_text()) or {}
 
 
-def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, log_output=False):
+def profile_cwd(profile):
+    """The kernel's working folder for ``profile``, against which its relative paths resolve.
+
+    ``tests/notebooks/`` for ``ci`` (where nbval runs the reference copies), else ``notebooks/``.
+    """
+    return CI_COPY_DIR if profile == "ci" else NOTEBOOK_DIR
+
+
+def run_outputs(name, profile):
+    """Where a run of ``name`` with a non-full ``profile`` writes by default: ``(notebook, {parameter: folder})``."""
+    base = RUNS_DIR / profile
+    return base / f"{name}.ipynb", {key: str(base / sub) for key, sub in OUTPUT_PARAMETERS.get(name, {}).items()}
+
+
+def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, log_output=False, keep_in_runs=None):
     """Execute ``notebooks/<name>.ipynb`` with papermill; returns the executed notebook's path.
 
-    ``output`` defaults to the notebook itself (its committed outputs are
-    replaced).  ``parameters`` override the profile's.  ``cwd`` is the kernel's
-    working folder (default ``notebooks/``), against which relative paths resolve.
+    ``output`` defaults to the notebook itself for the ``full`` profile (its
+    committed outputs are replaced), and to ``runs/<profile>/<name>.ipynb`` for
+    another.  ``parameters`` override the profile's.  ``keep_in_runs`` (default:
+    for every profile but ``full``) also points the notebook's figures and results
+    folders (:data:`OUTPUT_PARAMETERS`) under ``runs/<profile>/``, unless
+    ``parameters`` name them.  ``cwd`` is the kernel's working folder (default
+    :func:`profile_cwd`), against which relative paths resolve.
+    Raises :class:`NotebookChoiceError` for an unknown notebook or profile.
     """
     import papermill
 
+    check_choice(name, profile)
     source = NOTEBOOK_DIR / f"{name}.ipynb"
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: no such notebook; choose from {', '.join(notebook_names())}")
     params = {**profile_parameters(name, profile), **(parameters or {})}
-    output = Path(output) if output else source
+    if keep_in_runs is None:
+        keep_in_runs = profile != "full"
+    runs_notebook, runs_folders = run_outputs(name, profile)
+    if keep_in_runs:
+        params.update({key: folder for key, folder in runs_folders.items() if key not in (parameters or {})})
+    output = Path(output) if output else (source if profile == "full" else runs_notebook)
+    output.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
     try:
         papermill.execute_notebook(
-            str(source), str(output), parameters=params, cwd=str(cwd or NOTEBOOK_DIR),
+            str(source), str(output), parameters=params, cwd=str(cwd or profile_cwd(profile)),
             kernel_name="python3", log_output=log_output, progress_bar=False,
         )
     finally:
@@ -112,4 +171,4 @@ def refresh_ci_copies(names=None):
     clear_ci_output()
     for name in names or notebook_names():
         print(f"ci profile: {name}", flush=True)
-        run_notebook(name, CI_COPY_DIR / f"{name}.ipynb", profile="ci", cwd=CI_COPY_DIR)
+        run_notebook(name, CI_COPY_DIR / f"{name}.ipynb", profile="ci", cwd=CI_COPY_DIR, keep_in_runs=False)

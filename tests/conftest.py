@@ -1,20 +1,50 @@
-"""Shared fixtures: paths of the optional real data, a quiet TensorFlow, the notebook kernel config."""
+"""Shared fixtures: paths of the optional real data, a quiet TensorFlow, the notebook kernel config.
+
+The real data lies in ``$SSIMLIB_DATA`` if set (as :func:`ssimlib.paths.data_root` looks),
+else in ``../shared/data`` beside the repository.  Tests and nbval notebooks that need a
+dataset that is not there are skipped with a message naming it.
+"""
 
 import os
 from pathlib import Path
 
 import pytest
 
-from ssimlib.paths import data_root
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # nbval kernels: keep C-level log lines (TensorFlow, XLA) out of cell outputs.
 os.environ["IPYTHONDIR"] = str(Path(__file__).resolve().parents[1] / "notebooks" / ".ipython")
 
 REPO = Path(__file__).resolve().parents[1]
-# $SSIMLIB_DATA/<name> where set, else ../shared/data/<name> beside the repository (as the package finds them).
-NANOTWICE = data_root("nanotwice")
-MVTEC_GRID = data_root("mvtec_ad_grid_256")
+SHARED_DATA = Path(os.environ["SSIMLIB_DATA"]) if os.environ.get("SSIMLIB_DATA") else REPO.parent / "shared" / "data"
+NANOTWICE = SHARED_DATA / "nanotwice"
+
+
+def _mvtec_grid_root():
+    """Where the notebooks find the grid category (ssimlib.mvtec.category_root: mvtec_ad, then mvtec_ad*), or None."""
+    default = SHARED_DATA / "mvtec_ad"
+    for folder in [default] + sorted(p for p in SHARED_DATA.glob("mvtec_ad*") if p != default):
+        if (folder / "grid" / "train").is_dir():
+            return folder
+    return None
+
+
+def _missing_data():
+    """``{dataset: reason}`` for every dataset the tests use that is not there."""
+    missing = {}
+    if not (NANOTWICE / "Normal").is_dir():
+        missing["nanotwice"] = f"NanoTWICE not found at {NANOTWICE} (see README: Data; set SSIMLIB_DATA)"
+    if _mvtec_grid_root() is None:
+        missing["mvtec_grid"] = (f"MVTec AD grid not found in {SHARED_DATA}/mvtec_ad or {SHARED_DATA}/mvtec_ad* "
+                                 "(see README: Data; set SSIMLIB_DATA)")
+    return missing
+
+
+# The datasets each nbval reference notebook (tests/notebooks/<name>.ipynb) reads.
+NOTEBOOK_DATA = {
+    "02_roc_comparison": ("nanotwice",),
+    "03_sensitivity": ("nanotwice",),
+    "04_mvtec_category": ("mvtec_grid",),
+}
 
 
 def pytest_sessionstart(session):
@@ -22,6 +52,20 @@ def pytest_sessionstart(session):
     from ssimlib.notebooks import clear_ci_output
 
     clear_ci_output()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the nbval cells of a notebook whose data is missing (else every cell after the loader fails)."""
+    missing = _missing_data()
+    if not missing:
+        return
+    for item in items:
+        path = Path(str(getattr(item, "path", None) or item.fspath))
+        if path.suffix != ".ipynb":
+            continue
+        absent = [missing[d] for d in NOTEBOOK_DATA.get(path.stem, ()) if d in missing]
+        if absent:
+            item.add_marker(pytest.mark.skip(reason=f"notebook {path.name} needs data: {'; '.join(absent)}"))
 
 
 @pytest.fixture
@@ -33,6 +77,7 @@ def nanotwice_root():
 
 @pytest.fixture
 def mvtec_root():
-    if not (MVTEC_GRID / "grid").is_dir():
-        pytest.skip(f"MVTec AD grid copy not found at {MVTEC_GRID} (see README: Data)")
-    return MVTEC_GRID
+    root = _mvtec_grid_root()
+    if root is None:
+        pytest.skip(_missing_data()["mvtec_grid"])
+    return root

@@ -3,14 +3,18 @@
 import json
 import os
 import queue
+import subprocess
+import sys
+import time
 
 import pytest
 
 from ssimlib import artifacts, batch
 from ssimlib.synthetic import write_synthetic_category
 
-# The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch.
-TINY = ["--profile", "ci", "-p", "patch_size", "32", "-p", "stride", "32", "-p", "n_patches", "64",
+# The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch (the ci profile
+# itself never trains; train_missing true makes it).
+TINY = ["--profile", "ci", "-p", "train_missing", "true", "-p", "patch_size", "32", "-p", "stride", "32", "-p", "n_patches", "64",
         "-p", "epochs", "1", "-p", "batch_size", "32", "-p", "validation_fraction", "0.25", "-p", "n_examples", "2"]
 
 
@@ -111,7 +115,7 @@ def test_without_data_root_each_category_is_found_where_it_lies(tmp_path, monkey
     assert batch.located_categories() == {"bottle": tmp_path / "mvtec_ad_bottle_320", "grid": tmp_path / "mvtec_ad_grid_256"}
     assert batch.located_categories(["grid", "mine"]) == {"grid": tmp_path / "mvtec_ad_grid_256", "mine": tmp_path / "mvtec_ad"}
     # A chosen category found nowhere fails in its own run, naming the folder it looked in.
-    code = batch.main(["--categories", "mine", "--profile", "ci", "--workers", "1", "--results-dir", str(tmp_path / "results"),
+    code = batch.main(["--categories", "mine", "--profile", "ci", "-p", "train_missing", "true", "--workers", "1", "--results-dir", str(tmp_path / "results"),
                        "--output-dir", str(tmp_path / "runs"), "--figures-dir", ""])
     assert code == 1 and f"{tmp_path / 'mvtec_ad' / 'mine'} does not exist" in capsys.readouterr().out
     monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path / "empty"))
@@ -148,6 +152,7 @@ def test_a_result_of_another_model_than_the_stored_one_is_stale(tmp_path):
     assert batch.models_root_of("full") is None
     assert batch.models_root_of("full", models_root=tmp_path) == tmp_path
     assert batch.models_root_of("reduced") == (batch.NOTEBOOK_DIR / "../runs/04_mvtec_category/models").resolve()
+    assert batch.models_root_of("ci") == (batch.NOTEBOOK_DIR.parent / "models").resolve()  # ci paths: from tests/notebooks
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):
@@ -171,3 +176,70 @@ def test_pool_workers_take_one_gpu_each(monkeypatch):
     gpus.put("3")
     batch._pool_initializer(gpus)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_ci_never_trains_a_missing_model(tmp_path):
+    # The user's command: a category with no stored model must not start a 200-epoch training under ci.
+    started = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", "ssimlib", "batch", "--profile", "ci", "--categories", "transistor"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "needs a stored model" in run.stderr, run.stderr
+    assert "transistor-ssim-cvpr2019" in run.stderr and time.perf_counter() - started < 120
+    assert not list(tmp_path.iterdir())  # nothing written
+    assert not batch.trains("ci") and batch.trains("ci", {"train_missing": True})
+    assert batch.trains("reduced") and batch.trains("full")
+
+
+def test_reduced_trains_its_small_model_for_any_category(tmp_path, monkeypatch):
+    # What the notebook gets for a category without a stored model: the profile's budget, not the 200-epoch schedule.
+    seen = {}
+
+    def fake_run_notebook(name, output, profile, parameters):
+        seen.update(batch.profile_parameters(name, profile), **parameters)
+        raise RuntimeError("not run")
+
+    monkeypatch.setattr(batch, "run_notebook", fake_run_notebook)
+    (tmp_path / "transistor").mkdir()
+    outcome = batch.run_category("transistor", "ssim", "cvpr2019", tmp_path, "reduced", {}, tmp_path / "runs",
+                                 tmp_path / "results", "", None, "reduced-cpu", train=batch.trains("reduced"))
+    assert outcome["status"] == "failed" and seen["category"] == "transistor"
+    assert seen["train_missing"] is True and seen["epochs"] == 8 and seen["n_patches"] == 4000
+    assert seen["models_root"] == "../runs/04_mvtec_category/models"  # its own store under runs/, not models/
+
+
+def test_an_unfinished_model_is_trained_on_to_its_schedule(categories, tmp_path, capsys):
+    # A model stopped after its export at epoch 1 of 2 (a killed job), already evaluated as it was: the batch
+    # trains it on to epoch 2 and evaluates it again (no --redo needed); its result then counts as complete.
+    args = _args(categories, tmp_path, "synth")
+    assert batch.main([*args, "-p", "epochs", "1"]) == 0
+    capsys.readouterr()
+    stem = tmp_path / "models" / "mvtec" / "synth-ssim-cvpr2019"
+    manifest_path = artifacts.model_files(stem)[1]
+    manifest = json.loads(manifest_path.read_text())
+    manifest["training"].update(schedule_epochs=2, complete=False)  # as the export at epoch 1 of a 2-epoch schedule
+    manifest_path.write_text(json.dumps(manifest))
+    result = tmp_path / "results" / "synth-ssim-cvpr2019.json"
+    record = json.loads(result.read_text())
+    record["model_store"].update(schedule_epochs=2, complete=False)  # as its evaluation would have said
+    result.write_text(json.dumps(record))
+
+    assert batch.main([*args, "-p", "epochs", "2"]) == 0  # not skipped: trained on, then evaluated
+    out = capsys.readouterr().out
+    assert "1 ok" in out and "(2/2 epochs)" in out, out
+    record = json.loads(result.read_text())
+    assert record["model_store"]["epochs_done"] == 2 and record["model_store"]["complete"]
+    training = json.loads(manifest_path.read_text())["training"]
+    assert training["epochs_done"] == 2 and len(training["loss"]) == 2  # epoch 1 kept, epoch 2 added
+
+    assert batch.main([*args, "-p", "epochs", "2"]) == 0
+    assert "1 skipped" in capsys.readouterr().out
+
+
+def test_results_of_an_unfinished_model_are_not_finished(tmp_path):
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"model_store": {"epochs_done": 10, "schedule_epochs": 200, "complete": False}}))
+    assert not batch.result_model_finished(path) and batch.result_epochs(path) == "10/200"
+    path.write_text(json.dumps({"model_store": {"epochs_done": 200, "schedule_epochs": 200}}))
+    assert batch.result_model_finished(path)
+    assert not batch.result_model_finished(tmp_path / "missing.json")

@@ -1,6 +1,7 @@
 """The command line, and the notebook conventions every notebook follows."""
 
 import ast
+from pathlib import Path
 import subprocess
 import sys
 
@@ -50,12 +51,80 @@ def test_profiles_only_set_known_parameters(name):
     assert (CI_COPY_DIR / f"{name}.ipynb").exists(), f"run: python -m ssimlib refresh-ci {name}"
 
 
-def test_unknown_notebook_is_reported():
-    with pytest.raises(FileNotFoundError, match="choose from"):
-        main(["notebook", "99_nothing"])
+def test_unknown_notebook_is_reported(capsys):
+    assert main(["notebook", "99_nothing"]) == 2
+    assert "choose from" in capsys.readouterr().err
 
 
 def test_cli_prints_no_tensorflow_start_up_log():
     run = subprocess.run([sys.executable, "-m", "ssimlib", "train-study", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "train-study" in run.stdout
     assert "oneDNN" not in run.stderr and "absl" not in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_papermill_lists_every_parameter(name):
+    # What `papermill --help-notebook` shows and `-p` can set: a line papermill cannot parse is left out of both.
+    import papermill
+
+    names, _ = _parameters(name)
+    for notebook in (NOTEBOOK_DIR / f"{name}.ipynb", CI_COPY_DIR / f"{name}.ipynb"):
+        listed = papermill.inspect_notebook(str(notebook))
+        assert list(listed) == names, f"{notebook}: papermill does not parse {sorted(set(names) - set(listed))}"
+
+
+def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
+    for args in (["notebook", "99_nothing"], ["notebook", "02_roc_comparison", "--profile", "reduced"]):
+        run = subprocess.run([sys.executable, "-m", "ssimlib", *args], capture_output=True, text=True)
+        assert run.returncode == 2, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1 and "choose from" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_profiles_other_than_full_write_nothing_committed(name):
+    # Every folder a non-full profile writes into, resolved where its kernel runs, lies in gitignored space.
+    from ssimlib.notebooks import OUTPUT_PARAMETERS, RUNS_DIR, profile_cwd, run_outputs
+
+    defaults = papermill_defaults(name)
+    for profile_file in PARAMS_DIR.glob(f"*/{name}.yaml"):
+        profile = profile_file.parent.name
+        params = {**defaults, **profile_parameters(name, profile)}
+        notebook, folders = run_outputs(name, profile)
+        assert RUNS_DIR in notebook.parents and all(RUNS_DIR in Path(f).parents for f in folders.values())
+        for key in OUTPUT_PARAMETERS[name]:  # also with plain papermill -f <profile file>
+            if params[key]:
+                folder = (profile_cwd(profile) / params[key]).resolve()
+                ignored = subprocess.run(["git", "check-ignore", "-q", "--no-index", str(folder / "x.png")],
+                                         cwd=NOTEBOOK_DIR).returncode == 0
+                assert ignored, f"{profile_file}: {key} {params[key]} is {folder}, not ignored by git"
+
+
+def papermill_defaults(name):
+    import papermill
+
+    return {key: ast.literal_eval(p["default"]) for key, p in papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")).items()}
+
+
+def test_a_ci_run_of_a_notebook_writes_under_runs(tmp_path, monkeypatch):
+    # python -m ssimlib notebook 05_mvtec_summary --profile ci, with runs/ redirected to a temporary folder.
+    from ssimlib import notebooks
+
+    committed = {p: (p.read_bytes(), p.stat().st_mtime_ns)
+                 for p in [NOTEBOOK_DIR / "05_mvtec_summary.ipynb", *NOTEBOOK_DIR.parent.glob("figures/mvtec/*.p*")]}
+    monkeypatch.setattr(notebooks, "RUNS_DIR", tmp_path / "runs")
+    assert main(["notebook", "05_mvtec_summary", "--profile", "ci"]) == 0
+    assert (tmp_path / "runs" / "ci" / "05_mvtec_summary.ipynb").exists()
+    assert list((tmp_path / "runs" / "ci" / "figures" / "mvtec").glob("*.png"))
+    assert all((p.read_bytes(), p.stat().st_mtime_ns) == before for p, before in committed.items())
+
+
+def test_a_short_demo_repeats_itself_across_processes():
+    # Two processes, one seed, a short demo (24 steps; the default 1,250 drift, see README): the same final loss
+    # (6 decimals) and pixel AUROC.
+    import re
+
+    command = [sys.executable, "-m", "ssimlib", "demo", "--epochs", "2", "--n-train", "200"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(2)]
+    lines = [re.sub(r", \d+ s,", ",", run.communicate(timeout=900)[0].strip().splitlines()[-1]) for run in runs]
+    assert all(run.returncode == 0 for run in runs)
+    assert "final loss" in lines[0] and lines[0] == lines[1], lines

@@ -94,3 +94,22 @@ def test_the_mvtec_study_trains_every_model_to_the_first_stage_before_any_goes_o
     assert manifest["training"]["optimizer_restarts"] == [] and manifest["training"]["complete"]
     for a, b in zip(staged.get_weights(), straight.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_an_unfinished_model_is_trained_to_its_end_and_never_overwritten(tmp_path, tiny_schedule):
+    # What notebook 04 does with train_missing for a model stopped early (a killed job's last export).
+    root = tmp_path / "data"
+    write_synthetic_category(root, "synth", n_train=8, n_good=1, n_defective=1, size=64)
+    preset = presets.configure("synth", patch_size=32, latent_dim=8, setup="cvpr2019")
+    kwargs = dict(models_root=tmp_path / "models", checkpoint_dir=tmp_path / "checkpoint", log=lambda line: None)
+    stopped = mvtec.train_category_model(root, "synth", preset, {"epochs": 3}, until=1, **kwargs)
+    assert not mvtec.model_finished(stopped) and stopped["training"]["epochs_done"] == 1
+    with pytest.raises(artifacts.ArtifactError, match="learning_rate"):
+        mvtec.finish_category_model(root, "synth", preset, {"epochs": 3, "learning_rate": 1e-3}, **kwargs)
+    with pytest.raises(artifacts.ArtifactError, match="schedule epochs"):
+        mvtec.finish_category_model(root, "synth", preset, {"epochs": 5}, **kwargs)
+    finished = mvtec.finish_category_model(root, "synth", preset, {"epochs": 3}, **kwargs)
+    assert mvtec.model_finished(finished) and len(finished["training"]["loss"]) == 3
+    assert finished["training"]["loss"][0] == stopped["training"]["loss"][0]
+    assert mvtec.finish_category_model(root, "synth", preset, {"epochs": 3}, **kwargs)["sha256"] == finished["sha256"]
+    assert not mvtec.model_finished(None)
