@@ -9,7 +9,7 @@ Modules: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
 :mod:`~ssimlib.synthetic`, :mod:`~ssimlib.inference`, :mod:`~ssimlib.postprocess`,
 :mod:`~ssimlib.metrics`, :mod:`~ssimlib.thresholds`, :mod:`~ssimlib.evaluate`,
 :mod:`~ssimlib.features` (with :mod:`~ssimlib.pth_reader`), :mod:`~ssimlib.presets`,
-:mod:`~ssimlib.mvtec` and :mod:`~ssimlib.mvtec_summary`, :mod:`~ssimlib.batch`,
+:mod:`~ssimlib.mvtec` with :mod:`~ssimlib.mvtec_figures` and :mod:`~ssimlib.mvtec_summary`, :mod:`~ssimlib.batch`,
 :mod:`~ssimlib.checkerboard` (the Fig. 3 experiment), :mod:`~ssimlib.store_training`,
 :mod:`~ssimlib.protocol` (the crop-protocol campaign), :mod:`~ssimlib.parity` (backends and devices compared).
 """

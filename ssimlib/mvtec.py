@@ -1,9 +1,9 @@
 """One MVTec AD category end to end: held-out validation images, augmented patches,
-background masks, metrics, figures and the category's results file.
+background masks, metrics and the category's results file.
 
 Used by ``notebooks/04_mvtec_category.ipynb`` (one category) and :mod:`ssimlib.batch`;
 settings come from :mod:`ssimlib.presets`.  The summary of all results files
-(notebook 05) is :mod:`ssimlib.mvtec_summary`.
+(notebook 05) is :mod:`ssimlib.mvtec_summary`, notebook 04's figures :mod:`ssimlib.mvtec_figures`.
 """
 
 import json
@@ -11,7 +11,6 @@ import warnings
 from pathlib import Path
 
 import keras
-import matplotlib.pyplot as plt
 import numpy as np
 import skimage.morphology
 import skimage.transform
@@ -21,10 +20,8 @@ from skimage.color import rgb2gray
 from ssimlib import artifacts
 from ssimlib.data import load_mvtec_category, sample_patches
 from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
-from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.models import ConvAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
-from ssimlib.plotting import outline, plot_roc, show_image
 from ssimlib.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
 from ssimlib.ssim import DEFAULT_WINDOW
 from ssimlib.store_training import cache_dir, stage_end, train_into_store
@@ -384,70 +381,6 @@ def metric_lines(metrics, category, profile, loss):
         (f"share correctly classified at the validation threshold (min area {metrics['min_defect_area']} px), "
          f"{where}: defect-free {_value(metrics['good_correct'])} | defective {_value(metrics['defective_correct'])}"),
     ]
-
-
-# ---------------------------------------------------------------------------
-# Figures
-# ---------------------------------------------------------------------------
-
-
-def example_indices(defect_types, n_examples):
-    """Up to ``n_examples`` test indices: the first image of each type in turn (defect-free last)."""
-    order = sorted(set(defect_types), key=lambda t: (t == "good", t))
-    queues = {t: [i for i, d in enumerate(defect_types) if d == t] for t in order}
-    chosen = []
-    while len(chosen) < n_examples and any(queues.values()):
-        for t in order:
-            if queues[t] and len(chosen) < n_examples:
-                chosen.append(queues[t].pop(0))
-    return chosen
-
-
-def plot_examples(images, reconstructions, maps, masks, titles, threshold, title=None):
-    """Rows of input | reconstruction | anomaly map | segmentation (red) with ground truth outlined (green)."""
-    n = len(images)
-    fig, axes = plt.subplots(n, 4, figsize=(7.2, 1.9 * n + 0.4), squeeze=False)
-    vmax = max(float(np.max(m)) for m in maps) or 1.0
-    for row, (x, r, a, m, t) in enumerate(zip(images, reconstructions, maps, masks, titles)):
-        show_image(axes[row, 0], x, title=t if row else f"input\n{t}")
-        show_image(axes[row, 1], np.clip(r, 0, 1), title=None if row else "reconstruction")
-        show_image(axes[row, 2], a, vmin=0, vmax=vmax, cmap="inferno", title=None if row else "anomaly map")
-        show_image(axes[row, 3], x, title=None if row else "segmentation | ground truth")
-        overlay = np.zeros(a.shape + (4,))
-        overlay[a > threshold] = (1.0, 0.0, 0.0, 0.45)
-        axes[row, 3].imshow(overlay)
-        outline(axes[row, 3], m)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def _thin(x, y, n=2000):
-    """At most ~``n`` points of a non-decreasing curve ``x``, keeping its ends (for plotting only)."""
-    keep = np.unique(np.concatenate(([0, len(x) - 1], np.searchsorted(x, np.linspace(0, 1, n)).clip(0, len(x) - 1))))
-    return x[keep], y[keep]
-
-
-def plot_curves(maps, masks, label, metrics, title=None):
-    """Pixel ROC (left) and PRO curve with the FPR limit 0.3 (right)."""
-    fpr, tpr, _ = pixel_roc(maps, masks)
-    fprs, pros = pro_curve(maps, masks)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(7.2, 3.2))
-    plot_roc(left, {label: (*_thin(fpr, tpr), metrics["pixel_auroc"])}, title="pixel ROC")
-    au = metrics[f"au_pro@{FPR_LIMIT:g}"]
-    right.plot(*_thin(fprs, pros), label=f"{label} (AU-PRO@{FPR_LIMIT:g} {au:.3f})")
-    right.axvline(FPR_LIMIT, color="0.5", lw=0.8, ls=":")
-    right.set_xlabel("false positive rate (defect-free pixels)")
-    right.set_ylabel("per-region overlap")
-    right.set_xlim(0, 1)
-    right.set_ylim(0, 1)
-    right.legend(loc="lower right")
-    right.set_title("PRO curve")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 # ---------------------------------------------------------------------------
