@@ -190,7 +190,8 @@ def train(
         state = read_checkpoint_state(checkpoint_dir)
         if state is not None:
             saved = state["settings"]
-            changed = {k: (saved.get(k), settings.get(k)) for k in {**saved, **settings}
+            # "crops" both ways: a fixed-crop run records none, and must not continue a stream's checkpoint
+            changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None}
                        if k != "epochs" and saved.get(k) != settings.get(k)}
             if changed:
                 raise ValueError(
