@@ -88,6 +88,33 @@ def write_json(path, data):
     return path
 
 
+def read_campaign(path, list_key, empty, kind):
+    """A campaign's results file as a dict, ``empty`` where there is none.
+
+    A file that is not JSON, or has no ``list_key`` list (one entry per finished
+    run), raises a ValueError that names it and says it is not a ``kind`` file.
+    """
+    path = Path(path)
+    if not path.exists():
+        return empty
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); restore it from git or delete it") from error
+    if not isinstance(results, dict) or not isinstance(results.get(list_key), list):
+        raise ValueError(f"{path} has no '{list_key}' list: it is not a {kind} file")
+    return results
+
+
+def add_to_campaign(path, results, list_key, entry, key, **fields):
+    """Put ``entry`` into ``results[list_key]`` in place of the one with the same ``key(entry)``, sorted by
+    ``key``; set ``fields``; write the file atomically.  Returns ``results``."""
+    results[list_key] = sorted([r for r in results[list_key] if key(r) != key(entry)] + [entry], key=key)
+    results.update(fields)
+    write_json(path, results)
+    return results
+
+
 def cpu_model():
     """The CPU's model name (Linux ``/proc/cpuinfo``), else what :mod:`platform` knows."""
     import platform

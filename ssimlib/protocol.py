@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ssimlib import artifacts, nanotwice
-from ssimlib.evaluate import run_environment, write_json
+from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
 from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.sensitivity import TABLE2_BUDGET
 from ssimlib.store_training import cache_dir, train_into_store
@@ -61,34 +61,25 @@ def arm_name(crops, seed):
     return f"{crops}-seed{seed}"
 
 
+def arm_key(entry):
+    """``(epochs, crops, seed)``: what tells one arm's entry from another's, and their order in the file."""
+    return entry["epochs"], entry["crops"], entry["seed"]
+
+
 def read_results(path=DEFAULT_RESULTS):
     """The campaign's results file as a dict (an empty campaign where there is none)."""
-    import json
-
-    path = Path(path)
-    if not path.exists():
-        return {"dataset": "NanoTWICE", "decision_rule": DECISION_RULE, "runs": []}
-    results = json.loads(path.read_text())
-    if not isinstance(results.get("runs"), list):
-        raise ValueError(f"{path} has no 'runs' list: it is not a protocol campaign file")
-    return results
+    return read_campaign(path, "runs", {"dataset": "NanoTWICE", "decision_rule": DECISION_RULE, "runs": []},
+                         "protocol campaign")
 
 
 def result_for(results, crops, seed, epochs):
     """The entry of arm ``(crops, seed)`` trained ``epochs`` epochs, or None."""
-    return next((r for r in results["runs"]
-                 if (r["crops"], r["seed"], r["epochs"]) == (crops, seed, epochs)), None)
+    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed)), None)
 
 
 def add_result(path, entry):
     """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
-    results = read_results(path)
-    key = (entry["crops"], entry["seed"], entry["epochs"])
-    results["runs"] = [r for r in results["runs"] if (r["crops"], r["seed"], r["epochs"]) != key] + [entry]
-    results["runs"].sort(key=lambda r: (r["epochs"], r["crops"], r["seed"]))
-    results["decision_rule"] = DECISION_RULE
-    write_json(path, results)
-    return results
+    return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE)
 
 
 def memorisation(model, training_crops, validation, test_patches, batch_size=32):
@@ -248,7 +239,7 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     for crops in dict.fromkeys(r["crops"] for r in runs):
         values = {k: [_measure(r, k) for r in runs if r["crops"] == crops] for k, _ in MEASURES}
         n = len(values["val_loss"])
-        spread = "one seed, no spread" if n < 2 else f"n = {n}"
         lines.append(f"{crops:18} {'':>4} " + " ".join(
-            f"{np.mean(v):>10.4f} ({np.ptp(v):.4f})".rjust(22) for v in values.values()) + f"   {spread}")
+            (f"{np.mean(v):.4f} ({np.ptp(v):.4f})" if n > 1 else f"{np.mean(v):.4f} (   -  )").rjust(22)
+            for v in values.values()) + ("   one seed, no spread" if n < 2 else f"   n = {n}"))
     return lines

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from ssimlib import nanotwice
-from ssimlib.evaluate import run_environment, write_json
+from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
 from ssimlib.store_training import cache_dir
 from ssimlib.train import read_checkpoint_state
 
@@ -62,18 +62,7 @@ def setting_name(setting):
 
 def read_results(path=DEFAULT_RESULTS):
     """The campaign's results file as a dict (an empty campaign where there is none)."""
-    import json
-
-    path = Path(path)
-    if not path.exists():
-        return {"dataset": "NanoTWICE", "settings": []}
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); restore it from git or delete it") from error
-    if not isinstance(results.get("settings"), list):
-        raise ValueError(f"{path} has no 'settings' list: it is not a Table II campaign file")
-    return results
+    return read_campaign(path, "settings", {"dataset": "NanoTWICE", "settings": []}, "Table II campaign")
 
 
 def _setting_of(entry):
@@ -87,11 +76,8 @@ def result_for(results, setting):
 
 def add_result(path, entry):
     """Add (or replace) one setting's entry in the results file at ``path``, atomically; returns the results."""
-    results = read_results(path)
-    results["settings"] = [r for r in results["settings"] if _setting_of(r) != _setting_of(entry)] + [entry]
-    results["settings"].sort(key=lambda r: (r["patch_size"], r["window_size"], r["latent_dim"]))
-    write_json(path, results)
-    return results
+    return add_to_campaign(path, read_results(path), "settings", entry,
+                           lambda r: (r["patch_size"], r["window_size"], r["latent_dim"]))
 
 
 def base_snapshot_dir(cache, epochs=TABLE2_EPOCHS):

@@ -147,3 +147,13 @@ def test_the_table_gives_each_protocols_mean_and_seed_spread():
     assert len(mean_line) == 1
     assert "0.1250 (0.0100)" in mean_line[0] and "0.9350 (0.0100)" in mean_line[0]
     assert protocol.format_runs({"runs": []}) == ["no arm of 50 epochs has finished yet"]
+
+
+def test_a_broken_results_file_is_named(tmp_path):
+    path = tmp_path / "protocol.json"
+    path.write_text('{"runs": [')
+    with pytest.raises(ValueError, match="protocol.json is not valid JSON"):
+        protocol.read_results(path)
+    path.write_text('{"settings": []}')
+    with pytest.raises(ValueError, match="no 'runs' list: it is not a protocol campaign file"):
+        protocol.read_results(path)
