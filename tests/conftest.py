@@ -1,10 +1,11 @@
-"""Shared fixtures: paths of the optional real data, a quiet TensorFlow, the notebook kernel config.
+"""Shared fixtures: paths of the optional real data, a quiet TensorFlow, the notebook kernel config, a killed run.
 
 The real data lies in ``$SSIMLIB_DATA`` if set (as :func:`ssimlib.paths.data_root` looks),
 else in ``../shared/data`` beside the repository.  Tests and nbval notebooks that need a
 dataset that is not there are skipped with a message naming it.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -81,3 +82,34 @@ def mvtec_root():
     if root is None:
         pytest.skip(_missing_data()["mvtec_grid"])
     return root
+
+
+class Killed(Exception):
+    """What :func:`killed_after_checkpoints` raises where a real process would have been killed."""
+
+
+@pytest.fixture
+def killed_after_checkpoints(monkeypatch):
+    """``with killed_after_checkpoints(2): train(...)``: the run dies right after writing its 2nd checkpoint."""
+    from ssimlib import train as train_module
+
+    real_save = train_module.save_checkpoint
+
+    @contextlib.contextmanager
+    def after(n):
+        saved = []
+
+        def save_then_die(*args, **kwargs):
+            real_save(*args, **kwargs)
+            saved.append(1)
+            if len(saved) == n:
+                raise Killed
+
+        monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+        try:
+            with pytest.raises(Killed):
+                yield
+        finally:
+            monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+
+    return after

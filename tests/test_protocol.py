@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from ssimlib import protocol
-from ssimlib import train as train_module
 from ssimlib.data import CropStream
 from ssimlib.models import ConvAutoencoder
 from ssimlib.train import train
@@ -51,24 +50,12 @@ def test_flips_and_quarter_turns_are_crops_turned_and_all_turns_occur():
     assert 0 < plain < len(crops)  # some crops are turned or flipped, not all
 
 
-def test_training_on_a_stream_resumes_exactly(tmp_path, monkeypatch):
+def test_training_on_a_stream_resumes_exactly(tmp_path, killed_after_checkpoints):
     stream = CropStream(IMAGES, 16, 32, seed=0)
     reference = _model()
     train(reference, stream, epochs=3, batch_size=8, progress=False)
-
-    real_save = train_module.save_checkpoint
-    saved = []
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saved.append(1)
-        if len(saved) == 2:
-            raise KeyboardInterrupt  # as if killed after epoch 2
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_after_checkpoints(2):
         train(_model(), stream, epochs=3, batch_size=8, checkpoint_dir=tmp_path, progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
     resumed = _model()
     train(resumed, stream, epochs=3, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     for a, b in zip(reference.weights, resumed.weights):

@@ -63,28 +63,11 @@ def test_two_fresh_processes_with_one_seed_end_with_identical_weights():
     assert runs[0].stdout == runs[1].stdout and len(runs[0].stdout) > 1000
 
 
-class Interrupt(Exception):
-    pass
-
-
-def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, killed_after_checkpoints):
     reference = _model()
     train(reference, PATCHES, epochs=4, batch_size=8, progress=False)
-
-    model = _model()
-    real_save = train_module.save_checkpoint
-    saved = []
-
-    def save_then_die(*args, **kwargs):
-        real_save(*args, **kwargs)
-        saved.append(1)
-        if len(saved) == 2:
-            raise Interrupt  # as if the process were killed after epoch 2
-
-    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
-    with pytest.raises(Interrupt):
-        train(model, PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
-    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+    with killed_after_checkpoints(2):
+        train(_model(), PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
 
     resumed = _model()  # a fresh process would start from new random weights
     with warnings.catch_warnings(record=True) as caught:
