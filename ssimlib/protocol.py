@@ -236,10 +236,22 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
         lines.append(f"{run['crops']:18} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
                      f" / {memo['defect_free_test_crops']:.4f}")
     lines.append("per protocol: mean (seed spread: max - min over its seeds)")
-    for crops in dict.fromkeys(r["crops"] for r in runs):
-        values = {k: [_measure(r, k) for r in runs if r["crops"] == crops] for k, _ in MEASURES}
-        n = len(values["val_loss"])
+    values = {crops: {k: [_measure(r, k) for r in runs if r["crops"] == crops] for k, _ in MEASURES}
+              for crops in dict.fromkeys(r["crops"] for r in runs)}
+    for crops, measures in values.items():
+        n = len(measures["val_loss"])
         lines.append(f"{crops:18} {'':>4} " + " ".join(
             (f"{np.mean(v):.4f} ({np.ptp(v):.4f})" if n > 1 else f"{np.mean(v):.4f} (   -  )").rjust(22)
-            for v in values.values()) + ("   one seed, no spread" if n < 2 else f"   n = {n}"))
+            for v in measures.values()) + ("   one seed, no spread" if n < 2 else f"   n = {n}"))
+    if "fixed" in values:
+        lines.append("against fixed crops: difference of means (the larger of the two seed spreads)")
+        for crops in (c for c in values if c != "fixed"):
+            lines.append(f"{crops + ' - fixed':23} " + " ".join(
+                _difference(values[crops][k], values["fixed"][k]).rjust(22) for k, _ in MEASURES))
     return lines
+
+
+def _difference(a, b):
+    """``"+0.0120 (0.0030)"``: mean(a) - mean(b) and the larger seed range, ``"(one seed)"`` where one has one."""
+    spread = f"{max(np.ptp(a), np.ptp(b)):.4f}" if min(len(a), len(b)) > 1 else "one seed"
+    return f"{np.mean(a) - np.mean(b):+.4f} ({spread})"

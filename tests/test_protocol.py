@@ -133,6 +133,13 @@ def test_the_table_gives_each_protocols_mean_and_seed_spread():
     mean_line = [line for line in lines if line.startswith("fresh") and "n = 2" in line]
     assert len(mean_line) == 1
     assert "0.1250 (0.0100)" in mean_line[0] and "0.9350 (0.0100)" in mean_line[0]
+    # fixed crops with two seeds 0.14 and 0.17 (range 0.03): fresh is 0.03 lower, against the larger range 0.03
+    fixed = [{**runs[0], "crops": "fixed", "seed": s, "val_loss": [0.3, v], "pixel_auroc": 0.9} for s, v in
+             ((0, 0.14), (1, 0.17))]
+    (difference,) = [line for line in protocol.format_runs({"runs": runs + fixed}) if line.startswith("fresh - fixed")]
+    assert "-0.0300 (0.0300)" in difference and "+0.0350 (0.0100)" in difference
+    (one_seed,) = [line for line in protocol.format_runs({"runs": runs + fixed[:1]}) if line.startswith("fresh -")]
+    assert "-0.0150 (one seed)" in one_seed
     assert protocol.format_runs({"runs": []}) == ["no arm of 50 epochs has finished yet"]
 
 
