@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from ssimlib import protocol
 from ssimlib import train as train_module
 from ssimlib.data import CropStream
+from ssimlib.experiments import protocol
 from ssimlib.models import ConvAutoencoder
 from ssimlib.train import train
 
