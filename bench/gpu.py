@@ -9,11 +9,11 @@ still returns what it measured (seven files, flat, as the device tool fetches th
                      JAX's highest matmul precision, a subprocess) and on the CPU (a subprocess), compared
     timing.json      forward pass of one 128x128 patch (ms, batch 1, and per patch in batches of 256) and
                      one whole 1024x696 test image at stride 30 (s: reconstruction, SSIM residual, opening),
-                     beside the paper's 2.23 ms and 3.61 s on a Tesla V100 (ssimlib.nanotwice.PAPER_TIMING)
+                     beside the paper's 2.23 ms and 3.61 s on a Tesla V100 (ssimlib.experiments.nanotwice.PAPER_TIMING)
     throughput.json  training patches/s of the d = 500 SSIM-AE (128 px, SSIM loss, Adam) for each dtype
                      policy (float32, mixed_bfloat16) and batch size, and the paper schedule's hours
     ssim_ae_gpu.weights.h5, ssim_ae_gpu.json
-                     the Fig. 6 SSIM-AE trained at the paper's schedule (ssimlib.nanotwice.FIG6_SCHEDULE)
+                     the Fig. 6 SSIM-AE trained at the paper's schedule (ssimlib.experiments.nanotwice.FIG6_SCHEDULE)
                      with another seed (--seed, default 1) for as many of its 200 epochs as the time left
                      of --budget-seconds allows; exported every 10 epochs and at the end with a manifest
                      (ssimlib.artifacts) that names the GPU (its "gpu" entry)
@@ -62,8 +62,9 @@ import ssimlib  # noqa: E402,F401  (before Keras: the settings every process of 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ssimlib import artifacts, nanotwice, parity, studies  # noqa: E402
+from ssimlib import artifacts, parity  # noqa: E402
 from ssimlib.evaluate import write_json  # noqa: E402
+from ssimlib.experiments import nanotwice, studies  # noqa: E402
 from ssimlib.models import ConvAutoencoder  # noqa: E402
 from ssimlib.train import compile_autoencoder, training_settings  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Does bfloat16 inference change the results?  The committed NanoTWICE SSIM-AE in float32 and in bfloat16.
 
 Evaluates ``models/nanotwice/ssim_ae`` on NanoTWICE test images with the paper's post-processing
-(``ssimlib.nanotwice.evaluate_config``: sliding window, SSIM residual with the model's window,
+(``ssimlib.experiments.nanotwice.evaluate_config``: sliding window, SSIM residual with the model's window,
 opening d = 4), once with the network in float32 and once through
 ``ssimlib.inference.with_precision(model, "bfloat16")``, and prints pixel AUROC, AU-PRO@0.3,
 wall time and their differences.  The tolerance set for adopting bfloat16 is 0.002 of pixel AUROC.
@@ -17,8 +17,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
-from ssimlib import artifacts, nanotwice  # noqa: E402
+from ssimlib import artifacts  # noqa: E402
 from ssimlib.evaluate import cpu_model  # noqa: E402
+from ssimlib.experiments import nanotwice  # noqa: E402
 from ssimlib.inference import with_precision  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

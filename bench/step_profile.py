@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: F401  (before Keras: sets TensorFlow's oneDNN and threading options)
-from ssimlib.nanotwice import median_seconds  # noqa: E402
+from ssimlib.experiments.nanotwice import median_seconds  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from inference import cpu_model  # bench/inference.py

@@ -4,14 +4,19 @@ A re-implementation of Bergmann, Löwe, Fauser, Sattlegger and Steger,
 "Improving Unsupervised Defect Segmentation by Applying Structural Similarity
 to Autoencoders", VISAPP 2019, on Keras 3 (TensorFlow, JAX or PyTorch backend).
 
-Modules: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
-:mod:`~ssimlib.losses`, :mod:`~ssimlib.train`, :mod:`~ssimlib.data` and
-:mod:`~ssimlib.synthetic`, :mod:`~ssimlib.inference`, :mod:`~ssimlib.postprocess`,
-:mod:`~ssimlib.metrics`, :mod:`~ssimlib.thresholds`, :mod:`~ssimlib.evaluate`,
-:mod:`~ssimlib.features` (with :mod:`~ssimlib.pth_reader`), :mod:`~ssimlib.presets`,
-:mod:`~ssimlib.mvtec` with :mod:`~ssimlib.mvtec_figures` and :mod:`~ssimlib.mvtec_summary`, :mod:`~ssimlib.batch`,
-:mod:`~ssimlib.checkerboard` (the Fig. 3 experiment), :mod:`~ssimlib.store_training`,
-:mod:`~ssimlib.protocol` (the crop-protocol campaign), :mod:`~ssimlib.parity` (backends and devices compared).
+Three layers; every import points down (tests/test_architecture.py checks it):
+
+* the library, here: :mod:`~ssimlib.ssim` (SSIM maps and losses), :mod:`~ssimlib.models`,
+  :mod:`~ssimlib.losses`, :mod:`~ssimlib.train`, :mod:`~ssimlib.store_training`, :mod:`~ssimlib.data`,
+  :mod:`~ssimlib.synthetic`, :mod:`~ssimlib.inference`, :mod:`~ssimlib.postprocess`, :mod:`~ssimlib.metrics`,
+  :mod:`~ssimlib.thresholds`, :mod:`~ssimlib.evaluate`, :mod:`~ssimlib.features` (with
+  :mod:`~ssimlib.pth_reader`), :mod:`~ssimlib.artifacts`, :mod:`~ssimlib.parity` (backends and devices
+  compared), :mod:`~ssimlib.plotting`, :mod:`~ssimlib.paths`, :mod:`~ssimlib.reproducibility`;
+* :mod:`ssimlib.experiments`, the paper's experiments and their campaigns: ``checkerboard`` (Fig. 3),
+  ``nanotwice`` (Fig. 6), ``sensitivity`` (Table II), ``protocol`` (the crop-protocol campaign), ``presets``,
+  ``mvtec`` with ``mvtec_figures`` and ``mvtec_summary`` (MVTec AD), ``studies`` (training them all);
+* :mod:`ssimlib.apps`, the applications: ``cli`` (``python -m ssimlib``), ``notebooks``, ``batch``,
+  ``own_images``, ``scoring``, ``labelled``, ``own_evaluation``, ``report``.
 """
 
 from ssimlib.reproducibility import configure

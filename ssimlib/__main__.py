@@ -1,5 +1,5 @@
 import sys
 
-from ssimlib.cli import main
+from ssimlib.apps.cli import main
 
 sys.exit(main())

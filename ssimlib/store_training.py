@@ -1,7 +1,7 @@
 """Training a model into the model store, resumably: where checkpoints live, and how a stored model is continued.
 
-The studies (:mod:`ssimlib.studies`, :mod:`ssimlib.checkerboard`, :mod:`ssimlib.mvtec`,
-:mod:`ssimlib.sensitivity`) train through :func:`train_into_store`:
+The studies (:mod:`ssimlib.experiments.studies`, :mod:`ssimlib.experiments.checkerboard`,
+:mod:`ssimlib.experiments.mvtec`, :mod:`ssimlib.experiments.sensitivity`) train through :func:`train_into_store`:
 
 * After every epoch a checkpoint (weights with Adam's state, loss history) goes to
   ``<cache>/checkpoints/<study>/<name>`` (:func:`cache_dir`: ``$SSIMLIB_CACHE``, default
@@ -13,7 +13,7 @@ The studies (:mod:`ssimlib.studies`, :mod:`ssimlib.checkerboard`, :mod:`ssimlib.
   artifact of an unfinished model.  Artifacts carry no optimizer state, so Adam
   restarts there; the manifest lists the epochs at which that happened.
 * :func:`snapshot` copies a checkpoint aside (the Table II base setting, see
-  :mod:`ssimlib.sensitivity`); :func:`stage_end` is the epoch a staged call stops at.
+  :mod:`ssimlib.experiments.sensitivity`); :func:`stage_end` is the epoch a staged call stops at.
 """
 
 import os

@@ -21,7 +21,8 @@ NANOTWICE = SHARED_DATA / "nanotwice"
 
 
 def _mvtec_grid_root():
-    """Where the notebooks find the grid category (ssimlib.mvtec.category_root: mvtec_ad, then mvtec_ad*), or None."""
+    """Where the notebooks find the grid category (ssimlib.experiments.mvtec.category_root: mvtec_ad, then
+    mvtec_ad*), or None."""
     default = SHARED_DATA / "mvtec_ad"
     for folder in [default] + sorted(p for p in SHARED_DATA.glob("mvtec_ad*") if p != default):
         if (folder / "grid" / "train").is_dir():
@@ -50,7 +51,7 @@ NOTEBOOK_DATA = {
 
 def pytest_sessionstart(session):
     """nbval must train from scratch, as the reference copies were made: drop old ci checkpoints."""
-    from ssimlib.notebooks import clear_ci_output
+    from ssimlib.apps.notebooks import clear_ci_output
 
     clear_ci_output()
 

@@ -62,8 +62,8 @@ def test_missing_and_altered_files_are_named(tmp_path):
 
 
 def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_path, monkeypatch):
-    from ssimlib import nanotwice, studies
     from ssimlib import train as train_module
+    from ssimlib.experiments import nanotwice, studies
 
     monkeypatch.setattr(train_module, "cpu_label", lambda: "CPU A (AVX2, 2 cores)")
 

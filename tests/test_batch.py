@@ -1,4 +1,5 @@
-"""python -m ssimlib.batch: runs notebook 04 per category and model, goes on past a failure, skips complete results."""
+"""python -m ssimlib.apps.batch: runs notebook 04 per category and model, goes on past a failure, skips complete
+results."""
 
 import json
 import os
@@ -9,7 +10,8 @@ import time
 
 import pytest
 
-from ssimlib import artifacts, batch
+from ssimlib import artifacts
+from ssimlib.apps import batch
 from ssimlib.synthetic import write_synthetic_category
 
 # The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch (the ci profile

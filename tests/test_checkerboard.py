@@ -1,4 +1,5 @@
-"""The Fig. 3 experiment (ssimlib.checkerboard): boards measured from their pixels, SSIM terms against hand formulas."""
+"""The Fig. 3 experiment (ssimlib.experiments.checkerboard): boards measured from their pixels, SSIM terms against
+hand formulas."""
 
 import ast
 
@@ -8,8 +9,9 @@ import pytest
 import scipy.ndimage
 import skimage.filters
 
-from ssimlib import checkerboard, studies
-from ssimlib.checkerboard import (
+from ssimlib.apps.notebooks import NOTEBOOK_DIR
+from ssimlib.experiments import checkerboard, studies
+from ssimlib.experiments.checkerboard import (
     CHECKERBOARD_SCHEDULE,
     edge_map,
     flat_windows,
@@ -20,7 +22,6 @@ from ssimlib.checkerboard import (
     training_boards,
     validation_boards,
 )
-from ssimlib.notebooks import NOTEBOOK_DIR
 from ssimlib.synthetic import checkerboard as render_board
 
 TINY = {"n_train": 32, "board_size": 32, "latent_dim": 8, "epochs": 2, "batch_size": 16, "n_validation": 4}

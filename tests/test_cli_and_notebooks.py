@@ -9,8 +9,8 @@ import nbformat
 import pytest
 import yaml
 
-from ssimlib.cli import main
-from ssimlib.notebooks import CI_COPY_DIR, NOTEBOOK_DIR, PARAMS_DIR, notebook_names, profile_parameters
+from ssimlib.apps.cli import main
+from ssimlib.apps.notebooks import CI_COPY_DIR, NOTEBOOK_DIR, PARAMS_DIR, notebook_names, profile_parameters
 
 NAMES = notebook_names()
 
@@ -83,7 +83,7 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
 @pytest.mark.parametrize("name", NAMES)
 def test_profiles_other_than_full_write_nothing_committed(name):
     # Every folder a non-full profile writes into, resolved where its kernel runs, lies in gitignored space.
-    from ssimlib.notebooks import OUTPUT_PARAMETERS, RUNS_DIR, profile_cwd, run_outputs
+    from ssimlib.apps.notebooks import OUTPUT_PARAMETERS, RUNS_DIR, profile_cwd, run_outputs
 
     defaults = papermill_defaults(name)
     for profile_file in PARAMS_DIR.glob(f"*/{name}.yaml"):
@@ -107,7 +107,7 @@ def papermill_defaults(name):
 
 def test_a_ci_run_of_a_notebook_writes_under_runs(tmp_path, monkeypatch):
     # python -m ssimlib notebook 05_mvtec_summary --profile ci, with runs/ redirected to a temporary folder.
-    from ssimlib import notebooks
+    from ssimlib.apps import notebooks
 
     committed = {p: (p.read_bytes(), p.stat().st_mtime_ns)
                  for p in [NOTEBOOK_DIR / "05_mvtec_summary.ipynb", *NOTEBOOK_DIR.parent.glob("figures/mvtec/*.p*")]}

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from ssimlib import artifacts, mvtec, presets, studies
+from ssimlib import artifacts
+from ssimlib.experiments import mvtec, presets, studies
 from ssimlib.synthetic import write_synthetic_category
 
 

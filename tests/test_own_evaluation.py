@@ -12,8 +12,8 @@ import skimage.io
 from scipy import ndimage
 from scipy.stats import rankdata
 
-from ssimlib.cli import main
-from ssimlib.labelled import find_labelled
+from ssimlib.apps.cli import main
+from ssimlib.apps.labelled import find_labelled
 from ssimlib.synthetic import checkerboard, draw_defects, write_synthetic_category
 
 TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "2", "--n-patches", "64", "--batch-size", "16",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import skimage.io
 
-from ssimlib.cli import main
+from ssimlib.apps.cli import main
 from ssimlib.synthetic import write_synthetic_category
 
 TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "2", "--n-patches", "64", "--batch-size", "16",

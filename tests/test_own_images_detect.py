@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import skimage.io
 
-from ssimlib.cli import main
+from ssimlib.apps.cli import main
 from ssimlib.paths import REPO_ROOT
 from ssimlib.synthetic import write_synthetic_category
 

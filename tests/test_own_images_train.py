@@ -13,7 +13,7 @@ import pytest
 import skimage.io
 
 from ssimlib import artifacts
-from ssimlib.cli import main
+from ssimlib.apps.cli import main
 from ssimlib.models import ConvAutoencoder
 from ssimlib.synthetic import write_synthetic_category
 

@@ -12,9 +12,9 @@ from ssimlib.paths import REPO_ROOT
 IMPORT_EVERYTHING = """
 import importlib, pkgutil, sys
 import ssimlib
-for module in pkgutil.iter_modules(ssimlib.__path__):
-    if module.name != "__main__":
-        importlib.import_module("ssimlib." + module.name)
+for module in pkgutil.walk_packages(ssimlib.__path__, "ssimlib."):
+    if not module.name.endswith(".__main__"):
+        importlib.import_module(module.name)
 from ssimlib.evaluate import run_environment
 run_environment()
 print(sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "torch"}))

@@ -5,7 +5,7 @@ import re
 
 import nbformat
 
-from ssimlib.notebooks import portable_metadata
+from ssimlib.apps.notebooks import portable_metadata
 from ssimlib.paths import REPO_ROOT
 
 # A path of some machine: a folder at the root of a Unix file system, or a drive letter.

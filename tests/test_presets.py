@@ -1,12 +1,12 @@
-"""MVTec AD presets and anchors (ssimlib.presets), the per-category helpers (ssimlib.mvtec) and the summary
-(ssimlib.mvtec_summary)."""
+"""MVTec AD presets and anchors (ssimlib.experiments.presets), the per-category helpers
+(ssimlib.experiments.mvtec) and the summary (ssimlib.experiments.mvtec_summary)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from ssimlib import mvtec, mvtec_summary, presets
+from ssimlib.experiments import mvtec, mvtec_summary, presets
 
 
 def test_one_preset_per_category_from_the_table():

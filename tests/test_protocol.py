@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from ssimlib import protocol
 from ssimlib.data import CropStream
+from ssimlib.experiments import protocol
 from ssimlib.models import ConvAutoencoder
 from ssimlib.train import train
 

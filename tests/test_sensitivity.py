@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ssimlib import nanotwice, sensitivity
+from ssimlib.experiments import nanotwice, sensitivity
 from ssimlib.train import train
 
 TINY = dict(n_patches=32, epochs=1, batch_size=16)
@@ -87,7 +87,7 @@ def test_a_broken_results_file_is_named(tmp_path):
 
 
 def test_the_fig6_job_keeps_its_checkpoint_at_the_budget(nanotwice_root, tmp_path, monkeypatch):
-    from ssimlib import studies
+    from ssimlib.experiments import studies
 
     monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(studies, "TABLE2_EPOCHS", 2)

@@ -12,9 +12,9 @@ import numpy as np
 from skimage.color import gray2rgb, rgb2gray
 
 from ssimlib import artifacts
+from ssimlib.experiments.mvtec import category_maps
+from ssimlib.experiments.presets import CategoryPreset
 from ssimlib.inference import with_precision
-from ssimlib.mvtec import category_maps
-from ssimlib.presets import CategoryPreset
 from ssimlib.thresholds import label_regions
 
 

@@ -1,6 +1,6 @@
 """The MVTec AD summary of notebook 05: every category's results beside CVPR 2019 Table 3.
 
-Reads the results files notebook 04 writes (:func:`ssimlib.mvtec.write_results`)
+Reads the results files notebook 04 writes (:func:`ssimlib.experiments.mvtec.write_results`)
 and the stored models' manifests: the summary table with each model's mean,
 SSIM-AE minus L2-AE per category, what longer training changed (the
 ``earlier`` stages of a results file), and the plots of pixel AUROC and of
@@ -14,9 +14,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ssimlib import artifacts
-from ssimlib.mvtec import FPR_LIMIT, PROGRESS_METRICS, results_stage
+from ssimlib.experiments.mvtec import FPR_LIMIT, PROGRESS_METRICS, results_stage
+from ssimlib.experiments.presets import (
+    CATEGORIES,
+    PAPER_MEAN_AU_PRO,
+    PAPER_MEAN_PIXEL_AUROC,
+    PAPER_PIXEL_AUROC,
+    model_label,
+)
 from ssimlib.plotting import plot_losses
-from ssimlib.presets import CATEGORIES, PAPER_MEAN_AU_PRO, PAPER_MEAN_PIXEL_AUROC, PAPER_PIXEL_AUROC, model_label
 
 
 def load_results(results_dir):

@@ -1,8 +1,8 @@
 """``ssimlib evaluate``: a model from ``ssimlib train`` scored on labelled images of one's own.
 
 ``python -m ssimlib evaluate MODEL IMAGE_OR_FOLDER... --out DIR`` pairs images and
-masks (:mod:`ssimlib.labelled`), computes every image's anomaly map as
-``detect`` does (:mod:`ssimlib.scoring`), and writes to ``DIR``:
+masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
+``detect`` does (:mod:`ssimlib.apps.scoring`), and writes to ``DIR``:
 
 * ``metrics.json``: pixel AUROC, AU-PRO@0.3 and image AUROC (the study's own
   :mod:`ssimlib.metrics` through :func:`ssimlib.evaluate.summary_metrics`), the
@@ -32,13 +32,13 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
+from ssimlib.apps.labelled import find_labelled, read_labelled_mask
+from ssimlib.apps.report import Entry, write_report
+from ssimlib.apps.scoring import load_detector
 from ssimlib.data import DatasetError, read_image
 from ssimlib.evaluate import summary_metrics, write_json
-from ssimlib.labelled import find_labelled, read_labelled_mask
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.plotting import STYLE, plot_roc
-from ssimlib.report import Entry, write_report
-from ssimlib.scoring import load_detector
 from ssimlib.thresholds import classification_ratios, label_regions
 
 FPR_LIMIT = 0.3
@@ -147,7 +147,7 @@ def _facts(metrics):
 
 
 def _report(out_dir, model, metrics, rows, figures):
-    """``report.html`` of an evaluation (:func:`ssimlib.report.write_report`)."""
+    """``report.html`` of an evaluation (:func:`ssimlib.apps.report.write_report`)."""
     entries = [
         Entry(Path(row["key"]).name, Path(row["path"]), out_dir / row["anomaly_map"], out_dir / row["overlay"],
               row["score"], row["verdict"], row["label"], row["kind"], Path(row["mask"]) if row["mask"] else None)
@@ -162,11 +162,11 @@ def evaluate_images(
 ):
     """Score the labelled images of ``inputs`` with the model at stem ``model``; write ``out_dir``'s files.
 
-    ``report`` adds ``report.html`` (:mod:`ssimlib.report`).
+    ``report`` adds ``report.html`` (:mod:`ssimlib.apps.report`).
 
     Returns ``(metrics, rows, rule, bad)``: the dict written to ``metrics.json``, the CSV rows,
     the one line saying which mask rule was used, and one line per problem.
-    :class:`ssimlib.scoring.ModelError` when the model cannot be used.
+    :class:`ssimlib.apps.scoring.ModelError` when the model cannot be used.
     """
     detector = load_detector(model, threshold, precision)
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix)

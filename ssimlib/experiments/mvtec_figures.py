@@ -3,9 +3,9 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ssimlib.experiments.mvtec import FPR_LIMIT
+from ssimlib.experiments.nanotwice import thin_curve
 from ssimlib.metrics import pixel_roc, pro_curve
-from ssimlib.mvtec import FPR_LIMIT
-from ssimlib.nanotwice import thin_curve
 from ssimlib.plotting import outline, plot_roc, show_image
 
 

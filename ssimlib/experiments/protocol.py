@@ -3,12 +3,12 @@
 The committed Fig. 6 SSIM-AE was trained on one fixed set of 10,000 crops and
 memorises it (its loss on those crops is far below its loss on new crops of the
 same images).  This campaign trains the SSIM-AE at the Table II budget
-(:data:`ssimlib.sensitivity.TABLE2_BUDGET`: the Fig. 6 schedule, 50 epochs, from
+(:data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET`: the Fig. 6 schedule, 50 epochs, from
 scratch) under each *arm* of :data:`ARMS` (a crop protocol of
-:data:`ssimlib.nanotwice.CROP_PROTOCOLS` and a seed), and adds one entry per
+:data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS` and a seed), and adds one entry per
 finished arm to ``results/nanotwice_protocol.json``:
 
-* the validation loss of every epoch, on :func:`ssimlib.nanotwice.validation_patches`
+* the validation loss of every epoch, on :func:`ssimlib.experiments.nanotwice.validation_patches`
   (crops of the training images, one set for every arm): what the protocol is chosen by;
 * on all 40 test images at stride 30: pixel AUROC, AU-PRO@0.3 and the paper's Fig. 7
   median region overlap at pixel FPR 5 %;
@@ -29,10 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib import artifacts, nanotwice
+from ssimlib import artifacts
 from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
+from ssimlib.experiments import nanotwice
+from ssimlib.experiments.sensitivity import TABLE2_BUDGET
 from ssimlib.metrics import region_overlap_quantiles
-from ssimlib.sensitivity import TABLE2_BUDGET
+from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir, train_into_store
 from ssimlib.train import compile_autoencoder, mean_loss, training_settings
 
@@ -45,7 +47,7 @@ ARMS = (
     ("fixed", 0),
     ("fresh+flips+rot90", 0),
 )
-DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results" / "nanotwice_protocol.json"
+DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_protocol.json"
 OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
 # Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.
 DECISION_RULE = (
@@ -162,7 +164,7 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
                  models_root=None, n_test_images=None, stride=30, log=print):
     """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
 
-    ``budget`` overrides entries of :data:`ssimlib.sensitivity.TABLE2_BUDGET` (the seed
+    ``budget`` overrides entries of :data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET` (the seed
     is the arm's).  Each finished arm is added to ``results_path`` at once.
     """
     artifacts.code_commit()

@@ -2,13 +2,13 @@
 
 ::
 
-    python -m ssimlib.batch [--data-root ROOT] [--categories a b ...] [--losses ssim l2] [--setup cvpr2019]
+    python -m ssimlib.apps.batch [--data-root ROOT] [--categories a b ...] [--losses ssim l2] [--setup cvpr2019]
         [--profile full] [--redo] [--models-root models] [--output-dir runs/batch]
         [--results-dir results/mvtec] [--figures-dir figures]
         [--gpus 0 1 ...] [--workers N] [--scheduler tcp://host:8786] [-p KEY VALUE ...]
 
-Every (category, loss) runs the notebook once with papermill (:func:`ssimlib.notebooks.run_notebook`),
-on the category under ``--data-root``, or without it wherever :func:`ssimlib.mvtec.category_root`
+Every (category, loss) runs the notebook once with papermill (:func:`ssimlib.apps.notebooks.run_notebook`),
+on the category under ``--data-root``, or without it wherever :func:`ssimlib.experiments.mvtec.category_root`
 finds it (``$SSIMLIB_DATA/mvtec_ad``, else a ``mvtec_ad*`` folder beside it, such as the shared
 copies of grid and bottle):
 it evaluates the model stored in ``--models-root`` (default: the profile's; for ``full`` the
@@ -48,11 +48,11 @@ from pathlib import Path
 
 import yaml
 
+from ssimlib.apps.notebooks import NOTEBOOK_DIR, profile_cwd, profile_parameters, run_notebook, run_outputs
 from ssimlib.artifacts import read_manifest
-from ssimlib.mvtec import category_root, model_finished, model_stem, results_path, run_name
-from ssimlib.notebooks import NOTEBOOK_DIR, profile_cwd, profile_parameters, run_notebook, run_outputs
+from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
+from ssimlib.experiments.presets import CATEGORIES, SETUPS
 from ssimlib.paths import data_root as default_data_root
-from ssimlib.presets import CATEGORIES, SETUPS
 
 NOTEBOOK = "04_mvtec_category"
 
@@ -72,7 +72,8 @@ def find_categories(data_root, chosen=None):
 
 
 def located_categories(chosen=None):
-    """``{category: folder holding it}`` without ``--data-root``: each where :func:`ssimlib.mvtec.category_root` finds it.
+    """``{category: folder holding it}`` without ``--data-root``: each where
+    :func:`ssimlib.experiments.mvtec.category_root` finds it.
 
     Every MVTec AD category found, or ``chosen``; a chosen one found nowhere maps to the
     default ``mvtec_ad`` folder, where its run fails naming the missing folder.
@@ -150,7 +151,7 @@ def result_is_complete(path, label, since=None):
 def models_root_of(profile, parameters=None, models_root=None):
     """The model store the notebook uses: ``models_root``, else the profile's, else None.
 
-    A profile's relative path resolves where its kernel runs (:func:`ssimlib.notebooks.profile_cwd`:
+    A profile's relative path resolves where its kernel runs (:func:`ssimlib.apps.notebooks.profile_cwd`:
     ``tests/notebooks/`` for ``ci``, else ``notebooks/``).  None is the notebook's default,
     the repository's ``models/``.
     """
@@ -186,7 +187,7 @@ def run_category(category, loss, setup, data_root, profile, parameters, output_d
     """Run the notebook for one category and model (``loss``) in ``setup``; never raises.
 
     Returns ``{"category", "run", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu", "pid",
-    "epochs"}``, ``run`` being :func:`ssimlib.mvtec.run_name`, ``pid`` the process that ran it (a pool or
+    "epochs"}``, ``run`` being :func:`ssimlib.experiments.mvtec.run_name`, ``pid`` the process that ran it (a pool or
     Dask worker) and ``epochs`` ``"<done>/<schedule>"`` of the evaluated model.
     ``gpu`` sets ``CUDA_VISIBLE_DEVICES`` for this process and the notebook's kernel.  With ``train``
     the notebook trains a missing model, and an unfinished one on to the end of its schedule, and
@@ -319,11 +320,11 @@ def _line(outcome):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m ssimlib.batch", description=__doc__.split("\n\n")[0],
+        prog="python -m ssimlib.apps.batch", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-root", help="folder holding <category>/train/good, test/, ground_truth/ "
-                        "(default: wherever ssimlib.mvtec.category_root finds each category)")
+                        "(default: wherever ssimlib.experiments.mvtec.category_root finds each category)")
     parser.add_argument("--categories", nargs="+", metavar="NAME", help="categories to run (default: every one of the 15 that is found)")
     parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS",
                         help="models, by training loss: ssim (SSIM-AE), l2 (L2-AE), ... (default: ssim l2)")

@@ -2,7 +2,7 @@
 
 Table II varies one factor at a time around d = 500, K = 11, 128-px patches.  Each
 of its eleven settings is trained here at :data:`TABLE2_BUDGET` (the Fig. 6
-schedule of :data:`ssimlib.nanotwice.FIG6_SCHEDULE` with fewer epochs, the same
+schedule of :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE` with fewer epochs, the same
 for every setting), evaluated on the NanoTWICE test images (pixel AUROC and
 AU-PRO@0.3, stride 30 scaled to the patch side), and appended to a results file.
 
@@ -24,8 +24,9 @@ Trained weights of the sweep stay in the cache; only the results are committed.
 import shutil
 from pathlib import Path
 
-from ssimlib import nanotwice
 from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
+from ssimlib.experiments import nanotwice
+from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir
 from ssimlib.train import read_checkpoint_state
 
@@ -39,7 +40,7 @@ BUDGET_RULE = ("first epoch >= 50 at which the Fig. 6 SSIM-AE's training loss fe
 BASE = (500, 11, 128)  # (d, K, patch) of the setting every sweep varies around
 SWEEPS = {name: sorted(values) for name, values in nanotwice.PAPER_TABLE_II.items()}
 FACTORS = ("latent_dim", "window_size", "patch_size")  # the order of BASE and of a setting's key
-DEFAULT_RESULTS = Path(__file__).resolve().parent.parent / "results" / "nanotwice_sensitivity.json"
+DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_sensitivity.json"
 
 
 def settings_of_table2(base=BASE, sweeps=None):

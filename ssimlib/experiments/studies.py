@@ -5,39 +5,40 @@ defaults (:data:`QUEUE`); a finished model or setting is skipped, an interrupted
 so one command restarts the whole campaign.
 
 ``python -m ssimlib train-study table2`` runs the Table II campaign
-(:mod:`ssimlib.sensitivity`: results, not models, are what it keeps).
+(:mod:`ssimlib.experiments.sensitivity`: results, not models, are what it keeps).
 
 ``python -m ssimlib train-study protocol`` runs the crop-protocol campaign
-(:mod:`ssimlib.protocol`: fixed against fresh training crops, with seeds).
+(:mod:`ssimlib.experiments.protocol`: fixed against fresh training crops, with seeds).
 
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
-the models of paper Fig. 6 one after another at :data:`ssimlib.nanotwice.FIG6_SCHEDULE`
+the models of paper Fig. 6 one after another at :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`
 (the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500).
 
 ``python -m ssimlib train-study mvtec [--categories grid bottle] [--models SSIM-AE L2-AE]
 [--setup cvpr2019] [--epochs N]`` trains the MVTec AD models of CVPR 2019 Table 3 into
-``models/mvtec/<category>-<loss>-<setup>`` at :data:`ssimlib.mvtec.SCHEDULE`, in two stages:
+``models/mvtec/<category>-<loss>-<setup>`` at :data:`ssimlib.experiments.mvtec.SCHEDULE`, in two stages:
 every model to :data:`MVTEC_FIRST_STAGE` epochs, then every model to the whole schedule (a
 category that fails is reported and the next one runs).
 
 ``python -m ssimlib train-study checkerboard [--models L2-AE SSIM-AE] [--epochs N]`` trains
 the models of paper Fig. 3 on generated checkerboards into ``models/checkerboard``
-(:mod:`ssimlib.checkerboard`).
+(:mod:`ssimlib.experiments.checkerboard`).
 
 * Every model is trained into the model store through
   :func:`ssimlib.store_training.train_into_store`: checkpointed per epoch in
   ``<cache>/checkpoints/<study>/<name>``, exported into ``models/<study>/<name>``
   every ``export_every`` epochs and at the end, resumed from the checkpoint or
   else from the committed artifact (see :mod:`ssimlib.store_training`).
-* At the epoch of the Table II budget (:data:`ssimlib.sensitivity.TABLE2_EPOCHS`)
+* At the epoch of the Table II budget (:data:`ssimlib.experiments.sensitivity.TABLE2_EPOCHS`)
   the SSIM-AE's checkpoint is also copied to ``<cache>/snapshots/nanotwice/ssim_ae``:
   it is Table II's base setting, which the campaign then need not train again.
 """
 
 from pathlib import Path
 
-from ssimlib import artifacts, nanotwice, sensitivity
-from ssimlib.sensitivity import TABLE2_EPOCHS
+from ssimlib import artifacts
+from ssimlib.experiments import nanotwice, sensitivity
+from ssimlib.experiments.sensitivity import TABLE2_EPOCHS
 from ssimlib.store_training import cache_dir, snapshot, train_into_store
 from ssimlib.train import training_settings
 
@@ -54,9 +55,9 @@ STUDIES = (*QUEUE, "protocol", "queue")
 def train_nanotwice_model(
     method, schedule=None, data_root=None, models_root=None, checkpoint_dir=None, export_every=10, log=print
 ):
-    """Train one Fig. 6 model (``method``: a key of :data:`ssimlib.nanotwice.METHODS`) into the model store.
+    """Train one Fig. 6 model (``method``: a key of :data:`ssimlib.experiments.nanotwice.METHODS`) into the model store.
 
-    ``schedule`` overrides entries of :data:`ssimlib.nanotwice.FIG6_SCHEDULE`.
+    ``schedule`` overrides entries of :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`.
     Returns the manifest of the exported model.
     """
     artifacts.code_commit()  # the code this job runs, recorded in every export
@@ -98,8 +99,8 @@ def train_nanotwice_model(
 
 
 def _train_checkerboard(args, schedule):
-    """The checkerboard study (paper Fig. 3): the L2-AE, then the SSIM-AE (:mod:`ssimlib.checkerboard`)."""
-    from ssimlib import checkerboard
+    """The checkerboard study (paper Fig. 3): the L2-AE, then the SSIM-AE (:mod:`ssimlib.experiments.checkerboard`)."""
+    from ssimlib.experiments import checkerboard
 
     for method in args.models or ("L2-AE", "SSIM-AE"):
         loss = nanotwice.METHODS[method]
@@ -120,7 +121,7 @@ def mvtec_stages(schedule_epochs):
 def _train_mvtec(args, schedule):
     """The mvtec study: every (category, model) in turn, stage by stage (:data:`MVTEC_FIRST_STAGE`, then the
     whole schedule); one that fails is reported and the next one runs."""
-    from ssimlib import mvtec, presets
+    from ssimlib.experiments import mvtec, presets
 
     schedule_epochs = (schedule or {}).get("epochs", mvtec.SCHEDULE["epochs"])
     failed = []
@@ -180,7 +181,7 @@ def main(argv=None):
                                  data_root=args.data_root, log=lambda line: print(line, flush=True))
         return 0
     if args.study == "protocol":
-        from ssimlib import protocol
+        from ssimlib.experiments import protocol
 
         protocol.run_campaign(args.results or protocol.DEFAULT_RESULTS, budget=schedule, data_root=args.data_root,
                               log=lambda line: print(line, flush=True))

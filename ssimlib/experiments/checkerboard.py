@@ -31,8 +31,9 @@ import scipy.ndimage
 import skimage.morphology
 import skimage.segmentation
 
-from ssimlib import artifacts, nanotwice
+from ssimlib import artifacts
 from ssimlib.evaluate import write_json
+from ssimlib.experiments import nanotwice
 from ssimlib.inference import residual_map
 from ssimlib.metrics import pixel_auroc
 from ssimlib.postprocess import PAPER_OPENING_DIAMETER, open_anomaly_map
@@ -290,7 +291,8 @@ def load_or_train(models_root=None, train_missing=False, schedule=None, checkpoi
 
 
 def schedule_label(manifest):
-    """How a stored checkerboard model was trained, in one line (as :func:`ssimlib.nanotwice.schedule_label`)."""
+    """How a stored checkerboard model was trained, in one line
+    (as :func:`ssimlib.experiments.nanotwice.schedule_label`)."""
     settings = manifest["training"]["settings"]
     label = f"{nanotwice.schedule_label(manifest)}; {describe_boards(settings)}"
     validation = manifest["training"].get("validation")

@@ -21,9 +21,9 @@ under DIR at the image's path relative to the folder the inputs share, and a row
 of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
 pixels, the verdict at the threshold and the two files.  Rows are written one by
 one after their files, so a killed run leaves a CSV that lists exactly the maps
-beside it.  An image smaller than the patch is padded to it (:mod:`ssimlib.scoring`);
+beside it.  An image smaller than the patch is padded to it (:mod:`ssimlib.apps.scoring`);
 one that cannot be used is listed and skipped; the others are still processed.
-``--report`` adds ``DIR/report.html`` (:mod:`ssimlib.report`).
+``--report`` adds ``DIR/report.html`` (:mod:`ssimlib.apps.report`).
 
 Bad input raises :class:`InputError` with one line naming the file or option; the
 command line prints it and exits with status 2.
@@ -47,15 +47,15 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
+from ssimlib.apps.scoring import anomaly_map as image_map
+from ssimlib.apps.scoring import as_model_channels
+from ssimlib.apps.scoring import segmentation as segment
 from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, read_image
 from ssimlib.evaluate import write_json
+from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
+from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset, configure
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
 from ssimlib.models import ConvAutoencoder, encoder_layer_spec
-from ssimlib.mvtec import category_maps, split_validation, training_patches
-from ssimlib.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset, configure
-from ssimlib.scoring import anomaly_map as image_map
-from ssimlib.scoring import as_model_channels
-from ssimlib.scoring import segmentation as segment
 from ssimlib.thresholds import max_region_threshold
 from ssimlib.train import STATE_FILE, train
 

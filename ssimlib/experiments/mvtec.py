@@ -1,9 +1,10 @@
 """One MVTec AD category end to end: held-out validation images, augmented patches,
 background masks, metrics and the category's results file.
 
-Used by ``notebooks/04_mvtec_category.ipynb`` (one category) and :mod:`ssimlib.batch`;
-settings come from :mod:`ssimlib.presets`.  The summary of all results files
-(notebook 05) is :mod:`ssimlib.mvtec_summary`, notebook 04's figures :mod:`ssimlib.mvtec_figures`.
+Used by ``notebooks/04_mvtec_category.ipynb`` (one category) and :mod:`ssimlib.apps.batch`;
+settings come from :mod:`ssimlib.experiments.presets`.  The summary of all results files
+(notebook 05) is :mod:`ssimlib.experiments.mvtec_summary`, notebook 04's figures
+:mod:`ssimlib.experiments.mvtec_figures`.
 """
 
 import json
@@ -20,9 +21,9 @@ from skimage.color import rgb2gray
 from ssimlib import artifacts
 from ssimlib.data import load_mvtec_category, sample_patches
 from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
+from ssimlib.experiments.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
 from ssimlib.models import ConvAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
-from ssimlib.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
 from ssimlib.ssim import DEFAULT_WINDOW
 from ssimlib.store_training import cache_dir, stage_end, train_into_store
 from ssimlib.thresholds import classification_ratios, max_region_threshold
@@ -257,7 +258,7 @@ def rotate_whole(image, angle, background=None):
 def training_patches(images, preset, n_patches, seed=0):
     """``n_patches`` augmented training patches ``(n, p, p, C)``, float16 (half the memory; train casts per batch).
 
-    A share :data:`~ssimlib.presets.ROTATE_SHARE` of the patches is rotated when
+    A share :data:`~ssimlib.experiments.presets.ROTATE_SHARE` of the patches is rotated when
     ``preset.rotate``: with ``rotate_crop`` through :func:`ssimlib.data.sample_patches`
     (crop from inside a rotated region; if the image is too small for that
     region, ``sample_patches`` leaves the patch unrotated), without it by

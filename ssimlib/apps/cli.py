@@ -4,11 +4,13 @@
 ``python -m ssimlib notebook NAME [--profile ci] [-o OUT] [-p KEY VALUE]``   run one notebook with papermill
                                                  (a profile but full writes under runs/<profile>/)
 ``python -m ssimlib refresh-ci [NAME ...]``      re-execute the nbval reference copies in tests/notebooks
-``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.batch)
+``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.apps.batch)
 ``python -m ssimlib train-study nanotwice [--models SSIM-AE ...]``  train the study's models into models/ (hours)
-``python -m ssimlib train DATA --out MODEL``     train on a folder of your own defect-free images (see ssimlib.own_images)
+``python -m ssimlib train DATA --out MODEL``     train on a folder of your own defect-free images
+                                                 (see ssimlib.apps.own_images)
 ``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  anomaly maps, overlays and a CSV for new images
-``python -m ssimlib evaluate MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  metrics on images with defect masks (see ssimlib.own_evaluation)
+``python -m ssimlib evaluate MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  metrics on images with defect masks
+                                                 (see ssimlib.apps.own_evaluation)
 """
 
 import argparse
@@ -81,12 +83,12 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["batch"]:
         load_keras_quietly()
-        from ssimlib.batch import main as batch_main
+        from ssimlib.apps.batch import main as batch_main
 
         return batch_main(argv[1:])
     if argv[:1] == ["train-study"]:
         load_keras_quietly()
-        from ssimlib.studies import main as studies_main
+        from ssimlib.experiments.studies import main as studies_main
 
         return studies_main(argv[1:])
     parser = argparse.ArgumentParser(prog="ssimlib", description=__doc__)
@@ -105,7 +107,8 @@ def main(argv=None):
                       help="override a parameter; VALUE is read as YAML (2, 0.5, true, text)")
     p_ci = commands.add_parser("refresh-ci", help="re-execute the nbval reference notebooks (ci profile)")
     p_ci.add_argument("names", nargs="*")
-    commands.add_parser("batch", help="run 04_mvtec_category for many MVTec AD categories (python -m ssimlib.batch --help)")
+    commands.add_parser("batch", help="run 04_mvtec_category for many MVTec AD categories "
+                                      "(python -m ssimlib.apps.batch --help)")
     commands.add_parser("train-study", help="train the study's models into models/ (python -m ssimlib train-study -h)")
     p_train = commands.add_parser("train", help="train on a folder of your own defect-free images")
     p_train.add_argument("data", help="folder of defect-free images, or an MVTec AD-style category (uses train/good)")
@@ -145,7 +148,7 @@ def main(argv=None):
     p_eval.add_argument("--out", required=True, help="folder for metrics.json, evaluation.csv, curves and maps")
     p_eval.add_argument("--masks", metavar="DIR", help="parallel folder of masks: DIR/<folder>/<stem><mask suffix>")
     p_eval.add_argument("--mask-suffix", help="end of a mask's name after the image's stem, e.g. _mask.png "
-                                              "(default: found beside the images, see ssimlib.labelled)")
+                                              "(default: found beside the images, see ssimlib.apps.labelled)")
     p_eval.add_argument("--threshold", type=float, help="override the model's validation threshold")
     p_eval.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     p_eval.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")
@@ -160,7 +163,7 @@ def main(argv=None):
     elif args.command == "notebook":
         import yaml
 
-        from ssimlib.notebooks import NotebookChoiceError, check_choice, run_notebook
+        from ssimlib.apps.notebooks import NotebookChoiceError, check_choice, run_notebook
 
         parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
         try:
@@ -170,7 +173,7 @@ def main(argv=None):
             return 2
         print(run_notebook(args.name, args.output, args.profile, parameters))
     elif args.command == "refresh-ci":
-        from ssimlib.notebooks import NotebookChoiceError, check_choice, refresh_ci_copies
+        from ssimlib.apps.notebooks import NotebookChoiceError, check_choice, refresh_ci_copies
 
         try:
             for name in args.names:
@@ -185,7 +188,7 @@ def main(argv=None):
 def _own_images(args):
     """``train`` and ``detect``: exit status 0, or 2 with one line per problem on stderr."""
     load_keras_quietly()
-    from ssimlib import own_images
+    from ssimlib.apps import own_images
 
     try:
         if args.command == "train":
@@ -207,8 +210,8 @@ def _own_images(args):
     print(f"{len(rows)} images: {defective} defective, {len(rows) - defective} good; "
           f"maps, overlays and {own_images.CSV_NAME} in {args.out}")
     if args.report:
+        from ssimlib.apps.report import detections_report
         from ssimlib.artifacts import read_manifest
-        from ssimlib.report import detections_report
 
         threshold = args.threshold if args.threshold is not None else read_manifest(args.model)["detection"]["threshold"]
         print(f"report: {detections_report(args.out, rows, threshold, args.model)}")
@@ -224,9 +227,9 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
     load_keras_quietly()
+    from ssimlib.apps.own_evaluation import METRICS_NAME, evaluate_images
+    from ssimlib.apps.scoring import ModelError
     from ssimlib.data import DatasetError
-    from ssimlib.own_evaluation import METRICS_NAME, evaluate_images
-    from ssimlib.scoring import ModelError
 
     try:
         with warnings.catch_warnings():

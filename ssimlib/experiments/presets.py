@@ -26,7 +26,7 @@ command line per category:
 Augmentation is stated as what IS used (the reference's command lines switch
 augmentations off).  It maps onto :func:`ssimlib.data.sample_patches`
 (``rotate``, ``max_angle``, ``flip``); where that function lacks what the
-reference does, :func:`ssimlib.mvtec.training_patches` implements the closest
+reference does, :func:`ssimlib.experiments.mvtec.training_patches` implements the closest
 thing and says so (horizontal-only flips; rotating the whole image without the
 inner crop).  Differences from the reference that remain: every flip has
 probability 1/2 (reference: 0.3 each).
@@ -59,13 +59,13 @@ class CategoryPreset:
     rotates the whole resized image and fills its corners with the background.
     ``flip``: ``"both"`` (horizontal and vertical), ``"horizontal"`` or ``"none"``.
     ``background``: ``"white"``/``"black"``: residuals on the near-white/near-black
-    background are suppressed (:func:`ssimlib.mvtec.object_mask`); None: not.
+    background are suppressed (:func:`ssimlib.experiments.mvtec.object_mask`); None: not.
     ``residual``: the residual kind of :func:`ssimlib.inference.residual_map`
     (``"ssim"`` for gray, ``"ssim_l1"`` for colour; None: chosen from the channels).
     ``setup``: which of :data:`SETUPS` the preset belongs to.
 
     The training schedule (patches, epochs, batch, learning rate) is not part of
-    a preset: :data:`ssimlib.mvtec.SCHEDULE` and the notebooks' parameters set it,
+    a preset: :data:`ssimlib.experiments.mvtec.SCHEDULE` and the notebooks' parameters set it,
     and each model's manifest records it.
     """
 
