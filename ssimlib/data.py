@@ -88,7 +88,9 @@ def read_image(path, gray=None, size=None):
     """
     path = Path(path)
     try:
-        raw = skimage.io.imread(path)
+        with warnings.catch_warnings():  # imageio trying its plugins on an unreadable file warns of their deprecation
+            warnings.simplefilter("ignore", DeprecationWarning)
+            raw = skimage.io.imread(path)
     except Exception as error:  # imageio/tifffile/PIL raise many kinds
         raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
     if raw.dtype == bool:
