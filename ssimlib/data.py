@@ -18,7 +18,6 @@ import skimage.io
 import skimage.transform
 from skimage.color import rgb2gray
 
-from ssimlib.synthetic import checkerboard, checkerboard_dataset, write_synthetic_category  # noqa: F401
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
 

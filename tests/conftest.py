@@ -1,4 +1,5 @@
-"""Shared fixtures: paths of the optional real data, a quiet TensorFlow, the notebook kernel config, a killed run.
+"""Shared fixtures: paths of the optional real data, a quiet TensorFlow, the notebook kernel config, a killed run,
+a tiny model of ``ssimlib train``.
 
 The real data lies in ``$SSIMLIB_DATA`` if set (as :func:`ssimlib.paths.data_root` looks),
 else in ``../shared/data`` beside the repository.  Tests and nbval notebooks that need a
@@ -114,3 +115,22 @@ def killed_after_checkpoints(monkeypatch):
             monkeypatch.setattr(train_module, "save_checkpoint", real_save)
 
     return after
+
+
+# `ssimlib train` options of a tiny model: seconds to train, enough to exercise every output of detect and evaluate.
+TINY_TRAIN = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "2", "--n-patches", "64", "--batch-size", "16",
+              "--validation-fraction", "0.25", "--min-defect-area", "16"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """``(category, model stem)``: a generated category in the MVTec AD layout (8 training boards; test/good 2 and
+    test/stroke 3 images, 64 px) and a tiny model trained on it with ``ssimlib train``.  Tests copy, never alter it."""
+    from ssimlib.apps.cli import main
+    from ssimlib.synthetic import write_synthetic_category
+
+    root = tmp_path_factory.mktemp("tiny")
+    category = write_synthetic_category(root, "parts", n_train=8, n_good=2, n_defective=3, size=64)
+    model = root / "model" / "parts"
+    assert main(["train", str(category), "--out", str(model), *TINY_TRAIN]) == 0
+    return category, model

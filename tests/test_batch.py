@@ -12,6 +12,7 @@ import pytest
 
 from ssimlib import artifacts
 from ssimlib.apps import batch
+from ssimlib.apps.notebooks import NOTEBOOK_DIR
 from ssimlib.synthetic import write_synthetic_category
 
 # The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch (the ci profile
@@ -153,8 +154,8 @@ def test_a_result_of_another_model_than_the_stored_one_is_stale(tmp_path):
     assert not batch.result_is_stale(tmp_path / "missing.json", stem)
     assert batch.models_root_of("full") is None
     assert batch.models_root_of("full", models_root=tmp_path) == tmp_path
-    assert batch.models_root_of("reduced") == (batch.NOTEBOOK_DIR / "../runs/04_mvtec_category/models").resolve()
-    assert batch.models_root_of("ci") == (batch.NOTEBOOK_DIR.parent / "models").resolve()  # ci paths: from tests/notebooks
+    assert batch.models_root_of("reduced") == (NOTEBOOK_DIR / "../runs/04_mvtec_category/models").resolve()
+    assert batch.models_root_of("ci") == (NOTEBOOK_DIR.parent / "models").resolve()  # ci paths: from tests/notebooks
 
 
 def test_bad_arguments_exit_2(tmp_path, capsys):

@@ -14,10 +14,7 @@ from scipy.stats import rankdata
 
 from ssimlib.apps.cli import main
 from ssimlib.apps.labelled import find_labelled
-from ssimlib.synthetic import checkerboard, draw_defects, write_synthetic_category
-
-TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "2", "--n-patches", "64", "--batch-size", "16",
-        "--validation-fraction", "0.25", "--min-defect-area", "16"]
+from ssimlib.synthetic import checkerboard, draw_defects
 
 
 def _board(rng, h, w):
@@ -50,13 +47,9 @@ def write_labelled_set(root):
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A tiny model trained with `ssimlib train` on a generated category."""
-    root = tmp_path_factory.mktemp("eval")
-    category = write_synthetic_category(root, "parts", n_train=8, n_good=2, n_defective=3, size=64)
-    stem = root / "model" / "parts"
-    assert main(["train", str(category), "--out", str(stem), *TINY]) == 0
-    return stem
+def model(tiny_model):
+    """The stem of the tiny model of ``ssimlib train`` (conftest)."""
+    return tiny_model[1]
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,10 @@ import pytest
 import skimage.io
 
 from ssimlib.apps.cli import main
-from ssimlib.synthetic import write_synthetic_category
-
-TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "2", "--n-patches", "64", "--batch-size", "16",
-        "--validation-fraction", "0.25", "--min-defect-area", "16"]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny model trained with `ssimlib train` on a generated category in the MVTec AD layout."""
-    root = tmp_path_factory.mktemp("own")
-    category = write_synthetic_category(root, "parts", n_train=8, n_good=2, n_defective=3, size=64)
-    model = root / "model" / "parts"
-    assert main(["train", str(category), "--out", str(model), *TINY]) == 0
-    return category, model
-
-
-def test_train_writes_a_model_with_a_validation_threshold(trained):
-    category, model = trained
+def test_train_writes_a_model_with_a_validation_threshold(tiny_model):
+    category, model = tiny_model
     manifest = json.loads(model.with_name("parts.json").read_text())
     assert model.with_name("parts.weights.h5").exists() and (model.parent / "parts.checkpoint").is_dir()
     detection = manifest["detection"]
@@ -35,8 +21,8 @@ def test_train_writes_a_model_with_a_validation_threshold(trained):
     assert manifest["training"]["data"] == "parts"  # the folder, not this machine's absolute path
 
 
-def test_detect_on_good_defective_and_broken_files(trained, tmp_path, capsys):
-    category, model = trained
+def test_detect_on_good_defective_and_broken_files(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     (inputs / "broken.png").write_bytes(b"not an image")
@@ -73,8 +59,8 @@ def test_detect_on_good_defective_and_broken_files(trained, tmp_path, capsys):
         assert {row["verdict"] for row in csv.DictReader(file)} == {"good"}
 
 
-def test_bad_input_exits_2_with_one_line(trained, tmp_path, capsys):
-    category, model = trained
+def test_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
     empty = tmp_path / "empty"
     empty.mkdir()
     cases = [

@@ -15,11 +15,8 @@ import skimage.io
 
 from ssimlib.apps.cli import main
 from ssimlib.paths import REPO_ROOT
-from ssimlib.synthetic import write_synthetic_category
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--patch-size", "32", "--latent-dim", "8", "--epochs", "1", "--n-patches", "32", "--batch-size", "16",
-        "--validation-fraction", "0.25", "--min-defect-area", "16"]
 
 
 def run_main(argv, capsys):
@@ -38,18 +35,8 @@ def visible_files(folder, suffix):
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob(f"*{suffix}") if not p.name.startswith("."))
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny model and a generated category whose test/good and test/stroke hold files of the same names."""
-    root = tmp_path_factory.mktemp("detect")
-    category = write_synthetic_category(root, "parts", n_train=8, n_good=2, n_defective=3, size=64)
-    model = root / "model" / "parts"
-    assert main(["train", str(category), "--out", str(model), *TINY]) == 0
-    return category, model
-
-
-def test_same_named_images_keep_a_map_each(trained, tmp_path):
-    category, model = trained
+def test_same_named_images_keep_a_map_each(tiny_model, tmp_path):
+    category, model = tiny_model
     good, stroke = category / "test" / "good", category / "test" / "stroke"
     assert {p.name for p in good.iterdir()} <= {p.name for p in stroke.iterdir()}  # 000.png, 001.png in both
     out = tmp_path / "d"
@@ -68,8 +55,8 @@ def test_same_named_images_keep_a_map_each(trained, tmp_path):
         assert Path(row["path"]).parent.name == Path(row["anomaly_map"]).parent.name
 
 
-def test_a_second_run_into_one_folder_is_refused(trained, tmp_path, capsys):
-    category, model = trained
+def test_a_second_run_into_one_folder_is_refused(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
     out = tmp_path / "d"
     assert main(["detect", str(model), str(category / "test" / "good"), "--out", str(out)]) == 0
     before = sorted((p.name, p.read_bytes()) for p in out.rglob("*") if p.is_file())
@@ -78,8 +65,8 @@ def test_a_second_run_into_one_folder_is_refused(trained, tmp_path, capsys):
     assert sorted((p.name, p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
 
 
-def test_outputs_in_an_input_folder_are_not_read_back(trained, tmp_path):
-    category, model = trained
+def test_outputs_in_an_input_folder_are_not_read_back(tiny_model, tmp_path):
+    category, model = tiny_model
     images = tmp_path / "images"
     images.mkdir()
     for p in (category / "test" / "stroke").iterdir():
@@ -90,8 +77,8 @@ def test_outputs_in_an_input_folder_are_not_read_back(trained, tmp_path):
     assert sorted(Path(row["path"]).name for row in read_rows(images)) == ["000.png", "001.png", "002.png"]
 
 
-def test_unreadable_and_empty_images_are_named_and_the_others_processed(trained, tmp_path, capsys):
-    category, model = trained
+def test_unreadable_and_empty_images_are_named_and_the_others_processed(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
     images = tmp_path / "images"
     images.mkdir()
     (images / "empty.png").write_bytes(b"")
@@ -106,16 +93,16 @@ def test_unreadable_and_empty_images_are_named_and_the_others_processed(trained,
 
 @pytest.mark.parametrize("option, value", [("--threshold", "0"), ("--threshold", "-1"), ("--threshold", "nan"),
                                            ("--threshold", "inf"), ("--min-defect-area", "0")])
-def test_a_bad_option_is_named_before_any_work(trained, tmp_path, capsys, option, value):
-    category, model = trained
+def test_a_bad_option_is_named_before_any_work(tiny_model, tmp_path, capsys, option, value):
+    category, model = tiny_model
     out = tmp_path / "d"
     code, err = run_main(["detect", str(model), str(category), "--out", str(out), option, value], capsys)
     assert code == 2 and len(err) == 1 and option in err[0], err
     assert not out.exists()
 
 
-def test_an_out_folder_that_cannot_be_made_is_named(trained, tmp_path, capsys):
-    category, model = trained
+def test_an_out_folder_that_cannot_be_made_is_named(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
     (tmp_path / "file").write_text("")
     code, err = run_main(["detect", str(model), str(category), "--out", str(tmp_path / "file" / "d")], capsys)
     assert code == 2 and len(err) == 1 and "is a file" in err[0], err
@@ -139,8 +126,8 @@ def broken(manifest):
     ]
 
 
-def test_a_manifest_of_the_wrong_types_is_named(trained, tmp_path, capsys):
-    category, model = trained
+def test_a_manifest_of_the_wrong_types_is_named(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
     manifest = json.loads(model.with_name("parts.json").read_text())
     weights = model.with_name("parts.weights.h5").read_bytes()
     for i, wrong in enumerate(broken(manifest)):
@@ -171,8 +158,8 @@ def test_the_study_models_detect_at_a_given_threshold(tmp_path, capsys, name, pa
     assert skimage.io.imread(tmp_path / "e" / row["anomaly_map"]).shape[:2] == (map_side, map_side)
 
 
-def test_a_killed_run_leaves_a_csv_true_to_its_maps(trained, tmp_path):
-    category, model = trained
+def test_a_killed_run_leaves_a_csv_true_to_its_maps(tiny_model, tmp_path):
+    category, model = tiny_model
     images = tmp_path / "images"
     images.mkdir()
     board = skimage.io.imread(category / "test" / "stroke" / "000.png")

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import yaml
 
-from ssimlib.apps.notebooks import NOTEBOOK_DIR, profile_cwd, profile_parameters, run_notebook, run_outputs
+from ssimlib.apps.notebooks import profile_cwd, profile_parameters, run_notebook, run_outputs
 from ssimlib.artifacts import read_manifest
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
 from ssimlib.experiments.presets import CATEGORIES, SETUPS
