@@ -151,3 +151,19 @@ def test_a_broken_results_file_is_named(tmp_path):
     path.write_text('{"settings": []}')
     with pytest.raises(ValueError, match="no 'runs' list: it is not a protocol campaign file"):
         protocol.read_results(path)
+
+
+def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
+    from ssimlib.experiments import studies
+
+    monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=2, batch_size=16)
+    manifest = studies.train_nanotwice_model("L2-AE", schedule, nanotwice_root, tmp_path / "models",
+                                             log=lambda line: None, crops="fresh")
+    assert manifest["name"] == "l2_ae-fresh" and (tmp_path / "models" / "nanotwice" / "l2_ae-fresh.json").exists()
+    assert not (tmp_path / "models" / "nanotwice" / "l2_ae.json").exists()  # the fixed-crop model is another
+    training = manifest["training"]
+    assert training["settings"]["crops"] == "fresh" and len(training["val_loss"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        studies.main(["mvtec", "--crops", "fresh"])
+    assert exit_.value.code == 2 and "--crops: only the nanotwice study" in capsys.readouterr().err

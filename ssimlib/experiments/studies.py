@@ -12,7 +12,9 @@ so one command restarts the whole campaign.
 
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`
-(the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500).
+(the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500);
+``--crops fresh`` (or another crop protocol) trains them on fresh crops every epoch, as models
+of their own (``models/nanotwice/ssim_ae-fresh``), for the protocol the campaign adopts.
 
 ``python -m ssimlib train-study mvtec [--categories grid bottle] [--models SSIM-AE L2-AE]
 [--setup cvpr2019] [--epochs N]`` trains the MVTec AD models of CVPR 2019 Table 3 into
@@ -52,34 +54,48 @@ MVTEC_FIRST_STAGE = TABLE2_EPOCHS
 STUDIES = (*QUEUE, "protocol", "queue")
 
 
+def fig6_model_name(method, crops="fixed"):
+    """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, the paper's models so far), ``"ssim_ae-fresh"``."""
+    return nanotwice.MODEL_NAMES[method] + ("" if crops == "fixed" else f"-{crops}")
+
+
 def train_nanotwice_model(
-    method, schedule=None, data_root=None, models_root=None, checkpoint_dir=None, export_every=10, log=print
+    method, schedule=None, data_root=None, models_root=None, checkpoint_dir=None, export_every=10, log=print,
+    crops="fixed",
 ):
     """Train one Fig. 6 model (``method``: a key of :data:`ssimlib.experiments.nanotwice.METHODS`) into the model store.
 
-    ``schedule`` overrides entries of :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`.
+    ``schedule`` overrides entries of :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`; ``crops``
+    is a protocol of :data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS` (another than ``"fixed"``
+    trains a model of its own, :func:`fig6_model_name`, beside the fixed-crop one).  The loss on
+    :func:`ssimlib.experiments.nanotwice.validation_patches` is logged every epoch.
     Returns the manifest of the exported model.
     """
     artifacts.code_commit()  # the code this job runs, recorded in every export
     schedule = {**nanotwice.FIG6_SCHEDULE, **(schedule or {})}
-    name = nanotwice.MODEL_NAMES[method]
+    name = fig6_model_name(method, crops)
     settings = training_settings(
         nanotwice.METHODS[method], schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
         schedule["weight_decay"], schedule["window_size"], schedule["window"], schedule["seed"],
-        schedule["n_patches"],
+        schedule["n_patches"], crops,
     )
     dataset = nanotwice.load_dataset(data_root)
-    patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"])
+    patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"],
+                                         crops)
+    validation = nanotwice.validation_patches(dataset, schedule["patch_size"])
     record = {
         "method": method,
         "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images "
                 f"({', '.join(p.name for p in dataset.train_paths)})",
         "settings": {**settings, "patch_size": schedule["patch_size"], "latent_dim": schedule["latent_dim"]},
+        "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
     }
     checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / name)
 
-    def snapshot_table2_base(model, history):
-        if method == "SSIM-AE" and len(history["loss"]) == TABLE2_EPOCHS:
+    def after_epoch(model, history):
+        if "val_loss" in history:
+            log(f"{name}: validation loss {history['val_loss'][-1]:.5f}")
+        if method == "SSIM-AE" and crops == "fixed" and len(history["loss"]) == TABLE2_EPOCHS:
             snapshot(checkpoint_dir, sensitivity.base_snapshot_dir(cache_dir(), TABLE2_EPOCHS))
 
     def fit(checkpoint_dir, on_epoch):
@@ -88,12 +104,12 @@ def train_nanotwice_model(
             window=schedule["window"], epochs=schedule["epochs"], batch_size=schedule["batch_size"],
             learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"], seed=schedule["seed"],
             checkpoint_dir=checkpoint_dir, feature_extractor=schedule["feature_extractor"],
-            fm_weight=schedule["fm_weight"], progress=False, on_epoch=on_epoch,
+            fm_weight=schedule["fm_weight"], progress=False, on_epoch=on_epoch, validation=validation,
         )
 
     return train_into_store(
         fit, artifacts.study_model("nanotwice", name, models_root), checkpoint_dir, settings, record,
-        schedule["epochs"], export_every, log, on_epoch=snapshot_table2_base,
+        schedule["epochs"], export_every, log, on_epoch=after_epoch,
         feature_extractor=schedule["feature_extractor"], study="nanotwice",
     )
 
@@ -166,6 +182,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int,
                         help=f"override the schedule's epochs (nanotwice: the paper's 200; table2: {TABLE2_EPOCHS}; "
                              f"mvtec: the paper's 200, every model first to {MVTEC_FIRST_STAGE})")
+    parser.add_argument("--crops", default="fixed", choices=list(nanotwice.CROP_PROTOCOLS),
+                        help="nanotwice: how the training crops are drawn (default: %(default)s, one set for all "
+                             "epochs; another protocol trains models of their own, e.g. models/nanotwice/ssim_ae-fresh)")
     parser.add_argument("--export-every", type=int, default=10, help="write the model into models/ every N epochs")
     parser.add_argument("--data-root", help="NanoTWICE folder, or for mvtec the folder holding the categories "
                                              "(default: $SSIMLIB_DATA or ../shared/data, see mvtec.category_root)")
@@ -173,6 +192,8 @@ def main(argv=None):
     parser.add_argument("--results", help="table2, protocol: the results file runs are added to (default: "
                                            "results/nanotwice_sensitivity.json, results/nanotwice_protocol.json)")
     args = parser.parse_args(argv)
+    if args.crops != "fixed" and args.study != "nanotwice":
+        parser.error(f"--crops: only the nanotwice study takes a crop protocol ({args.study} trains its own way)")
     if args.study == "queue":
         return max(main([study]) for study in QUEUE)
     schedule = {"epochs": args.epochs} if args.epochs else None
@@ -193,7 +214,7 @@ def main(argv=None):
     for method in args.models or nanotwice.TRAINING_ORDER:
         manifest = train_nanotwice_model(
             method, schedule, args.data_root, args.models_root, export_every=args.export_every,
-            log=lambda line: print(line, flush=True),
+            log=lambda line: print(line, flush=True), crops=args.crops,
         )
         training = manifest["training"]
         print(f"{method}: {training['epochs_done']} of {training['schedule_epochs']} epochs, "
