@@ -208,3 +208,17 @@ def test_reports_open_in_chromium_with_every_image(evaluated, model, tmp_path):
         assert n == 3 * 3 and not failed, failed
     finally:
         browser.quit()
+
+
+def test_a_study_model_is_evaluated_at_a_given_threshold(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
+    manifest = json.loads(model.with_name("parts.json").read_text())
+    del manifest["detection"]  # as a study model's manifest: no threshold of its own
+    study = tmp_path / "study"
+    study.with_name("study.json").write_text(json.dumps({**manifest, "weights": "study.weights.h5"}))
+    study.with_name("study.weights.h5").write_bytes(model.with_name("parts.weights.h5").read_bytes())
+    assert main(["evaluate", str(study), str(category), "--out", str(tmp_path / "a")]) == 2
+    assert "has no detection threshold" in capsys.readouterr().err
+    assert main(["evaluate", str(study), str(category), "--out", str(tmp_path / "b"), "--threshold", "0.5"]) == 0
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["images"] == {
+        "scored": 5, "defect_free": 2, "defective": 3}

@@ -228,7 +228,7 @@ def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
     load_keras_quietly()
     from ssimlib.apps.own_evaluation import METRICS_NAME, evaluate_images
-    from ssimlib.apps.scoring import ModelError
+    from ssimlib.apps.own_images import InputError
     from ssimlib.data import DatasetError
 
     try:
@@ -238,7 +238,7 @@ def _evaluate(args):
                 args.model, args.inputs, args.out, args.masks, args.mask_suffix, args.threshold, args.precision,
                 report=args.report,
             )
-    except (ModelError, DatasetError) as error:
+    except (InputError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(rule)

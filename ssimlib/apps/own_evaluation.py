@@ -34,7 +34,7 @@ from skimage.color import gray2rgb
 
 from ssimlib.apps.labelled import find_labelled, read_labelled_mask
 from ssimlib.apps.report import Entry, write_report
-from ssimlib.apps.scoring import load_detector
+from ssimlib.apps.own_images import load_detector
 from ssimlib.data import DatasetError, read_image
 from ssimlib.evaluate import summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
@@ -166,7 +166,7 @@ def evaluate_images(
 
     Returns ``(metrics, rows, rule, bad)``: the dict written to ``metrics.json``, the CSV rows,
     the one line saying which mask rule was used, and one line per problem.
-    :class:`ssimlib.apps.scoring.ModelError` when the model cannot be used.
+    :class:`ssimlib.apps.own_images.InputError` when the model or the threshold cannot be used.
     """
     detector = load_detector(model, threshold, precision)
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix)

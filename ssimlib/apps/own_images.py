@@ -47,9 +47,7 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
-from ssimlib.apps.scoring import anomaly_map as image_map
-from ssimlib.apps.scoring import as_model_channels
-from ssimlib.apps.scoring import segmentation as segment
+from ssimlib.apps.scoring import Detector, as_model_channels
 from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
@@ -410,6 +408,27 @@ def _save_png(path, image):
     os.replace(partial, path)
 
 
+def load_detector(model, threshold=None, precision="float32", min_defect_area=None):
+    """The :class:`~ssimlib.apps.scoring.Detector` of the model at stem ``model``, at ``precision``.
+
+    ``threshold`` and ``min_defect_area`` (pixels) override its manifest's; a study model
+    needs ``threshold`` (:func:`detection_settings`).  :class:`InputError` naming the file
+    when the model is missing, altered or cannot be used.
+    """
+    if threshold is not None:
+        check_threshold(threshold)
+    if min_defect_area is not None:
+        _at_least_one("--min-defect-area", min_defect_area)
+    try:
+        network, manifest = artifacts.load_model(model)
+    except artifacts.ArtifactError as error:
+        raise InputError(str(error)) from None
+    preset, stride, threshold, min_area = detection_settings(
+        manifest, artifacts.model_files(model)[1], threshold, min_defect_area
+    )
+    return Detector(with_precision(network, precision), preset, threshold, min_area, stride)
+
+
 def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defect_area=None):
     """Anomaly maps, overlays and a CSV for the images in ``inputs`` (see the module docstring); returns ``(rows, bad)``.
 
@@ -420,22 +439,11 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
     already holds a ``detections.csv`` is refused, so no run overwrites another's maps.
     """
     out_dir = Path(out_dir)
-    if threshold is not None:
-        check_threshold(threshold)
-    if min_defect_area is not None:
-        _at_least_one("--min-defect-area", min_defect_area)
     check_out_folder(out_dir)
     if (out_dir / CSV_NAME).exists():
         raise InputError(f"{out_dir / CSV_NAME}: --out {out_dir} holds the detections of an earlier run; "
                          "choose another --out or remove it")
-    try:
-        network, manifest = artifacts.load_model(model)
-    except artifacts.ArtifactError as error:
-        raise InputError(str(error)) from None
-    preset, stride, threshold, min_area = detection_settings(
-        manifest, artifacts.model_files(model)[1], threshold, min_defect_area
-    )
-    network = with_precision(network, precision)
+    detector = load_detector(model, threshold, precision, min_defect_area)
     files, bad = _inputs(inputs, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -449,16 +457,17 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
         csv_file.flush()
         for path, (map_name, overlay_name) in zip(files, output_names(files)):
             try:
-                image = as_model_channels(read_image(path, size=preset.resize), network.channels, path)
-                anomaly_map = image_map(network, image, preset, stride, path)
+                image = as_model_channels(read_image(path, size=detector.preset.resize), detector.network.channels,
+                                          path)
+                anomaly_map = detector.anomaly_map(image, path)
             except (DatasetError, ValueError) as error:
                 bad.append((path, str(error).removeprefix(f"{path}: ")))
                 continue
-            segmentation = segment(anomaly_map, threshold, min_area)
+            segmentation = detector.segmentation(anomaly_map)
             overlay = gray2rgb(image[..., 0]) if image.shape[-1] == 1 else image.copy()
             overlay[segmentation] = 0.5 * overlay[segmentation] + 0.5 * np.array([1.0, 0.0, 0.0])
             (out_dir / map_name).parent.mkdir(parents=True, exist_ok=True)
-            _save_png(out_dir / map_name, _to_uint8(anomaly_map / (2 * threshold)))
+            _save_png(out_dir / map_name, _to_uint8(anomaly_map / (2 * detector.threshold)))
             _save_png(out_dir / overlay_name, _to_uint8(overlay))
             area = int(segmentation.sum())
             rows.append({

@@ -11,15 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.color import gray2rgb, rgb2gray
 
-from ssimlib import artifacts
 from ssimlib.experiments.mvtec import category_maps
 from ssimlib.experiments.presets import CategoryPreset
-from ssimlib.inference import with_precision
 from ssimlib.thresholds import label_regions
-
-
-class ModelError(ValueError):
-    """The model is missing, altered or not one from ``ssimlib train`` (one line, naming the file)."""
 
 
 def pad_to_patch(image, patch_size):
@@ -87,19 +81,3 @@ class Detector:
     def segmentation(self, anomaly_map):
         """:func:`segmentation` at this model's threshold and smallest defect area."""
         return segmentation(anomaly_map, self.threshold, self.min_area)
-
-
-def load_detector(model, threshold=None, precision="float32"):
-    """The :class:`Detector` of the model at stem ``model``; ``threshold`` overrides its manifest's."""
-    try:
-        network, manifest = artifacts.load_model(model)
-    except artifacts.ArtifactError as error:
-        raise ModelError(str(error)) from None
-    if "detection" not in manifest:
-        raise ModelError(f"{model}: not a model from `ssimlib train` (its manifest has no detection threshold)")
-    settings = manifest["detection"]
-    return Detector(
-        with_precision(network, precision), CategoryPreset.from_dict(settings["preset"]),
-        settings["threshold"] if threshold is None else float(threshold), settings["min_defect_area"],
-        settings["stride"],
-    )
