@@ -143,16 +143,6 @@ def test_the_table_gives_each_protocols_mean_and_seed_spread():
     assert protocol.format_runs({"runs": []}) == ["no arm of 50 epochs has finished yet"]
 
 
-def test_a_broken_results_file_is_named(tmp_path):
-    path = tmp_path / "protocol.json"
-    path.write_text('{"runs": [')
-    with pytest.raises(ValueError, match="protocol.json is not valid JSON"):
-        protocol.read_results(path)
-    path.write_text('{"settings": []}')
-    with pytest.raises(ValueError, match="no 'runs' list: it is not a protocol campaign file"):
-        protocol.read_results(path)
-
-
 def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
     from ssimlib.experiments import studies
 

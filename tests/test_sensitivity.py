@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ssimlib.experiments import nanotwice, sensitivity
+from ssimlib.experiments import nanotwice, protocol, sensitivity
 from ssimlib.train import train
 
 TINY = dict(n_patches=32, epochs=1, batch_size=16)
@@ -76,14 +76,16 @@ def test_the_base_setting_is_the_fig6_snapshot(nanotwice_root, tmp_path):
     assert results["settings"][0]["training_seconds"] == state["history"]["seconds"]
 
 
-def test_a_broken_results_file_is_named(tmp_path):
-    path = tmp_path / "table2.json"
+@pytest.mark.parametrize("campaign, entries, kind", [(sensitivity, "settings", "Table II campaign"),
+                                                     (protocol, "runs", "protocol campaign")])
+def test_a_broken_results_file_is_named(campaign, entries, kind, tmp_path):
+    path = tmp_path / "campaign.json"
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="table2.json is not valid JSON"):
-        sensitivity.read_results(path)
-    path.write_text('{"settings": {"n_patches": 500}}')
-    with pytest.raises(ValueError, match="not a Table II campaign file"):
-        sensitivity.read_results(path)
+    with pytest.raises(ValueError, match="campaign.json is not valid JSON"):
+        campaign.read_results(path)
+    path.write_text(f'{{"{entries}": {{"n_patches": 500}}}}')
+    with pytest.raises(ValueError, match=f"no '{entries}' list: it is not a {kind} file"):
+        campaign.read_results(path)
 
 
 def test_the_fig6_job_keeps_its_checkpoint_at_the_budget(nanotwice_root, tmp_path, monkeypatch):
