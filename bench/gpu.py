@@ -14,9 +14,11 @@ still returns what it measured (seven files, flat, as the device tool fetches th
                      policy (float32, mixed_bfloat16) and batch size, and the paper schedule's hours
     ssim_ae_gpu.weights.h5, ssim_ae_gpu.json
                      the Fig. 6 SSIM-AE trained at the paper's schedule (ssimlib.experiments.nanotwice.FIG6_SCHEDULE)
-                     with another seed (--seed, default 1) for as many of its 200 epochs as the time left
-                     of --budget-seconds allows; exported every 10 epochs and at the end with a manifest
-                     (ssimlib.artifacts) that names the GPU (its "gpu" entry)
+                     with another seed (--seed, default 1) under the crop protocol the campaign adopts
+                     (--crops; ssimlib.experiments.protocol.choose_protocol), its validation loss logged every
+                     epoch, for as many of its 200 epochs as the time left of --budget-seconds allows;
+                     exported every 10 epochs and at the end with a manifest (ssimlib.artifacts) that names
+                     the GPU (its "gpu" entry)
     gpu.log          nvidia-smi's summary and this script's log (bench/gpu.sh writes it)
 
 ``--tiny`` shrinks every step (a crop for the whole image, 64 patches for one epoch, few
@@ -64,8 +66,9 @@ import numpy as np  # noqa: E402
 
 from ssimlib import artifacts, parity  # noqa: E402
 from ssimlib.evaluate import write_json  # noqa: E402
-from ssimlib.experiments import nanotwice, studies  # noqa: E402
+from ssimlib.experiments import nanotwice, protocol  # noqa: E402
 from ssimlib.models import ConvAutoencoder  # noqa: E402
+from ssimlib.store_training import cache_dir, train_into_store  # noqa: E402
 from ssimlib.train import compile_autoencoder, training_settings  # noqa: E402
 
 # Largest absolute difference between two devices' anomaly maps that counts as agreeing (as tests/test_backends.py).
@@ -165,12 +168,16 @@ def train_for(dataset, epochs, args, out, gpu):
     schedule = {**nanotwice.FIG6_SCHEDULE, "seed": args.seed}
     if args.tiny:
         schedule["n_patches"] = 64
-    patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"])
+    patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"],
+                                         args.crops)
+    validation = nanotwice.validation_patches(dataset, schedule["patch_size"],
+                                              64 if args.tiny else nanotwice.VALIDATION_PATCHES)
     settings = training_settings("ssim", schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
                                  schedule["weight_decay"], schedule["window_size"], schedule["window"],
-                                 schedule["seed"], schedule["n_patches"])
+                                 schedule["seed"], schedule["n_patches"], args.crops)
     record = {"method": "SSIM-AE", "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images",
               "settings": {**settings, "patch_size": schedule["patch_size"], "latent_dim": schedule["latent_dim"]},
+              "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
               "device": gpu or "cpu"}
 
     def fit(checkpoint_dir, on_epoch):
@@ -178,11 +185,11 @@ def train_for(dataset, epochs, args, out, gpu):
             "SSIM-AE", patches, latent_dim=schedule["latent_dim"], window_size=schedule["window_size"],
             window=schedule["window"], epochs=epochs, batch_size=schedule["batch_size"],
             learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"], seed=schedule["seed"],
-            checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch,
+            checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch, validation=validation,
         )
 
-    checkpoint_dir = Path(args.checkpoints or studies.cache_dir() / "checkpoints" / "gpu" / MODEL_NAME)
-    return studies.train_into_store(
+    checkpoint_dir = Path(args.checkpoints or cache_dir() / "checkpoints" / "gpu" / MODEL_NAME)
+    return train_into_store(
         fit, out / MODEL_NAME, checkpoint_dir, settings, record, schedule["epochs"], until=epochs,
         log=lambda line: print(line, flush=True), study="nanotwice", gpu=gpu or "none (CPU)",
     )
@@ -197,9 +204,15 @@ def main(argv=None):
     parser.add_argument("--models-root", help="model store with nanotwice/ssim_ae (default: the repository's models/)")
     parser.add_argument("--checkpoints", help="checkpoint folder of the training (default: under $SSIMLIB_CACHE)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the training (the committed model's is 0)")
+    parser.add_argument("--crops", choices=list(nanotwice.CROP_PROTOCOLS),
+                        help="crop protocol of the training (default: the one the crop-protocol campaign's rule "
+                             "adopts from results/nanotwice_protocol.json, 'fixed' until it adopts another)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
     args = parser.parse_args(argv)
+    if args.crops is None:
+        args.crops, reason = protocol.choose_protocol(protocol.read_results())
+        print(f"crops: {args.crops} ({reason})", flush=True)
     start = time.perf_counter()
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ def test_gpu_run_writes_every_result_at_a_tiny_size(nanotwice_root, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(REPO_ROOT / "bench" / "gpu.py"), "--tiny", "--out", str(out),
                "--data", str(nanotwice_root), "--checkpoints", str(tmp_path / "checkpoints"),
-               "--budget-seconds", "1e6"]  # a busy CPU must not leave the one epoch of training out
+               "--budget-seconds", "1e6", "--crops", "fresh"]  # a busy CPU must not leave the one epoch of training out
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -29,3 +29,4 @@ def test_gpu_run_writes_every_result_at_a_tiny_size(nanotwice_root, tmp_path):
     assert manifest["gpu"] == "none (CPU)" and manifest["training"]["device"] == "cpu"
     assert manifest["training"]["epochs_done"] == 1 and manifest["training"]["schedule_epochs"] == 200
     assert manifest["training"]["settings"]["seed"] == 1 and model.latent_dim == 500
+    assert manifest["training"]["settings"]["crops"] == "fresh" and len(manifest["training"]["val_loss"]) == 1
