@@ -91,7 +91,8 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
     ``on_epoch(model, history)`` runs after every epoch.  ``until`` (a stage of
     the schedule) stops this call at that epoch, and ``fit`` must train up to it;
     the manifest still counts the epochs of the whole schedule.  Returns the
-    manifest of the last export.
+    manifest of the last export.  The validation loss, where ``fit`` logs one, gets a line of its own after
+    every epoch.
     """
     name = Path(stem).name
     target = stage_end(until, schedule_epochs)
@@ -128,6 +129,8 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
 
     def after_epoch(model, history):
         log(f"{name}: {epoch_line(history, schedule_epochs, patches_per_epoch)}")
+        if "val_loss" in history:
+            log(f"{name}: validation loss {history['val_loss'][-1]:.5f}")
         if on_epoch is not None:
             on_epoch(model, history)
         if len(history["loss"]) % export_every == 0 and len(history["loss"]) < schedule_epochs:

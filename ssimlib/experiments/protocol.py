@@ -140,9 +140,6 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
         "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
     }
 
-    def log_validation(model, history):
-        log(f"{name}: validation loss {history['val_loss'][-1]:.5f}")
-
     def fit(checkpoint_dir, on_epoch):
         return nanotwice.train_config(
             "SSIM-AE", patches, latent_dim=budget["latent_dim"], window_size=budget["window_size"],
@@ -153,7 +150,7 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
 
     stem = artifacts.study_model("protocol", name, models_root)
     train_into_store(fit, stem, checkpoint_dir, settings, record, budget["epochs"], log=log,
-                     on_epoch=log_validation, study="protocol")
+                     study="protocol")
     model, manifest = artifacts.load_model(stem)
     compile_autoencoder(model, "ssim", budget["learning_rate"], budget["weight_decay"], budget["window_size"],
                         budget["window"])  # for the losses of the memorisation measure

@@ -93,8 +93,6 @@ def train_nanotwice_model(
     checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / name)
 
     def after_epoch(model, history):
-        if "val_loss" in history:
-            log(f"{name}: validation loss {history['val_loss'][-1]:.5f}")
         if method == "SSIM-AE" and crops == "fixed" and len(history["loss"]) == TABLE2_EPOCHS:
             snapshot(checkpoint_dir, sensitivity.base_snapshot_dir(cache_dir(), TABLE2_EPOCHS))
 
