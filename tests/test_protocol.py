@@ -80,6 +80,9 @@ def _run(crops, seed, val_loss, epochs=50):
     return {"crops": crops, "seed": seed, "epochs": epochs, "val_loss": [0.9, val_loss]}
 
 
+FIXED_AND_FRESH = (_run("fixed", 0, 0.150), _run("fixed", 1, 0.152), _run("fresh", 0, 0.140), _run("fresh", 1, 0.141))
+
+
 @pytest.mark.parametrize("runs, chosen", [
     # fresh lower by 0.010, seed ranges 0.002 and 0.001: adopted
     ([_run("fixed", 0, 0.150), _run("fixed", 1, 0.152), _run("fresh", 0, 0.140), _run("fresh", 1, 0.141)], "fresh"),
@@ -89,6 +92,16 @@ def _run(crops, seed, val_loss, epochs=50):
     ([_run("fixed", 0, 0.150), _run("fixed", 1, 0.151), _run("fresh", 0, 0.120)], "fixed"),
     # runs of another budget do not count
     ([_run("fixed", 0, 0.150), _run("fresh", 0, 0.120, 200), _run("fresh", 1, 0.121, 200)], "fixed"),
+    # a third protocol with one seed lower still: fresh, which beats fixed with two seeds, is adopted
+    ([*FIXED_AND_FRESH, _run("fresh+flips+rot90", 0, 0.130)], "fresh"),
+    # flips and turns lower than fresh, but within their seed ranges (0.002): the simpler, fresh
+    ([*FIXED_AND_FRESH, _run("fresh+flips+rot90", 0, 0.138), _run("fresh+flips+rot90", 1, 0.140)], "fresh"),
+    # flips and turns lower than fresh by 0.006, seed ranges at most 0.002: adopted
+    ([*FIXED_AND_FRESH, _run("fresh+flips+rot90", 0, 0.134), _run("fresh+flips+rot90", 1, 0.135)],
+     "fresh+flips+rot90"),
+    # both lower than fixed crops, but within fixed crops' seed range (0.015): fixed crops stay
+    ([_run("fixed", 0, 0.135), _run("fixed", 1, 0.150), _run("fresh", 0, 0.140), _run("fresh", 1, 0.141),
+      _run("fresh+flips+rot90", 0, 0.1395), _run("fresh+flips+rot90", 1, 0.1405)], "fixed"),
 ])
 def test_the_decision_rule_reads_validation_losses_against_the_seed_spread(runs, chosen):
     assert protocol.choose_protocol({"runs": runs})[0] == chosen
@@ -157,3 +170,38 @@ def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_pa
     with pytest.raises(SystemExit) as exit_:
         studies.main(["mvtec", "--crops", "fresh"])
     assert exit_.value.code == 2 and "--crops: only the nanotwice study" in capsys.readouterr().err
+
+
+def _store(root, name, crops, epochs_done, schedule_epochs=2, seed=0):
+    from ssimlib import artifacts
+
+    keras.utils.set_random_seed(seed)
+    model = ConvAutoencoder(32, 1, 8)
+    settings = {"loss": "l2", "seed": 0, "n_patches": 6, "patch_size": 32, **({} if crops == "fixed" else {"crops": crops})}
+    training = {"settings": settings, "epochs_done": epochs_done, "schedule_epochs": schedule_epochs}
+    artifacts.save_model(model, artifacts.study_model("nanotwice", name, root), artifacts.architecture_of(model), training)
+    return model
+
+
+def test_the_fig6_models_of_a_protocol_replace_the_fixed_crop_ones_once_finished(tmp_path):
+    from types import SimpleNamespace
+
+    from ssimlib.experiments import nanotwice
+
+    fixed = _store(tmp_path, "l2_ae", "fixed", 2)
+    _store(tmp_path, "l2_ae-fresh", "fresh", 1, seed=1)  # halfway: the fixed-crop model stays the Fig. 6 one
+    models, manifests, missing = nanotwice.load_trained_models(["L2-AE", "SSIM-AE"], tmp_path, crops="fresh")
+    assert missing == ["SSIM-AE"] and nanotwice.crops_of(manifests["L2-AE"]) == "fixed"
+    np.testing.assert_array_equal(models["L2-AE"].get_weights()[0], fixed.get_weights()[0])
+    fresh = _store(tmp_path, "l2_ae-fresh", "fresh", 2, seed=1)
+    models, manifests, _ = nanotwice.load_trained_models(["L2-AE"], tmp_path, crops="fresh")
+    assert nanotwice.crops_of(manifests["L2-AE"]) == "fresh" and manifests["L2-AE"]["name"] == "l2_ae-fresh"
+    np.testing.assert_array_equal(models["L2-AE"].get_weights()[0], fresh.get_weights()[0])
+    _, manifests, _ = nanotwice.load_trained_models(["L2-AE"], tmp_path)
+    assert manifests["L2-AE"]["name"] == "l2_ae"  # "fixed" asks for the first models
+
+    # the crops a model saw last: its fixed set's first ones, or its last epoch's
+    dataset = SimpleNamespace(train_images=IMAGES, train_paths=None)
+    last_epoch = nanotwice.own_training_crops(dataset, manifests["L2-AE"] | {"training": {
+        "settings": {"seed": 0, "n_patches": 6, "patch_size": 32, "crops": "fresh"}, "epochs_done": 2}}, 4)
+    np.testing.assert_array_equal(last_epoch, CropStream(IMAGES, 6, 32, seed=0).crops(1)[:4])

@@ -78,9 +78,22 @@ def load_dataset(data_root=None):
     return load_nanotwice(resolve_data_root("nanotwice", data_root))
 
 
-def load_trained_models(methods=None, models_root=None):
+def fig6_model_name(method, crops="fixed"):
+    """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, the first Fig. 6 models), ``"ssim_ae-fresh"``."""
+    return MODEL_NAMES[method] + ("" if crops == "fixed" else f"-{crops}")
+
+
+def crops_of(manifest):
+    """The crop protocol a stored model was trained under (``"fixed"`` where its settings name none)."""
+    return manifest["training"]["settings"].get("crops", "fixed")
+
+
+def load_trained_models(methods=None, models_root=None, crops="fixed"):
     """Trained Fig. 6 models from the model store (default: the committed ``models/nanotwice``).
 
+    ``crops``: the crop protocol wanted.  Another than ``"fixed"`` loads, per method, the
+    model trained under it (:func:`fig6_model_name`) once it has finished its schedule,
+    and the fixed-crop model until then (:func:`crops_of` says which one came).
     Returns ``(models, manifests, missing)``: dicts by method of the loaded models
     and their manifests, and the methods (of ``methods``, default all four) that
     have no model yet.  A model whose file is altered raises
@@ -88,7 +101,22 @@ def load_trained_models(methods=None, models_root=None):
     """
     from ssimlib import artifacts
 
-    return artifacts.load_study_models("nanotwice", {m: MODEL_NAMES[m] for m in methods or METHODS}, models_root)
+    def name(method):
+        manifest = artifacts.read_manifest(artifacts.study_model("nanotwice", fig6_model_name(method, crops), models_root))
+        finished = manifest is not None and manifest["training"]["epochs_done"] >= manifest["training"]["schedule_epochs"]
+        return fig6_model_name(method, crops if finished else "fixed")
+
+    return artifacts.load_study_models("nanotwice", {m: name(m) for m in methods or METHODS}, models_root)
+
+
+def own_training_crops(dataset, manifest, n_patches):
+    """``n_patches`` crops ``(n, p, p, 1)`` a stored Fig. 6 model was trained on: of its fixed set, or of its last epoch."""
+    s = manifest["training"]["settings"]
+    crops = crops_of(manifest)
+    if crops == "fixed":  # the first crops of its fixed set
+        return training_patches(dataset, n_patches, s["patch_size"], s["seed"])
+    stream = training_patches(dataset, s["n_patches"], s["patch_size"], s["seed"], crops)
+    return stream.crops(manifest["training"]["epochs_done"] - 1)[:n_patches]
 
 
 def schedule_label(manifest):
@@ -97,8 +125,9 @@ def schedule_label(manifest):
     s = t["settings"]
     window = f", SSIM window {s['window']} {s['window_size']}x{s['window_size']}" if s["loss"] == "ssim" else ""
     restarts = f", Adam restarted at epoch {', '.join(map(str, t['optimizer_restarts']))}" if t["optimizer_restarts"] else ""
+    patches = "patches" if crops_of(manifest) == "fixed" else f"{crops_of(manifest)} crops each"
     return (
-        f"{t['method']}: {t['epochs_done']} of {t['schedule_epochs']} epochs of {s['n_patches']:,} patches "
+        f"{t['method']}: {t['epochs_done']} of {t['schedule_epochs']} epochs of {s['n_patches']:,} {patches} "
         f"(batch {s['batch_size']}, d={s['latent_dim']}{window}{restarts}), final loss {t['loss'][-1]:.4f}, "
         f"{t['seconds'] / 3600:.1f} h on {machines_label(manifest)}"
     )

@@ -20,9 +20,10 @@ time, each resuming from its checkpoint in ``<cache>/checkpoints/protocol/<arm>`
 or on a machine without it from its export in ``models/protocol/<arm>`` (written
 every 10 epochs, as every study's models are; Adam restarts there, and the entry
 lists the epoch).  An arm in the results file is never retrained; its finished
-weights need not be kept (only the results are committed).  :data:`DECISION_RULE` was written
-before any arm was evaluated, and :func:`choose_protocol` applies it; it reads
-validation losses only, never a test image.
+weights need not be kept (only the results are committed).  :data:`FIRST_DECISION_RULE` was
+written before any arm was evaluated, :data:`DECISION_RULE` (which amends it for three protocols)
+before the third protocol's arm was; :func:`choose_protocol` applies it, reading validation
+losses only, never a test image.
 """
 
 from pathlib import Path
@@ -50,11 +51,23 @@ ARMS = (
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_protocol.json"
 OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
 # Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.
-DECISION_RULE = (
+FIRST_DECISION_RULE = (
     "Per protocol, the mean over its seeds of the validation loss after the last epoch. The protocol with the "
     "lowest mean is adopted for the 200-epoch Fig. 6 models if it has at least two seeds and its mean lies below "
     "every other protocol's by more than the larger of the two protocols' seed ranges (max - min of their "
     "validation losses); otherwise the Fig. 6 protocol ('fixed') stays. Test images and masks are not read."
+)
+# Amended on 2026-12-05, before arm 5 (the third protocol) had been evaluated on a test image: the first rule
+# compared every protocol with every other, so two protocols that both beat fixed crops but tie with each
+# other (or a third protocol with one seed) would have kept fixed crops.  The amendment compares each with
+# fixed crops first; the fresh-against-fixed decision of four arms is the same under both.
+DECISION_RULE = (
+    "Per protocol, the mean over its seeds of the validation loss after the last epoch. A protocol qualifies if "
+    "it has at least two seeds and its mean lies below fixed crops' by more than the larger of the two "
+    "protocols' seed ranges (max - min of their validation losses). Of the qualifying protocols, the one with "
+    "the lowest mean is adopted for the 200-epoch Fig. 6 models if it lies below every other qualifying one by "
+    "more than the larger of their seed ranges, else the simplest qualifying one (fewest additions to fresh "
+    "crops); if none qualifies, fixed crops stay. Test images and masks are not read."
 )
 
 
@@ -81,7 +94,8 @@ def result_for(results, crops, seed, epochs):
 
 def add_result(path, entry):
     """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
-    return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE)
+    return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE,
+                           first_decision_rule=FIRST_DECISION_RULE)
 
 
 def memorisation(model, training_crops, validation, test_patches, batch_size=32):
@@ -97,28 +111,33 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
     """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
 
     Reads each run's ``val_loss`` only.  ``protocol`` is ``"fixed"`` unless another
-    protocol wins by more than the seed spread.
+    protocol wins against fixed crops by more than the seed spread.
     """
     by_protocol = {}
     for run in results["runs"]:
         if run["epochs"] == epochs:
             by_protocol.setdefault(run["crops"], []).append(run["val_loss"][-1])
-    if not by_protocol:
-        return "fixed", "no runs yet"
+    if "fixed" not in by_protocol:
+        return "fixed", "no fixed-crop runs to compare with"
     means = {p: float(np.mean(v)) for p, v in by_protocol.items()}
     spread = {p: float(np.ptp(v)) for p, v in by_protocol.items()}
-    best = min(means, key=means.get)
-    others = [p for p in means if p != best]
-    if len(by_protocol[best]) < 2:
-        return "fixed", f"{best} has the lowest validation loss ({means[best]:.4f}) but only one seed"
-    if not others:
-        return "fixed", f"only {best} has runs"
-    margins = {p: means[p] - means[best] - max(spread[p], spread[best]) for p in others}
-    if all(m > 0 for m in margins.values()):
-        return best, (f"{best}: validation loss {means[best]:.4f}, below every other protocol by more than "
-                      f"the seed spread (margins {', '.join(f'{p} {m:.4f}' for p, m in margins.items())})")
-    return "fixed", (f"{best} has the lowest validation loss ({means[best]:.4f}) but not by more than the seed "
-                     "spread")
+
+    def margin(worse, better):  # how far ``better`` lies below ``worse`` beyond the larger seed range
+        return means[worse] - means[better] - max(spread[worse], spread[better])
+
+    one_seed = [p for p in by_protocol if p != "fixed" and len(by_protocol[p]) < 2]
+    aside = f"; {', '.join(one_seed)}: one seed, not compared" if one_seed else ""
+    margins = {p: margin("fixed", p) for p in by_protocol if p != "fixed" and p not in one_seed}
+    qualifying = [p for p in nanotwice.CROP_PROTOCOLS if margins.get(p, 0) > 0]  # simplest first
+    if not qualifying:
+        return "fixed", f"no protocol lies below fixed crops ({means['fixed']:.4f}) by more than the seed spread{aside}"
+    best = min(qualifying, key=means.get)
+    if all(margin(p, best) > 0 for p in qualifying if p != best):
+        chosen, how = best, "the lowest"
+    else:
+        chosen, how = qualifying[0], f"the simplest of {', '.join(qualifying)}, which lie within their seed spread"
+    return chosen, (f"{chosen}: validation loss {means[chosen]:.4f}, {how}, below fixed crops' {means['fixed']:.4f} "
+                    f"by {margins[chosen]:.4f} more than the seed spread{aside}")
 
 
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):

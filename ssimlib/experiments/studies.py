@@ -54,11 +54,6 @@ MVTEC_FIRST_STAGE = TABLE2_EPOCHS
 STUDIES = (*QUEUE, "protocol", "queue")
 
 
-def fig6_model_name(method, crops="fixed"):
-    """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, the paper's models so far), ``"ssim_ae-fresh"``."""
-    return nanotwice.MODEL_NAMES[method] + ("" if crops == "fixed" else f"-{crops}")
-
-
 def train_nanotwice_model(
     method, schedule=None, data_root=None, models_root=None, checkpoint_dir=None, export_every=10, log=print,
     crops="fixed",
@@ -67,13 +62,14 @@ def train_nanotwice_model(
 
     ``schedule`` overrides entries of :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`; ``crops``
     is a protocol of :data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS` (another than ``"fixed"``
-    trains a model of its own, :func:`fig6_model_name`, beside the fixed-crop one).  The loss on
-    :func:`ssimlib.experiments.nanotwice.validation_patches` is logged every epoch.
+    trains a model of its own, :func:`ssimlib.experiments.nanotwice.fig6_model_name`, beside the
+    fixed-crop one).  The loss on :func:`ssimlib.experiments.nanotwice.validation_patches` is
+    logged every epoch.
     Returns the manifest of the exported model.
     """
     artifacts.code_commit()  # the code this job runs, recorded in every export
     schedule = {**nanotwice.FIG6_SCHEDULE, **(schedule or {})}
-    name = fig6_model_name(method, crops)
+    name = nanotwice.fig6_model_name(method, crops)
     settings = training_settings(
         nanotwice.METHODS[method], schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
         schedule["weight_decay"], schedule["window_size"], schedule["window"], schedule["seed"],
