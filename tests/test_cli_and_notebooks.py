@@ -80,6 +80,23 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
         assert len(run.stderr.strip().splitlines()) == 1 and "choose from" in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("ename, status", [("ValueError", 2), ("ZeroDivisionError", 1)])
+def test_a_cell_that_fails_is_one_line_naming_the_cell_and_the_notebook_with_its_traceback(
+        monkeypatch, capsys, ename, status):
+    import papermill
+
+    def fail(*args, **kwargs):
+        raise papermill.PapermillExecutionError(6, 6, "models = load(crops)", ename,
+                                                "crops must be one of fixed, fresh, got 'frehs'", ["Traceback ..."])
+
+    monkeypatch.setattr(papermill, "execute_notebook", fail)
+    assert main(["notebook", "02_roc_comparison", "--profile", "ci", "-p", "crops", "frehs"]) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: notebook 02_roc_comparison stopped in cell [6]: "), err
+    assert f"{ename}: crops must be one of fixed, fresh, got 'frehs'" in err
+    assert str(Path("runs", "ci", "02_roc_comparison.ipynb")) in err
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_profiles_other_than_full_write_nothing_committed(name):
     # Every folder a non-full profile writes into, resolved where its kernel runs, lies in gitignored space.

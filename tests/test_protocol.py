@@ -199,6 +199,8 @@ def test_the_fig6_models_of_a_protocol_replace_the_fixed_crop_ones_once_finished
     np.testing.assert_array_equal(models["L2-AE"].get_weights()[0], fresh.get_weights()[0])
     _, manifests, _ = nanotwice.load_trained_models(["L2-AE"], tmp_path)
     assert manifests["L2-AE"]["name"] == "l2_ae"  # "fixed" asks for the first models
+    with pytest.raises(ValueError, match="crops must be one of fixed, fresh, fresh\\+flips\\+rot90, got 'frehs'"):
+        nanotwice.load_trained_models(["L2-AE"], tmp_path, crops="frehs")
 
     # the crops a model saw last: its fixed set's first ones, or its last epoch's
     dataset = SimpleNamespace(train_images=IMAGES, train_paths=None)

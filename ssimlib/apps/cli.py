@@ -19,6 +19,9 @@ import os
 import sys
 import warnings
 
+# Exceptions a notebook cell raises for a parameter or input it cannot use: exit status 2, as for any bad input.
+INPUT_ERRORS = ("ValueError", "FileNotFoundError", "ArtifactError")
+
 
 @contextlib.contextmanager
 def _process_stderr_silenced():
@@ -163,7 +166,9 @@ def main(argv=None):
     elif args.command == "notebook":
         import yaml
 
-        from ssimlib.apps.notebooks import NotebookChoiceError, check_choice, run_notebook
+        import papermill
+
+        from ssimlib.apps.notebooks import NotebookChoiceError, check_choice, executed_notebook, run_notebook
 
         parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
         try:
@@ -171,7 +176,13 @@ def main(argv=None):
         except NotebookChoiceError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        print(run_notebook(args.name, args.output, args.profile, parameters))
+        try:
+            print(run_notebook(args.name, args.output, args.profile, parameters))
+        except papermill.PapermillExecutionError as error:
+            where = executed_notebook(args.name, args.output, args.profile)
+            print(f"error: notebook {args.name} stopped in cell [{error.exec_count}]: {error.ename}: "
+                  f"{error.evalue.splitlines()[0] if error.evalue else ''} (traceback in {where})", file=sys.stderr)
+            return 2 if error.ename in INPUT_ERRORS else 1
     elif args.command == "refresh-ci":
         from ssimlib.apps.notebooks import NotebookChoiceError, check_choice, refresh_ci_copies
 

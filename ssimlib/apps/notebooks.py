@@ -97,6 +97,14 @@ def run_outputs(name, profile):
     return base / f"{name}.ipynb", {key: str(base / sub) for key, sub in OUTPUT_PARAMETERS.get(name, {}).items()}
 
 
+def executed_notebook(name, output=None, profile="full"):
+    """Where :func:`run_notebook` writes the executed notebook: ``output``, else the notebook itself
+    (``full``) or ``runs/<profile>/<name>.ipynb``."""
+    if output:
+        return Path(output)
+    return NOTEBOOK_DIR / f"{name}.ipynb" if profile == "full" else run_outputs(name, profile)[0]
+
+
 def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, log_output=False, keep_in_runs=None):
     """Execute ``notebooks/<name>.ipynb`` with papermill; returns the executed notebook's path.
 
@@ -116,10 +124,10 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
     params = {**profile_parameters(name, profile), **(parameters or {})}
     if keep_in_runs is None:
         keep_in_runs = profile != "full"
-    runs_notebook, runs_folders = run_outputs(name, profile)
     if keep_in_runs:
-        params.update({key: folder for key, folder in runs_folders.items() if key not in (parameters or {})})
-    output = Path(output) if output else (source if profile == "full" else runs_notebook)
+        params.update({key: folder for key, folder in run_outputs(name, profile)[1].items()
+                       if key not in (parameters or {})})
+    output = executed_notebook(name, output, profile)
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
     try:

@@ -101,6 +101,9 @@ def load_trained_models(methods=None, models_root=None, crops="fixed"):
     """
     from ssimlib import artifacts
 
+    if crops not in CROP_PROTOCOLS:
+        raise ValueError(f"crops must be one of {', '.join(CROP_PROTOCOLS)}, got {crops!r}")
+
     def name(method):
         manifest = artifacts.read_manifest(artifacts.study_model("nanotwice", fig6_model_name(method, crops), models_root))
         finished = manifest is not None and manifest["training"]["epochs_done"] >= manifest["training"]["schedule_epochs"]
