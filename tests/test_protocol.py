@@ -204,6 +204,6 @@ def test_the_fig6_models_of_a_protocol_replace_the_fixed_crop_ones_once_finished
 
     # the crops a model saw last: its fixed set's first ones, or its last epoch's
     dataset = SimpleNamespace(train_images=IMAGES, train_paths=None)
-    last_epoch = nanotwice.own_training_crops(dataset, manifests["L2-AE"] | {"training": {
-        "settings": {"seed": 0, "n_patches": 6, "patch_size": 32, "crops": "fresh"}, "epochs_done": 2}}, 4)
+    manifest = {"training": {"settings": {"seed": 0, "n_patches": 6, "patch_size": 32, "crops": "fresh"}, "epochs_done": 2}}
+    last_epoch = nanotwice.own_training_crops(dataset, manifest, 4)
     np.testing.assert_array_equal(last_epoch, CropStream(IMAGES, 6, 32, seed=0).crops(1)[:4])
