@@ -14,7 +14,8 @@ Three layers; every import points down (tests/test_architecture.py checks it):
   compared), :mod:`~ssimlib.plotting`, :mod:`~ssimlib.paths`, :mod:`~ssimlib.reproducibility`;
 * :mod:`ssimlib.experiments`, the paper's experiments and their campaigns: ``checkerboard`` (Fig. 3),
   ``nanotwice`` (Fig. 6), ``sensitivity`` (Table II), ``protocol`` (the crop-protocol campaign),
-  ``evaluation_variants`` and ``false_positives`` (what limits the SSIM-AE), ``presets``, ``mvtec`` with ``mvtec_figures`` and ``mvtec_summary`` (MVTec AD), ``studies`` (training them all);
+  ``evaluation_variants`` and ``false_positives`` (what limits the SSIM-AE), ``presets``, ``mvtec``
+  with ``mvtec_figures`` and ``mvtec_summary`` (MVTec AD), ``studies`` (training them all);
 * :mod:`ssimlib.apps`, the applications: ``cli`` (``python -m ssimlib``), ``notebooks``, ``batch``,
   ``own_images``, ``scoring``, ``labelled``, ``own_evaluation``, ``report``.
 """
