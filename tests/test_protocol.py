@@ -178,7 +178,8 @@ def _store(root, name, crops, epochs_done, schedule_epochs=2, seed=0):
     keras.utils.set_random_seed(seed)
     model = ConvAutoencoder(32, 1, 8)
     settings = {"loss": "l2", "seed": 0, "n_patches": 6, "patch_size": 32, **({} if crops == "fixed" else {"crops": crops})}
-    training = {"settings": settings, "epochs_done": epochs_done, "schedule_epochs": schedule_epochs}
+    training = {"settings": settings, "epochs_done": epochs_done, "schedule_epochs": schedule_epochs,
+                "complete": epochs_done >= schedule_epochs}
     artifacts.save_model(model, artifacts.study_model("nanotwice", name, root), artifacts.architecture_of(model), training)
     return model
 

@@ -78,6 +78,12 @@ def load_dataset(data_root=None):
     return load_nanotwice(resolve_data_root("nanotwice", data_root))
 
 
+def check_crops(crops):
+    """Raise ``ValueError`` (one line) unless ``crops`` is a protocol of :data:`CROP_PROTOCOLS`."""
+    if crops not in CROP_PROTOCOLS:
+        raise ValueError(f"crops must be one of {', '.join(CROP_PROTOCOLS)}, got {crops!r}")
+
+
 def fig6_model_name(method, crops="fixed"):
     """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, the first Fig. 6 models), ``"ssim_ae-fresh"``."""
     return MODEL_NAMES[method] + ("" if crops == "fixed" else f"-{crops}")
@@ -101,13 +107,11 @@ def load_trained_models(methods=None, models_root=None, crops="fixed"):
     """
     from ssimlib import artifacts
 
-    if crops not in CROP_PROTOCOLS:
-        raise ValueError(f"crops must be one of {', '.join(CROP_PROTOCOLS)}, got {crops!r}")
+    check_crops(crops)
 
     def name(method):
         manifest = artifacts.read_manifest(artifacts.study_model("nanotwice", fig6_model_name(method, crops), models_root))
-        finished = manifest is not None and manifest["training"]["epochs_done"] >= manifest["training"]["schedule_epochs"]
-        return fig6_model_name(method, crops if finished else "fixed")
+        return fig6_model_name(method, crops if manifest is not None and manifest["training"]["complete"] else "fixed")
 
     return artifacts.load_study_models("nanotwice", {m: name(m) for m in methods or METHODS}, models_root)
 
@@ -191,8 +195,7 @@ def training_patches(dataset, n_patches, patch_size, seed=0, crops="fixed"):
     (how the committed Fig. 6 models were trained); the others: a :class:`ssimlib.data.CropStream`
     of ``n_patches`` fresh crops every epoch, with flips and 90-degree turns where named.
     """
-    if crops not in CROP_PROTOCOLS:
-        raise ValueError(f"crops must be one of {', '.join(CROP_PROTOCOLS)}, got {crops!r}")
+    check_crops(crops)
     if crops == "fixed":
         return sample_patches(dataset.train_images, n_patches, patch_size, seed=seed, paths=dataset.train_paths)
     return CropStream(dataset.train_images, n_patches, patch_size, seed, **CROP_PROTOCOLS[crops])
