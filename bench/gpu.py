@@ -66,10 +66,9 @@ import numpy as np  # noqa: E402
 
 from ssimlib import artifacts, parity  # noqa: E402
 from ssimlib.evaluate import write_json  # noqa: E402
-from ssimlib.experiments import nanotwice, protocol  # noqa: E402
+from ssimlib.experiments import nanotwice, protocol, studies  # noqa: E402
 from ssimlib.models import ConvAutoencoder  # noqa: E402
-from ssimlib.store_training import cache_dir, train_into_store  # noqa: E402
-from ssimlib.train import compile_autoencoder, training_settings  # noqa: E402
+from ssimlib.train import compile_autoencoder  # noqa: E402
 
 # Largest absolute difference between two devices' anomaly maps that counts as agreeing (as tests/test_backends.py).
 MAP_TOLERANCE = 1e-3
@@ -163,35 +162,13 @@ def training_throughput(batch_sizes, policies, steps, latent_dim=500, patch_size
                    "paper_schedule_h": schedule["epochs"] * schedule["n_patches"] / rate / 3600}
 
 
-def train_for(dataset, epochs, args, out, gpu):
+def train_for(epochs, args, out, gpu):
     """Train the Fig. 6 SSIM-AE (seed ``args.seed``) for ``epochs`` of its 200 into ``out``; its manifest."""
-    schedule = {**nanotwice.FIG6_SCHEDULE, "seed": args.seed}
-    if args.tiny:
-        schedule["n_patches"] = 64
-    patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"],
-                                         args.crops)
-    validation = nanotwice.validation_patches(dataset, schedule["patch_size"],
-                                              64 if args.tiny else nanotwice.VALIDATION_PATCHES)
-    settings = training_settings("ssim", schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
-                                 schedule["weight_decay"], schedule["window_size"], schedule["window"],
-                                 schedule["seed"], schedule["n_patches"], args.crops)
-    record = {"method": "SSIM-AE", "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images",
-              "settings": {**settings, "patch_size": schedule["patch_size"], "latent_dim": schedule["latent_dim"]},
-              "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
-              "device": gpu or "cpu"}
-
-    def fit(checkpoint_dir, on_epoch):
-        return nanotwice.train_config(
-            "SSIM-AE", patches, latent_dim=schedule["latent_dim"], window_size=schedule["window_size"],
-            window=schedule["window"], epochs=epochs, batch_size=schedule["batch_size"],
-            learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"], seed=schedule["seed"],
-            checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch, validation=validation,
-        )
-
-    checkpoint_dir = Path(args.checkpoints or cache_dir() / "checkpoints" / "gpu" / MODEL_NAME)
-    return train_into_store(
-        fit, out / MODEL_NAME, checkpoint_dir, settings, record, schedule["epochs"], until=epochs,
-        log=lambda line: print(line, flush=True), study="nanotwice", gpu=gpu or "none (CPU)",
+    tiny = {"n_patches": 64} if args.tiny else {}
+    return studies.train_nanotwice_model(
+        "SSIM-AE", {"seed": args.seed, **tiny}, args.data, checkpoint_dir=args.checkpoints, log=lambda line: print(
+            line, flush=True), crops=args.crops, stem=out / MODEL_NAME, until=epochs,
+        n_validation=64 if args.tiny else nanotwice.VALIDATION_PATCHES, gpu=gpu or "none (CPU)",
     )
 
 
@@ -247,7 +224,7 @@ def main(argv=None):
         print(f"training {epochs} of {nanotwice.FIG6_SCHEDULE['epochs']} epochs (about {epoch_seconds:.1f} s each, "
               f"{left:.0f} s left)", flush=True)
         if epochs > 0:
-            train_for(dataset, epochs, args, out, env["gpu"])
+            train_for(epochs, args, out, env["gpu"])
     print(f"done in {time.perf_counter() - start:.0f} s", flush=True)
 
 

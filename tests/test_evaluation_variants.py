@@ -1,10 +1,13 @@
 """The evaluation variants of notebook 02 (issue #38) against references computed another way."""
 
 import numpy as np
+import pytest
 from scipy.ndimage import uniform_filter
+from scipy.stats import mannwhitneyu
 
 from ssimlib.experiments import evaluation_variants
 from ssimlib.inference import residual_map
+from ssimlib.postprocess import open_anomaly_map
 
 
 class Dimmer:
@@ -55,7 +58,11 @@ def test_every_variant_is_scored():
         mask[20:40, 30:60] = True
         image[20:40, 30:60] = 0.5  # a flat defect the dimmer reconstructs as it does everything
     reconstructions = [0.5 * x + 0.2 for x in images]
-    scores = evaluation_variants.pixel_auroc_by_variant(Dimmer(), images, masks, reconstructions, patch_size=32,
+    maps = [open_anomaly_map(residual_map(x, y, kind="ssim", window_size=7)) for x, y in zip(images, reconstructions)]
+    scores = evaluation_variants.pixel_auroc_by_variant(Dimmer(), images, masks, maps, reconstructions, patch_size=32,
                                                         stride=16, window_size=7)
     assert list(scores) == list(evaluation_variants.VARIANTS)
     assert all(0.0 <= v <= 1.0 for v in scores.values())
+    values, labels = np.concatenate([m.ravel() for m in maps]), np.concatenate([m.ravel() for m in masks])
+    u = mannwhitneyu(values[labels], values[~labels]).statistic  # the AUROC times the number of pairs
+    assert scores["as evaluated (section 4.2)"] == pytest.approx(u / (labels.sum() * (~labels).sum()))

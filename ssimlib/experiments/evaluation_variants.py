@@ -46,26 +46,27 @@ def literal_constants_residual(image, reconstruction, window_size=11, window="un
     return 1.0 - np.asarray(similarity)[0, ..., 0]
 
 
-def pixel_auroc_by_variant(model, images, masks, reconstructions, patch_size=128, stride=30, window_size=11,
+def pixel_auroc_by_variant(model, images, masks, maps, reconstructions, patch_size=128, stride=30, window_size=11,
                            window="uniform"):
     """Pixel AUROC of the SSIM-AE ``model`` on ``images`` ``(H, W)`` with ``masks``, per :data:`VARIANTS` label.
 
-    ``reconstructions`` are the images' averaged reconstructions at ``patch_size`` and ``stride``.
+    ``maps`` and ``reconstructions`` are the evaluation's opened anomaly maps and averaged reconstructions
+    (:class:`~ssimlib.experiments.nanotwice.Evaluation`) at ``patch_size`` and ``stride``; the variants
+    that keep the residual reuse them.
     """
     def residual(x, y):
         return residual_map(x, y, kind="ssim", window_size=window_size, window=window)
 
-    opened = [open_anomaly_map(residual(x, y)) for x, y in zip(images, reconstructions)]
     inner = (slice(BORDER, -BORDER), slice(BORDER, -BORDER))
     return {
-        "as evaluated (section 4.2)": pixel_auroc(opened, masks),
+        "as evaluated (section 4.2)": pixel_auroc(maps, masks),
         "residuals of each patch averaged": pixel_auroc(
             [open_anomaly_map(patchwise_ssim_residual(model, x, patch_size, stride, window_size, window)) for x in images],
             masks),
         "SSIM constants literally 0.01, 0.03": pixel_auroc(
             [open_anomaly_map(literal_constants_residual(x, y, window_size, window)) for x, y in zip(images, reconstructions)],
             masks),
-        "5-pixel image border left out": pixel_auroc([m[inner] for m in opened], [m[inner] for m in masks]),
+        "5-pixel image border left out": pixel_auroc([m[inner] for m in maps], [m[inner] for m in masks]),
         "opening disk of diameter 8": pixel_auroc(
             [open_anomaly_map(residual(x, y), WIDER_OPENING) for x, y in zip(images, reconstructions)], masks),
     }

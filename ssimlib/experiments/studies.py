@@ -41,7 +41,7 @@ from pathlib import Path
 from ssimlib import artifacts
 from ssimlib.experiments import nanotwice, sensitivity
 from ssimlib.experiments.sensitivity import TABLE2_EPOCHS
-from ssimlib.store_training import cache_dir, snapshot, train_into_store
+from ssimlib.store_training import cache_dir, snapshot, stage_end, train_into_store
 from ssimlib.train import training_settings
 
 # The MVTec AD categories whose copies this project's machines hold (../shared/data).
@@ -56,20 +56,24 @@ STUDIES = (*QUEUE, "protocol", "queue")
 
 def train_nanotwice_model(
     method, schedule=None, data_root=None, models_root=None, checkpoint_dir=None, export_every=10, log=print,
-    crops="fixed",
+    crops="fixed", stem=None, until=None, n_validation=nanotwice.VALIDATION_PATCHES, gpu=None,
 ):
     """Train one Fig. 6 model (``method``: a key of :data:`ssimlib.experiments.nanotwice.METHODS`) into the model store.
 
     ``schedule`` overrides entries of :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`; ``crops``
     is a protocol of :data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS` (another than ``"fixed"``
     trains a model of its own, :func:`ssimlib.experiments.nanotwice.fig6_model_name`, beside the
-    fixed-crop one).  The loss on :func:`ssimlib.experiments.nanotwice.validation_patches` is
-    logged every epoch.
+    fixed-crop one).  The loss on ``n_validation`` crops of
+    :func:`ssimlib.experiments.nanotwice.validation_patches` is logged every epoch.  ``stem`` exports
+    elsewhere than into the store (a GPU run's output folder), ``until`` stops at that epoch of the
+    schedule, ``gpu`` (the GPU's name) goes into the manifest.
     Returns the manifest of the exported model.
     """
     artifacts.code_commit()  # the code this job runs, recorded in every export
     schedule = {**nanotwice.FIG6_SCHEDULE, **(schedule or {})}
     name = nanotwice.fig6_model_name(method, crops)
+    in_store = stem is None
+    stem = artifacts.study_model("nanotwice", name, models_root) if in_store else Path(stem)
     settings = training_settings(
         nanotwice.METHODS[method], schedule["epochs"], schedule["batch_size"], schedule["learning_rate"],
         schedule["weight_decay"], schedule["window_size"], schedule["window"], schedule["seed"],
@@ -78,7 +82,7 @@ def train_nanotwice_model(
     dataset = nanotwice.load_dataset(data_root)
     patches = nanotwice.training_patches(dataset, schedule["n_patches"], schedule["patch_size"], schedule["seed"],
                                          crops)
-    validation = nanotwice.validation_patches(dataset, schedule["patch_size"])
+    validation = nanotwice.validation_patches(dataset, schedule["patch_size"], n_validation)
     record = {
         "method": method,
         "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images "
@@ -86,25 +90,26 @@ def train_nanotwice_model(
         "settings": {**settings, "patch_size": schedule["patch_size"], "latent_dim": schedule["latent_dim"]},
         "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
     }
-    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / name)
+    checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / stem.name)
 
     def after_epoch(model, history):
-        if method == "SSIM-AE" and crops == "fixed" and len(history["loss"]) == TABLE2_EPOCHS:
+        if in_store and method == "SSIM-AE" and crops == "fixed" and len(history["loss"]) == TABLE2_EPOCHS:
             snapshot(checkpoint_dir, sensitivity.base_snapshot_dir(cache_dir(), TABLE2_EPOCHS))
 
     def fit(checkpoint_dir, on_epoch):
         return nanotwice.train_config(
             method, patches, latent_dim=schedule["latent_dim"], window_size=schedule["window_size"],
-            window=schedule["window"], epochs=schedule["epochs"], batch_size=schedule["batch_size"],
+            window=schedule["window"], epochs=stage_end(until, schedule["epochs"]),
+            batch_size=schedule["batch_size"],
             learning_rate=schedule["learning_rate"], weight_decay=schedule["weight_decay"], seed=schedule["seed"],
             checkpoint_dir=checkpoint_dir, feature_extractor=schedule["feature_extractor"],
             fm_weight=schedule["fm_weight"], progress=False, on_epoch=on_epoch, validation=validation,
         )
 
     return train_into_store(
-        fit, artifacts.study_model("nanotwice", name, models_root), checkpoint_dir, settings, record,
-        schedule["epochs"], export_every, log, on_epoch=after_epoch,
-        feature_extractor=schedule["feature_extractor"], study="nanotwice",
+        fit, stem, checkpoint_dir, settings, record, schedule["epochs"], export_every, log, on_epoch=after_epoch,
+        feature_extractor=schedule["feature_extractor"], until=until, study="nanotwice",
+        **({"gpu": gpu} if gpu else {}),
     )
 
 
