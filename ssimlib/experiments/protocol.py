@@ -269,6 +269,12 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     return lines
 
 
+def seed_spreads(results, crops, epochs=TABLE2_BUDGET["epochs"]):
+    """Max - min over the seeds of ``crops``' arms of ``epochs`` epochs, per :data:`MEASURES` key; None with one seed."""
+    runs = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == crops]
+    return {key: float(np.ptp([_measure(r, key) for r in runs])) if len(runs) > 1 else None for key, _ in MEASURES}
+
+
 def _difference(a, b):
     """``"+0.0120 (0.0030)"``: mean(a) - mean(b) and the larger seed range, ``"(one seed)"`` where one has one."""
     spread = f"{max(np.ptp(a), np.ptp(b)):.4f}" if min(len(a), len(b)) > 1 else "one seed"
