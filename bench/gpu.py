@@ -166,8 +166,8 @@ def train_for(epochs, args, out, gpu):
     """Train the Fig. 6 SSIM-AE (seed ``args.seed``) for ``epochs`` of its 200 into ``out``; its manifest."""
     tiny = {"n_patches": 64} if args.tiny else {}
     return studies.train_nanotwice_model(
-        "SSIM-AE", {"seed": args.seed, **tiny}, args.data, checkpoint_dir=args.checkpoints, log=lambda line: print(
-            line, flush=True), crops=args.crops, stem=out / MODEL_NAME, until=epochs,
+        "SSIM-AE", {"seed": args.seed, **tiny}, args.data, checkpoint_dir=args.checkpoints,
+        log=lambda line: print(line, flush=True), crops=args.crops, stem=out / MODEL_NAME, until=epochs,
         n_validation=64 if args.tiny else nanotwice.VALIDATION_PATCHES, gpu=gpu or "none (CPU)",
     )
 
