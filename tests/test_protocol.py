@@ -156,16 +156,19 @@ def test_the_table_gives_each_protocols_mean_and_seed_spread():
     assert protocol.format_runs({"runs": []}) == ["no arm of 50 epochs has finished yet"]
 
 
-def test_seed_spreads_are_each_measures_range_over_a_protocols_seeds():
+def test_the_seed_spread_is_the_larger_range_of_the_protocols_read():
     def run(crops, seed, val, auroc, epochs=50):
         return {"crops": crops, "seed": seed, "epochs": epochs, "val_loss": [0.5, val], "pixel_auroc": auroc,
                 "au_pro_0_3": 0.8, "median_region_overlap_fpr_0_05": 0.7}
 
     results = {"runs": [run("fresh", 0, 0.12, 0.93), run("fresh", 1, 0.15, 0.92), run("fresh", 2, 0.13, 0.96, 200),
                         run("fixed", 0, 0.17, 0.91)]}
-    assert protocol.seed_spreads(results, "fresh") == pytest.approx(
+    assert protocol.seed_spread(results, ["fresh"]) == pytest.approx(
         {"val_loss": 0.03, "pixel_auroc": 0.01, "au_pro_0_3": 0.0, "median_region_overlap_fpr_0_05": 0.0})
-    assert set(protocol.seed_spreads(results, "fixed").values()) == {None}
+    assert set(protocol.seed_spread(results, ["fresh", "fixed"]).values()) == {None}
+    results["runs"].append(run("fixed", 1, 0.18, 0.95))
+    assert protocol.seed_spread(results, ["fixed", "fresh"]) == pytest.approx(
+        {"val_loss": 0.03, "pixel_auroc": 0.04, "au_pro_0_3": 0.0, "median_region_overlap_fpr_0_05": 0.0})
 
 
 def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):

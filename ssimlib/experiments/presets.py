@@ -40,7 +40,6 @@ OBJECTS = (
     "pill", "screw", "toothbrush", "transistor", "zipper",
 )
 CATEGORIES = tuple(sorted(TEXTURES + OBJECTS))
-FLIPS = ("both", "horizontal", "none")
 SETUPS = ("cvpr2019", "reimplementation")
 BACKGROUNDS = ("white", "black")
 # Share of training patches that are rotated (the reference's p_rotate = 0.3).
@@ -246,8 +245,6 @@ PAPER_MEAN_PIXEL_AUROC = {"SSIM-AE": 0.87, "L2-AE": 0.82}
 # Mean AU-PRO up to a pixel FPR of 0.3 over the 15 categories, reported later by the
 # same authors (Uninformed Students, CVPR 2020; MVTec AD journal version, IJCV 2021).
 PAPER_MEAN_AU_PRO = {"SSIM-AE": 0.694, "L2-AE": 0.790}
-PAPER_PIXEL_AUROC_SOURCE = "MVTec AD (CVPR 2019) Table 3"
-PAPER_AU_PRO_SOURCE = "mean over 15 categories, Bergmann et al. (CVPR 2020, IJCV 2021)"
 
 
 def model_label(loss):

@@ -269,13 +269,20 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     return lines
 
 
-def seed_spreads(results, crops, epochs=TABLE2_BUDGET["epochs"]):
-    """Max - min over the seeds of ``crops``' arms of ``epochs`` epochs, per :data:`MEASURES` key; None with one seed."""
-    runs = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == crops]
-    return {key: float(np.ptp([_measure(r, key) for r in runs])) if len(runs) > 1 else None for key, _ in MEASURES}
+def seed_spread(results, crops, epochs=TABLE2_BUDGET["epochs"]):
+    """Per :data:`MEASURES` key, the larger seed range (max - min) among the protocols ``crops`` (names, e.g.
+    ``("fixed", "fresh")``) over their arms of ``epochs`` epochs; None where one of them has fewer than two seeds."""
+    runs = [r for r in results["runs"] if r["epochs"] == epochs]
+    return {key: _larger_range(*([_measure(r, key) for r in runs if r["crops"] == c] for c in crops))
+            for key, _ in MEASURES}
+
+
+def _larger_range(*values):
+    """The largest max - min among lists of one measure; None where a list has fewer than two values."""
+    return float(max(np.ptp(v) for v in values)) if min(len(v) for v in values) > 1 else None
 
 
 def _difference(a, b):
     """``"+0.0120 (0.0030)"``: mean(a) - mean(b) and the larger seed range, ``"(one seed)"`` where one has one."""
-    spread = f"{max(np.ptp(a), np.ptp(b)):.4f}" if min(len(a), len(b)) > 1 else "one seed"
-    return f"{np.mean(a) - np.mean(b):+.4f} ({spread})"
+    spread = _larger_range(a, b)
+    return f"{np.mean(a) - np.mean(b):+.4f} ({'one seed' if spread is None else f'{spread:.4f}'})"
