@@ -254,8 +254,7 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
         lines.append(f"{run['crops']:18} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
                      f" / {memo['defect_free_test_crops']:.4f}")
     lines.append("per protocol: mean (seed spread: max - min over its seeds)")
-    values = {crops: {k: [_measure(r, k) for r in runs if r["crops"] == crops] for k, _ in MEASURES}
-              for crops in dict.fromkeys(r["crops"] for r in runs)}
+    values = _measures_by_protocol(runs)
     for crops, measures in values.items():
         n = len(measures["val_loss"])
         lines.append(f"{crops:18} {'':>4} " + " ".join(
@@ -272,9 +271,15 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
 def seed_spread(results, crops, epochs=TABLE2_BUDGET["epochs"]):
     """Per :data:`MEASURES` key, the larger seed range (max - min) among the protocols ``crops`` (names, e.g.
     ``("fixed", "fresh")``) over their arms of ``epochs`` epochs; None where one of them has fewer than two seeds."""
-    runs = [r for r in results["runs"] if r["epochs"] == epochs]
-    return {key: _larger_range(*([_measure(r, key) for r in runs if r["crops"] == c] for c in crops))
-            for key, _ in MEASURES}
+    values = _measures_by_protocol([r for r in results["runs"] if r["epochs"] == epochs])
+    none = {key: [] for key, _ in MEASURES}
+    return {key: _larger_range(*(values.get(c, none)[key] for c in crops)) for key, _ in MEASURES}
+
+
+def _measures_by_protocol(runs):
+    """``{crops: {MEASURES key: [its value in each of that protocol's runs]}}``, protocols in order of appearance."""
+    return {crops: {k: [_measure(r, k) for r in runs if r["crops"] == crops] for k, _ in MEASURES}
+            for crops in dict.fromkeys(r["crops"] for r in runs)}
 
 
 def _larger_range(*values):
