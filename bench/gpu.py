@@ -12,13 +12,16 @@ still returns what it measured (seven files, flat, as the device tool fetches th
                      beside the paper's 2.23 ms and 3.61 s on a Tesla V100 (ssimlib.experiments.nanotwice.PAPER_TIMING)
     throughput.json  training patches/s of the d = 500 SSIM-AE (128 px, SSIM loss, Adam) for each dtype
                      policy (float32, mixed_bfloat16) and batch size, and the paper schedule's hours
-    ssim_ae_gpu.weights.h5, ssim_ae_gpu.json
+    ssim_ae-fresh-seed1.weights.h5, ssim_ae-fresh-seed1.json
                      the Fig. 6 SSIM-AE trained at the paper's schedule (ssimlib.experiments.nanotwice.FIG6_SCHEDULE)
                      with another seed (--seed, default 1) under the crop protocol the campaign adopts
                      (--crops; ssimlib.experiments.protocol.choose_protocol), its validation loss logged every
                      epoch, for as many of its 200 epochs as the time left of --budget-seconds allows;
                      exported every 10 epochs and at the end with a manifest (ssimlib.artifacts) that names
-                     the GPU (its "gpu" entry)
+                     the GPU (its "gpu" entry).  Named as the model store names it
+                     (ssimlib.experiments.nanotwice.fig6_model_name), so that, copied into models/nanotwice/,
+                     ``python -m ssimlib train-study nanotwice --models SSIM-AE --crops fresh --seed 1``
+                     continues it on any machine to the end of its schedule
     gpu.log          nvidia-smi's summary and this script's log (bench/gpu.sh writes it)
 
 ``--tiny`` shrinks every step (a crop for the whole image, 64 patches for one epoch, few
@@ -72,7 +75,6 @@ from ssimlib.train import compile_autoencoder  # noqa: E402
 
 # Largest absolute difference between two devices' anomaly maps that counts as agreeing (as tests/test_backends.py).
 MAP_TOLERANCE = 1e-3
-MODEL_NAME = "ssim_ae_gpu"
 
 
 def gpu_name():
@@ -167,7 +169,8 @@ def train_for(epochs, args, out, gpu):
     tiny = {"n_patches": 64} if args.tiny else {}
     return studies.train_nanotwice_model(
         "SSIM-AE", {"seed": args.seed, **tiny}, args.data, checkpoint_dir=args.checkpoints,
-        log=lambda line: print(line, flush=True), crops=args.crops, stem=out / MODEL_NAME, until=epochs,
+        log=lambda line: print(line, flush=True), crops=args.crops, until=epochs,
+        stem=out / nanotwice.fig6_model_name("SSIM-AE", args.crops, args.seed),
         n_validation=64 if args.tiny else nanotwice.VALIDATION_PATCHES, gpu=gpu or "none (CPU)",
     )
 

@@ -187,6 +187,25 @@ def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_pa
     assert exit_.value.code == 2 and "--crops: only the nanotwice study" in capsys.readouterr().err
 
 
+def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
+    from ssimlib.experiments import nanotwice, studies
+
+    assert [nanotwice.fig6_model_name("SSIM-AE", crops, seed) for crops, seed in
+            [("fixed", 0), ("fresh", 0), ("fresh", 1), ("fixed", 2)]] == [
+        "ssim_ae", "ssim_ae-fresh", "ssim_ae-fresh-seed1", "ssim_ae-seed2"]
+    monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=1, batch_size=16, seed=1)
+    manifest = studies.train_nanotwice_model("L2-AE", schedule, nanotwice_root, tmp_path / "models",
+                                             log=lambda line: None, crops="fresh")
+    assert manifest["name"] == "l2_ae-fresh-seed1" and manifest["training"]["settings"]["seed"] == 1
+    assert sorted(p.name for p in (tmp_path / "models" / "nanotwice").glob("*.json")) == ["l2_ae-fresh-seed1.json"]
+    for argv, message in [(["mvtec", "--seed", "1"], "--seed: only the nanotwice study"),
+                          (["nanotwice", "--seed", "-1"], "--seed: expected a non-negative integer, got -1")]:
+        with pytest.raises(SystemExit) as exit_:
+            studies.main(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def _store(root, name, crops, epochs_done, schedule_epochs=2, seed=0):
     from ssimlib import artifacts
 

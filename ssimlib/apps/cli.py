@@ -196,29 +196,42 @@ def main(argv=None):
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning on the command line: one line, ``warning: <message>``, on stderr."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _own_images(args):
     """``train`` and ``detect``: exit status 0, or 2 with one line per problem on stderr."""
     load_keras_quietly()
     from ssimlib.apps import own_images
 
     try:
-        if args.command == "train":
-            manifest = own_images.train_model(
-                args.data, args.out, args.kind, args.loss, args.patch_size, args.latent_dim, args.epochs,
-                args.n_patches, args.batch_size, gray=args.gray, validation_fraction=args.validation_fraction,
-                min_defect_area=args.min_defect_area, seed=args.seed, restart=args.restart,
-            )
-            print(f"model written to {args.out}.weights.h5 and {args.out}.json; threshold "
-                  f"{manifest['detection']['threshold']:.4f} from {len(manifest['training']['validation_images'])} "
-                  "held-out defect-free images")
-            return 0
-        rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
-                                      args.min_defect_area)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return _own_images_command(args, own_images)
     except own_images.InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _own_images_command(args, own_images):
+    """``train`` or ``detect`` itself (:func:`_own_images` turns its input errors into exit status 2)."""
+    if args.command == "train":
+        manifest = own_images.train_model(
+            args.data, args.out, args.kind, args.loss, args.patch_size, args.latent_dim, args.epochs,
+            args.n_patches, args.batch_size, gray=args.gray, validation_fraction=args.validation_fraction,
+            min_defect_area=args.min_defect_area, seed=args.seed, restart=args.restart,
+        )
+        n_validation = len(manifest["training"]["validation_images"])
+        print(f"model written to {args.out}.weights.h5 and {args.out}.json; threshold "
+              f"{manifest['detection']['threshold']:.4f} from {n_validation} held-out defect-free "
+              f"image{'' if n_validation == 1 else 's'}")
+        return 0
+    rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
+                                  args.min_defect_area)
     defective = sum(row["verdict"] == "defective" for row in rows)
-    print(f"{len(rows)} images: {defective} defective, {len(rows) - defective} good; "
+    print(f"{len(rows)} image{'' if len(rows) == 1 else 's'}: {defective} defective, {len(rows) - defective} good; "
           f"maps, overlays and {own_images.CSV_NAME} in {args.out}")
     if args.report:
         from ssimlib.apps.report import detections_report
@@ -229,10 +242,6 @@ def _own_images(args):
     for path, problem in bad:
         print(f"error: {path}: {problem}", file=sys.stderr)
     return 2 if bad else 0
-
-
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _evaluate(args):

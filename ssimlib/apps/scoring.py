@@ -33,7 +33,9 @@ def as_model_channels(image, channels, path):
     """``image`` ``(H, W, C)`` with ``channels`` channels (converted with a warning when it has others)."""
     if image.shape[-1] == channels:
         return image
-    warnings.warn(f"{path}: {image.shape[-1]}-channel image converted for a {channels}-channel model", stacklevel=3)
+    kinds = {1: "gray", 3: "colour"}
+    warnings.warn(f"{path}: {kinds[image.shape[-1]]} image converted to {kinds[channels]} for a {kinds[channels]} "
+                  f"({channels}-channel) model", stacklevel=3)
     if channels == 1:
         return rgb2gray(image).astype(np.float32)[..., None]
     return gray2rgb(image[..., 0]).astype(np.float32)

@@ -84,9 +84,11 @@ def check_crops(crops):
         raise ValueError(f"crops must be one of {', '.join(CROP_PROTOCOLS)}, got {crops!r}")
 
 
-def fig6_model_name(method, crops="fixed"):
-    """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, the first Fig. 6 models), ``"ssim_ae-fresh"``."""
-    return MODEL_NAMES[method] + ("" if crops == "fixed" else f"-{crops}")
+def fig6_model_name(method, crops="fixed", seed=FIG6_SCHEDULE["seed"]):
+    """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, seed 0: the first Fig. 6 models),
+    ``"ssim_ae-fresh"``, ``"ssim_ae-fresh-seed1"`` (another seed than the schedule's)."""
+    return (MODEL_NAMES[method] + ("" if crops == "fixed" else f"-{crops}")
+            + ("" if seed == FIG6_SCHEDULE["seed"] else f"-seed{seed}"))
 
 
 def crops_of(manifest):

@@ -14,7 +14,9 @@ so one command restarts the whole campaign.
 the models of paper Fig. 6 one after another at :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`
 (the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500);
 ``--crops fresh`` (or another crop protocol) trains them on fresh crops every epoch, as models
-of their own (``models/nanotwice/ssim_ae-fresh``), for the protocol the campaign adopts.
+of their own (``models/nanotwice/ssim_ae-fresh``), for the protocol the campaign adopts;
+``--seed 1`` trains them with another seed, again as models of their own
+(``models/nanotwice/ssim_ae-fresh-seed1``), for the spread over seeds at the paper's schedule.
 
 ``python -m ssimlib train-study mvtec [--categories grid bottle] [--models SSIM-AE L2-AE]
 [--setup cvpr2019] [--epochs N]`` trains the MVTec AD models of CVPR 2019 Table 3 into
@@ -61,9 +63,9 @@ def train_nanotwice_model(
     """Train one Fig. 6 model (``method``: a key of :data:`ssimlib.experiments.nanotwice.METHODS`) into the model store.
 
     ``schedule`` overrides entries of :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`; ``crops``
-    is a protocol of :data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS` (another than ``"fixed"``
-    trains a model of its own, :func:`ssimlib.experiments.nanotwice.fig6_model_name`, beside the
-    fixed-crop one).  The loss on ``n_validation`` crops of
+    is a protocol of :data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS`; another than ``"fixed"``,
+    or another seed than the schedule's, trains a model of its own
+    (:func:`ssimlib.experiments.nanotwice.fig6_model_name`) beside the first one.  The loss on ``n_validation`` crops of
     :func:`ssimlib.experiments.nanotwice.validation_patches` is logged every epoch.  ``stem`` exports
     elsewhere than into the store (a GPU run's output folder), ``until`` stops at that epoch of the
     schedule, ``gpu`` (the GPU's name) goes into the manifest.
@@ -71,7 +73,7 @@ def train_nanotwice_model(
     """
     artifacts.code_commit()  # the code this job runs, recorded in every export
     schedule = {**nanotwice.FIG6_SCHEDULE, **(schedule or {})}
-    name = nanotwice.fig6_model_name(method, crops)
+    name = nanotwice.fig6_model_name(method, crops, schedule["seed"])
     in_store = stem is None
     stem = artifacts.study_model("nanotwice", name, models_root) if in_store else Path(stem)
     settings = training_settings(
@@ -93,7 +95,7 @@ def train_nanotwice_model(
     checkpoint_dir = Path(checkpoint_dir or cache_dir() / "checkpoints" / "nanotwice" / stem.name)
 
     def after_epoch(model, history):
-        if in_store and method == "SSIM-AE" and crops == "fixed" and len(history["loss"]) == TABLE2_EPOCHS:
+        if in_store and name == nanotwice.fig6_model_name("SSIM-AE") and len(history["loss"]) == TABLE2_EPOCHS:
             snapshot(checkpoint_dir, sensitivity.base_snapshot_dir(cache_dir(), TABLE2_EPOCHS))
 
     def fit(checkpoint_dir, on_epoch):
@@ -184,6 +186,9 @@ def main(argv=None):
     parser.add_argument("--crops", default="fixed", choices=list(nanotwice.CROP_PROTOCOLS),
                         help="nanotwice: how the training crops are drawn (default: %(default)s, one set for all "
                              "epochs; another protocol trains models of their own, e.g. models/nanotwice/ssim_ae-fresh)")
+    parser.add_argument("--seed", type=int, default=nanotwice.FIG6_SCHEDULE["seed"],
+                        help="nanotwice: seed of the crops and the initial weights (default: %(default)s; another "
+                             "trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
     parser.add_argument("--export-every", type=int, default=10, help="write the model into models/ every N epochs")
     parser.add_argument("--data-root", help="NanoTWICE folder, or for mvtec the folder holding the categories "
                                              "(default: $SSIMLIB_DATA or ../shared/data, see mvtec.category_root)")
@@ -193,6 +198,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.crops != "fixed" and args.study != "nanotwice":
         parser.error(f"--crops: only the nanotwice study takes a crop protocol ({args.study} trains its own way)")
+    if args.seed != nanotwice.FIG6_SCHEDULE["seed"] and args.study != "nanotwice":
+        parser.error(f"--seed: only the nanotwice study takes a seed ({args.study} trains with its own)")
+    if args.seed < 0:
+        parser.error(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.study == "queue":
         return max(main([study]) for study in QUEUE)
     schedule = {"epochs": args.epochs} if args.epochs else None
@@ -212,7 +221,7 @@ def main(argv=None):
         return _train_checkerboard(args, schedule)
     for method in args.models or nanotwice.TRAINING_ORDER:
         manifest = train_nanotwice_model(
-            method, schedule, args.data_root, args.models_root, export_every=args.export_every,
+            method, {**(schedule or {}), "seed": args.seed}, args.data_root, args.models_root, export_every=args.export_every,
             log=lambda line: print(line, flush=True), crops=args.crops,
         )
         training = manifest["training"]
