@@ -74,7 +74,8 @@ def test_papermill_lists_every_parameter(name):
 
 
 def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
-    for args in (["notebook", "99_nothing"], ["notebook", "02_roc_comparison", "--profile", "reduced"]):
+    for args in (["notebook", "99_nothing"], ["notebook", "02_roc_comparison", "--profile", "reduced"],
+                 ["notebook", "01_checkerboard_toy", "--profile", "ci", "-p", "epoch", "3"]):  # a typo of epochs
         run = subprocess.run([sys.executable, "-m", "ssimlib", *args], capture_output=True, text=True)
         assert run.returncode == 2, run.stderr
         assert len(run.stderr.strip().splitlines()) == 1 and "choose from" in run.stderr, run.stderr

@@ -126,6 +126,10 @@ def test_mask_layouts(tmp_path):
     items, bad, rule = find_labelled([tmp_path / "c"])
     assert [(i.key, i.mask and i.mask.name) for i in items] == [("cut/0", "0_mask.png"), ("good/0", None)] and not bad
     assert rule.startswith("masks: an MVTec AD category")
+    touch("d/0.png", "d/1.jpg")
+    items, bad, rule = find_labelled([tmp_path / "d"])
+    assert [i.mask for i in items] == [None, None] and not bad
+    assert rule.startswith("masks: none found beside the images") and rule.endswith("all 2 images count as defect-free")
 
 
 def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):

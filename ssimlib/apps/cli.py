@@ -168,11 +168,14 @@ def main(argv=None):
 
         import papermill
 
-        from ssimlib.apps.notebooks import NotebookChoiceError, check_choice, executed_notebook, run_notebook
+        from ssimlib.apps.notebooks import (
+            NotebookChoiceError, check_choice, check_parameters, executed_notebook, run_notebook,
+        )
 
         parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
         try:
             check_choice(args.name, args.profile)
+            check_parameters(args.name, parameters)
         except NotebookChoiceError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

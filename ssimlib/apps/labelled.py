@@ -164,6 +164,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None):
         rule = "beside the images, a PNG of the same stem as an image of another type (found automatically)"
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)
+    if with_mask == 0 and rule.endswith("(found automatically)"):
+        return items, bad, (f"masks: none found beside the images (looked for <stem>{AUTO_SUFFIX}.*, then a PNG of "
+                            "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
+                            f"otherwise), so all {len(items)} images count as defect-free")
     return items, bad, f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as defect-free"
 
 

@@ -73,6 +73,17 @@ def check_choice(name, profile="full"):
             f"notebook {name} has no profile {profile!r}; choose from {', '.join(profile_names(name))}")
 
 
+def check_parameters(name, parameters):
+    """Raise :class:`NotebookChoiceError` for a key of ``parameters`` that notebook ``name``'s parameters cell
+    does not have (papermill would pass it on unused: a typo would run for hours with the default)."""
+    import papermill
+
+    known = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    unknown = [key for key in parameters if key not in known]
+    if unknown:
+        raise NotebookChoiceError(f"notebook {name} has no parameter {unknown[0]!r}; choose from {', '.join(known)}")
+
+
 def profile_parameters(name, profile):
     """Parameters of ``profile`` for notebook ``name`` (empty for ``full``)."""
     if profile == "full":
@@ -115,13 +126,14 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
     folders (:data:`OUTPUT_PARAMETERS`) under ``runs/<profile>/``, unless
     ``parameters`` name them.  ``cwd`` is the kernel's working folder (default
     :func:`profile_cwd`), against which relative paths resolve.
-    Raises :class:`NotebookChoiceError` for an unknown notebook or profile.
+    Raises :class:`NotebookChoiceError` for an unknown notebook, profile or parameter.
     """
     import papermill
 
     check_choice(name, profile)
     source = NOTEBOOK_DIR / f"{name}.ipynb"
     params = {**profile_parameters(name, profile), **(parameters or {})}
+    check_parameters(name, params)
     if keep_in_runs is None:
         keep_in_runs = profile != "full"
     if keep_in_runs:
