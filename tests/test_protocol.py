@@ -206,6 +206,26 @@ def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkey
         assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    from ssimlib.experiments import studies
+
+    # --epochs 0 once trained the whole 200-epoch schedule (0 read as "not given"); -5 exported an empty model
+    for argv, message in [(["nanotwice", "--epochs", "0"], "--epochs must be a whole number of at least 1, got 0"),
+                          (["nanotwice", "--epochs", "-5"], "--epochs must be a whole number of at least 1, got -5"),
+                          (["nanotwice", "--export-every", "0"], "--export-every must be a whole number of at least 1"),
+                          (["mvtec", "--setup", "cvpr"], "argument --setup: invalid choice: 'cvpr'")]:
+        with pytest.raises(SystemExit) as exit_:
+            studies.main([*argv, "--models-root", str(tmp_path / "models")])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+    for study in ("nanotwice", "table2", "protocol"):  # missing data: one line, exit 2, nothing written
+        code = studies.main([study, "--data-root", str(tmp_path / "nowhere"), "--epochs", "1",
+                             "--models-root", str(tmp_path / "models"), "--results", str(tmp_path / "r.json")])
+        errors = [line for line in capsys.readouterr().err.splitlines() if line]
+        assert code == 2 and errors == [f"error: {tmp_path / 'nowhere'}: expected a folder with NanoTWICE's Normal/ "
+                                        "and Anomalous/ folders, but it does not exist"]
+    assert not (tmp_path / "models").exists() and not (tmp_path / "r.json").exists()
+
+
 def _store(root, name, crops, epochs_done, schedule_epochs=2, seed=0):
     from ssimlib import artifacts
 

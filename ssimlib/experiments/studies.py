@@ -38,10 +38,14 @@ the models of paper Fig. 3 on generated checkerboards into ``models/checkerboard
   it is Table II's base setting, which the campaign then need not train again.
 """
 
+import sys
 from pathlib import Path
 
 from ssimlib import artifacts
+from ssimlib.artifacts import ArtifactError
+from ssimlib.data import DatasetError
 from ssimlib.experiments import nanotwice, sensitivity
+from ssimlib.experiments.presets import SETUPS
 from ssimlib.experiments.sensitivity import TABLE2_EPOCHS
 from ssimlib.store_training import cache_dir, snapshot, stage_end, train_into_store
 from ssimlib.train import training_settings
@@ -121,8 +125,6 @@ def _train_checkerboard(args, schedule):
 
     for method in args.models or ("L2-AE", "SSIM-AE"):
         loss = nanotwice.METHODS[method]
-        if loss not in checkerboard.MODEL_NAMES:
-            raise SystemExit(f"checkerboard trains L2-AE and SSIM-AE, not {method}")
         manifest = checkerboard.train_checkerboard_model(
             loss, schedule, args.models_root, export_every=args.export_every, log=lambda line: print(line, flush=True),
         )
@@ -179,7 +181,8 @@ def main(argv=None):
                              "first; checkerboard L2-AE then SSIM-AE; mvtec SSIM-AE and L2-AE)")
     parser.add_argument("--categories", nargs="+", default=list(MVTEC_CATEGORIES),
                         help="mvtec: categories, one after another (default: %(default)s)")
-    parser.add_argument("--setup", default="cvpr2019", help="mvtec: the presets' setup (default: %(default)s)")
+    parser.add_argument("--setup", default="cvpr2019", choices=SETUPS,
+                        help="mvtec: the presets' setup (default: %(default)s)")
     parser.add_argument("--epochs", type=int,
                         help=f"override the schedule's epochs (nanotwice: the paper's 200; table2: {TABLE2_EPOCHS}; "
                              f"mvtec: the paper's 200, every model first to {MVTEC_FIRST_STAGE})")
@@ -202,8 +205,26 @@ def main(argv=None):
         parser.error(f"--seed: only the nanotwice study takes a seed ({args.study} trains with its own)")
     if args.seed < 0:
         parser.error(f"--seed: expected a non-negative integer, got {args.seed}")
+    if args.study == "checkerboard":
+        from ssimlib.experiments.checkerboard import MODEL_NAMES
+
+        other = [m for m in args.models or () if nanotwice.METHODS[m] not in MODEL_NAMES]
+        if other:
+            parser.error(f"--models: checkerboard trains L2-AE and SSIM-AE, not {', '.join(other)}")
+    for option, value in (("--epochs", args.epochs), ("--export-every", args.export_every)):
+        if value is not None and value < 1:
+            parser.error(f"{option} must be a whole number of at least 1, got {value}")
     if args.study == "queue":
         return max(main([study]) for study in QUEUE)
+    try:
+        return _train_study(args)
+    except (DatasetError, ArtifactError) as error:  # data or a stored model that is not what was expected
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _train_study(args):
+    """Run the study ``args.study`` (not ``queue``) with the checked arguments of :func:`main`; its exit status."""
     schedule = {"epochs": args.epochs} if args.epochs else None
     if args.study == "table2":
         sensitivity.run_campaign(args.results or sensitivity.DEFAULT_RESULTS, budget=schedule,
@@ -221,8 +242,8 @@ def main(argv=None):
         return _train_checkerboard(args, schedule)
     for method in args.models or nanotwice.TRAINING_ORDER:
         manifest = train_nanotwice_model(
-            method, {**(schedule or {}), "seed": args.seed}, args.data_root, args.models_root, export_every=args.export_every,
-            log=lambda line: print(line, flush=True), crops=args.crops,
+            method, {**(schedule or {}), "seed": args.seed}, args.data_root, args.models_root,
+            export_every=args.export_every, log=lambda line: print(line, flush=True), crops=args.crops,
         )
         training = manifest["training"]
         print(f"{method}: {training['epochs_done']} of {training['schedule_epochs']} epochs, "
