@@ -20,6 +20,14 @@ def test_demo_prints_a_pixel_auroc(capsys):
     assert "pixel AUROC" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--epochs", "-1"), ("--n-train", "0"), ("--n-train", "x")])
+def test_demo_refuses_a_count_below_one(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}: expected a whole number of at least 1, got '{value}'" in capsys.readouterr().err
+
+
 def _parameters(name):
     nb = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     first_code = next(c for c in nb.cells if c.cell_type == "code")

@@ -14,6 +14,7 @@ from scipy.stats import rankdata
 
 from ssimlib.apps.cli import main
 from ssimlib.apps.labelled import find_labelled
+from ssimlib.data import DatasetError
 from ssimlib.synthetic import checkerboard, draw_defects
 
 
@@ -126,6 +127,8 @@ def test_mask_layouts(tmp_path):
     items, bad, rule = find_labelled([tmp_path / "c"])
     assert [(i.key, i.mask and i.mask.name) for i in items] == [("cut/0", "0_mask.png"), ("good/0", None)] and not bad
     assert rule.startswith("masks: an MVTec AD category")
+    with pytest.raises(DatasetError, match="lies in the folder of masks"):
+        find_labelled([tmp_path / "b"], masks=tmp_path / "b", mask_suffix="_mask.png")
     touch("d/0.png", "d/1.jpg")
     items, bad, rule = find_labelled([tmp_path / "d"])
     assert [i.mask for i in items] == [None, None] and not bad

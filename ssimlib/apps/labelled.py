@@ -136,6 +136,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None):
         masks = Path(masks)
         if not masks.is_dir():
             raise DatasetError(f"{masks}: expected a folder of masks (--masks), but it does not exist")
+        for path in inputs:
+            if path.resolve() == masks.resolve() or masks.resolve() in path.resolve().parents:
+                raise DatasetError(f"{path}: lies in the folder of masks (--masks {masks}); masks beside the images "
+                                   "are found without --masks (or named with --mask-suffix)")
     category = mask_suffix is None and len(inputs) == 1 and _mvtec_category(inputs[0])
     if category:
         inputs, masks, mask_suffix = [inputs[0] / "test"], inputs[0] / "ground_truth", "_mask.png"
