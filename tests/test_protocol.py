@@ -254,6 +254,11 @@ def test_the_fig6_models_of_a_protocol_replace_the_fixed_crop_ones_once_finished
     np.testing.assert_array_equal(models["L2-AE"].get_weights()[0], fresh.get_weights()[0])
     _, manifests, _ = nanotwice.load_trained_models(["L2-AE"], tmp_path)
     assert manifests["L2-AE"]["name"] == "l2_ae"  # "fixed" asks for the first models
+    _, _, missing = nanotwice.load_trained_models(["L2-AE"], tmp_path, crops="fresh", seed=1)
+    assert missing == ["L2-AE"]  # another seed: its own models only, never seed 0's
+    _store(tmp_path, "l2_ae-fresh-seed1", "fresh", 2, seed=3)
+    _, manifests, _ = nanotwice.load_trained_models(["L2-AE"], tmp_path, crops="fresh", seed=1)
+    assert manifests["L2-AE"]["name"] == "l2_ae-fresh-seed1"
     with pytest.raises(ValueError, match="crops must be one of fixed, fresh, fresh\\+flips\\+rot90, got 'frehs'"):
         nanotwice.load_trained_models(["L2-AE"], tmp_path, crops="frehs")
 

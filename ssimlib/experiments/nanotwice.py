@@ -96,12 +96,13 @@ def crops_of(manifest):
     return manifest["training"]["settings"].get("crops", "fixed")
 
 
-def load_trained_models(methods=None, models_root=None, crops="fixed"):
+def load_trained_models(methods=None, models_root=None, crops="fixed", seed=FIG6_SCHEDULE["seed"]):
     """Trained Fig. 6 models from the model store (default: the committed ``models/nanotwice``).
 
     ``crops``: the crop protocol wanted.  Another than ``"fixed"`` loads, per method, the
     model trained under it (:func:`fig6_model_name`) once it has finished its schedule,
-    and the fixed-crop model until then (:func:`crops_of` says which one came).
+    and the fixed-crop model until then (:func:`crops_of` says which one came).  ``seed``:
+    the models trained with that seed (another than the schedule's: models of their own).
     Returns ``(models, manifests, missing)``: dicts by method of the loaded models
     and their manifests, and the methods (of ``methods``, default all four) that
     have no model yet.  A model whose file is altered raises
@@ -112,8 +113,10 @@ def load_trained_models(methods=None, models_root=None, crops="fixed"):
     check_crops(crops)
 
     def name(method):
-        manifest = artifacts.read_manifest(artifacts.study_model("nanotwice", fig6_model_name(method, crops), models_root))
-        return fig6_model_name(method, crops if manifest is not None and manifest["training"]["complete"] else "fixed")
+        stem = artifacts.study_model("nanotwice", fig6_model_name(method, crops, seed), models_root)
+        manifest = artifacts.read_manifest(stem)
+        return fig6_model_name(method, crops if manifest is not None and manifest["training"]["complete"] else "fixed",
+                               seed)
 
     return artifacts.load_study_models("nanotwice", {m: name(m) for m in methods or METHODS}, models_root)
 
