@@ -112,11 +112,22 @@ def read_image(path, gray=None, size=None):
     return _resize(image, size, order=1)
 
 
-def read_mask(path, shape):
-    """Read a ground-truth mask as bool ``(H, W)``; its size must equal ``shape`` (the image's)."""
-    mask = read_image(path, gray=True)[..., 0] > 0.5
+def defect_pixels(values):
+    """The defects a gray mask ``(H, W)`` in ``[0, 1]`` marks, bool ``(H, W)``: the pixels above one half, or, in
+    a label image of two values, 0 and one not above one half (0s and 1s in a PNG), the pixels that are not 0."""
+    levels = np.unique(values)
+    if levels.size == 2 and levels[0] == 0 and levels[1] <= 0.5:
+        return values > 0
+    return values > 0.5
+
+
+def read_mask(path, shape, image_path=None):
+    """Read a ground-truth mask as bool ``(H, W)`` (:func:`defect_pixels`); its size must equal ``shape``, the
+    ``(H, W)`` of its image (``image_path``, named in the error)."""
+    mask = defect_pixels(read_image(path, gray=True)[..., 0])
     if mask.shape != tuple(shape):
-        raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is {shape[1]}x{shape[0]}")
+        image = f"its image {image_path}" if image_path else "its image"
+        raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")
     return mask
 
 

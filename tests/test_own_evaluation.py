@@ -135,6 +135,23 @@ def test_mask_layouts(tmp_path):
     assert rule.startswith("masks: none found beside the images") and rule.endswith("all 2 images count as defect-free")
 
 
+def test_masks_of_0_255_and_label_images_of_0_1_mark_the_same_pixels(tmp_path):
+    from ssimlib.apps.labelled import Labelled, read_labelled_mask
+
+    defect = np.zeros((8, 10), bool)
+    defect[2:5, 3:7] = True
+    noise = np.zeros((8, 10), np.uint8)  # low levels, as JPEG leaves on an empty mask: more than two, no defect
+    noise[::3, ::2], noise[1, 1], noise[4, 4] = 1, 2, 3
+    cases = {"255.png": defect.astype(np.uint8) * 255, "01.png": defect.astype(np.uint8),
+             "01_16bit.png": defect.astype(np.uint16), "0_40.png": defect.astype(np.uint8) * 40,
+             "empty.png": np.zeros((8, 10), np.uint8), "noise.png": noise}
+    for name, array in cases.items():
+        skimage.io.imsave(tmp_path / name, array, check_contrast=False)
+        got = read_labelled_mask(Labelled(tmp_path / "image.png", tmp_path / name, "image", ""), (8, 10))
+        expected = defect if name not in ("empty.png", "noise.png") else np.zeros_like(defect)
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
 def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):
     rng = np.random.default_rng(2)
     folder = tmp_path / "set"

@@ -15,8 +15,8 @@ image's ``kind``).  Masks are paired by one rule, the first that applies:
    PNG with the stem of an image of another type (``a.jpg`` + ``a.png``).
 
 An image without a mask, or whose mask marks nothing, is defect-free.  Masks
-are read as :func:`ssimlib.data.read_image` reads gray images: a pixel above
-half the maximum is a defect.
+are read as :func:`ssimlib.data.read_mask` reads them: a pixel above half the
+maximum is a defect, and in a label image of 0s and 1s, a 1.
 """
 
 import os
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib.data import IMAGE_SUFFIXES, DatasetError, read_image
+from ssimlib.data import IMAGE_SUFFIXES, DatasetError, read_mask
 
 AUTO_SUFFIX = "_mask"
 
@@ -197,10 +197,4 @@ def read_labelled_mask(item, shape):
 
     ``shape`` is the image's ``(H, W)``.
     """
-    if item.mask is None:
-        return np.zeros(shape, bool)
-    mask = read_image(item.mask, gray=True)[..., 0] > 0.5
-    if mask.shape != tuple(shape):
-        raise DatasetError(f"{item.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {item.path} "
-                           f"is {shape[1]}x{shape[0]}")
-    return mask
+    return np.zeros(shape, bool) if item.mask is None else read_mask(item.mask, shape, item.path)
