@@ -51,8 +51,7 @@ import yaml
 from ssimlib.apps.notebooks import check_parameters, profile_cwd, profile_parameters, run_notebook, run_outputs
 from ssimlib.artifacts import read_manifest
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
-from ssimlib.experiments.presets import CATEGORIES, SETUPS
-from ssimlib.losses import LOSS_NAMES
+from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS
 from ssimlib.paths import data_root as default_data_root
 
 NOTEBOOK = "04_mvtec_category"
@@ -327,9 +326,8 @@ def parse_args(argv=None):
     parser.add_argument("--data-root", help="folder holding <category>/train/good, test/, ground_truth/ "
                         "(default: wherever ssimlib.experiments.mvtec.category_root finds each category)")
     parser.add_argument("--categories", nargs="+", metavar="NAME", help="categories to run (default: every one of the 15 that is found)")
-    parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS", choices=LOSS_NAMES,
-                        help=f"models, by training loss: ssim (SSIM-AE), l2 (L2-AE), ... ({', '.join(LOSS_NAMES)}; "
-                             "default: ssim l2)")
+    parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS", choices=LOSSES,
+                        help="models, by training loss: ssim (SSIM-AE), l2 (L2-AE), ssim_l1 (default: ssim l2)")
     parser.add_argument("--setup", default="cvpr2019", choices=SETUPS, help="the presets' setup (default: %(default)s)")
     parser.add_argument("--models-root",
                         help="model store: stored models are evaluated, missing ones trained into it (default: the "

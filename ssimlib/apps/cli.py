@@ -19,6 +19,8 @@ import os
 import sys
 import warnings
 
+from ssimlib.experiments.presets import LOSSES
+
 # Exceptions a notebook cell raises for a parameter or input it cannot use: exit status 2, as for any bad input.
 INPUT_ERRORS = ("ValueError", "FileNotFoundError", "ArtifactError")
 
@@ -125,7 +127,7 @@ def main(argv=None):
     p_train.add_argument("--out", required=True, help="model path without suffix: writes OUT.weights.h5 and OUT.json")
     p_train.add_argument("--kind", choices=["texture", "object"], default="texture",
                          help="texture: rotated and flipped patches; object: orientation kept (default: texture)")
-    p_train.add_argument("--loss", choices=["ssim", "l2", "ssim_l1"], default="ssim")
+    p_train.add_argument("--loss", choices=LOSSES, default="ssim")
     p_train.add_argument("--patch-size", type=int, default=128, help="32, 64, 128, 256, ... (default: 128)")
     p_train.add_argument("--latent-dim", type=int, default=100, help="d, size of the code (default: 100)")
     p_train.add_argument("--epochs", type=int, default=50)

@@ -51,14 +51,13 @@ from ssimlib.apps.scoring import Detector, as_model_channels
 from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
-from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset, configure
+from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, LOSSES, CategoryPreset, configure
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
 from ssimlib.models import ConvAutoencoder, encoder_layer_spec
 from ssimlib.thresholds import max_region_threshold
 from ssimlib.train import STATE_FILE, train
 
 KINDS = ("texture", "object")
-LOSSES = ("ssim", "l2", "ssim_l1")
 CSV_NAME = "detections.csv"
 CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay")
 OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")

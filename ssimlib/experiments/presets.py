@@ -41,6 +41,8 @@ OBJECTS = (
 )
 CATEGORIES = tuple(sorted(TEXTURES + OBJECTS))
 SETUPS = ("cvpr2019", "reimplementation")
+# The training losses of a preset's model, a ConvAutoencoder: SSIM-AE, L2-AE, and SSIM + L1 for colour.
+LOSSES = ("ssim", "l2", "ssim_l1")
 BACKGROUNDS = ("white", "black")
 # Share of training patches that are rotated (the reference's p_rotate = 0.3).
 ROTATE_SHARE = 0.3
@@ -190,6 +192,8 @@ def configure(category, patch_size=None, latent_dim=None, resize=None, residual=
     """
     if setup not in SETUPS:
         raise ValueError(f"setup must be one of {', '.join(SETUPS)}, got {setup!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     preset = cvpr2019_preset(category, loss) if setup == "cvpr2019" else get_preset(category)
     changes = {"loss": loss}
     for key, value in (("patch_size", patch_size), ("latent_dim", latent_dim), ("resize", resize)):
