@@ -106,6 +106,14 @@ def test_a_cell_that_fails_is_one_line_naming_the_cell_and_the_notebook_with_its
     assert str(Path("runs", "ci", "02_roc_comparison.ipynb")) in err
 
 
+def test_a_real_kernel_adds_no_start_up_log_to_the_one_line(tmp_path):
+    # The kernel's TensorFlow start-up log and its TCP warning went to the terminal before the error line.
+    run = subprocess.run([sys.executable, "-m", "ssimlib", "notebook", "04_mvtec_category", "--profile", "ci",
+                          "-p", "loss", "foo", "-o", str(tmp_path / "out.ipynb")], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.startswith("error: notebook 04_mvtec_category stopped in cell ["), run.stderr
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_profiles_other_than_full_write_nothing_committed(name):
     # Every folder a non-full profile writes into, resolved where its kernel runs, lies in gitignored space.

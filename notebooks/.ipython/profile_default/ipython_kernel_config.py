@@ -2,3 +2,8 @@
 # libraries write straight to the process's file descriptors (TensorFlow's C++
 # start-up log) stays in the terminal instead of landing in cell outputs.
 c.IPKernelApp.capture_fd_output = False  # noqa: F821
+# TensorFlow's start-up log, which TF_CPP_MIN_LOG_LEVEL does not stop, is not written at all: the kernel imports
+# Keras and its backend once at start, with its stderr silenced (what the command line does, ssimlib.apps.cli).
+c.InteractiveShellApp.exec_lines = ["import ssimlib.apps.cli as _cli; _cli.load_keras_quietly(); del _cli"]  # noqa: F821
+# Nor is the kernel's own warning that it talks to papermill or nbval over local TCP without encryption.
+c.IPKernelApp.log_level = "ERROR"  # noqa: F821
