@@ -12,14 +12,21 @@ themselves bit for bit, but for a rare drift with the SSIM loss (see
 :mod:`ssimlib.reproducibility`).
 """
 
+import contextlib
 import json
 import os
+import socket
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # not POSIX (Windows): checkpoints are not locked
+    fcntl = None
 
 from ssimlib.data import CropStream
 from ssimlib.evaluate import cpu_label
@@ -29,6 +36,40 @@ from ssimlib.ssim import DEFAULT_WINDOW
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
+LOCK_FILE = "training.lock"
+
+
+class CheckpointBusyError(RuntimeError):
+    """Another process is training into the same checkpoint folder (one line naming it and that process)."""
+
+
+@contextlib.contextmanager
+def checkpoint_lock(directory):
+    """Hold the checkpoint folder ``directory`` for this process while it trains into it.
+
+    An exclusive ``flock`` on ``directory/training.lock``, which the system releases when the
+    process ends, however it ends (so a killed job leaves no stale lock).  A second process
+    asking for it raises :class:`CheckpointBusyError`: two trainings into one checkpoint would
+    overwrite each other's epochs.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    with open(directory / LOCK_FILE, "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "a process"
+            raise CheckpointBusyError(f"{directory}: {holder} is training into this checkpoint; wait for it to end, "
+                                      "or stop it and run again (it resumes from the last epoch)") from None
+        file.seek(0)
+        file.truncate()
+        file.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        file.flush()
+        yield
 
 
 def compile_autoencoder(
@@ -169,6 +210,8 @@ def train(
     the weights, optimizer state and loss history are saved after every epoch and
     a later call with the same arguments resumes after the last saved epoch.
     ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).
+    While it trains, the checkpoint folder is held (:func:`checkpoint_lock`): a second training
+    into it raises :class:`CheckpointBusyError`.
     Returns the history: ``{"loss": [mean loss per epoch], "seconds": float (all epochs),
     "epoch_seconds": [wall seconds of each epoch since resuming], "machines": [where which
     epochs ran, see record_machine], "val_loss": [with validation]}``.
@@ -184,47 +227,49 @@ def train(
         loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, patches.shape[0],
         "fixed" if stream is None else stream.label,
     )
-    compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window)
-    history = {"loss": [], "seconds": 0.0}
-    if checkpoint_dir is not None:
-        state = read_checkpoint_state(checkpoint_dir)
-        if state is not None:
-            saved = state["settings"]
-            # "crops" both ways: a fixed-crop run records none, and must not continue a stream's checkpoint
-            changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None}
-                       if k != "epochs" and saved.get(k) != settings.get(k)}
-            if changed:
-                raise ValueError(
-                    f"checkpoint in {checkpoint_dir} was made with other settings "
-                    f"(saved, now): {changed}; use another checkpoint_dir or the same settings"
-                )
-            load_checkpoint(model, checkpoint_dir)
-            history = state["history"]
-    history["epoch_seconds"] = []  # this run's own epochs: the history before may come from another machine
-    if len(history["loss"]) < epochs:
-        record_machine(history)
-    batches = max(1, patches.shape[0] // batch_size)  # a last partial batch is dropped
-    bar = tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch", disable=not progress)
-    for epoch in range(len(history["loss"]), epochs):
-        start = time.perf_counter()
-        crops = patches if stream is None else stream.crops(epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(len(crops))
-        losses = []
-        for b in range(batches):
-            batch = crops[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
-            losses.append(float(model.train_on_batch(batch, batch)))
-        history["loss"].append(float(np.mean(losses)))
-        if validation is not None:
-            history.setdefault("val_loss", []).append(mean_loss(model, validation, batch_size))
-        history["epoch_seconds"].append(time.perf_counter() - start)
-        history["seconds"] += history["epoch_seconds"][-1]
-        if not np.isfinite(history["loss"][-1]):
-            raise FloatingPointError(f"training loss became {history['loss'][-1]} in epoch {epoch + 1}")
+    with contextlib.nullcontext() if checkpoint_dir is None else checkpoint_lock(checkpoint_dir):
+        compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window)
+        history = {"loss": [], "seconds": 0.0}
         if checkpoint_dir is not None:
-            save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
-        bar.update(1)
-        bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
-        if on_epoch is not None:
-            on_epoch(model, history)
-    bar.close()
-    return history
+            state = read_checkpoint_state(checkpoint_dir)
+            if state is not None:
+                saved = state["settings"]
+                # "crops" both ways: a fixed-crop run records none, and must not continue a stream's checkpoint
+                changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None}
+                           if k != "epochs" and saved.get(k) != settings.get(k)}
+                if changed:
+                    raise ValueError(
+                        f"checkpoint in {checkpoint_dir} was made with other settings "
+                        f"(saved, now): {changed}; use another checkpoint_dir or the same settings"
+                    )
+                load_checkpoint(model, checkpoint_dir)
+                history = state["history"]
+        history["epoch_seconds"] = []  # this run's own epochs: the history before may come from another machine
+        if len(history["loss"]) < epochs:
+            record_machine(history)
+        batches = max(1, patches.shape[0] // batch_size)  # a last partial batch is dropped
+        bar = tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch",
+                   disable=not progress)
+        for epoch in range(len(history["loss"]), epochs):
+            start = time.perf_counter()
+            crops = patches if stream is None else stream.crops(epoch)
+            order = np.random.default_rng([seed, epoch]).permutation(len(crops))
+            losses = []
+            for b in range(batches):
+                batch = crops[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
+                losses.append(float(model.train_on_batch(batch, batch)))
+            history["loss"].append(float(np.mean(losses)))
+            if validation is not None:
+                history.setdefault("val_loss", []).append(mean_loss(model, validation, batch_size))
+            history["epoch_seconds"].append(time.perf_counter() - start)
+            history["seconds"] += history["epoch_seconds"][-1]
+            if not np.isfinite(history["loss"][-1]):
+                raise FloatingPointError(f"training loss became {history['loss'][-1]} in epoch {epoch + 1}")
+            if checkpoint_dir is not None:
+                save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
+            bar.update(1)
+            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+            if on_epoch is not None:
+                on_epoch(model, history)
+        bar.close()
+        return history

@@ -124,3 +124,21 @@ def test_checkpoint_with_other_settings_is_refused(tmp_path):
 def test_wrong_patch_shape():
     with pytest.raises(ValueError, match=r"patches must be \(N, 32, 32, 1\)"):
         train(_model(), np.zeros((4, 64, 64, 1), np.float32), epochs=1, progress=False)
+
+
+def test_a_second_training_into_a_held_checkpoint_is_refused_until_the_holder_dies(tmp_path):
+    # The holder is another process, killed with SIGKILL as a stopped session kills a job: no stale lock is left.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ssimlib.train import checkpoint_lock\n"
+         f"with checkpoint_lock({str(tmp_path)!r}):\n    print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(train_module.CheckpointBusyError, match=f"pid {holder.pid} on .* is training into"):
+            train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+        assert train_module.read_checkpoint_state(tmp_path) is None  # nothing written beside the holder
+    finally:
+        holder.kill()
+        holder.wait()
+    history = train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    assert len(history["loss"]) == 1

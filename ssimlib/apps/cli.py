@@ -217,12 +217,13 @@ def _own_images(args):
     """``train`` and ``detect``: exit status 0, or 2 with one line per problem on stderr."""
     load_keras_quietly()
     from ssimlib.apps import own_images
+    from ssimlib.train import CheckpointBusyError
 
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             return _own_images_command(args, own_images)
-    except own_images.InputError as error:
+    except (own_images.InputError, CheckpointBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

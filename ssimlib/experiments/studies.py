@@ -48,7 +48,7 @@ from ssimlib.experiments import nanotwice, sensitivity
 from ssimlib.experiments.presets import SETUPS
 from ssimlib.experiments.sensitivity import TABLE2_EPOCHS
 from ssimlib.store_training import cache_dir, snapshot, stage_end, train_into_store
-from ssimlib.train import training_settings
+from ssimlib.train import CheckpointBusyError, training_settings
 
 # The MVTec AD categories whose copies this project's machines hold (../shared/data).
 MVTEC_CATEGORIES = ("grid", "bottle")
@@ -218,7 +218,7 @@ def main(argv=None):
         return max(main([study]) for study in QUEUE)
     try:
         return _train_study(args)
-    except (DatasetError, ArtifactError) as error:  # data or a stored model that is not what was expected
+    except (DatasetError, ArtifactError, CheckpointBusyError) as error:  # bad data or model, or a busy checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
 
