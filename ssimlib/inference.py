@@ -78,8 +78,14 @@ def overlap_average(patches, starts, shape):
     total = np.zeros(shape, np.float64)
     for i, y in enumerate(ys):  # ... and per grid row
         total[y : y + p] += rows[i]
-    count_y = np.zeros(shape[0])
-    count_x = np.zeros(shape[1])
+    return _divide_by_coverage(total, starts, p)
+
+
+def _divide_by_coverage(total, starts, p):
+    """``total`` ``(H, W, C)``, the sums of patches of side ``p`` placed at ``starts``, divided by their coverage."""
+    ys, xs = starts
+    count_y = np.zeros(total.shape[0])
+    count_x = np.zeros(total.shape[1])
     for y in ys:
         count_y[y : y + p] += 1
     for x in xs:
@@ -92,8 +98,11 @@ def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, p
 
     ``image`` is ``(H, W)`` or ``(H, W, C)`` in ``[0, 1]``; the result has the same
     shape.  Patches go through ``predict`` (default ``model.predict_on_batch``) in
-    batches of ``batch_size``; overlapping outputs are averaged per pixel.  An image
-    with non-finite pixels, or another channel count than ``model.channels``, is refused.
+    batches of ``batch_size``, in row-major order; overlapping outputs are averaged per
+    pixel (the sums of :func:`overlap_average`, in its order).  Only one batch and one
+    row of the patch grid are held at a time, so memory does not grow with the number of
+    patches.  An image with non-finite pixels, or another channel count than
+    ``model.channels``, is refused.
     """
     original_ndim = np.ndim(image)
     image = _as_hwc(image)
@@ -107,11 +116,20 @@ def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, p
             f"convert it first ({'ssimlib.ssim.rgb_to_gray or ' if channels == 1 else ''}read it with gray=...)"
         )
     predict = predict or model.predict_on_batch
-    patches, starts = extract_patches(image, patch_size, stride)
-    outputs = np.concatenate(
-        [np.asarray(predict(patches[i : i + batch_size])) for i in range(0, len(patches), batch_size)]
-    )
-    result = overlap_average(outputs, starts, image.shape)
+    p = patch_size
+    ys, xs = window_starts(image.shape[0], p, stride), window_starts(image.shape[1], p, stride)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (p, p), axis=(0, 1))  # (H-p+1, W-p+1, C, p, p), a view
+    total = np.zeros(image.shape, np.float64)
+    row = np.zeros((p, *image.shape[1:]), np.float64)  # the grid row being summed
+    for first in range(0, len(ys) * len(xs), batch_size):
+        rows, cols = np.divmod(np.arange(first, min(first + batch_size, len(ys) * len(xs))), len(xs))
+        outputs = np.asarray(predict(np.moveaxis(windows[ys[rows], xs[cols]], 1, -1)))
+        for output, r, c in zip(outputs, rows, cols):
+            row[:, xs[c] : xs[c] + p] += output
+            if c == len(xs) - 1:  # the row is complete
+                total[ys[r] : ys[r] + p] += row
+                row[:] = 0
+    result = _divide_by_coverage(total, (ys, xs), p)
     return result[..., 0] if original_ndim == 2 else result
 
 

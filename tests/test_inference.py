@@ -61,6 +61,18 @@ def test_overlap_average_matches_a_per_patch_loop(shape):
     assert max(model.calls) <= 50 and sum(model.calls) == n_patches
 
 
+def test_reconstruction_memory_does_not_grow_with_the_number_of_patches():
+    import tracemalloc
+
+    image = RNG.random((400, 400)).astype(np.float32)  # stride 2: 34,225 patches, 140 MB if all were held
+    tracemalloc.start()
+    result = reconstruct_image(Doubler(), image, patch_size=32, stride=2, batch_size=50)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(result, 2.0 * image, atol=1e-6)
+    assert peak < 10 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # the image's sums (1.3 MB), a row, one batch
+
+
 def test_extract_patches_order():
     image = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
     patches, (ys, xs) = extract_patches(image, 16, 10)
