@@ -50,10 +50,15 @@ class AnomalyDataset:
         return self.train_images[0].shape[-1]
 
 
+def not_a_folder(path):
+    """Why ``path`` is not a folder, for the end of an error line: ``"it does not exist"`` or ``"it is a file"``."""
+    return "it is a file" if Path(path).exists() else "it does not exist"
+
+
 def _require_dir(path, what):
     path = Path(path)
     if not path.is_dir():
-        raise DatasetError(f"{path}: expected a folder with {what}, but it does not exist")
+        raise DatasetError(f"{path}: expected a folder with {what}, but {not_a_folder(path)}")
     return path
 
 

@@ -64,6 +64,9 @@ def category(tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(DatasetError, match="nowhere.*does not exist"):
         load_folder(tmp_path / "nowhere")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(DatasetError, match="a_file: expected a folder with .*, but it is a file$"):
+        load_folder(tmp_path / "a_file")
     with pytest.raises(DatasetError, match="Normal"):
         load_nanotwice(tmp_path)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib.data import IMAGE_SUFFIXES, DatasetError, read_mask
+from ssimlib.data import IMAGE_SUFFIXES, DatasetError, not_a_folder, read_mask
 
 AUTO_SUFFIX = "_mask"
 
@@ -135,7 +135,7 @@ def find_labelled(inputs, masks=None, mask_suffix=None):
     if masks is not None:
         masks = Path(masks)
         if not masks.is_dir():
-            raise DatasetError(f"{masks}: expected a folder of masks (--masks), but it does not exist")
+            raise DatasetError(f"{masks}: expected a folder of masks (--masks), but {not_a_folder(masks)}")
         for path in inputs:
             if path.resolve() == masks.resolve() or masks.resolve() in path.resolve().parents:
                 raise DatasetError(f"{path}: lies in the folder of masks (--masks {masks}); masks beside the images "

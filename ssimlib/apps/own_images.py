@@ -48,7 +48,7 @@ from skimage.color import gray2rgb
 
 from ssimlib import artifacts
 from ssimlib.apps.scoring import Detector, as_model_channels
-from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, read_image
+from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, not_a_folder, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, LOSSES, CategoryPreset, configure
@@ -128,7 +128,7 @@ def defect_free_images(data, gray=None):
     """Images of ``data`` (a folder of images, or an MVTec AD-style category's ``train/good``) and their paths."""
     data = Path(data)
     if not data.is_dir():
-        raise InputError(f"{data}: expected a folder of defect-free images, but it does not exist")
+        raise InputError(f"{data}: expected a folder of defect-free images, but {not_a_folder(data)}")
     folder = data / "train" / "good" if (data / "train" / "good").is_dir() else data
     paths = _image_files(folder)
     if not paths:
