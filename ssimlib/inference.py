@@ -9,9 +9,12 @@ that reconstruction is the anomaly map.
 import numpy as np
 from keras import ops
 
-from ssimlib.ssim import DEFAULT_WINDOW, rgb_to_gray, ssim_map
+from ssimlib.ssim import DEFAULT_WINDOW, rgb_to_gray, ssim_map, ssim_window
 
 RESIDUAL_KINDS = ("ssim", "l2", "ssim_l1")
+# An SSIM residual of a larger image is computed in strips of rows of about this many pixels (float64 SSIM holds
+# some twenty image-sized arrays at once: 1.7 GB for 3000x3000); the strips overlap by the window's radius.
+SSIM_STRIP_PIXELS = 2**20
 PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}  # name -> Keras dtype policy
 
 
@@ -146,7 +149,8 @@ def residual_map(
     * ``"ssim_l1"``: for colour defects, ``alpha * (1 - SSIM)`` on the gray image plus
       ``(1 - alpha) * |x - x_hat|`` averaged over the colour channels.
 
-    SSIM is computed in float64 (see :mod:`ssimlib.ssim` on precision).
+    SSIM is computed in float64 (see :mod:`ssimlib.ssim` on precision), for an image of more than
+    :data:`SSIM_STRIP_PIXELS` in overlapping strips of rows (the same map up to float64 rounding).
     """
     x = _as_hwc(image).astype(np.float64)[None]
     y = _as_hwc(reconstruction).astype(np.float64)[None]
@@ -160,19 +164,29 @@ def residual_map(
         x_ssim, y_ssim = rgb_to_gray(ops.convert_to_tensor(x)), rgb_to_gray(ops.convert_to_tensor(y))
     else:
         x_ssim, y_ssim = x, y
-    if components == "lcs":
-        similarity = ssim_map(x_ssim, y_ssim, window_size=window_size, window=window, sigma=sigma)
-    else:
-        if not components or set(components) - set("lcs"):
-            raise ValueError(f"components must be letters from 'lcs', got {components!r}")
-        _, lum, con, struct = ssim_map(
-            x_ssim, y_ssim, window_size=window_size, window=window, sigma=sigma, return_components=True
-        )
+    if not components or set(components) - set("lcs"):
+        raise ValueError(f"components must be letters from 'lcs', got {components!r}")
+
+    def similarity(a, b):  # (1, h, W, C) -> the product of the components, as a NumPy array
+        if components == "lcs":
+            return np.asarray(ssim_map(a, b, window_size=window_size, window=window, sigma=sigma))
+        _, lum, con, struct = ssim_map(a, b, window_size=window_size, window=window, sigma=sigma,
+                                       return_components=True)
         maps = {"l": lum, "c": con, "s": struct}
-        similarity = 1.0
+        product = 1.0
         for letter in components:
-            similarity = similarity * maps[letter]
-    residual = 1.0 - np.mean(np.asarray(similarity), axis=-1)
+            product = product * np.asarray(maps[letter])
+        return product
+
+    height, width = x.shape[1:3]
+    halo = len(ssim_window(window_size, window, sigma)) // 2
+    rows = max(SSIM_STRIP_PIXELS // width, 4 * halo + 1)
+    strips = []
+    for top in range(0, height, rows):  # one strip for an image up to SSIM_STRIP_PIXELS
+        low, high = max(0, top - halo), min(height, top + rows + halo)
+        strip = similarity(x_ssim[:, low:high], y_ssim[:, low:high])
+        strips.append(strip[:, top - low : top - low + min(rows, height - top)])
+    residual = 1.0 - np.mean(np.concatenate(strips, axis=1), axis=-1)
     if kind == "ssim_l1":
         residual = alpha * residual + (1.0 - alpha) * np.mean(np.abs(x - y), axis=-1)
     return residual[0].astype(np.float32)

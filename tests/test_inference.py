@@ -73,6 +73,24 @@ def test_reconstruction_memory_does_not_grow_with_the_number_of_patches():
     assert peak < 10 * 2**20, f"peak {peak / 2**20:.0f} MiB"  # the image's sums (1.3 MB), a row, one batch
 
 
+@pytest.mark.parametrize("kind, window, components, channels", [
+    ("ssim", "uniform", "lcs", 1), ("ssim", "gaussian", "lcs", 1), ("ssim", "uniform", "cs", 1),
+    ("ssim_l1", "uniform", "lcs", 3)])
+def test_a_large_image_gets_the_same_ssim_residual_in_strips(monkeypatch, kind, window, components, channels):
+    from ssimlib import inference
+
+    image = RNG.random((120, 90, channels))
+    reconstruction = np.clip(image + RNG.normal(0, 0.1, image.shape), 0, 1)
+    whole = residual_map(image, reconstruction, kind, window=window, components=components)
+    monkeypatch.setattr(inference, "SSIM_STRIP_PIXELS", 1000)  # strips of 21 rows (at least 4 window radii + 1)
+    strips = residual_map(image, reconstruction, kind, window=window, components=components)
+    np.testing.assert_allclose(strips, whole, rtol=0, atol=1e-6)  # float32 output: equal up to its rounding
+    if kind == "ssim" and components == "lcs" and window == "uniform":  # and against scikit-image, as above
+        _, reference = structural_similarity(image[..., 0], reconstruction[..., 0], win_size=11, full=True,
+                                             use_sample_covariance=False, data_range=1.0)
+        np.testing.assert_allclose(strips, 1 - reference, atol=1e-6)
+
+
 def test_extract_patches_order():
     image = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
     patches, (ys, xs) = extract_patches(image, 16, 10)
