@@ -107,9 +107,9 @@ def read_image(path, gray=None, size=None):
         raise DatasetError(f"{path}: pixel type {raw.dtype} is not an image type")
     if image.ndim == 2:
         image = image[..., None]
-    elif image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-        raise DatasetError(f"{path}: expected a gray or RGB(A) image, got array of shape {raw.shape}")
-    image = image[..., :3] if image.shape[-1] == 4 else image
+    elif image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
+        raise DatasetError(f"{path}: expected a gray or RGB image (alpha allowed), got array of shape {raw.shape}")
+    image = image[..., :3] if image.shape[-1] == 4 else image[..., :1] if image.shape[-1] == 2 else image  # no alpha
     if gray is True and image.shape[-1] == 3:
         image = rgb2gray(image).astype(np.float32)[..., None]
     elif gray is False and image.shape[-1] == 1:

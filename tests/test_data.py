@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import skimage.io
+from PIL import Image
 
 from ssimlib.data import (
     DatasetError,
@@ -54,6 +55,10 @@ def test_read_image_scales_by_dtype(tmp_path):
     skimage.io.imsave(rgb, np.full((8, 8, 3), [255, 0, 0], np.uint8), check_contrast=False)
     assert read_image(rgb).shape == (8, 8, 3)
     assert read_image(rgb, gray=True)[0, 0, 0] == pytest.approx(0.2125, abs=1e-3)  # skimage's luma for red
+    for mode, pixel, expected in (("LA", [51, 7], [0.2]), ("RGBA", [255, 0, 51, 7], [1.0, 0.0, 0.2])):  # alpha dropped
+        path = tmp_path / f"{mode}.png"
+        Image.fromarray(np.full((8, 8, len(pixel)), pixel, np.uint8), mode=mode).save(path)
+        np.testing.assert_allclose(read_image(path)[3, 3], expected, atol=1e-6)
 
 
 @pytest.fixture
