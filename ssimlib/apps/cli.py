@@ -177,19 +177,14 @@ def main(argv=None):
 
         import papermill
 
-        from ssimlib.apps.notebooks import (
-            NotebookChoiceError, check_choice, check_parameters, executed_notebook, run_notebook,
-        )
+        from ssimlib.apps.notebooks import NotebookChoiceError, executed_notebook, run_notebook
 
         parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
         try:
-            check_choice(args.name, args.profile)
-            check_parameters(args.name, parameters)
-        except NotebookChoiceError as error:
+            print(run_notebook(args.name, args.output, args.profile, parameters))
+        except NotebookChoiceError as error:  # raised before anything runs: notebook, profile or parameter unknown
             print(f"error: {error}", file=sys.stderr)
             return 2
-        try:
-            print(run_notebook(args.name, args.output, args.profile, parameters))
         except papermill.PapermillExecutionError as error:
             where = executed_notebook(args.name, args.output, args.profile)
             print(f"error: notebook {args.name} stopped in cell [{error.exec_count}]: {error.ename}: "

@@ -168,7 +168,7 @@ def find_labelled(inputs, masks=None, mask_suffix=None):
         rule = "beside the images, a PNG of the same stem as an image of another type (found automatically)"
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)
-    if with_mask == 0 and rule.endswith("(found automatically)"):
+    if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
         return items, bad, (f"masks: none found beside the images (looked for <stem>{AUTO_SUFFIX}.*, then a PNG of "
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so all {len(items)} images count as defect-free")
