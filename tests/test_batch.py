@@ -162,8 +162,10 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     (tmp_path / "grid" / "train").mkdir(parents=True)
     assert batch.main(["--data-root", str(tmp_path / "nowhere")]) == 2
     assert batch.main(["--data-root", str(tmp_path), "--gpus", "0", "1", "--workers", "3"]) == 2
-    assert batch.main(["--data-root", str(tmp_path), "--workers", "0"]) == 2
-    assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        batch.main(["--data-root", str(tmp_path), "--workers", "0"])
+    assert exit_.value.code == 2
+    assert "argument --workers: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
     assert batch.main(["--data-root", str(tmp_path), "-p", "epoch", "3"]) == 2  # a typo of epochs: nothing runs
     assert "has no parameter 'epoch'; choose from" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_:

@@ -210,9 +210,9 @@ def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     from ssimlib.experiments import studies
 
     # --epochs 0 once trained the whole 200-epoch schedule (0 read as "not given"); -5 exported an empty model
-    for argv, message in [(["nanotwice", "--epochs", "0"], "--epochs must be a whole number of at least 1, got 0"),
-                          (["nanotwice", "--epochs", "-5"], "--epochs must be a whole number of at least 1, got -5"),
-                          (["nanotwice", "--export-every", "0"], "--export-every must be a whole number of at least 1"),
+    for argv, message in [(["nanotwice", "--epochs", "0"], "argument --epochs: expected a whole number of at least 1, got '0'"),
+                          (["nanotwice", "--epochs", "-5"], "argument --epochs: expected a whole number of at least 1, got '-5'"),
+                          (["nanotwice", "--export-every", "0"], "argument --export-every: expected a whole number of at least 1"),
                           (["mvtec", "--setup", "cvpr"], "argument --setup: invalid choice: 'cvpr'")]:
         with pytest.raises(SystemExit) as exit_:
             studies.main([*argv, "--models-root", str(tmp_path / "models")])

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import yaml
 
+from ssimlib.arguments import at_least_one
 from ssimlib.apps.notebooks import check_parameters, profile_cwd, profile_parameters, run_notebook, run_outputs
 from ssimlib.artifacts import read_manifest
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
@@ -345,7 +346,7 @@ def parse_args(argv=None):
     parser.add_argument("--figures-dir", help="figures go to <figures-dir>/mvtec ('' = none; default: figures for full, "
                         "else runs/<profile>/figures)")
     parser.add_argument("--gpus", nargs="+", metavar="ID", help="GPU ids of this machine: one worker per GPU")
-    parser.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
+    parser.add_argument("--workers", type=at_least_one, help="local worker processes (default: one per GPU, else 1)")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
     return parser.parse_args(argv)
 
@@ -355,9 +356,6 @@ def main(argv=None):
     args = parse_args(argv)
     parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
-    if args.workers is not None and args.workers < 1:
-        print(f"error: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
     try:
         check_parameters(NOTEBOOK, parameters)
         label = profile_label(args.profile, parameters)

@@ -19,6 +19,7 @@ import os
 import sys
 import warnings
 
+from ssimlib.arguments import at_least_one
 from ssimlib.experiments.presets import LOSSES
 
 # Exceptions a notebook cell raises for a parameter or input it cannot use: exit status 2, as for any bad input.
@@ -84,13 +85,6 @@ def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
     return auroc
 
 
-def _at_least_one(text):
-    """An argparse type: a whole number of at least 1."""
-    if not text.lstrip("+").isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["batch"]:
@@ -106,8 +100,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="ssimlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p_demo = commands.add_parser("demo", help=demo.__doc__.splitlines()[0])
-    p_demo.add_argument("--epochs", type=_at_least_one, default=20)
-    p_demo.add_argument("--n-train", type=_at_least_one, default=1000, help="defect-free training boards (default: 1000)")
+    p_demo.add_argument("--epochs", type=at_least_one, default=20)
+    p_demo.add_argument("--n-train", type=at_least_one, default=1000, help="defect-free training boards (default: 1000)")
     p_demo.add_argument("--seed", type=int, default=0)
     p_nb = commands.add_parser("notebook", help="run one notebook with papermill")
     p_nb.add_argument("name", help="notebook name without .ipynb, e.g. 01_checkerboard_toy")

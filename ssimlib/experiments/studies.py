@@ -41,6 +41,7 @@ the models of paper Fig. 3 on generated checkerboards into ``models/checkerboard
 import sys
 from pathlib import Path
 
+from ssimlib.arguments import at_least_one
 from ssimlib import artifacts
 from ssimlib.artifacts import ArtifactError
 from ssimlib.data import DatasetError
@@ -183,7 +184,7 @@ def main(argv=None):
                         help="mvtec: categories, one after another (default: %(default)s)")
     parser.add_argument("--setup", default="cvpr2019", choices=SETUPS,
                         help="mvtec: the presets' setup (default: %(default)s)")
-    parser.add_argument("--epochs", type=int,
+    parser.add_argument("--epochs", type=at_least_one,
                         help=f"override the schedule's epochs (nanotwice: the paper's 200; table2: {TABLE2_EPOCHS}; "
                              f"mvtec: the paper's 200, every model first to {MVTEC_FIRST_STAGE})")
     parser.add_argument("--crops", default="fixed", choices=list(nanotwice.CROP_PROTOCOLS),
@@ -192,7 +193,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=nanotwice.FIG6_SCHEDULE["seed"],
                         help="nanotwice: seed of the crops and the initial weights (default: %(default)s; another "
                              "trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
-    parser.add_argument("--export-every", type=int, default=10, help="write the model into models/ every N epochs")
+    parser.add_argument("--export-every", type=at_least_one, default=10, help="write the model into models/ every N epochs")
     parser.add_argument("--data-root", help="NanoTWICE folder, or for mvtec the folder holding the categories "
                                              "(default: $SSIMLIB_DATA or ../shared/data, see mvtec.category_root)")
     parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
@@ -211,9 +212,6 @@ def main(argv=None):
         other = [m for m in args.models or () if nanotwice.METHODS[m] not in MODEL_NAMES]
         if other:
             parser.error(f"--models: checkerboard trains L2-AE and SSIM-AE, not {', '.join(other)}")
-    for option, value in (("--epochs", args.epochs), ("--export-every", args.export_every)):
-        if value is not None and value < 1:
-            parser.error(f"{option} must be a whole number of at least 1, got {value}")
     if args.study == "queue":
         return max(main([study]) for study in QUEUE)
     try:

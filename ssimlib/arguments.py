@@ -1,0 +1,10 @@
+"""Types for ``argparse`` options shared by the commands (``type=`` callables)."""
+
+import argparse
+
+
+def at_least_one(text):
+    """A whole number of at least 1 from the command line (``"3"`` -> 3); else argparse's one-line error, exit 2."""
+    if not text.lstrip("+").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
