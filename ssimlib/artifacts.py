@@ -42,8 +42,11 @@ class ArtifactError(ValueError):
 
 
 def model_files(stem):
-    """``(weights, manifest)`` paths of the model at ``stem``."""
+    """``(weights, manifest)`` paths of the model at ``stem`` (given with or without ``.weights.h5`` / ``.json``)."""
     stem = Path(stem)
+    for suffix in (".weights.h5", ".json"):
+        if stem.name.endswith(suffix):
+            stem = stem.with_name(stem.name.removesuffix(suffix))
     return stem.with_name(stem.name + ".weights.h5"), stem.with_name(stem.name + ".json")
 
 

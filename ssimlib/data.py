@@ -16,10 +16,19 @@ from pathlib import Path
 import numpy as np
 import skimage.io
 import skimage.transform
+from PIL import Image, ImageOps
 from skimage.color import rgb2gray
 
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+FLOAT_SLACK = 1e-3  # float pixel values this far outside [0, 1] are clipped (rounding); further is refused
+
+
+def is_image_file(path):
+    """Whether a file found in a folder is taken for an image: an image suffix, and not hidden (``.name``: also
+    the ``._name`` files macOS leaves on foreign drives, and partial files being written)."""
+    path = Path(path)
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
 
 
 class DatasetError(ValueError):
@@ -63,10 +72,12 @@ def _require_dir(path, what):
 
 
 def _image_files(folder):
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
 
 
-def _resize(array, size, order):
+def resize_square(array, size, order):
+    """``array`` ``(H, W[, C])`` resized to ``size x size`` (``order`` 0: nearest, for masks; 1: bilinear,
+    anti-aliased); ``size=None`` returns it as it is."""
     if size is None:
         return array
     return skimage.transform.resize(
@@ -83,6 +94,35 @@ def _read_problem(path, error):
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
+def _read_jpeg(path):
+    """A JPEG's pixels as a uint8 array, turned as its EXIF orientation says (as viewers show it), CMYK as RGB."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        return np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+
+
+def _unit_range(raw, path):
+    """Pixel values as float32 in ``[0, 1]``: integers over their type's maximum, floats as they are; a
+    :class:`DatasetError` for values that are not finite, negative integers, or floats outside ``[0, 1]``."""
+    if raw.dtype == bool:
+        return raw.astype(np.float32)
+    if np.issubdtype(raw.dtype, np.integer):
+        if np.issubdtype(raw.dtype, np.signedinteger) and raw.size and raw.min() < 0:
+            raise DatasetError(f"{path}: signed {raw.dtype} pixels with negative values (down to {raw.min()}); "
+                               "expected values from 0 up (save the image as unsigned 8 or 16 bit)")
+        return raw.astype(np.float32) / np.iinfo(raw.dtype).max
+    if not np.issubdtype(raw.dtype, np.floating):
+        raise DatasetError(f"{path}: pixel type {raw.dtype} is not an image type")
+    image = raw.astype(np.float32)
+    bad = int(np.count_nonzero(~np.isfinite(image)))
+    if bad:
+        raise DatasetError(f"{path}: {bad} pixels are NaN or infinite; expected finite values in [0, 1]")
+    if image.size and (image.min() < -FLOAT_SLACK or image.max() > 1 + FLOAT_SLACK):
+        raise DatasetError(f"{path}: float pixel values from {image.min():g} to {image.max():g}; expected values "
+                           "in [0, 1] (scale it, or save it as 8 or 16 bit integers)")
+    return np.clip(image, 0.0, 1.0)
+
+
 def read_image(path, gray=None, size=None):
     """Read one image as float32 ``(H, W, C)`` in ``[0, 1]``.
 
@@ -94,17 +134,10 @@ def read_image(path, gray=None, size=None):
     try:
         with warnings.catch_warnings():  # imageio trying its plugins on an unreadable file warns of their deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
-            raw = skimage.io.imread(path)
+            raw = _read_jpeg(path) if path.suffix.lower() in (".jpg", ".jpeg") else skimage.io.imread(path)
     except Exception as error:  # imageio/tifffile/PIL raise many kinds
         raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
-    if raw.dtype == bool:
-        image = raw.astype(np.float32)
-    elif np.issubdtype(raw.dtype, np.integer):
-        image = raw.astype(np.float32) / np.iinfo(raw.dtype).max
-    elif np.issubdtype(raw.dtype, np.floating):
-        image = np.clip(raw.astype(np.float32), 0.0, 1.0)
-    else:
-        raise DatasetError(f"{path}: pixel type {raw.dtype} is not an image type")
+    image = _unit_range(raw, path)
     if image.ndim == 2:
         image = image[..., None]
     elif image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
@@ -114,7 +147,7 @@ def read_image(path, gray=None, size=None):
         image = rgb2gray(image).astype(np.float32)[..., None]
     elif gray is False and image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
-    return _resize(image, size, order=1)
+    return resize_square(image, size, order=1)
 
 
 def defect_pixels(values):
@@ -167,8 +200,8 @@ def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):
                 if not mask_path.exists():
                     raise DatasetError(f"{mask_path}: expected the ground-truth mask of {path}, it does not exist")
                 mask = read_mask(mask_path, image.shape[:2])
-            dataset.test_images.append(_resize(image, size, order=1))
-            dataset.test_masks.append(_resize(mask, size, order=0))
+            dataset.test_images.append(resize_square(image, size, order=1))
+            dataset.test_masks.append(resize_square(mask, size, order=0))
             dataset.test_paths.append(path)
             dataset.test_defect_types.append(type_dir.name)
             labels.append(int(type_dir.name != "good"))

@@ -248,28 +248,27 @@ def train(
         if len(history["loss"]) < epochs:
             record_machine(history)
         batches = max(1, patches.shape[0] // batch_size)  # a last partial batch is dropped
-        bar = tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch",
-                   disable=not progress)
-        for epoch in range(len(history["loss"]), epochs):
-            start = time.perf_counter()
-            crops = patches if stream is None else stream.crops(epoch)
-            order = np.random.default_rng([seed, epoch]).permutation(len(crops))
-            losses = []
-            for b in range(batches):
-                batch = crops[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
-                losses.append(float(model.train_on_batch(batch, batch)))
-            history["loss"].append(float(np.mean(losses)))
-            if validation is not None:
-                history.setdefault("val_loss", []).append(mean_loss(model, validation, batch_size))
-            history["epoch_seconds"].append(time.perf_counter() - start)
-            history["seconds"] += history["epoch_seconds"][-1]
-            if not np.isfinite(history["loss"][-1]):
-                raise FloatingPointError(f"training loss became {history['loss'][-1]} in epoch {epoch + 1}")
-            if checkpoint_dir is not None:
-                save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
-            bar.update(1)
-            bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
-            if on_epoch is not None:
-                on_epoch(model, history)
-        bar.close()
+        with tqdm(total=epochs, initial=len(history["loss"]), desc=f"train {loss}", unit="epoch",
+                  disable=not progress) as bar:  # closed, its line ended, however the loop ends
+            for epoch in range(len(history["loss"]), epochs):
+                start = time.perf_counter()
+                crops = patches if stream is None else stream.crops(epoch)
+                order = np.random.default_rng([seed, epoch]).permutation(len(crops))
+                losses = []
+                for b in range(batches):
+                    batch = crops[order[b * batch_size : (b + 1) * batch_size]].astype("float32")
+                    losses.append(float(model.train_on_batch(batch, batch)))
+                history["loss"].append(float(np.mean(losses)))
+                if validation is not None:
+                    history.setdefault("val_loss", []).append(mean_loss(model, validation, batch_size))
+                history["epoch_seconds"].append(time.perf_counter() - start)
+                history["seconds"] += history["epoch_seconds"][-1]
+                if not np.isfinite(history["loss"][-1]):
+                    raise FloatingPointError(f"training loss became {history['loss'][-1]} in epoch {epoch + 1}")
+                if checkpoint_dir is not None:
+                    save_checkpoint(model, checkpoint_dir, {"settings": settings, "history": history})
+                bar.update(1)
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+                if on_epoch is not None:
+                    on_epoch(model, history)
         return history

@@ -61,6 +61,45 @@ def test_read_image_scales_by_dtype(tmp_path):
         np.testing.assert_allclose(read_image(path)[3, 3], expected, atol=1e-6)
 
 
+def test_read_image_refuses_values_it_cannot_scale(tmp_path):
+    # a 0-255 float TIFF was clipped to a white image, signed int16 read into [-1, 1]; NaN passed on
+    pixels = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    cases = {"float255.tif": (pixels * 255, r"float pixel values from 0 to 255; expected values in \[0, 1\]"),
+             "nan.tif": (np.where(pixels > 0.9, np.nan, pixels), "7 pixels are NaN or infinite"),
+             "int16.tif": ((pixels * 200 - 100).astype(np.int16), "signed int16 pixels with negative values")}
+    for name, (array, message) in cases.items():
+        skimage.io.imsave(tmp_path / name, array, check_contrast=False)
+        with pytest.raises(DatasetError, match=f"{name}: {message}"):
+            read_image(tmp_path / name)
+    skimage.io.imsave(tmp_path / "ok.tif", pixels * 1.0004, check_contrast=False)  # rounding past 1: clipped
+    assert read_image(tmp_path / "ok.tif").max() == 1.0
+    skimage.io.imsave(tmp_path / "pos16.tif", np.full((8, 8), 32767, np.int16), check_contrast=False)
+    assert read_image(tmp_path / "pos16.tif").max() == pytest.approx(1.0)
+
+
+def test_jpeg_is_read_as_viewers_show_it(tmp_path):
+    # an RGB picture whose rows differ from its columns, saved as CMYK and as a JPEG stored turned (EXIF orientation 6)
+    rgb = np.zeros((16, 24, 3), np.uint8)
+    rgb[:8, :, 0] = 200  # top half red
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=100)
+    np.testing.assert_allclose(read_image(tmp_path / "cmyk.jpg")[2, 2], [200 / 255, 0, 0], atol=0.03)
+    stored = Image.fromarray(np.rot90(rgb, 1))  # the camera's sensor order: 24 rows of 16, red on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation 6: turn 90 degrees clockwise to show it, which gives back rgb
+    stored.save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    shown = read_image(tmp_path / "phone.jpg")
+    assert shown.shape == rgb.shape
+    np.testing.assert_allclose(shown[[2, 13], :, 0], rgb[[2, 13], :, 0] / 255, atol=0.05)  # away from the edge
+
+
+def test_hidden_files_are_not_images(tmp_path):
+    from ssimlib.data import is_image_file
+
+    for name in ("a.png", "._a.png", ".partial-a_map.png", "b.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in sorted(tmp_path.iterdir()) if is_image_file(p)] == ["a.png"]
+
+
 @pytest.fixture
 def category(tmp_path):
     return write_synthetic_category(tmp_path, "cat", n_train=2, n_good=1, n_defective=1, size=64)

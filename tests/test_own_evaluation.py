@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +247,112 @@ def test_a_study_model_is_evaluated_at_a_given_threshold(tiny_model, tmp_path, c
     assert main(["evaluate", str(study), str(category), "--out", str(tmp_path / "b"), "--threshold", "0.5"]) == 0
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["images"] == {
         "scored": 5, "defect_free": 2, "defective": 3}
+
+
+def _evaluate(argv, capsys):
+    """Exit status, stderr lines and metrics.json of ``python -m ssimlib evaluate ARGV`` (metrics None if none)."""
+    code = main(["evaluate", *map(str, argv)])
+    out = Path(argv[argv.index("--out") + 1])
+    metrics = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else None
+    return code, capsys.readouterr().err.strip().splitlines(), metrics
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Keras' NumPy 2 notice, which the command line never shows
+def test_what_a_tester_gave_evaluate_is_each_scored_once_and_told_in_one_line(model, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "set"
+    image, mask = draw_defects(_board(rng, 64, 64), rng)
+    _save(folder / "stroke" / "a.png", image)
+    _save(folder / "stroke" / "a_mask.png", mask.astype(np.float32))
+    _save(folder / "good" / "b.png", _board(rng, 64, 64))
+    expected = {"scored": 2, "defect_free": 1, "defective": 1}
+    # an image given twice (a folder and a file in it) counted twice
+    code, _, metrics = _evaluate([model, folder, folder / "stroke" / "a.png", "--out", tmp_path / "o1"], capsys)
+    assert code == 0 and metrics["images"] == expected
+    # links: to an image outside the folder (a traceback) and to folders (not followed: "holds no images")
+    linked = tmp_path / "linked"
+    (linked / "good").mkdir(parents=True)
+    (linked / "good" / "b.png").symlink_to(folder / "good" / "b.png")
+    (linked / "stroke").symlink_to(folder / "stroke")
+    code, err, metrics = _evaluate([model, linked, "--out", tmp_path / "o2"], capsys)
+    assert code == 0 and metrics["images"] == expected, err
+    # an image with NaN pixels ended in a traceback and nothing written
+    skimage.io.imsave(folder / "good" / "nan.tif", np.full((64, 64), np.nan, np.float32), check_contrast=False)
+    code, err, metrics = _evaluate([model, folder, "--out", tmp_path / "o3"], capsys)
+    assert code == 2 and err == [f"error: {folder / 'good' / 'nan.tif'}: 4096 pixels are NaN or infinite; expected "
+                                 "finite values in [0, 1]"] and metrics["images"] == expected
+    (folder / "good" / "nan.tif").unlink()
+    # --out a file, or the input folder itself: one line, nothing written
+    (tmp_path / "a_file").write_text("")
+    for out, message in ((tmp_path / "a_file", f"--out: {tmp_path / 'a_file'} is a file, not a folder"),
+                         (folder, f"--out {folder}: holds the input folder {folder}; choose an --out outside it")):
+        code, err, _ = _evaluate([model, folder, "--out", out], capsys)
+        assert code == 2 and err == [f"error: {message}"]
+    # its own outputs, in an --out inside the input folder, were scored as images on the next run
+    for _ in range(2):
+        code, err, metrics = _evaluate([model, folder, "--out", folder / "out", "--report"], capsys)
+        assert code == 0 and not err and metrics["images"] == expected, err
+
+
+def test_a_mask_is_a_mask_and_a_missing_one_is_not_defect_free(model, tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    # rule 4b took a PNG copy of a TIFF photo for its mask: a defect-free image became defective
+    copies = tmp_path / "copies"
+    board, photo = _board(rng, 64, 64), ndimage.gaussian_filter(rng.random((64, 64)), 3)
+    photo = (photo - photo.min()) / (photo.max() - photo.min())
+    for name, image in (("board", board), ("photo", photo)):  # two-valued like a mask, and not
+        _save(copies / f"{name}.tif", image, bits=16)
+        _save(copies / f"{name}.png", image)
+    items, bad, rule = find_labelled([copies])
+    assert [(i.path.name, i.mask) for i in items] == [(f"{n}.{s}", None) for n in ("board", "photo") for s in ("png", "tif")]
+    assert not bad
+    # an MVTec AD category whose ground_truth lacks one mask counted that defective image defect-free
+    category = tmp_path / "cat"
+    for name in ("000", "001"):
+        image, mask = draw_defects(_board(rng, 64, 64), rng)
+        _save(category / "test" / "bent" / f"{name}.png", image)
+    _save(category / "ground_truth" / "bent" / "000_mask.png", mask.astype(np.float32))
+    _save(category / "test" / "good" / "002.png", _board(rng, 64, 64))
+    code, err, metrics = _evaluate([model, category, "--out", tmp_path / "o"], capsys)
+    missing = category / "ground_truth" / "bent" / "001_mask.png"
+    assert code == 2 and err == [f"error: {category / 'test' / 'bent' / '001.png'}: expected its mask {missing}, "
+                                 "it does not exist"]
+    assert metrics["images"] == {"scored": 2, "defect_free": 1, "defective": 1}
+
+
+def test_evaluate_resizes_as_detect_does(tiny_model, tmp_path, capsys):
+    # a model whose preset resizes (as the MVTec AD study models do) was fed the image at its own size
+    category, model = tiny_model
+    manifest = json.loads(model.with_name("parts.json").read_text())
+    manifest["detection"]["preset"]["resize"] = 48
+    resized = tmp_path / "resized"
+    resized.with_name("resized.json").write_text(json.dumps({**manifest, "weights": "resized.weights.h5"}))
+    resized.with_name("resized.weights.h5").write_bytes(model.with_name("parts.weights.h5").read_bytes())
+    test = category / "test"
+    images = sorted((test / "stroke").glob("*.png")) + sorted((test / "good").glob("*.png"))
+    assert main(["detect", str(resized), *map(str, images), "--out", str(tmp_path / "d")]) == 0
+    with open(tmp_path / "d" / "detections.csv", newline="") as file:
+        detected = {Path(row["path"]).resolve(): float(row["score"]) for row in csv.DictReader(file)}
+    code, err, metrics = _evaluate([resized, category, "--out", tmp_path / "e"], capsys)
+    assert code == 0, err
+    with open(tmp_path / "e" / "evaluation.csv", newline="") as file:
+        evaluated = {Path(row["path"]).resolve(): float(row["score"]) for row in csv.DictReader(file)}
+    assert evaluated.keys() == detected.keys() and len(evaluated) == 5
+    for path, score in evaluated.items():
+        assert score == pytest.approx(detected[path], rel=1e-6), path
+    assert skimage.io.imread(tmp_path / "e" / "images" / "good" / "000_map.tif").shape == (48, 48)
+    assert metrics["pixels"]["total"] == 5 * 48 * 48
+
+
+def test_the_report_shows_a_label_image_mask_as_the_metrics_read_it(model, tmp_path, capsys):
+    # a mask of 0s and 1s counted its defect in metrics.json but showed an empty thumbnail in the report
+    rng = np.random.default_rng(5)
+    image, mask = draw_defects(_board(rng, 64, 64), rng)
+    folder = tmp_path / "set"
+    _save(folder / "a.png", image)
+    folder.joinpath("a_mask.png").parent.mkdir(parents=True, exist_ok=True)
+    skimage.io.imsave(folder / "a_mask.png", mask.astype(np.uint8), check_contrast=False)  # 0 and 1
+    code, err, metrics = _evaluate([model, folder, "--out", tmp_path / "o", "--report"], capsys)
+    assert metrics["pixels"]["defect"] == mask.sum() > 0, err
+    (thumbnail,) = (tmp_path / "o" / "report").glob("*_mask.png")
+    np.testing.assert_array_equal(skimage.io.imread(thumbnail) > 127, mask)  # 64 px: stored at full size

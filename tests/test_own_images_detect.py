@@ -65,16 +65,31 @@ def test_a_second_run_into_one_folder_is_refused(tiny_model, tmp_path, capsys):
     assert sorted((p.name, p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
 
 
-def test_outputs_in_an_input_folder_are_not_read_back(tiny_model, tmp_path):
+def test_outputs_in_an_input_folder_are_not_read_back_and_no_file_is_overwritten(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     images = tmp_path / "images"
     images.mkdir()
     for p in (category / "test" / "stroke").iterdir():
         (images / p.name).write_bytes(p.read_bytes())
     assert main(["detect", str(model), str(images), "--out", str(images)]) == 0
-    (images / "detections.csv").unlink()
-    assert main(["detect", str(model), str(images), "--out", str(images)]) == 0
     assert sorted(Path(row["path"]).name for row in read_rows(images)) == ["000.png", "001.png", "002.png"]
+    (images / "detections.csv").unlink()
+    before = {p: p.read_bytes() for p in images.iterdir()}
+    code, err = run_main(["detect", str(model), str(images), "--out", str(images)], capsys)
+    assert code == 2 and len(err) == 2, err
+    assert err[0].startswith(f"warning: {images}: 6 files in --out taken for an earlier run's maps and overlays")
+    assert err[1].startswith(f"error: {images / '000_map.png'}: exists") and "choose another --out" in err[1]
+    assert {p: p.read_bytes() for p in images.iterdir()} == before
+    # an image of one's own named like an output ("wafer map") was skipped, then overwritten by wafer.png's map
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / "wafer.png").write_bytes((images / "000.png").read_bytes())
+    (own / "wafer_map.png").write_bytes((images / "001.png").read_bytes())
+    code, err = run_main(["detect", str(model), str(own), "--out", str(own)], capsys)
+    assert code == 2 and "not scored (wafer_map.png)" in err[0] and err[1].startswith(
+        f"error: {own / 'wafer_map.png'}: exists"), err
+    assert (own / "wafer_map.png").read_bytes() == (images / "001.png").read_bytes()
+    assert sorted(p.name for p in own.iterdir()) == ["wafer.png", "wafer_map.png"]
 
 
 def test_unreadable_and_empty_images_are_named_and_the_others_processed(tiny_model, tmp_path, capsys):
@@ -184,3 +199,12 @@ def test_a_killed_run_leaves_a_csv_true_to_its_maps(tiny_model, tmp_path):
     assert 3 <= len(rows) < 60
     assert visible_files(out, "_map.png") == sorted(row["anomaly_map"] for row in rows)
     assert visible_files(out, "_overlay.png") == sorted(row["overlay"] for row in rows)
+
+
+def test_a_model_named_with_its_file_suffix_is_found(tiny_model, tmp_path):
+    # `detect m.json` looked for m.json.json and advised training a model that exists
+    category, model = tiny_model
+    for suffix in (".json", ".weights.h5"):
+        out = tmp_path / suffix.strip(".")
+        assert main(["detect", f"{model}{suffix}", str(category / "test" / "good"), "--out", str(out)]) == 0
+        assert len(read_rows(out)) == 2

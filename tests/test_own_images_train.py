@@ -169,6 +169,37 @@ def test_a_second_run_waits_its_turn_and_a_killed_run_resumes(data, tmp_path, ca
     assert files_in(tmp_path) == ["m.checkpoint", "m.json", "m.weights.h5"]
 
 
+def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(data, tmp_path):
+    # Ctrl-C printed a 20-frame KeyboardInterrupt traceback and did not say that the checkpoint is kept
+    out = tmp_path / "m"
+    argv = ["train", str(data[0]), "--out", str(out), *with_option(with_option(TINY, "--epochs", "6"), "--n-patches", "1024")]
+    run = cli_process(*argv)
+    try:
+        wait_for(out.with_name("m.checkpoint") / "state.json", run)
+        assert run.poll() is None, "the run ended before it could be interrupted"
+        run.send_signal(signal.SIGINT)
+        err = run.stderr.read()
+        assert run.wait() == 130
+    finally:
+        run.kill()
+        run.stderr.close()
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "interrupted: the same command resumes from the checkpoint of the last finished epoch (MODEL.checkpoint/)")
+    done = len(json.loads((out.with_name("m.checkpoint") / "state.json").read_text())["history"]["loss"])
+    assert 1 <= done < 6 and main(argv) == 0
+    assert len(json.loads(out.with_name("m.json").read_text())["training"]["loss"]) == 6
+
+
+def test_one_image_is_too_few_and_hidden_files_are_no_images(tmp_path, capsys):
+    folder = tmp_path / "one"
+    folder.mkdir()
+    skimage.io.imsave(folder / "a.png", np.zeros((64, 64), np.uint8), check_contrast=False)
+    (folder / "._a.png").write_bytes(b"\0\5\26\7 AppleDouble")  # what macOS leaves beside a.png on a foreign drive
+    code, err = run_main(["train", str(folder), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert code == 2 and err == [f"error: {folder}: 1 image; training needs at least one more than the 1 "
+                                 "--validation-fraction holds out to set the threshold"], err
+
+
 SAVE_KILLED = """
 import os, signal, sys
 from ssimlib import artifacts

@@ -85,8 +85,27 @@ def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
     return auroc
 
 
+INTERRUPTED = {  # what Ctrl-C leaves, by command
+    "train": "the same command resumes from the checkpoint of the last finished epoch (MODEL.checkpoint/)",
+    "train-study": "the same command resumes from the checkpoint of the last finished epoch",
+    "detect": "detections.csv in --out lists the images finished, each with its map and overlay",
+    "batch": "the same command skips the categories finished and resumes the one that was training",
+}
+
+
 def main(argv=None):
+    """``python -m ssimlib``: the command's exit status; Ctrl-C ends in one line saying what is kept, status 130."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _command(argv)
+    except KeyboardInterrupt:
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"interrupted{': ' + INTERRUPTED[command] if command in INTERRUPTED else ''}", file=sys.stderr)
+        return 130
+
+
+def _command(argv):
+    """Run the command of ``argv``; its exit status (see the module docstring)."""
     if argv[:1] == ["batch"]:
         load_keras_quietly()
         from ssimlib.apps.batch import main as batch_main

@@ -1,7 +1,8 @@
 """Labelled images for ``ssimlib evaluate``: which image has which defect mask, in four layouts.
 
-Images are the files with an image suffix (:data:`ssimlib.data.IMAGE_SUFFIXES`)
-among the given files and, recursively, folders; defect-free and defective ones
+Images are the given files and, recursively (following links), the files of the given
+folders that :func:`ssimlib.data.is_image_file` takes for images; each is taken once,
+however often it is given; defect-free and defective ones
 may lie in sibling folders named by defect type (the folder is reported as the
 image's ``kind``).  Masks are paired by one rule, the first that applies:
 
@@ -12,7 +13,11 @@ image's ``kind``).  Masks are paired by one rule, the first that applies:
 3. an MVTec AD category given as one folder: images in ``test/``, masks
    ``ground_truth/<type>/<stem>_mask.png``;
 4. found beside the images: ``<stem>_mask.*`` if any file is named so, else the
-   PNG with the stem of an image of another type (``a.jpg`` + ``a.png``).
+   PNG with the stem of an image of another type (``a.jpg`` + ``a.png``), if it
+   looks like a mask (:func:`looks_like_mask`: nearly two-valued, and no copy of the image).
+
+In an MVTec AD category, an image in ``test/<type>`` other than ``good`` without
+its mask is listed as a problem and left out, not counted defect-free.
 
 An image without a mask, or whose mask marks nothing, is defect-free.  Masks
 are read as :func:`ssimlib.data.read_mask` reads them: a pixel above half the
@@ -26,9 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib.data import IMAGE_SUFFIXES, DatasetError, not_a_folder, read_mask
+from ssimlib.data import DatasetError, is_image_file, not_a_folder, read_image, read_mask, resize_square
 
 AUTO_SUFFIX = "_mask"
+MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
 
 
 @dataclass
@@ -45,13 +51,19 @@ class Labelled:
     kind: str
 
 
-def _files(folder, skip=None):
-    """Image files below ``folder``, sorted, leaving out those below ``skip``."""
-    skip = skip.resolve() if skip else None
-    return sorted(
-        p for p in Path(folder).rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not (skip and skip in p.resolve().parents)
-    )
+def _files(folder, skip=()):
+    """Image files below ``folder``, following links to folders (each once), sorted, leaving out those below
+    the folders ``skip``."""
+    skip = [Path(q).resolve() for q in skip]
+    files, visited = [], set()
+    for here, folders, names in os.walk(folder, followlinks=True):
+        real = Path(here).resolve()
+        if real in visited or any(real == q or q in real.parents for q in skip):
+            folders[:] = []  # a link back up the tree, or a folder left out
+            continue
+        visited.add(real)
+        files += [Path(here) / name for name in names if is_image_file(Path(here) / name)]
+    return sorted(files)
 
 
 def _mvtec_category(path):
@@ -59,18 +71,23 @@ def _mvtec_category(path):
 
 
 def _found(inputs, skip):
-    """``[(file, folder it was found in)]`` and ``[(path, problem)]`` for inputs that are neither file nor folder."""
-    found, bad = [], []
+    """``[(file, folder it was found in)]``, each file once, and ``[(path, problem)]`` for inputs that are neither
+    file nor folder; files below the folders ``skip`` are left out."""
+    found, bad, seen = [], [], set()
     for path in map(Path, inputs):
         if path.is_dir():
-            files = _files(path, skip)
-            found += [(p, path) for p in files]
+            files = [(p, path) for p in _files(path, skip)]
             if not files:
                 bad.append((path, "folder holds no images"))
         elif path.is_file():
-            found.append((path, path.parent))
+            files = [(path, path.parent)]
         else:
             bad.append((path, "no such file or folder"))
+            continue
+        for p, root in files:
+            if p.resolve() not in seen:
+                seen.add(p.resolve())
+                found.append((p, root))
     return found, bad
 
 
@@ -86,15 +103,32 @@ def _beside(found, is_mask, image_stem):
     return pairs, images, bad
 
 
+def looks_like_mask(path, image_path):
+    """Whether the image at ``path`` looks like the defect mask of the image at ``image_path``: at least
+    :data:`MASK_EXTREMES` of its pixels lie within a tenth of its range of its darkest or brightest gray value
+    (a mask drawn or saved with soft edges does; a photograph does not), and it is no copy of that image (gray
+    values correlated above 0.9)."""
+    values = read_image(path, gray=True)[..., 0]
+    low, high = float(values.min()), float(values.max())
+    near = 0.1 * (high - low)
+    if np.mean((values <= low + near) | (values >= high - near)) < MASK_EXTREMES:
+        return False
+    image = read_image(image_path, gray=True)[..., 0]
+    if image.shape != values.shape or values.std() == 0 or image.std() == 0:
+        return True
+    return np.corrcoef(values.ravel(), image.ravel())[0, 1] <= 0.9
+
+
 def _same_stem(found):
-    """Rule 4b: in a folder, the PNG that shares its stem with one other image is that image's mask."""
+    """Rule 4b: in a folder, the PNG that shares its stem with one other image is that image's mask, if it
+    looks like one (:func:`looks_like_mask`); else both are images."""
     groups = defaultdict(list)
     for p, _ in found:
         groups[p.parent, p.stem].append(p)
     masks, bad, excluded = set(), [], set()
     for files in groups.values():
         pngs = [p for p in files if p.suffix.lower() == ".png"]
-        if len(files) == 2 and len(pngs) == 1:
+        if len(files) == 2 and len(pngs) == 1 and _looks_like_mask(*sorted(files, key=lambda p: p != pngs[0])):
             masks.add(pngs[0])
         elif len(files) > 2:
             bad.append((files[0].with_suffix(".*"), f"{len(files)} files share this stem "
@@ -105,6 +139,14 @@ def _same_stem(found):
     return pairs, images, bad + more_bad
 
 
+def _looks_like_mask(path, image_path):
+    """:func:`looks_like_mask`, and False where a file cannot be read (it is listed when read as an image)."""
+    try:
+        return looks_like_mask(path, image_path)
+    except DatasetError:
+        return False
+
+
 def _parallel(found, masks_dir, mask_suffix):
     """Rule 1: masks in a parallel folder: ``({image: mask}, bad)``."""
     pairs, bad = {}, []
@@ -113,7 +155,7 @@ def _parallel(found, masks_dir, mask_suffix):
         if mask_suffix:
             candidates = [folder / f"{p.stem}{mask_suffix}"] if (folder / f"{p.stem}{mask_suffix}").is_file() else []
         else:
-            candidates = sorted(q for q in folder.glob(f"{p.stem}.*") if q.suffix.lower() in IMAGE_SUFFIXES)
+            candidates = sorted(q for q in folder.glob(f"{p.stem}.*") if is_image_file(q))
         if len(candidates) == 1:
             pairs[p] = candidates[0]
         elif candidates:
@@ -123,12 +165,13 @@ def _parallel(found, masks_dir, mask_suffix):
     return pairs, bad
 
 
-def find_labelled(inputs, masks=None, mask_suffix=None):
+def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     """The labelled images of ``inputs`` (files and folders): ``(items, bad, rule)``.
 
     ``items`` is a list of :class:`Labelled`, ``bad`` lists ``(path, problem)`` for
     inputs and masks that could not be paired, ``rule`` says in one line which
-    rule paired them and how many images have a mask.  A missing ``masks`` folder
+    rule paired them and how many images have a mask.  Files below the folder
+    ``skip`` (an output folder) are not searched.  A missing ``masks`` folder
     raises :class:`~ssimlib.data.DatasetError`.
     """
     inputs = [Path(p) for p in inputs]
@@ -143,9 +186,12 @@ def find_labelled(inputs, masks=None, mask_suffix=None):
     category = mask_suffix is None and len(inputs) == 1 and _mvtec_category(inputs[0])
     if category:
         inputs, masks, mask_suffix = [inputs[0] / "test"], inputs[0] / "ground_truth", "_mask.png"
-    found, bad = _found(inputs, masks)
+    found, bad = _found(inputs, [q for q in (masks, skip) if q is not None])
     if masks is not None:
         pairs, more_bad = _parallel(found, masks, mask_suffix)
+        if category:  # a defect type's image without its mask is not defect-free: left out
+            more_bad += [(p, f"expected its mask {masks / p.parent.name / (p.stem + mask_suffix)}, it does not exist")
+                         for p, _ in found if p not in pairs and p.parent.name != "good"]
         bad += more_bad
         images = [(p, root) for p, root in found if p not in {q for q, _ in more_bad}]
         where = "an MVTec AD category: images in test/, masks" if category else "in the parallel folder"
@@ -179,10 +225,10 @@ def _items(images, pairs):
     """:class:`Labelled` items with keys below the common folder of ``images`` ``[(file, root)]``."""
     if not images:
         return []
-    common = Path(os.path.commonpath([root.resolve() for _, root in images]))
+    common = os.path.commonpath([os.path.abspath(root) for _, root in images])
     items, keys = [], set()
     for p, _ in images:
-        relative = p.resolve().relative_to(common)
+        relative = Path(os.path.relpath(os.path.abspath(p), common))  # links named as given, not by their targets
         key = relative.with_suffix("").as_posix()
         if key in keys:  # a.jpg beside a.bmp, both images
             key = relative.as_posix()
@@ -192,9 +238,11 @@ def _items(images, pairs):
     return items
 
 
-def read_labelled_mask(item, shape):
+def read_labelled_mask(item, shape, size=None):
     """The mask of ``item`` as bool ``(H, W)`` (all False without one); :class:`DatasetError` naming both files.
 
-    ``shape`` is the image's ``(H, W)``.
+    ``shape`` is the image's ``(H, W)`` in its file; ``size`` resizes the mask to ``size x size`` (nearest), as
+    a model that resizes its images sees them.
     """
-    return np.zeros(shape, bool) if item.mask is None else read_mask(item.mask, shape, item.path)
+    mask = np.zeros(shape, bool) if item.mask is None else read_mask(item.mask, shape, item.path)
+    return resize_square(mask, size, order=0)

@@ -15,6 +15,10 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   the model's units), ``<key>_map.png`` (0 to twice the threshold as black to white)
   and ``<key>_overlay.png`` (the segmentation in red).
 
+Images are read as ``detect`` reads them (resized where the model's preset
+says, as the MVTec AD models do, their masks with them).  ``DIR`` may lie in an
+input folder (it is not searched) but may not hold one.
+
 Bad input (an unreadable image or mask, a mask of another size than its image,
 a mask without an image, no defective image at all) is returned as one line
 each; the images that can be used are still scored and all that can be computed
@@ -34,8 +38,8 @@ from skimage.color import gray2rgb
 
 from ssimlib.apps.labelled import find_labelled, read_labelled_mask
 from ssimlib.apps.report import Entry, write_report
-from ssimlib.apps.own_images import load_detector
-from ssimlib.data import DatasetError, read_image
+from ssimlib.apps.own_images import InputError, check_out_folder, load_detector
+from ssimlib.data import DatasetError, read_image, resize_square
 from ssimlib.evaluate import summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.plotting import STYLE, plot_roc
@@ -168,20 +172,26 @@ def evaluate_images(
     the one line saying which mask rule was used, and one line per problem.
     :class:`ssimlib.apps.own_images.InputError` when the model or the threshold cannot be used.
     """
-    detector = load_detector(model, threshold, precision)
-    items, unpaired, rule = find_labelled(inputs, masks, mask_suffix)
-    bad = [f"{path}: {problem}" for path, problem in unpaired]
     out_dir = Path(out_dir)
+    check_out_folder(out_dir)
+    for path in map(Path, inputs):
+        if path.is_dir() and out_dir.resolve() in (path.resolve(), *path.resolve().parents):
+            raise InputError(f"--out {out_dir}: holds the input folder {path}; choose an --out outside it")
+    detector = load_detector(model, threshold, precision)
+    items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
+    bad = [f"{path}: {problem}" for path, problem in unpaired]
     out_dir.mkdir(parents=True, exist_ok=True)
     maps, gts, rows = [], [], []
     for item in items:
         try:
             image = read_image(item.path)
-            mask = read_labelled_mask(item, image.shape[:2])
-        except DatasetError as error:  # a reader's message may run over several lines: keep one
-            bad.append(" ".join(str(error).split()))
+            mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
+            image = resize_square(image, detector.preset.resize, order=1)
+            anomaly_map = detector.anomaly_map(image, item.path)
+        except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
+            message = " ".join(str(error).split())
+            bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
             continue
-        anomaly_map = detector.anomaly_map(image, item.path)
         segmentation = detector.segmentation(anomaly_map)
         view, overlay = _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
         label = "defective" if mask.any() else "good"

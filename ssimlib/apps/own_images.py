@@ -37,6 +37,7 @@ import json
 import math
 import os
 import shutil
+import warnings
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -48,7 +49,7 @@ from skimage.color import gray2rgb
 
 from ssimlib import artifacts
 from ssimlib.apps.scoring import Detector, as_model_channels
-from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, not_a_folder, read_image
+from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, is_image_file, not_a_folder, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, LOSSES, CategoryPreset, configure
@@ -70,7 +71,7 @@ class InputError(ValueError):
 
 
 def _image_files(folder):
-    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
 
 
 def default_stride(patch_size):
@@ -257,8 +258,12 @@ def train_model(
     try:
         check_patch_size(images, patch_size, paths)
         fit_images, validation_images, held_out = split_validation(images, validation_fraction, seed)
-    except (DatasetError, ValueError) as error:
+    except DatasetError as error:
         raise InputError(str(error)) from None
+    except ValueError:  # too few images to hold some out
+        raise InputError(f"{paths[0].parent}: {len(images)} image{'' if len(images) == 1 else 's'}; training needs "
+                         f"at least one more than the {max(1, round(validation_fraction * len(images)))} "
+                         "--validation-fraction holds out to set the threshold") from None
     channels = images[0].shape[-1]
     stride = stride or default_stride(patch_size)
     settings = {"loss": loss, "epochs": epochs, "n_patches": n_patches, "batch_size": batch_size,
@@ -298,7 +303,7 @@ def _inputs(paths, out_dir):
     """Image files of the given files and folders, each once, and ``(path, problem)`` for paths that are neither.
 
     Maps and overlays a folder holds in or under ``out_dir`` (``*_map.png``,
-    ``*_overlay.png``: outputs of an earlier run) are not inputs.
+    ``*_overlay.png``: outputs of an earlier run) are not inputs; a warning names them.
     """
     out_dir = out_dir.resolve()
 
@@ -309,6 +314,11 @@ def _inputs(paths, out_dir):
     for path in map(Path, paths):
         if path.is_dir():
             found = [f for f in _image_files(path) if not is_output(f)]
+            outputs = [f.name for f in _image_files(path) if is_output(f)]
+            if outputs:
+                warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out taken for an "
+                              f"earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
+                              f"{', ...' if len(outputs) > 3 else ''})", stacklevel=3)
             if not found:
                 bad.append((path, "folder holds no images"))
         elif path.is_file():
@@ -330,7 +340,7 @@ def output_names(files):
     named ``<stem>_map.png`` / ``<stem>_overlay.png``; where two images of one folder
     share a stem (``a.png``, ``a.tif``) their whole names replace the stem.
     """
-    resolved = [f.resolve() for f in files]
+    resolved = [Path(os.path.abspath(f)) for f in files]  # a link named as given, not by its target
     if not resolved:
         return []
     common = Path(os.path.commonpath([r.parent for r in resolved]))
@@ -444,6 +454,12 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
                          "choose another --out or remove it")
     detector = load_detector(model, threshold, precision, min_defect_area)
     files, bad = _inputs(inputs, out_dir)
+    names = output_names(files)
+    existing = [out_dir / name for pair in names for name in pair if (out_dir / name).exists()]
+    if existing:
+        raise InputError(f"{existing[0]}: exists (an image of yours, or an earlier run's output), and this run would "
+                         f"write {'its' if len(existing) == 1 else f'{len(existing)} such'} map or overlay there; "
+                         "choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     try:
@@ -454,7 +470,7 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
         writer = csv.DictWriter(csv_file, CSV_COLUMNS)
         writer.writeheader()
         csv_file.flush()
-        for path, (map_name, overlay_name) in zip(files, output_names(files)):
+        for path, (map_name, overlay_name) in zip(files, names):
             try:
                 image = as_model_channels(read_image(path, size=detector.preset.resize), detector.network.channels,
                                           path)

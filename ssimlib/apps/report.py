@@ -18,7 +18,7 @@ import matplotlib as mpl
 import numpy as np
 from PIL import Image
 
-from ssimlib.data import read_image
+from ssimlib.data import defect_pixels, read_image
 
 REPORT_NAME, THUMBS_DIR = "report.html", "report"
 THUMBNAIL = 256  # px, longest side of a stored thumbnail
@@ -97,7 +97,7 @@ def _thumbnails(entry, index, folder):
             ("overlay", np.asarray(overlay.convert("RGB")), "jpg"),
         ]
     if entry.mask is not None:
-        pictures.append(("mask", _uint8(read_image(entry.mask, gray=True)[..., 0] > 0.5), "png"))
+        pictures.append(("mask", _uint8(defect_pixels(read_image(entry.mask, gray=True)[..., 0])), "png"))
     cells = []
     for what, pixels, suffix in pictures:
         name = f"{index:05d}_{what}.{suffix}"
