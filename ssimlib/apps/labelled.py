@@ -128,8 +128,10 @@ def _same_stem(found):
     masks, bad, excluded = set(), [], set()
     for files in groups.values():
         pngs = [p for p in files if p.suffix.lower() == ".png"]
-        if len(files) == 2 and len(pngs) == 1 and _looks_like_mask(*sorted(files, key=lambda p: p != pngs[0])):
-            masks.add(pngs[0])
+        if len(files) == 2 and len(pngs) == 1:
+            image = files[1] if files[0] == pngs[0] else files[0]
+            if _looks_like_mask(pngs[0], image):
+                masks.add(pngs[0])
         elif len(files) > 2:
             bad.append((files[0].with_suffix(".*"), f"{len(files)} files share this stem "
                         f"({', '.join(p.name for p in files)}); expected one image and one PNG mask"))
