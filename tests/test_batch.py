@@ -107,8 +107,11 @@ def test_default_categories_are_the_mvtec_ones_found(tmp_path):
         (tmp_path / name / "train" / "good").mkdir(parents=True)
     assert batch.find_categories(tmp_path) == ["grid", "zipper"]
     assert batch.find_categories(tmp_path, ["not_mvtec", "grid", "grid"]) == ["not_mvtec", "grid"]
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="--categories"):
         batch.find_categories(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="nowhere: it does not exist"):
+        batch.find_categories(tmp_path / "nowhere")
 
 
 def test_without_data_root_each_category_is_found_where_it_lies(tmp_path, monkeypatch, capsys):
@@ -190,15 +193,23 @@ def test_pool_workers_take_one_gpu_each(monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3"
 
 
+def test_ci_names_a_category_folder_that_does_not_exist(tmp_path, capsys):
+    # it blamed a missing model and advised training one
+    (tmp_path / "data").mkdir()
+    assert batch.main(["--data-root", str(tmp_path / "data"), "--profile", "ci", "--categories", "foo"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'data' / 'foo'}: no such category folder"
+
+
 def test_ci_never_trains_a_missing_model(tmp_path):
     # The user's command: a category with no stored model must not start a 200-epoch training under ci.
+    write_synthetic_category(tmp_path / "data", "transistor", n_train=2, n_good=1, n_defective=1, size=64)
     started = time.perf_counter()
-    run = subprocess.run([sys.executable, "-m", "ssimlib", "batch", "--profile", "ci", "--categories", "transistor"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    run = subprocess.run([sys.executable, "-m", "ssimlib", "batch", "--profile", "ci", "--categories", "transistor",
+                          "--data-root", "data"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert run.returncode == 2, run.stdout + run.stderr
     assert len(run.stderr.strip().splitlines()) == 1 and "needs a stored model" in run.stderr, run.stderr
     assert "transistor-ssim-cvpr2019" in run.stderr and time.perf_counter() - started < 120
-    assert not list(tmp_path.iterdir())  # nothing written
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # nothing written
     assert not batch.trains("ci") and batch.trains("ci", {"train_missing": True})
     assert batch.trains("reduced") and batch.trains("full")
 
@@ -255,3 +266,32 @@ def test_results_of_an_unfinished_model_are_not_finished(tmp_path):
     path.write_text(json.dumps({"model_store": {"epochs_done": 200, "schedule_epochs": 200}}))
     assert batch.result_model_finished(path)
     assert not batch.result_model_finished(tmp_path / "missing.json")
+
+
+def test_a_result_of_other_data_or_parameters_is_not_current(tmp_path):
+    # batch skipped a category whose results file came from a 3-image subset, or from another -p stride
+    category = write_synthetic_category(tmp_path / "data", "synth", n_train=8, n_good=2, n_defective=3, size=64)
+    settings = {"stride": 32, "validation_fraction": 0.25, "n_train": 6, "n_validation": 2, "n_test_good": 2,
+                "n_test_defective": 3}
+    result = tmp_path / "synth-ssim-cvpr2019.json"
+    result.write_text(json.dumps({"settings": settings}))
+    assert batch.result_matches(result, {"stride": 32}, category)
+    assert batch.result_matches(result, {"train_missing": True}, category)  # a parameter the results do not record
+    assert not batch.result_matches(result, {"stride": 60}, category)
+    for other in ({"n_test_defective": 57}, {"n_test_good": 0}, {"n_train": 5}):
+        result.write_text(json.dumps({"settings": {**settings, **other}}))
+        assert not batch.result_matches(result, {}, category), other
+    (category / "test" / "stroke" / "000.png").unlink()  # the data changed since
+    result.write_text(json.dumps({"settings": settings}))
+    assert not batch.result_matches(result, {}, category)
+
+
+def test_an_output_folder_that_is_a_file_is_named_before_any_run(categories, tmp_path, capsys):
+    # a --results-dir that was a file failed each category after its whole evaluation (or training), metrics lost
+    (tmp_path / "a_file").write_text("")
+    for option in ("--output-dir", "--results-dir", "--figures-dir"):
+        argv = _args(categories, tmp_path, "synth")
+        argv[argv.index(option) + 1] = str(tmp_path / "a_file" / "below")
+        assert batch.main(argv) == 2
+        assert capsys.readouterr().err.strip() == f"error: {option}: {tmp_path / 'a_file'} is a file, not a folder"
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()

@@ -89,7 +89,17 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
         assert len(run.stderr.strip().splitlines()) == 1 and "choose from" in run.stderr, run.stderr
 
 
-@pytest.mark.parametrize("ename, status", [("ValueError", 2), ("ZeroDivisionError", 1)])
+def test_an_output_that_cannot_be_a_notebook_is_one_line(tmp_path, capsys):
+    # -o naming a folder, or a path below a file, ended in a traceback after the kernel had started
+    (tmp_path / "a_file").write_text("")
+    for output, message in ((tmp_path, f"-o {tmp_path}: is a folder; expected the path of the executed notebook"),
+                            (tmp_path / "a_file" / "x.ipynb", f"{tmp_path / 'a_file'} is a file, not a folder")):
+        assert main(["notebook", "05_mvtec_summary", "--profile", "ci", "-o", str(output)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize("ename, status", [("ValueError", 2), ("DatasetError", 2), ("ZeroDivisionError", 1)])
 def test_a_cell_that_fails_is_one_line_naming_the_cell_and_the_notebook_with_its_traceback(
         monkeypatch, capsys, ename, status):
     import papermill

@@ -59,10 +59,30 @@ def test_every_variant_is_scored():
         image[20:40, 30:60] = 0.5  # a flat defect the dimmer reconstructs as it does everything
     reconstructions = [0.5 * x + 0.2 for x in images]
     maps = [open_anomaly_map(residual_map(x, y, kind="ssim", window_size=7)) for x, y in zip(images, reconstructions)]
-    scores = evaluation_variants.pixel_auroc_by_variant(Dimmer(), images, masks, maps, reconstructions, patch_size=32,
-                                                        stride=16, window_size=7)
+    scores = evaluation_variants.pixel_auroc_by_variant(Dimmer(), images, masks, maps, reconstructions, [_image(6)],
+                                                        patch_size=32, stride=16, window_size=7)
     assert list(scores) == list(evaluation_variants.VARIANTS)
     assert all(0.0 <= v <= 1.0 for v in scores.values())
     values, labels = np.concatenate([m.ravel() for m in maps]), np.concatenate([m.ravel() for m in masks])
     u = mannwhitneyu(values[labels], values[~labels]).statistic  # the AUROC times the number of pairs
     assert scores["as evaluated (section 4.2)"] == pytest.approx(u / (labels.sum() * (~labels).sum()))
+
+
+def test_brightness_matching_gives_the_training_images_mean_and_spread():
+    train = [_image(7) * 0.5 + 0.3, _image(8) * 0.4 + 0.35]
+    image = _image(9) * 0.3 + 0.1  # darker and flatter than the training images
+    matched = evaluation_variants.brightness_matched(image, train)
+    pixels = np.concatenate([x.ravel() for x in train]).astype(np.float64)
+    assert matched.dtype == np.float32 and matched.shape == image.shape
+    assert matched.mean() == pytest.approx(pixels.mean(), abs=1e-5)
+    assert matched.std() == pytest.approx(pixels.std(), abs=1e-5)
+    np.testing.assert_array_equal(np.argsort(matched.ravel()), np.argsort(image.ravel()))  # an increasing map
+
+
+def test_the_false_positive_rate_is_ranked_against_the_brightness_offset():
+    from ssimlib.experiments.false_positives import rate_against_brightness
+
+    train = [np.full((4, 4), 0.5)]
+    images = [np.full((4, 4), v) for v in (0.5, 0.45, 0.6, 0.3)]  # offsets 0, 0.05, 0.1, 0.2
+    assert rate_against_brightness([0.01, 0.02, 0.03, 0.09], images, train)["rho"] == pytest.approx(1.0)
+    assert rate_against_brightness([0.09, 0.03, 0.02, 0.01], images, train)["rho"] == pytest.approx(-1.0)

@@ -292,6 +292,11 @@ def test_what_a_tester_gave_evaluate_is_each_scored_once_and_told_in_one_line(mo
     for _ in range(2):
         code, err, metrics = _evaluate([model, folder, "--out", folder / "out", "--report"], capsys)
         assert code == 0 and not err and metrics["images"] == expected, err
+    # another --out beside it: the first run's output folder was scored (30 images)
+    code, err, metrics = _evaluate([model, folder, "--out", folder / "out2"], capsys)
+    assert code == 0 and metrics["images"] == expected
+    assert err == [f"warning: {folder / 'out'}: an earlier evaluation's output (metrics.json, evaluation.csv), "
+                   "not searched"]
 
 
 def test_a_mask_is_a_mask_and_a_missing_one_is_not_defect_free(model, tmp_path, capsys):

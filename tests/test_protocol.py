@@ -184,7 +184,7 @@ def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_pa
     assert training["settings"]["crops"] == "fresh" and len(training["val_loss"]) == 2
     with pytest.raises(SystemExit) as exit_:
         studies.main(["mvtec", "--crops", "fresh"])
-    assert exit_.value.code == 2 and "--crops: only the nanotwice study" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "--crops: the mvtec study does not take it" in capsys.readouterr().err
 
 
 def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
@@ -199,7 +199,7 @@ def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkey
                                              log=lambda line: None, crops="fresh")
     assert manifest["name"] == "l2_ae-fresh-seed1" and manifest["training"]["settings"]["seed"] == 1
     assert sorted(p.name for p in (tmp_path / "models" / "nanotwice").glob("*.json")) == ["l2_ae-fresh-seed1.json"]
-    for argv, message in [(["mvtec", "--seed", "1"], "--seed: only the nanotwice study"),
+    for argv, message in [(["mvtec", "--seed", "1"], "--seed: the mvtec study does not take it"),
                           (["nanotwice", "--seed", "-1"], "--seed: expected a non-negative integer, got -1")]:
         with pytest.raises(SystemExit) as exit_:
             studies.main(argv)
@@ -213,13 +213,19 @@ def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     for argv, message in [(["nanotwice", "--epochs", "0"], "argument --epochs: expected a whole number of at least 1, got '0'"),
                           (["nanotwice", "--epochs", "-5"], "argument --epochs: expected a whole number of at least 1, got '-5'"),
                           (["nanotwice", "--export-every", "0"], "argument --export-every: expected a whole number of at least 1"),
-                          (["mvtec", "--setup", "cvpr"], "argument --setup: invalid choice: 'cvpr'")]:
+                          (["mvtec", "--setup", "cvpr"], "argument --setup: invalid choice: 'cvpr'"),
+                          # options a study would have ignored: queue and protocol trained into the repository's models/
+                          (["queue", "--models-root", "/tmp/x"], "--models-root: the queue study does not take it (queue "
+                                                                  "runs every study with its defaults"),
+                          (["table2", "--models-root", "/tmp/x", "--export-every", "5"],
+                           "--export-every, --models-root: the table2 study does not take them")]:
         with pytest.raises(SystemExit) as exit_:
             studies.main([*argv, "--models-root", str(tmp_path / "models")])
         assert exit_.value.code == 2 and message in capsys.readouterr().err
-    for study in ("nanotwice", "table2", "protocol"):  # missing data: one line, exit 2, nothing written
-        code = studies.main([study, "--data-root", str(tmp_path / "nowhere"), "--epochs", "1",
-                             "--models-root", str(tmp_path / "models"), "--results", str(tmp_path / "r.json")])
+    models, results = ["--models-root", str(tmp_path / "models")], ["--results", str(tmp_path / "r.json")]
+    for study, options in (("nanotwice", models), ("table2", results), ("protocol", models + results)):
+        # missing data: one line, exit 2, nothing written
+        code = studies.main([study, "--data-root", str(tmp_path / "nowhere"), "--epochs", "1", *options])
         errors = [line for line in capsys.readouterr().err.splitlines() if line]
         assert code == 2 and errors == [f"error: {tmp_path / 'nowhere'}: expected a folder with NanoTWICE's Normal/ "
                                         "and Anomalous/ folders, but it does not exist"]

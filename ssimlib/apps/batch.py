@@ -51,6 +51,7 @@ import yaml
 from ssimlib.arguments import at_least_one
 from ssimlib.apps.notebooks import check_parameters, profile_cwd, profile_parameters, run_notebook, run_outputs
 from ssimlib.artifacts import read_manifest
+from ssimlib.data import is_image_file, not_a_folder
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
 from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS
 from ssimlib.paths import data_root as default_data_root
@@ -63,6 +64,8 @@ def find_categories(data_root, chosen=None):
     if chosen:
         return list(dict.fromkeys(chosen))
     root = Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-root {root}: {not_a_folder(root)}")
     found = [c for c in CATEGORIES if (root / c / "train").is_dir()]
     if not found:
         raise FileNotFoundError(
@@ -147,6 +150,29 @@ def result_is_complete(path, label, since=None):
         and "pixel_auroc" in record.get("metrics", {})
         and (since is None or modified >= since)
     )
+
+
+def result_matches(path, parameters, category_dir):
+    """True unless the results file at ``path`` is of other settings or data: a notebook parameter of ``parameters``
+    that its ``settings`` record with another value, or other counts of training and test images than
+    ``category_dir`` holds now (``train/good``, ``test/good``, the other ``test/<type>`` folders)."""
+    try:
+        settings = json.loads(Path(path).read_text()).get("settings") or {}
+    except (OSError, ValueError):
+        return False
+    if any(key in settings and settings[key] != value for key, value in parameters.items()):
+        return False
+
+    def count(folders):
+        return sum(1 for folder in folders if folder.is_dir() for p in folder.iterdir() if is_image_file(p))
+
+    category_dir = Path(category_dir)
+    tests = [f for f in (category_dir / "test").iterdir() if f.is_dir()] if (category_dir / "test").is_dir() else []
+    counts = {"n_test_good": count(f for f in tests if f.name == "good"),
+              "n_test_defective": count(f for f in tests if f.name != "good")}
+    if "n_train" in settings and "n_validation" in settings:
+        counts["n_train"] = count([category_dir / "train" / "good"]) - settings["n_validation"]
+    return all(settings.get(key, value) == value for key, value in counts.items())
 
 
 def models_root_of(profile, parameters=None, models_root=None):
@@ -356,6 +382,13 @@ def main(argv=None):
     args = parse_args(argv)
     parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
+    for option, folder in (("--output-dir", args.output_dir), ("--results-dir", args.results_dir),
+                           ("--figures-dir", args.figures_dir)):
+        above = next((p for p in (Path(folder or ".").absolute(), *Path(folder or ".").absolute().parents)
+                      if p.exists()), None)
+        if folder and above is not None and not above.is_dir():  # each run would fail at its end, its work lost
+            print(f"error: {option}: {above} is a file, not a folder", file=sys.stderr)
+            return 2
     try:
         check_parameters(NOTEBOOK, parameters)
         label = profile_label(args.profile, parameters)
@@ -386,6 +419,11 @@ def main(argv=None):
     store = models_root_of(args.profile, parameters, models_root)
     runs = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
     if not train:  # a profile that does not train (ci) needs every model stored; say so before starting anything
+        no_data = [Path(roots[c]) / c for c in roots if not (Path(roots[c]) / c).is_dir()]
+        if no_data:
+            print(f"error: {no_data[0]}: no such category folder"
+                  + (f" (and {len(no_data) - 1} more)" if len(no_data) > 1 else ""), file=sys.stderr)
+            return 2
         absent = [model_stem(c, loss, setup, store) for c, loss in runs
                   if read_manifest(model_stem(c, loss, setup, store)) is None]
         if absent:
@@ -399,11 +437,13 @@ def main(argv=None):
         path = results_path(results_dir, category, loss, setup)
         stem = model_stem(category, loss, setup, store)
         current = (result_is_complete(path, label) and not result_is_stale(path, stem)
+                   and result_matches(path, parameters, Path(roots[category]) / category)
                    and (not train or (result_model_finished(path) and model_finished(read_manifest(stem)))))
         if not args.redo and current:
             outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
                              "error": None, "seconds": None, "gpu": None,
-                             "notebook": f"{path} is complete and no other model is stored (--redo runs it again)",
+                             "notebook": f"{path} is complete, of this data and these parameters, and no other "
+                                         "model is stored (--redo runs it again)",
                              "epochs": result_epochs(path)})
         else:
             jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(roots[category]),

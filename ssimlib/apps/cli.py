@@ -23,7 +23,7 @@ from ssimlib.arguments import at_least_one
 from ssimlib.experiments.presets import LOSSES
 
 # Exceptions a notebook cell raises for a parameter or input it cannot use: exit status 2, as for any bad input.
-INPUT_ERRORS = ("ValueError", "FileNotFoundError", "ArtifactError")
+INPUT_ERRORS = ("ValueError", "FileNotFoundError", "ArtifactError", "DatasetError", "NotebookChoiceError")
 
 
 @contextlib.contextmanager

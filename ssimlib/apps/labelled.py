@@ -25,6 +25,7 @@ maximum is a defect, and in a label image of 0s and 1s, a 1.
 """
 
 import os
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 from ssimlib.data import DatasetError, is_image_file, not_a_folder, read_image, read_mask, resize_square
 
 AUTO_SUFFIX = "_mask"
+EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writes: a folder holding both is one
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
 
 
@@ -53,13 +55,18 @@ class Labelled:
 
 def _files(folder, skip=()):
     """Image files below ``folder``, following links to folders (each once), sorted, leaving out those below
-    the folders ``skip``."""
+    the folders ``skip`` and below an earlier evaluation's output folder (with a warning)."""
     skip = [Path(q).resolve() for q in skip]
     files, visited = [], set()
     for here, folders, names in os.walk(folder, followlinks=True):
         real = Path(here).resolve()
         if real in visited or any(real == q or q in real.parents for q in skip):
             folders[:] = []  # a link back up the tree, or a folder left out
+            continue
+        if set(EVALUATION_FILES) <= set(names):
+            warnings.warn(f"{here}: an earlier evaluation's output ({', '.join(EVALUATION_FILES)}), not searched",
+                          stacklevel=2)
+            folders[:] = []
             continue
         visited.add(real)
         files += [Path(here) / name for name in names if is_image_file(Path(here) / name)]

@@ -51,7 +51,8 @@ KERNEL_ENV = {
 
 
 class NotebookChoiceError(FileNotFoundError):
-    """An unknown notebook, or a profile the notebook does not have (one line, for the command line)."""
+    """An unknown notebook or parameter, a profile the notebook does not have, or an output path that cannot be
+    written (one line, for the command line)."""
 
 
 def notebook_names():
@@ -140,6 +141,7 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
         params.update({key: folder for key, folder in run_outputs(name, profile)[1].items()
                        if key not in (parameters or {})})
     output = executed_notebook(name, output, profile)
+    _check_output(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
     try:
@@ -148,9 +150,18 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
             kernel_name="python3", log_output=log_output, progress_bar=False,
         )
     finally:
-        if output.exists():
+        if output.is_file():
             portable_metadata(output)
     return output
+
+
+def _check_output(output):
+    """Raise :class:`NotebookChoiceError` unless the executed notebook can be written at ``output``."""
+    if output.is_dir():
+        raise NotebookChoiceError(f"-o {output}: is a folder; expected the path of the executed notebook (.ipynb)")
+    above = next((p for p in output.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise NotebookChoiceError(f"-o {output}: {above} is a file, not a folder")
 
 
 def _portable_path(path):

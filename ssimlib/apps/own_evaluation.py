@@ -36,7 +36,7 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
-from ssimlib.apps.labelled import find_labelled, read_labelled_mask
+from ssimlib.apps.labelled import EVALUATION_FILES, find_labelled, read_labelled_mask
 from ssimlib.apps.report import Entry, write_report
 from ssimlib.apps.own_images import InputError, check_out_folder, load_detector
 from ssimlib.data import DatasetError, read_image, resize_square
@@ -46,7 +46,7 @@ from ssimlib.plotting import STYLE, plot_roc
 from ssimlib.thresholds import classification_ratios, label_regions
 
 FPR_LIMIT = 0.3
-METRICS_NAME, CSV_NAME, ROC_NAME, PRO_NAME = "metrics.json", "evaluation.csv", "roc.png", "pro.png"
+(METRICS_NAME, CSV_NAME), ROC_NAME, PRO_NAME = EVALUATION_FILES, "roc.png", "pro.png"
 IMAGES_DIR = "images"
 CSV_COLUMNS = (
     "path", "key", "kind", "mask", "label", "score", "defect_area_px", "verdict", "correct", "defect_px", "regions",

@@ -10,6 +10,7 @@ reader could take otherwise.  A sensitivity analysis on the test set: never a wa
 
 import numpy as np
 
+from ssimlib.evaluate import anomaly_maps
 from ssimlib.inference import extract_patches, overlap_average, residual_map
 from ssimlib.metrics import pixel_auroc
 from ssimlib.postprocess import open_anomaly_map
@@ -22,6 +23,7 @@ VARIANTS = {
     "SSIM constants literally 0.01, 0.03": "c1 = 0.01, c2 = 0.03 (images in [0, 1]) instead of (0.01 L)^2, (0.03 L)^2",
     "5-pixel image border left out": "the ROC counts no pixel within 5 px of the image edge",
     "opening disk of diameter 8": "the map opened with a disk twice as wide",
+    "test images' brightness matched": "each test image's mean and standard deviation set to the training images'",
 }
 BORDER = 5
 WIDER_OPENING = 8
@@ -46,13 +48,22 @@ def literal_constants_residual(image, reconstruction, window_size=11, window="un
     return 1.0 - np.asarray(similarity)[0, ..., 0]
 
 
-def pixel_auroc_by_variant(model, images, masks, maps, reconstructions, patch_size=128, stride=30, window_size=11,
-                           window="uniform"):
+def brightness_matched(image, train_images):
+    """``image`` shifted and scaled so that its mean and standard deviation are those of all ``train_images``'
+    pixels, clipped to ``[0, 1]`` (float32, its shape)."""
+    pixels = np.concatenate([np.ravel(x) for x in train_images]).astype(np.float64)
+    image = np.asarray(image, np.float64)
+    matched = (image - image.mean()) * (pixels.std() / max(image.std(), 1e-12)) + pixels.mean()
+    return np.clip(matched, 0.0, 1.0).astype(np.float32)
+
+
+def pixel_auroc_by_variant(model, images, masks, maps, reconstructions, train_images, patch_size=128, stride=30,
+                           window_size=11, window="uniform"):
     """Pixel AUROC of the SSIM-AE ``model`` on ``images`` ``(H, W)`` with ``masks``, per :data:`VARIANTS` label.
 
     ``maps`` and ``reconstructions`` are the evaluation's opened anomaly maps and averaged reconstructions
     (:class:`~ssimlib.experiments.nanotwice.Evaluation`) at ``patch_size`` and ``stride``; the variants
-    that keep the residual reuse them.
+    that keep the residual reuse them.  ``train_images`` are the model's defect-free training images.
     """
     def residual(x, y):
         return residual_map(x, y, kind="ssim", window_size=window_size, window=window)
@@ -69,4 +80,7 @@ def pixel_auroc_by_variant(model, images, masks, maps, reconstructions, patch_si
         "5-pixel image border left out": pixel_auroc([m[inner] for m in maps], [m[inner] for m in masks]),
         "opening disk of diameter 8": pixel_auroc(
             [open_anomaly_map(residual(x, y), WIDER_OPENING) for x, y in zip(images, reconstructions)], masks),
+        "test images' brightness matched": pixel_auroc(
+            anomaly_maps(model, [brightness_matched(x, train_images) for x in images], kind="ssim",
+                         patch_size=patch_size, stride=stride, window_size=window_size, window=window)[0], masks),
     }

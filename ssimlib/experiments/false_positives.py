@@ -11,6 +11,7 @@ limit is generalisation, not the residual or the evaluation.
 
 import numpy as np
 from scipy.ndimage import distance_transform_edt
+from scipy.stats import spearmanr
 
 from ssimlib.thresholds import threshold_at_fpr, validate_maps
 
@@ -41,3 +42,12 @@ def false_positive_sources(maps, masks, training_maps, fpr=0.05, near=20):
         "per_image_fpr": per_image,
         "training_image_fpr": float(np.mean(training > threshold)),
     }
+
+
+def rate_against_brightness(per_image_fpr, images, train_images):
+    """Spearman's rank correlation of each test image's false positive rate with how far its mean gray value lies
+    from the training images' (``|mean - training mean|``): ``{"rho", "p_value"}``."""
+    training_mean = np.mean(np.concatenate([np.ravel(x) for x in train_images]))
+    offsets = [abs(float(np.mean(x)) - training_mean) for x in images]
+    result = spearmanr(per_image_fpr, offsets)
+    return {"rho": float(result.statistic), "p_value": float(result.pvalue)}

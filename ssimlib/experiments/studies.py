@@ -170,6 +170,16 @@ def _train_mvtec(args, schedule):
     return 1 if failed else 0
 
 
+OPTIONS_USED = {  # the options each study reads (argparse's names); another given is refused, not ignored
+    "nanotwice": {"models", "epochs", "crops", "seed", "export_every", "data_root", "models_root"},
+    "checkerboard": {"models", "epochs", "export_every", "models_root"},
+    "table2": {"epochs", "data_root", "results"},
+    "protocol": {"epochs", "data_root", "models_root", "results"},
+    "mvtec": {"models", "categories", "setup", "epochs", "export_every", "data_root", "models_root"},
+    "queue": set(),
+}
+
+
 def main(argv=None):
     """``python -m ssimlib train-study STUDY [--models ...]``: see the module docstring."""
     import argparse
@@ -200,10 +210,6 @@ def main(argv=None):
     parser.add_argument("--results", help="table2, protocol: the results file runs are added to (default: "
                                            "results/nanotwice_sensitivity.json, results/nanotwice_protocol.json)")
     args = parser.parse_args(argv)
-    if args.crops != "fixed" and args.study != "nanotwice":
-        parser.error(f"--crops: only the nanotwice study takes a crop protocol ({args.study} trains its own way)")
-    if args.seed != nanotwice.FIG6_SCHEDULE["seed"] and args.study != "nanotwice":
-        parser.error(f"--seed: only the nanotwice study takes a seed ({args.study} trains with its own)")
     if args.seed < 0:
         parser.error(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.study == "checkerboard":
@@ -212,6 +218,13 @@ def main(argv=None):
         other = [m for m in args.models or () if nanotwice.METHODS[m] not in MODEL_NAMES]
         if other:
             parser.error(f"--models: checkerboard trains L2-AE and SSIM-AE, not {', '.join(other)}")
+    unused = [option for option, value in vars(args).items()
+              if option not in OPTIONS_USED[args.study] | {"study"} and value != parser.get_default(option)]
+    if unused:
+        names = ", ".join("--" + option.replace("_", "-") for option in unused)
+        parser.error(f"{names}: the {args.study} study does not take {'it' if len(unused) == 1 else 'them'}"
+                     + (" (queue runs every study with its defaults; name a study to set options)"
+                        if args.study == "queue" else ""))
     if args.study == "queue":
         return max(main([study]) for study in QUEUE)
     try:
@@ -232,7 +245,7 @@ def _train_study(args):
         from ssimlib.experiments import protocol
 
         protocol.run_campaign(args.results or protocol.DEFAULT_RESULTS, budget=schedule, data_root=args.data_root,
-                              log=lambda line: print(line, flush=True))
+                              models_root=args.models_root, log=lambda line: print(line, flush=True))
         return 0
     if args.study == "mvtec":
         return _train_mvtec(args, schedule)
