@@ -229,6 +229,10 @@ def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
         errors = [line for line in capsys.readouterr().err.splitlines() if line]
         assert code == 2 and errors == [f"error: {tmp_path / 'nowhere'}: expected a folder with NanoTWICE's Normal/ "
                                         "and Anomalous/ folders, but it does not exist"]
+    (tmp_path / "a_file").write_text("")  # mvtec reported each category FAILED, exit 1, and called the file missing
+    for root, why in ((tmp_path / "nowhere", "it does not exist"), (tmp_path / "a_file", "it is a file")):
+        assert studies.main(["mvtec", "--data-root", str(root), "--models-root", str(tmp_path / "models")]) == 2
+        assert capsys.readouterr().err.strip() == f"error: --data-root {root}: {why}"
     assert not (tmp_path / "models").exists() and not (tmp_path / "r.json").exists()
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 from ssimlib.arguments import at_least_one
 from ssimlib import artifacts
 from ssimlib.artifacts import ArtifactError
-from ssimlib.data import DatasetError
+from ssimlib.data import DatasetError, not_a_folder
 from ssimlib.experiments import nanotwice, sensitivity
 from ssimlib.experiments.presets import SETUPS
 from ssimlib.experiments.sensitivity import TABLE2_EPOCHS
@@ -143,6 +143,9 @@ def _train_mvtec(args, schedule):
     whole schedule); one that fails is reported and the next one runs."""
     from ssimlib.experiments import mvtec, presets
 
+    if args.data_root is not None and not Path(args.data_root).is_dir():  # every category would fail on it
+        print(f"error: --data-root {args.data_root}: {not_a_folder(args.data_root)}", file=sys.stderr)
+        return 2
     schedule_epochs = (schedule or {}).get("epochs", mvtec.SCHEDULE["epochs"])
     failed = []
     for until in mvtec_stages(schedule_epochs):
