@@ -384,9 +384,11 @@ def main(argv=None):
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
     for option, folder in (("--output-dir", args.output_dir), ("--results-dir", args.results_dir),
                            ("--figures-dir", args.figures_dir)):
-        above = next((p for p in (Path(folder or ".").absolute(), *Path(folder or ".").absolute().parents)
-                      if p.exists()), None)
-        if folder and above is not None and not above.is_dir():  # each run would fail at its end, its work lost
+        if not folder:
+            continue
+        folder = Path(folder).absolute()
+        above = next(p for p in (folder, *folder.parents) if p.exists())
+        if not above.is_dir():  # each run would fail at its end, its work lost
             print(f"error: {option}: {above} is a file, not a folder", file=sys.stderr)
             return 2
     try:
