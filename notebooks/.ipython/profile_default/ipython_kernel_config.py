@@ -5,5 +5,7 @@ c.IPKernelApp.capture_fd_output = False  # noqa: F821
 # TensorFlow's start-up log, which TF_CPP_MIN_LOG_LEVEL does not stop, is not written at all: the kernel imports
 # Keras and its backend once at start, with its stderr silenced (what the command line does, ssimlib.apps.cli).
 c.InteractiveShellApp.exec_lines = ["import ssimlib.apps.cli as _cli; _cli.load_keras_quietly(); del _cli"]  # noqa: F821
-# Nor is the kernel's own warning that it talks to papermill or nbval over local TCP without encryption.
-c.IPKernelApp.log_level = "ERROR"  # noqa: F821
+# Nor is the kernel's own warning that it talks to papermill or nbval over local TCP without encryption, nor,
+# when papermill shuts down a kernel that a failed cell left busy (seen under load), its "KeyboardInterrupt caught
+# in kernel" line: a cell's error reaches the command line through papermill, not through the kernel's log.
+c.IPKernelApp.log_level = "CRITICAL"  # noqa: F821
