@@ -313,8 +313,9 @@ def _inputs(paths, out_dir):
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
         if path.is_dir():
-            found = [f for f in _image_files(path) if not is_output(f)]
-            outputs = [f.name for f in _image_files(path) if is_output(f)]
+            listed = _image_files(path)
+            found = [f for f in listed if not is_output(f)]
+            outputs = [f.name for f in listed if is_output(f)]
             if outputs:
                 warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out taken for an "
                               f"earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
