@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import skimage.io
 import skimage.transform
-from PIL import Image, ImageOps
+import tifffile
+from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage.color import rgb2gray
 
 
@@ -89,7 +90,7 @@ def _read_problem(path, error):
     """Why ``path`` could not be read, in a few words (imageio's advice to install plugins is no help for a broken file)."""
     if path.is_file() and path.stat().st_size == 0:
         return "the file is empty, 0 bytes"
-    if "Could not find a backend" in str(error):
+    if "Could not find a backend" in str(error) or isinstance(error, (UnidentifiedImageError, tifffile.TiffFileError)):
         return f"its contents are not a {path.suffix.lstrip('.').upper() or 'known'} image"
     return str(error).splitlines()[0] if str(error) else type(error).__name__
 
@@ -99,6 +100,43 @@ def _read_jpeg(path):
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
         return np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+
+
+def _read_png(path):
+    """A PNG's pixels; a palette of grays as gray (imageio makes any palette RGB: a gray model then warned of a
+    colour image, and a folder of gray images "mixed gray and colour")."""
+    with Image.open(path) as image:
+        if image.mode == "P":
+            return _palette_pixels(np.asarray(image.convert("RGB")))
+    return skimage.io.imread(path)
+
+
+def _palette_pixels(rgb):
+    """A palette image's pixels ``(H, W, 3)`` as gray ``(H, W)`` when its palette holds only grays."""
+    return rgb[..., 0] if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all() else rgb
+
+
+def _read_tiff(path):
+    """A TIFF's first page as an array ``(H, W[, S])``, with a warning when it has more (a stack's or a
+    movie's frames: tifffile would return them all, and three of them were taken for RGB)."""
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        raw = page.asarray()
+        if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
+            raw = _palette_pixels(np.moveaxis(page.colormap[:, raw], 0, -1))  # colormap (3, 2**bits) uint16
+        elif page.axes.startswith("S"):  # planar RGB: (S, H, W)
+            raw = np.moveaxis(raw, 0, -1)
+        if len(tiff.pages) > 1:
+            warnings.warn(f"{path}: a TIFF of {len(tiff.pages)} pages (frames); only the first is read", stacklevel=3)
+    return raw
+
+
+def _warn_if_narrow(raw, path):
+    """Warn when 16-bit pixels reach 256 to 4095 (a 12-bit camera's range, read as 1/16 of full brightness; label
+    masks of 0 and 1 or 255 are not meant)."""
+    if raw.dtype == np.uint16 and raw.size and 255 < raw.max() <= 4095:
+        warnings.warn(f"{path}: 16-bit pixels reach only {raw.max()} of 65535 (12-bit data?); read as they are, "
+                      "so the image is dark: train and detect on images of the same scaling", stacklevel=3)
 
 
 def _unit_range(raw, path):
@@ -134,9 +172,13 @@ def read_image(path, gray=None, size=None):
     try:
         with warnings.catch_warnings():  # imageio trying its plugins on an unreadable file warns of their deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
-            raw = _read_jpeg(path) if path.suffix.lower() in (".jpg", ".jpeg") else skimage.io.imread(path)
+            suffix = path.suffix.lower()
+            reader = {".tif": _read_tiff, ".tiff": _read_tiff, ".jpg": _read_jpeg, ".jpeg": _read_jpeg,
+                      ".png": _read_png}.get(suffix, skimage.io.imread)
+            raw = reader(path)
     except Exception as error:  # imageio/tifffile/PIL raise many kinds
         raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
+    _warn_if_narrow(raw, path)
     image = _unit_range(raw, path)
     if image.ndim == 2:
         image = image[..., None]

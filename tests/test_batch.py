@@ -179,6 +179,15 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
         assert "ssimlib[distributed]" in capsys.readouterr().err
 
 
+def test_dask_workers_add_nothing_to_the_one_failure_line(categories, tmp_path):
+    # each LocalCluster worker printed TensorFlow's start-up log, and the nanny a "still alive ... killing" warning
+    run = subprocess.run([sys.executable, "-m", "ssimlib", "batch", *_args(categories, tmp_path, "broken"),
+                          "--workers", "2"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1 and "Dask LocalCluster" in run.stdout, run.stdout + run.stderr
+    assert run.stderr == "failed: broken-ssim-cvpr2019\n", run.stderr
+    assert "its contents are not a PNG image" in run.stdout
+
+
 def test_a_missing_category_fails_without_running(tmp_path):
     outcome = batch.run_category("absent", "ssim", "cvpr2019", tmp_path, "ci", {}, tmp_path / "runs",
                                  tmp_path / "results", "", None, "ci")

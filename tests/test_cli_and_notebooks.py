@@ -89,6 +89,35 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
         assert len(run.stderr.strip().splitlines()) == 1 and "choose from" in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("parameter, value, expected", [
+    ("stride", "0", "-p stride 0: expected a number above 0 (notebook 04_mvtec_category, default 30)"),
+    ("stride", "7.5", "-p stride 7.5: expected a whole number"),
+    ("epochs", "-3", "-p epochs -3: expected a number above 0"),
+    ("seed", "-1", "-p seed -1: expected a number from 0 up"),
+    ("validation_fraction", "1", "-p validation_fraction 1: expected a number in [0, 1)"),
+    ("learning_rate", "fast", "-p learning_rate 'fast': expected a number"),
+    ("category", "3", "-p category 3: expected text"),
+    ("train_missing", "maybe", "-p train_missing 'maybe': expected true or false"),
+])
+def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(parameter, value, expected, capsys,
+                                                                            monkeypatch):
+    # `-p stride 0` ran the notebook, loading data and model, until the sliding window failed in a later cell
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("the kernel was started"))
+    assert main(["notebook", "04_mvtec_category", "--profile", "ci", "-p", parameter, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_profile_passes_the_value_checks(name):
+    from ssimlib.apps.notebooks import check_parameters, profile_names
+
+    for profile in profile_names(name):
+        check_parameters(name, profile_parameters(name, profile))  # raises on a value the check refuses
+
+
 def test_an_output_that_cannot_be_a_notebook_is_one_line(tmp_path, capsys):
     # -o naming a folder, or a path below a file, ended in a traceback after the kernel had started
     (tmp_path / "a_file").write_text("")

@@ -92,6 +92,41 @@ def test_jpeg_is_read_as_viewers_show_it(tmp_path):
     np.testing.assert_allclose(shown[[2, 13], :, 0], rgb[[2, 13], :, 0] / 255, atol=0.05)  # away from the edge
 
 
+def test_a_tiff_stack_is_read_as_its_first_page_with_a_warning(tmp_path):
+    import tifffile
+
+    pages = np.arange(3 * 6 * 8, dtype=np.uint8).reshape(3, 6, 8)
+    tifffile.imwrite(tmp_path / "stack.tif", pages, photometric="minisblack")  # three gray frames
+    with pytest.warns(UserWarning, match=r"stack.tif: a TIFF of 3 pages \(frames\); only the first is read"):
+        image = read_image(tmp_path / "stack.tif")
+    np.testing.assert_array_equal(image[..., 0], pages[0] / np.float32(255))  # it was read as one RGB image of the three
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), rgb / np.float32(255))
+
+
+def test_a_palette_of_grays_is_read_as_gray(tmp_path):
+    import tifffile
+
+    gray = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    Image.fromarray(gray).convert("P").save(tmp_path / "gray_palette.png")
+    ramp = np.arange(256, dtype=np.uint16) * 257
+    tifffile.imwrite(tmp_path / "gray_palette.tif", gray, photometric="palette", colormap=np.stack([ramp] * 3))
+    for name in ("gray_palette.png", "gray_palette.tif"):
+        np.testing.assert_array_equal(read_image(tmp_path / name), gray[..., None] / np.float32(255), err_msg=name)
+    colours = np.zeros((6, 8, 3), np.uint8)
+    colours[:3, :, 0] = 255
+    Image.fromarray(colours).convert("P", palette=Image.ADAPTIVE).save(tmp_path / "colour_palette.png")
+    assert read_image(tmp_path / "colour_palette.png").shape == (6, 8, 3)
+
+
+def test_twelve_bit_pixels_in_sixteen_bits_are_warned_of(tmp_path):
+    values = np.full((6, 8), 4095, np.uint16)
+    skimage.io.imsave(tmp_path / "camera.tif", values, check_contrast=False)
+    with pytest.warns(UserWarning, match="camera.tif: 16-bit pixels reach only 4095 of 65535"):
+        assert read_image(tmp_path / "camera.tif").max() == pytest.approx(4095 / 65535)
+
+
 def test_hidden_files_are_not_images(tmp_path):
     from ssimlib.data import is_image_file
 

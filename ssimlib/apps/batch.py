@@ -41,6 +41,7 @@ Where the runs go:
 
 import argparse
 import json
+import logging
 import os
 import sys
 import time
@@ -50,11 +51,17 @@ import yaml
 
 from ssimlib.arguments import at_least_one
 from ssimlib.apps.notebooks import check_parameters, profile_cwd, profile_parameters, run_notebook, run_outputs
-from ssimlib.artifacts import read_manifest
-from ssimlib.data import is_image_file, not_a_folder
-from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
-from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS
-from ssimlib.paths import data_root as default_data_root
+from ssimlib.apps.quiet_keras import load_keras_quietly
+
+# The pool's and Dask's worker processes import this module to run run_category; the imports below bring Keras
+# and TensorFlow, whose start-up log each worker would print.
+load_keras_quietly()
+
+from ssimlib.artifacts import read_manifest  # noqa: E402
+from ssimlib.data import is_image_file, not_a_folder  # noqa: E402
+from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name  # noqa: E402
+from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS  # noqa: E402
+from ssimlib.paths import data_root as default_data_root  # noqa: E402
 
 NOTEBOOK = "04_mvtec_category"
 
@@ -302,6 +309,9 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
     if scheduler:
         client = Client(scheduler)
     else:
+        # Our own workers' problems are reported in the outcomes; the nanny's "still alive after 4.0 seconds,
+        # killing" as a worker winds TensorFlow down at the end is no news to the user.
+        logging.getLogger("distributed").setLevel(logging.ERROR)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         for address, gpu in zip(sorted(client.scheduler_info()["workers"]), gpus or []):

@@ -14,42 +14,15 @@
 """
 
 import argparse
-import contextlib
-import os
 import sys
 import warnings
 
+from ssimlib.apps.quiet_keras import load_keras_quietly
 from ssimlib.arguments import at_least_one
 from ssimlib.experiments.presets import LOSSES
 
 # Exceptions a notebook cell raises for a parameter or input it cannot use: exit status 2, as for any bad input.
 INPUT_ERRORS = ("ValueError", "FileNotFoundError", "ArtifactError", "DatasetError", "NotebookChoiceError")
-
-
-@contextlib.contextmanager
-def _process_stderr_silenced():
-    """Point file descriptor 2 at /dev/null for the block (Python exceptions still surface after it)."""
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def load_keras_quietly():
-    """Import Keras and its backend without their start-up log.
-
-    TensorFlow 2.21 writes two lines at import (absl's "All log messages before
-    absl::InitializeLog()" and oneDNN's "custom operations are on") that
-    ``TF_CPP_MIN_LOG_LEVEL`` does not stop, so the import runs with stderr silenced.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with _process_stderr_silenced():
-        import keras  # noqa: F401
 
 
 def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):

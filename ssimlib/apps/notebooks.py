@@ -22,6 +22,7 @@ ordering the notebook claims).  ``.ci/run`` runs the notebooks twice, the second
 time under another oneDNN instruction set (``ONEDNN_MAX_CPU_ISA``), to prove it.
 """
 
+import ast
 import os
 import shutil
 from pathlib import Path
@@ -74,15 +75,55 @@ def check_choice(name, profile="full"):
             f"notebook {name} has no profile {profile!r}; choose from {', '.join(profile_names(name))}")
 
 
+# Numeric parameters are counts, sizes or rates above 0, except these, which may be 0; none may be negative.
+ZERO_ALLOWED = {"seed", "test_seed", "example", "example_image", "min_defect_area", "n_examples", "weight_decay",
+                "blur_sigma", "fm_weight", "validation_fraction"}
+FRACTIONS = {"segmentation_fpr", "validation_fraction"}  # below 1 as well
+
+
 def check_parameters(name, parameters):
     """Raise :class:`NotebookChoiceError` for a key of ``parameters`` that notebook ``name``'s parameters cell
-    does not have (papermill would pass it on unused: a typo would run for hours with the default)."""
+    does not have (papermill would pass it on unused: a typo would run for hours with the default), or a value
+    the notebook cannot use (:func:`value_problem`), before any cell runs."""
     import papermill
 
     known = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
     unknown = [key for key in parameters if key not in known]
     if unknown:
         raise NotebookChoiceError(f"notebook {name} has no parameter {unknown[0]!r}; choose from {', '.join(known)}")
+    for key, value in parameters.items():
+        problem = value_problem(key, value, ast.literal_eval(known[key]["default"]))
+        if problem:
+            raise NotebookChoiceError(f"-p {key} {value!r}: expected {problem} (notebook {name}, default "
+                                      f"{known[key]['default']})")
+
+
+def value_problem(key, value, default):
+    """What parameter ``key`` should be instead of ``value``, given its ``default``, or ``None`` if it is fine.
+
+    ``None`` is always let through (several parameters mean "the preset's" by it); a value must have the
+    default's kind (true/false, text, whole number, number), and numbers :data:`ZERO_ALLOWED` and
+    :data:`FRACTIONS` say.
+    """
+    if value is None:
+        return None
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool) and not isinstance(value, bool):
+        return "true or false"
+    if isinstance(default, str) and not isinstance(value, str):
+        return "text"
+    if isinstance(default, int) and not isinstance(default, bool) and not (number and isinstance(value, int)):
+        return "a whole number"
+    if isinstance(default, float) and not number:
+        return "a number"
+    if not number:
+        return None
+    lower_ok = value >= 0 if key in ZERO_ALLOWED else value > 0
+    if lower_ok and (key not in FRACTIONS or value < 1):
+        return None
+    if key in FRACTIONS:
+        return f"a number in {'[' if key in ZERO_ALLOWED else '('}0, 1)"
+    return "a number from 0 up" if key in ZERO_ALLOWED else "a number above 0"
 
 
 def profile_parameters(name, profile):
