@@ -111,7 +111,8 @@ def run_campaign(
 
     ``budget`` overrides entries of :data:`TABLE2_BUDGET`.  Each finished setting is
     added to ``results_path`` at once (pixel AUROC, AU-PRO@0.3, stride, training time,
-    final loss, settings, machine).  Returns the results.
+    final loss, settings; ``machine``: the one that finished and evaluated it, ``machines``: which CPU ran
+    which epochs).  Returns the results.
     """
     from ssimlib import artifacts
 
@@ -153,7 +154,7 @@ def run_campaign(
             "test_images": len(test_images), "of_test_images": len(dataset.test_images),
             "epochs": len(history["loss"]), "final_loss": history["loss"][-1],
             "training_seconds": history["seconds"],
-            "optimizer_restarts": history.get("optimizer_restarts", []),
+            "optimizer_restarts": history.get("optimizer_restarts", []), "machines": history.get("machines", []),
             "budget": {key: budget[key] for key in ("n_patches", "epochs", "batch_size", "learning_rate",
                                                     "weight_decay", "window", "seed")},
             "budget_rule": BUDGET_RULE if budget["epochs"] == TABLE2_EPOCHS else "set by the caller",
