@@ -24,7 +24,7 @@ first 60 steps are the same in every process, bit for bit, yet three runs printe
 AUROCs of 0.799, 0.789 and 0.805 (earlier 0.790, 0.809, 0.809).  One intra-op thread
 (``TF_NUM_INTRAOP_THREADS=1``) does not cure it (0.80447 and 0.80357 in two runs, and
 twice as slow), so it is not the order in which threads sum; the demo therefore keeps
-the defaults, its README line says its AUROC varies by about 0.01, and the test checks
+the defaults, its README line says its AUROC varies by up to 0.02, and the test checks
 that a short demo (``--epochs 2 --n-train 200``) repeats exactly.
 """
 

@@ -30,8 +30,8 @@ def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
 
     Seeded (``keras.utils.set_random_seed``, the boards, the batch order): data, initial weights
     and the first hundreds of steps repeat bit for bit in every process, but the default run's
-    1,250 steps with the SSIM loss drift apart, so its AUROC varies between runs by about
-    0.01 (see ssimlib/reproducibility.py and the README).
+    1,250 steps with the SSIM loss drift apart, so its AUROC varies between runs by up to
+    0.02 (see ssimlib/reproducibility.py and the README).
     """
     import keras
 
