@@ -131,12 +131,37 @@ def _read_tiff(path):
     return raw
 
 
-def _warn_if_narrow(raw, path):
-    """Warn when 16-bit pixels reach 256 to 4095 (a 12-bit camera's range, read as 1/16 of full brightness; label
-    masks of 0 and 1 or 255 are not meant)."""
-    if raw.dtype == np.uint16 and raw.size and 255 < raw.max() <= 4095:
-        warnings.warn(f"{path}: 16-bit pixels reach only {raw.max()} of 65535 (12-bit data?); read as they are, "
-                      "so the image is dark: train and detect on images of the same scaling", stacklevel=3)
+def _warn_if_dim(raw, path):
+    """Warn when integer pixels of more than 8 bits reach less than a quarter of their type's range (8-, 10-, 12- or
+    14-bit data stored in 16 bits reads dark: divided by 65535, not by its own maximum)."""
+    if raw.dtype.kind in "iu" and raw.dtype.itemsize > 1 and raw.size:
+        top, full = int(raw.max()), np.iinfo(raw.dtype).max
+        if 0 < top < full / 4:
+            warnings.warn(f"{path}: {raw.dtype.itemsize * 8}-bit pixels reach only {top} of {full} (data of fewer "
+                          "bits?); read as they are, so the image is dark: train and detect on images of the same "
+                          "scaling", stacklevel=3)
+
+
+def _orientation(path, suffix):
+    """The EXIF / TIFF orientation (1-8, 1 = as stored) a PNG or TIFF records, else 1."""
+    try:
+        if suffix == ".png":
+            with Image.open(path) as image:
+                return int(image.getexif().get(0x0112, 1))
+        with tifffile.TiffFile(path) as tiff:
+            tag = tiff.pages[0].tags.get(274)
+            return int(tag.value) if tag is not None else 1
+    except Exception:  # an orientation that cannot be read is taken as none
+        return 1
+
+
+def _oriented(raw, orientation):
+    """``raw`` ``(H, W[, C])`` turned as orientation 1-8 says, as viewers show it (PIL's ``exif_transpose``)."""
+    swap = (1, 0) + tuple(range(2, raw.ndim))
+    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+             5: lambda a: a.transpose(swap), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.transpose(swap)[::-1, ::-1],
+             8: lambda a: np.rot90(a, 1)}
+    return np.ascontiguousarray(turns[orientation](raw)) if orientation in turns else raw
 
 
 def _unit_range(raw, path):
@@ -161,12 +186,13 @@ def _unit_range(raw, path):
     return np.clip(image, 0.0, 1.0)
 
 
-def read_image(path, gray=None, size=None):
-    """Read one image as float32 ``(H, W, C)`` in ``[0, 1]``.
+def read_image(path, gray=None, size=None, warn_dim=True):
+    """Read one image as float32 ``(H, W, C)`` in ``[0, 1]``, turned as its EXIF / TIFF orientation says.
 
     ``gray=True`` converts colour to luminance, ``gray=False`` repeats a gray
     image to 3 channels, ``None`` keeps what the file has (alpha is dropped).
-    ``size`` resizes to ``size x size`` (anti-aliased).
+    ``size`` resizes to ``size x size`` (anti-aliased).  ``warn_dim`` warns of 16-bit data that uses a
+    small part of its range (off for masks, whose 0 and 1 are meant).
     """
     path = Path(path)
     try:
@@ -176,10 +202,13 @@ def read_image(path, gray=None, size=None):
             reader = {".tif": _read_tiff, ".tiff": _read_tiff, ".jpg": _read_jpeg, ".jpeg": _read_jpeg,
                       ".png": _read_png}.get(suffix, skimage.io.imread)
             raw = reader(path)
+            if suffix in (".png", ".tif", ".tiff"):
+                raw = _oriented(raw, _orientation(path, suffix))
     except Exception as error:  # imageio/tifffile/PIL raise many kinds
         raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
-    _warn_if_narrow(raw, path)
     image = _unit_range(raw, path)
+    if warn_dim:
+        _warn_if_dim(raw, path)
     if image.ndim == 2:
         image = image[..., None]
     elif image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
@@ -204,7 +233,7 @@ def defect_pixels(values):
 def read_mask(path, shape, image_path=None):
     """Read a ground-truth mask as bool ``(H, W)`` (:func:`defect_pixels`); its size must equal ``shape``, the
     ``(H, W)`` of its image (``image_path``, named in the error)."""
-    mask = defect_pixels(read_image(path, gray=True)[..., 0])
+    mask = defect_pixels(read_image(path, gray=True, warn_dim=False)[..., 0])
     if mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")

@@ -188,6 +188,14 @@ def test_dask_workers_add_nothing_to_the_one_failure_line(categories, tmp_path):
     assert "its contents are not a PNG image" in run.stdout
 
 
+@pytest.mark.parametrize("key, option", [("loss", "--losses"), ("category", "--categories"),
+                                         ("results_dir", "--results-dir")])
+def test_a_parameter_the_batch_sets_itself_is_refused(tmp_path, capsys, key, option):
+    # `-p loss l2` ran the SSIM-AE and exited 0: the batch sets loss, category, ... for every run
+    assert batch.main(["--data-root", str(tmp_path), "--profile", "ci", "-p", key, "x"]) == 2
+    assert capsys.readouterr().err == f"error: -p {key}: the batch sets it for each run; use {option}\n"
+
+
 def test_a_missing_category_fails_without_running(tmp_path):
     outcome = batch.run_category("absent", "ssim", "cvpr2019", tmp_path, "ci", {}, tmp_path / "runs",
                                  tmp_path / "results", "", None, "ci")

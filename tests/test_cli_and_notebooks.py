@@ -98,6 +98,11 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
     ("learning_rate", "fast", "-p learning_rate 'fast': expected a number"),
     ("category", "3", "-p category 3: expected text"),
     ("train_missing", "maybe", "-p train_missing 'maybe': expected true or false"),
+    ("stride", "~", "-p stride None: expected a whole number"),  # None only where the parameters cell allows it
+    ("patch_size", "abc", "-p patch_size 'abc': expected a whole number"),  # default None: its kind is known
+    ("loss", "ms_ssim", "-p loss 'ms_ssim': expected one of ssim, l2, ssim_l1"),
+    ("learning_rate", ".inf", "-p learning_rate inf: expected a finite number"),
+    ("seed", "99999999999999", "-p seed 99999999999999: expected a seed below 2**32"),
 ])
 def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(parameter, value, expected, capsys,
                                                                             monkeypatch):
@@ -108,6 +113,17 @@ def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(para
     assert main(["notebook", "04_mvtec_category", "--profile", "ci", "-p", parameter, value]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
+
+
+def test_numbers_in_e_notation_are_numbers():
+    # YAML 1.1 reads 1e-4 as text: `-p learning_rate 1e-4` was refused as "expected a number"
+    from ssimlib.apps.notebooks import check_parameters, parameter_value
+
+    assert parameter_value("1e-4") == pytest.approx(1e-4) and parameter_value("1e3") == 1000
+    assert isinstance(parameter_value("1e3"), int) and parameter_value("2.0") == 2.0 and parameter_value("grid") == "grid"
+    check_parameters("04_mvtec_category", {"learning_rate": parameter_value("1e-4"), "epochs": parameter_value("1e3"),
+                                           "patch_size": 64, "residual": "ssim_l1", "data_root": None})
+    check_parameters("02_roc_comparison", {"figures_dir": None, "crops": "fresh"})  # its cell says None: not saved
 
 
 @pytest.mark.parametrize("name", NAMES)

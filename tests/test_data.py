@@ -120,11 +120,37 @@ def test_a_palette_of_grays_is_read_as_gray(tmp_path):
     assert read_image(tmp_path / "colour_palette.png").shape == (6, 8, 3)
 
 
-def test_twelve_bit_pixels_in_sixteen_bits_are_warned_of(tmp_path):
-    values = np.full((6, 8), 4095, np.uint16)
+@pytest.mark.parametrize("top", [183, 4095, 11712])  # 8-, 12- and 14-bit data stored in 16 bits
+def test_dim_sixteen_bit_pixels_are_warned_of(tmp_path, top):
+    values = np.full((6, 8), top, np.uint16)
     skimage.io.imsave(tmp_path / "camera.tif", values, check_contrast=False)
-    with pytest.warns(UserWarning, match="camera.tif: 16-bit pixels reach only 4095 of 65535"):
-        assert read_image(tmp_path / "camera.tif").max() == pytest.approx(4095 / 65535)
+    with pytest.warns(UserWarning, match=f"camera.tif: 16-bit pixels reach only {top} of 65535"):
+        assert read_image(tmp_path / "camera.tif").max() == pytest.approx(top / 65535)
+
+
+def test_a_sixteen_bit_mask_of_zeros_and_ones_is_no_dim_image(tmp_path, recwarn):
+    from ssimlib.data import read_mask
+
+    mask = np.zeros((6, 8), np.uint16)
+    mask[2:4, 3:5] = 1
+    skimage.io.imsave(tmp_path / "mask.png", mask, check_contrast=False)
+    np.testing.assert_array_equal(read_mask(tmp_path / "mask.png", (6, 8)), mask == 1)
+    assert not [w for w in recwarn if "reach only" in str(w.message)]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_png_and_tiff_are_turned_as_their_orientation_says(tmp_path, orientation):
+    import tifffile
+    from PIL import ImageOps
+
+    stored = np.arange(6 * 8, dtype=np.uint8).reshape(6, 8) * 5
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "turned.png", exif=exif)
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "turned.png")))  # what a viewer shows
+    tifffile.imwrite(tmp_path / "turned.tif", stored, extratags=[(274, "H", 1, orientation, True)])
+    for name in ("turned.png", "turned.tif"):
+        np.testing.assert_array_equal(read_image(tmp_path / name)[..., 0], shown / np.float32(255), err_msg=name)
 
 
 def test_hidden_files_are_not_images(tmp_path):

@@ -47,10 +47,9 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from ssimlib.arguments import at_least_one
-from ssimlib.apps.notebooks import check_parameters, profile_cwd, profile_parameters, run_notebook, run_outputs
+from ssimlib.apps.notebooks import (check_parameters, parameter_value, profile_cwd, profile_parameters, run_notebook,
+                                    run_outputs)
 from ssimlib.apps.quiet_keras import load_keras_quietly
 
 # The pool's and Dask's worker processes import this module to run run_category; the imports below bring Keras
@@ -64,6 +63,10 @@ from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS  # noqa: E402
 from ssimlib.paths import data_root as default_data_root  # noqa: E402
 
 NOTEBOOK = "04_mvtec_category"
+# Notebook parameters that run_category sets for each run, and the batch option that gives them.
+OPTION_OF_PARAMETER = {"data_root": "--data-root", "category": "--categories", "loss": "--losses", "setup": "--setup",
+                       "models_root": "--models-root", "output_dir": "--output-dir", "results_dir": "--results-dir",
+                       "figures_dir": "--figures-dir"}
 
 
 def find_categories(data_root, chosen=None):
@@ -390,7 +393,11 @@ def parse_args(argv=None):
 def main(argv=None):
     """Run the batch; returns 0 if every category ran or was skipped, 1 if any failed, 2 on bad arguments."""
     args = parse_args(argv)
-    parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
+    parameters = {key: parameter_value(value) for key, value in args.parameter}
+    owned = next((key for key in parameters if key in OPTION_OF_PARAMETER), None)
+    if owned:  # run_category sets it for every run: a -p value would be overridden without a word
+        print(f"error: -p {owned}: the batch sets it for each run; use {OPTION_OF_PARAMETER[owned]}", file=sys.stderr)
+        return 2
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
     for option, folder in (("--output-dir", args.output_dir), ("--results-dir", args.results_dir),
                            ("--figures-dir", args.figures_dir)):

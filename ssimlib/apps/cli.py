@@ -159,13 +159,11 @@ def _command(argv):
         load_keras_quietly()
         demo(epochs=args.epochs, n_train=args.n_train, seed=args.seed)
     elif args.command == "notebook":
-        import yaml
-
         import papermill
 
-        from ssimlib.apps.notebooks import NotebookChoiceError, executed_notebook, run_notebook
+        from ssimlib.apps.notebooks import NotebookChoiceError, executed_notebook, parameter_value, run_notebook
 
-        parameters = {key: yaml.safe_load(value) for key, value in args.parameter}
+        parameters = {key: parameter_value(value) for key, value in args.parameter}
         try:
             print(run_notebook(args.name, args.output, args.profile, parameters))
         except NotebookChoiceError as error:  # raised before anything runs: notebook, profile or parameter unknown

@@ -115,12 +115,12 @@ def looks_like_mask(path, image_path):
     :data:`MASK_EXTREMES` of its pixels lie within a tenth of its range of its darkest or brightest gray value
     (a mask drawn or saved with soft edges does; a photograph does not), and it is no copy of that image (gray
     values correlated above 0.9)."""
-    values = read_image(path, gray=True)[..., 0]
+    values = read_image(path, gray=True, warn_dim=False)[..., 0]
     low, high = float(values.min()), float(values.max())
     near = 0.1 * (high - low)
     if np.mean((values <= low + near) | (values >= high - near)) < MASK_EXTREMES:
         return False
-    image = read_image(image_path, gray=True)[..., 0]
+    image = read_image(image_path, gray=True, warn_dim=False)[..., 0]
     if image.shape != values.shape or values.std() == 0 or image.std() == 0:
         return True
     return np.corrcoef(values.ravel(), image.ravel())[0, 1] <= 0.9

@@ -23,12 +23,14 @@ time under another oneDNN instruction set (``ONEDNN_MAX_CPU_ISA``), to prove it.
 """
 
 import ast
+import math
 import os
 import shutil
 from pathlib import Path
 
 import yaml
 
+from ssimlib.experiments.presets import LOSSES, SETUPS
 from ssimlib.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -79,6 +81,26 @@ def check_choice(name, profile="full"):
 ZERO_ALLOWED = {"seed", "test_seed", "example", "example_image", "min_defect_area", "n_examples", "weight_decay",
                 "blur_sigma", "fm_weight", "validation_fraction"}
 FRACTIONS = {"segmentation_fpr", "validation_fraction"}  # below 1 as well
+SEEDS = {"seed", "test_seed"}  # below 2**32 (NumPy's and Keras' seeds)
+# Parameters whose default is None ("the preset's", "all", ...) and the kind of value they take instead.
+KIND_WHEN_NONE_DEFAULT = {"patch_size": int, "latent_dim": int, "resize": int, "n_test_images": int, "epochs": int,
+                          "residual": str, "crops": str, "data_root": str, "models_root": str}
+# Text parameters with a fixed set of values.
+CHOICES = {"loss": LOSSES, "setup": SETUPS, "residual": LOSSES}
+KIND_NAMES = {bool: "true or false", str: "text", int: "a whole number", float: "a number"}
+
+
+def parameter_value(text):
+    """A ``-p`` value read as YAML (``2``, ``0.5``, ``true``, text), a number written as ``1e-4`` included (YAML 1.1
+    reads that as text)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() and "." not in value else number
+    return value
 
 
 def check_parameters(name, parameters):
@@ -92,32 +114,36 @@ def check_parameters(name, parameters):
     if unknown:
         raise NotebookChoiceError(f"notebook {name} has no parameter {unknown[0]!r}; choose from {', '.join(known)}")
     for key, value in parameters.items():
-        problem = value_problem(key, value, ast.literal_eval(known[key]["default"]))
+        none_allowed = "None" in known[key]["help"]  # the parameters cell says what None means there
+        problem = value_problem(key, value, ast.literal_eval(known[key]["default"]), none_allowed)
         if problem:
             raise NotebookChoiceError(f"-p {key} {value!r}: expected {problem} (notebook {name}, default "
                                       f"{known[key]['default']})")
 
 
-def value_problem(key, value, default):
+def value_problem(key, value, default, none_allowed=False):
     """What parameter ``key`` should be instead of ``value``, given its ``default``, or ``None`` if it is fine.
 
-    ``None`` is always let through (several parameters mean "the preset's" by it); a value must have the
-    default's kind (true/false, text, whole number, number), and numbers :data:`ZERO_ALLOWED` and
-    :data:`FRACTIONS` say.
+    ``None`` only where the default is ``None`` or ``none_allowed``; a value must have the default's kind (true/false, text, whole
+    number, number; :data:`KIND_WHEN_NONE_DEFAULT` where the default is ``None``), one of :data:`CHOICES`, and a
+    finite number in the range :data:`ZERO_ALLOWED`, :data:`FRACTIONS` and :data:`SEEDS` say.
     """
+    kind = KIND_WHEN_NONE_DEFAULT.get(key) if default is None else type(default)
     if value is None:
-        return None
+        return None if default is None or none_allowed else KIND_NAMES[kind]
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, bool) and not isinstance(value, bool):
-        return "true or false"
-    if isinstance(default, str) and not isinstance(value, str):
-        return "text"
-    if isinstance(default, int) and not isinstance(default, bool) and not (number and isinstance(value, int)):
-        return "a whole number"
-    if isinstance(default, float) and not number:
-        return "a number"
+    if kind is bool and not isinstance(value, bool) or kind is str and not isinstance(value, str):
+        return KIND_NAMES[kind]
+    if kind is int and not (number and isinstance(value, int)) or kind is float and not number:
+        return KIND_NAMES[kind]
+    if key in CHOICES and value not in CHOICES[key]:
+        return f"one of {', '.join(CHOICES[key])}"
     if not number:
         return None
+    if not math.isfinite(value):
+        return "a finite number"
+    if key in SEEDS and value >= 2**32:
+        return "a seed below 2**32"
     lower_ok = value >= 0 if key in ZERO_ALLOWED else value > 0
     if lower_ok and (key not in FRACTIONS or value < 1):
         return None
