@@ -180,7 +180,8 @@ def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):
     assert "no defective images" in capsys.readouterr().err
     metrics = json.loads((tmp_path / "o2" / "metrics.json").read_text())
     assert metrics["pixel_auroc"] is None and metrics["defect_free_correct"] is not None
-    assert main(["evaluate", str(model), str(folder), "--masks", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert main(["evaluate", str(model), str(folder), "--masks", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "o3")]) == 2
     assert "nowhere: expected a folder of masks" in capsys.readouterr().err
 
 
@@ -249,6 +250,19 @@ def test_a_study_model_is_evaluated_at_a_given_threshold(tiny_model, tmp_path, c
         "scored": 5, "defect_free": 2, "defective": 3}
 
 
+def test_an_earlier_evaluation_is_not_replaced(tiny_model, tmp_path, capsys):
+    # a second evaluate into the same --out replaced metrics.json and left the first run's report.html beside it
+    category, model = tiny_model
+    out = tmp_path / "e"
+    assert main(["evaluate", str(model), str(category), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = (out / "metrics.json").read_bytes()
+    assert main(["evaluate", str(model), str(category), "--out", str(out), "--threshold", "0.5"]) == 2
+    assert capsys.readouterr().err == (f"error: {out / 'metrics.json'}: --out {out} holds an earlier evaluation; "
+                                       "choose another --out or remove it\n")
+    assert (out / "metrics.json").read_bytes() == before
+
+
 def _evaluate(argv, capsys):
     """Exit status, stderr lines and metrics.json of ``python -m ssimlib evaluate ARGV`` (metrics None if none)."""
     code = main(["evaluate", *map(str, argv)])
@@ -289,9 +303,10 @@ def test_what_a_tester_gave_evaluate_is_each_scored_once_and_told_in_one_line(mo
         code, err, _ = _evaluate([model, folder, "--out", out], capsys)
         assert code == 2 and err == [f"error: {message}"]
     # its own outputs, in an --out inside the input folder, were scored as images on the next run
-    for _ in range(2):
-        code, err, metrics = _evaluate([model, folder, "--out", folder / "out", "--report"], capsys)
-        assert code == 0 and not err and metrics["images"] == expected, err
+    code, err, metrics = _evaluate([model, folder, "--out", folder / "out", "--report"], capsys)
+    assert code == 0 and not err and metrics["images"] == expected, err
+    code, err, _ = _evaluate([model, folder, "--out", folder / "out", "--report"], capsys)  # not replaced
+    assert code == 2 and len(err) == 1 and "holds an earlier evaluation" in err[0], err
     # another --out beside it: the first run's output folder was scored (30 images)
     code, err, metrics = _evaluate([model, folder, "--out", folder / "out2"], capsys)
     assert code == 0 and metrics["images"] == expected

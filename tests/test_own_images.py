@@ -67,7 +67,7 @@ def test_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys):
     cases = [
         (["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")], "nowhere: expected a folder"),
         (["train", str(empty), "--out", str(tmp_path / "m")], "empty: expected defect-free images"),
-        (["train", str(category), "--out", str(tmp_path / "m"), "--patch-size", "128"], "smaller than the 128x128 patch"),
+        (["train", str(category), "--out", str(tmp_path / "m"), "--patch-size", "128"], "smaller than the 128x128 patch (leave it out, or choose a smaller --patch-size)"),
         (["detect", str(tmp_path / "no_model"), str(category), "--out", str(tmp_path / "o")], "no_model.json: no such model manifest"),
     ]
     for argv, message in cases:

@@ -65,6 +65,18 @@ def test_a_second_run_into_one_folder_is_refused(tiny_model, tmp_path, capsys):
     assert sorted((p.name, p.read_bytes()) for p in out.rglob("*") if p.is_file()) == before
 
 
+def test_a_folder_of_subfolders_is_named_with_them_and_nothing_is_written(tiny_model, tmp_path, capsys):
+    # `detect .../bottle/test` said "folder holds no images" and wrote an empty detections.csv, which then refused
+    # the corrected command
+    category, model = tiny_model
+    out = tmp_path / "d"
+    code, err = run_main(["detect", str(model), str(category / "test"), "--out", str(out)], capsys)
+    assert code == 2 and len(err) == 1, err
+    assert f"{category / 'test'}: folder holds no images (only subfolders: good, stroke;" in err[0]
+    assert f"give them, e.g. {category / 'test' / '*'})" in err[0] and not out.exists()
+    assert main(["detect", str(model), str(category / "test" / "good"), "--out", str(out)]) == 0
+
+
 def test_outputs_in_an_input_folder_are_not_read_back_and_no_file_is_overwritten(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     images = tmp_path / "images"

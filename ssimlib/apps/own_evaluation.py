@@ -177,6 +177,9 @@ def evaluate_images(
     for path in map(Path, inputs):
         if path.is_dir() and out_dir.resolve() in (path.resolve(), *path.resolve().parents):
             raise InputError(f"--out {out_dir}: holds the input folder {path}; choose an --out outside it")
+    earlier = [out_dir / name for name in EVALUATION_FILES if (out_dir / name).exists()]
+    if earlier:  # its metrics would be replaced, and an earlier report.html left beside them
+        raise InputError(f"{earlier[0]}: --out {out_dir} holds an earlier evaluation; choose another --out or remove it")
     detector = load_detector(model, threshold, precision)
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]

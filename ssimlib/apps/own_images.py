@@ -259,7 +259,8 @@ def train_model(
         check_patch_size(images, patch_size, paths)
         fit_images, validation_images, held_out = split_validation(images, validation_fraction, seed)
     except DatasetError as error:
-        raise InputError(str(error)) from None
+        hint = " (leave it out, or choose a smaller --patch-size)" if "smaller than the" in str(error) else ""
+        raise InputError(f"{error}{hint}") from None
     except ValueError:  # too few images to hold some out
         raise InputError(f"{paths[0].parent}: {len(images)} image{'' if len(images) == 1 else 's'}; training needs "
                          f"at least one more than the {max(1, round(validation_fraction * len(images)))} "
@@ -321,7 +322,10 @@ def _inputs(paths, out_dir):
                               f"earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
                               f"{', ...' if len(outputs) > 3 else ''})", stacklevel=3)
             if not found:
-                bad.append((path, "folder holds no images"))
+                below = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+                bad.append((path, "folder holds no images" + (
+                    f" (only subfolders: {', '.join(below[:4])}{', ...' if len(below) > 4 else ''}; detect does not "
+                    f"search below a folder: give them, e.g. {path / '*'})" if below else "")))
         elif path.is_file():
             found = [path]
         else:
@@ -455,6 +459,8 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
                          "choose another --out or remove it")
     detector = load_detector(model, threshold, precision, min_defect_area)
     files, bad = _inputs(inputs, out_dir)
+    if not files:  # nothing to write: an empty detections.csv would only block the corrected run
+        raise InputError("; ".join(f"{path}: {problem}" for path, problem in bad))
     names = output_names(files)
     existing = [out_dir / name for pair in names for name in pair if (out_dir / name).exists()]
     if existing:
