@@ -236,7 +236,7 @@ def run_lock(out):
 def _preset(name, kind, patch_size, latent_dim, loss, channels):
     """The MVTec-style preset for a folder of one's own: ``kind`` picks the augmentation; images keep their size."""
     preset = replace(configure(name, patch_size=patch_size, latent_dim=latent_dim, loss=loss, channels=channels),
-                     resize=None)
+                     resize=None, gray=channels == 1)  # what the model was trained on, recorded in its manifest
     if kind == "texture":  # any orientation is as good as another: rotations and flips
         return replace(preset, kind=kind, rotate=True, max_angle=45.0, flip="both")
     return replace(preset, kind=kind)  # a part: orientation may matter, so no rotation or flips
