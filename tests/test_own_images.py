@@ -64,9 +64,17 @@ def test_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     empty = tmp_path / "empty"
     empty.mkdir()
+    two_bad = tmp_path / "two_bad"  # train named only the first unreadable file, one fix per run
+    two_bad.mkdir()
+    (two_bad / "broken.png").write_bytes(b"not a PNG")
+    (two_bad / "empty.tif").write_bytes(b"")
+    (two_bad / "fine.png").write_bytes((category / "train" / "good" / "000.png").read_bytes())
     cases = [
         (["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")], "nowhere: expected a folder"),
         (["train", str(empty), "--out", str(tmp_path / "m")], "empty: expected defect-free images"),
+        (["train", str(two_bad), "--out", str(tmp_path / "m")],
+         f"{two_bad / 'broken.png'}: could not read it as an image (its contents are not a PNG image); "
+         f"{two_bad / 'empty.tif'}: could not read it as an image (the file is empty, 0 bytes) (2 of 3 images unreadable)"),
         (["train", str(category), "--out", str(tmp_path / "m"), "--patch-size", "128"], "smaller than the 128x128 patch (leave it out, or choose a smaller --patch-size)"),
         (["detect", str(tmp_path / "no_model"), str(category), "--out", str(tmp_path / "o")], "no_model.json: no such model manifest"),
     ]

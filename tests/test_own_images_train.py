@@ -90,7 +90,7 @@ def test_another_run_on_one_out_is_refused_and_restart_starts_over(data, tmp_pat
         ["train", str(b), "--out", str(out), *TINY],  # other images
         ["train", str(a), "--out", str(out), *with_option(TINY, "--patch-size", "64")],
         ["train", str(a), "--out", str(out), *with_option(TINY, "--latent-dim", "4")],
-        ["train", str(a), "--out", str(out), *with_option(TINY, "--epochs", "3")],
+        ["train", str(a), "--out", str(out), *with_option(TINY, "--epochs", "1")],  # fewer than it has
         ["train", str(a), "--out", str(out), *TINY, "--seed", "1"],
         ["train", str(a), "--out", str(out), *TINY, "--kind", "object"],
         ["train", str(a), "--out", str(out), *TINY, "--color"],
@@ -114,10 +114,16 @@ def test_another_run_on_one_out_is_refused_and_restart_starts_over(data, tmp_pat
     assert main(["train", str(a), "--out", str(out), *TINY]) == 0
     for old, new in zip(before, artifacts.load_model(out)[0].get_weights(), strict=True):
         np.testing.assert_array_equal(old, new)
+    # More epochs of the same run continue its checkpoint, as one longer run would have gone
+    assert main(["train", str(a), "--out", str(out), *with_option(TINY, "--epochs", "3")]) == 0
+    assert main(["train", str(a), "--out", str(tmp_path / "straight" / "m"), *with_option(TINY, "--epochs", "3")]) == 0
+    continued, straight = (json.loads(p.read_text())["training"] for p in (out.with_name("m.json"),
+                                                                           tmp_path / "straight" / "m.json"))
+    assert continued["epochs_done"] == 3 and continued["loss"] == pytest.approx(straight["loss"], rel=1e-5)
     assert main(["train", str(b), "--out", str(out), *TINY, "--restart"]) == 0
     manifest = json.loads(out.with_name("m.json").read_text())
     assert manifest["training"]["data"] == "b"  # the folder by name: no absolute path of this machine
-    assert files_in(tmp_path) == ["m.checkpoint", "m.json", "m.weights.h5"]
+    assert files_in(tmp_path) == ["m.checkpoint", "m.json", "m.weights.h5", "straight"]
 
 
 def test_a_model_without_a_run_is_not_resumed(data, tmp_path, capsys):

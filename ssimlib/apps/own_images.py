@@ -134,10 +134,15 @@ def defect_free_images(data, gray=None):
     paths = _image_files(folder)
     if not paths:
         raise InputError(f"{folder}: expected defect-free images ({', '.join(IMAGE_SUFFIXES)}), found none")
-    try:
-        images = [read_image(p, gray) for p in paths]
-    except DatasetError as error:
-        raise InputError(str(error)) from None
+    images, problems = [], []
+    for path in paths:  # every unreadable file named at once, not one per run
+        try:
+            images.append(read_image(path, gray))
+        except DatasetError as error:
+            problems.append(str(error))
+    if problems:
+        raise InputError("; ".join(problems) + (f" ({len(problems)} of {len(paths)} images unreadable)"
+                                                if len(problems) > 1 else ""))
     channels = {image.shape[-1] for image in images}
     if len(channels) > 1:
         raise InputError(f"{folder}: the images mix gray and colour; choose --gray or --color")
@@ -180,14 +185,26 @@ def _stored_run(out):
     return manifest_path, training.get("run") if isinstance(training, dict) else None
 
 
+def _continues(stored, run):
+    """Whether ``run`` is the checkpointed run ``stored`` (:func:`_stored_run`) asked for more epochs."""
+    where, identity = stored
+    if where.name != RUN_FILE or not isinstance(identity, dict) or not isinstance(identity.get("epochs"), int):
+        return False
+    others = {k for k in run.keys() | identity.keys() if run.get(k) != identity.get(k)}
+    return others == {"epochs"} and run["epochs"] > identity["epochs"]
+
+
 def claim_out(out, run, restart=False):
-    """Make ``out`` the place of ``run``: resume a checkpoint of the same run, or start over with ``restart``.
+    """Make ``out`` the place of ``run``: resume a checkpoint of the same run (also to more epochs than it was
+    asked for before), or start over with ``restart``.
 
     Raises :class:`InputError` when ``out`` holds another run (or one of unknown
     identity) and ``restart`` is False; with ``restart`` the checkpoint is removed
     (the model already there stays until the new one replaces it).
     """
     stored = _stored_run(out)
+    if stored is not None and _continues(stored, run):
+        stored = None  # the same run with more epochs: its checkpoint resumes (Adam's state included)
     if stored is not None and stored[1] != run and not restart:
         where, identity = stored
         if identity is None:
