@@ -124,9 +124,10 @@ def check_parameters(name, parameters):
 def value_problem(key, value, default, none_allowed=False):
     """What parameter ``key`` should be instead of ``value``, given its ``default``, or ``None`` if it is fine.
 
-    ``None`` only where the default is ``None`` or ``none_allowed``; a value must have the default's kind (true/false, text, whole
-    number, number; :data:`KIND_WHEN_NONE_DEFAULT` where the default is ``None``), one of :data:`CHOICES`, and a
-    finite number in the range :data:`ZERO_ALLOWED`, :data:`FRACTIONS` and :data:`SEEDS` say.
+    ``None`` only where the default is ``None`` or ``none_allowed``; a value must have the default's kind
+    (true/false, text, whole number, number; :data:`KIND_WHEN_NONE_DEFAULT` where the default is ``None``), be one
+    of :data:`CHOICES`, and be a finite number in the range :data:`ZERO_ALLOWED`, :data:`FRACTIONS` and
+    :data:`SEEDS` say.
     """
     kind = KIND_WHEN_NONE_DEFAULT.get(key) if default is None else type(default)
     if value is None:
