@@ -119,7 +119,7 @@ def test_unreadable_and_empty_images_are_named_and_the_others_processed(tiny_mod
 
 
 @pytest.mark.parametrize("option, value", [("--threshold", "0"), ("--threshold", "-1"), ("--threshold", "nan"),
-                                           ("--threshold", "inf"), ("--min-defect-area", "0")])
+                                           ("--threshold", "inf"), ("--threshold", "7"), ("--min-defect-area", "0")])
 def test_a_bad_option_is_named_before_any_work(tiny_model, tmp_path, capsys, option, value):
     category, model = tiny_model
     out = tmp_path / "d"

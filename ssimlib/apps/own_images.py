@@ -84,10 +84,18 @@ def _at_least_one(option, value):
         raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
 
 
+# No residual exceeds this: 1 - SSIM lies in [0, 2], the squared error of pixels in [0, 1] in [0, 1], ssim_l1 in
+# [0, 1.84]; a threshold above it could never flag a pixel.
+MAX_RESIDUAL = 2.0
+
+
 def check_threshold(value, option="--threshold"):
-    """Raise :class:`InputError` unless ``value`` is a finite number above 0."""
+    """Raise :class:`InputError` unless ``value`` is a finite number above 0 and at most :data:`MAX_RESIDUAL`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise InputError(f"{option} must be a finite number above 0, got {value!r}")
+    if value > MAX_RESIDUAL:
+        raise InputError(f"{option} must be at most {MAX_RESIDUAL:g} (no residual map reaches more, so nothing "
+                         f"would ever be flagged), got {value!r}")
 
 
 def check_patch_option(patch_size):
