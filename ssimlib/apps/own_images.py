@@ -397,7 +397,7 @@ def detection_settings(manifest, where, threshold=None, min_defect_area=None):
         if threshold is None:
             raise InputError(
                 f"{where}: has no detection threshold (a study model, not one from `ssimlib train`); give one with "
-                "--threshold (for an MVTec AD model, its \"threshold\" in results/mvtec/<name>.json)"
+                "--threshold (for an MVTec AD model, metrics.threshold in results/mvtec/<name>.json)"
             )
         training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
         stored = training.get("preset")

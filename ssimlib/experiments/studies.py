@@ -213,21 +213,10 @@ def main(argv=None):
     parser.add_argument("--results", help="table2, protocol: the results file runs are added to (default: "
                                            "results/nanotwice_sensitivity.json, results/nanotwice_protocol.json)")
     args = parser.parse_args(argv)
-    if args.seed < 0:
-        parser.error(f"--seed: expected a non-negative integer, got {args.seed}")
-    if args.study == "checkerboard":
-        from ssimlib.experiments.checkerboard import MODEL_NAMES
-
-        other = [m for m in args.models or () if nanotwice.METHODS[m] not in MODEL_NAMES]
-        if other:
-            parser.error(f"--models: checkerboard trains L2-AE and SSIM-AE, not {', '.join(other)}")
-    unused = [option for option, value in vars(args).items()
-              if option not in OPTIONS_USED[args.study] | {"study"} and value != parser.get_default(option)]
-    if unused:
-        names = ", ".join("--" + option.replace("_", "-") for option in unused)
-        parser.error(f"{names}: the {args.study} study does not take {'it' if len(unused) == 1 else 'them'}"
-                     + (" (queue runs every study with its defaults; name a study to set options)"
-                        if args.study == "queue" else ""))
+    problem = _option_problem(args, parser)
+    if problem:  # one line, as for any bad input (parser.error would print the whole usage first)
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.study == "queue":
         return max(main([study]) for study in QUEUE)
     try:
@@ -235,6 +224,26 @@ def main(argv=None):
     except (DatasetError, ArtifactError, CheckpointBusyError) as error:  # bad data or model, or a busy checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _option_problem(args, parser):
+    """What is wrong with the options ``args`` of ``parser`` in one line, or None."""
+    if args.seed < 0:
+        return f"--seed: expected a non-negative integer, got {args.seed}"
+    if args.study == "checkerboard":
+        from ssimlib.experiments.checkerboard import MODEL_NAMES
+
+        other = [m for m in args.models or () if nanotwice.METHODS[m] not in MODEL_NAMES]
+        if other:
+            return f"--models: checkerboard trains L2-AE and SSIM-AE, not {', '.join(other)}"
+    unused = [option for option, value in vars(args).items()
+              if option not in OPTIONS_USED[args.study] | {"study"} and value != parser.get_default(option)]
+    if unused:
+        names = ", ".join("--" + option.replace("_", "-") for option in unused)
+        return (f"{names}: the {args.study} study does not take {'it' if len(unused) == 1 else 'them'}"
+                + (" (queue runs every study with its defaults; name a study to set options)"
+                   if args.study == "queue" else ""))
+    return None
 
 
 def _train_study(args):
