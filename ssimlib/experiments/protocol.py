@@ -23,7 +23,9 @@ lists the epoch).  An arm in the results file is never retrained; its finished
 weights need not be kept (only the results are committed).  :data:`FIRST_DECISION_RULE` was
 written before any arm was evaluated, :data:`DECISION_RULE` (which amends it for three protocols)
 before the third protocol's arm was; :func:`choose_protocol` applies it, reading validation
-losses only, never a test image.
+losses only, never a test image, of the arms at the campaign's budget.  Entries of another budget are
+diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its 200-epoch checkpoint
+(``run_campaign(arms=(("fresh", 0),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
 """
 
 from pathlib import Path
