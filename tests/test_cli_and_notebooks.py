@@ -164,7 +164,7 @@ def test_a_cell_that_fails_is_one_line_naming_the_cell_and_the_notebook_with_its
 def test_a_real_kernel_adds_no_start_up_log_to_the_one_line(tmp_path):
     # The kernel's TensorFlow start-up log and its TCP warning went to the terminal before the error line.
     run = subprocess.run([sys.executable, "-m", "ssimlib", "notebook", "04_mvtec_category", "--profile", "ci",
-                          "-p", "loss", "foo", "-o", str(tmp_path / "out.ipynb")], capture_output=True, text=True)
+                          "-p", "category", "no_such_category", "-o", str(tmp_path / "out.ipynb")], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert run.stderr.startswith("error: notebook 04_mvtec_category stopped in cell ["), run.stderr
 

@@ -40,6 +40,7 @@ Where the runs go:
 """
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -48,13 +49,11 @@ import time
 from pathlib import Path
 
 from ssimlib.arguments import at_least_one
-from ssimlib.apps.notebooks import (check_parameters, parameter_value, profile_cwd, profile_parameters, run_notebook,
-                                    run_outputs)
+from ssimlib.apps.notebooks import check_parameters, parameter_value, profile_cwd, profile_parameters, run_notebook
+from ssimlib.apps.notebooks import run_outputs
 from ssimlib.apps.quiet_keras import load_keras_quietly
 
-# The pool's and Dask's worker processes import this module to run run_category; the imports below bring Keras
-# and TensorFlow, whose start-up log each worker would print.
-load_keras_quietly()
+load_keras_quietly()  # worker processes (pool, Dask) import this module; Keras below would print its start-up log
 
 from ssimlib.artifacts import read_manifest  # noqa: E402
 from ssimlib.data import is_image_file, not_a_folder  # noqa: E402
@@ -334,11 +333,7 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
 
 
 def _have_distributed():
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("distributed") is not None
 
 
 # ---------------------------------------------------------------------------

@@ -240,7 +240,7 @@ def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
     load_keras_quietly()
     from ssimlib.apps.own_evaluation import METRICS_NAME, evaluate_images
-    from ssimlib.apps.own_images import InputError
+    from ssimlib.apps.own_options import InputError
     from ssimlib.data import DatasetError
 
     try:

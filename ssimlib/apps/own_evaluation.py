@@ -38,7 +38,8 @@ from skimage.color import gray2rgb
 
 from ssimlib.apps.labelled import EVALUATION_FILES, find_labelled, read_labelled_mask
 from ssimlib.apps.report import Entry, write_report
-from ssimlib.apps.own_images import InputError, check_out_folder, load_detector
+from ssimlib.apps.own_images import load_detector
+from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.data import DatasetError, read_image, resize_square
 from ssimlib.evaluate import summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
@@ -170,7 +171,7 @@ def evaluate_images(
 
     Returns ``(metrics, rows, rule, bad)``: the dict written to ``metrics.json``, the CSV rows,
     the one line saying which mask rule was used, and one line per problem.
-    :class:`ssimlib.apps.own_images.InputError` when the model or the threshold cannot be used.
+    :class:`ssimlib.apps.own_options.InputError` when the model or the threshold cannot be used.
     """
     out_dir = Path(out_dir)
     check_out_folder(out_dir)

@@ -25,8 +25,8 @@ beside it.  An image smaller than the patch is padded to it (:mod:`ssimlib.apps.
 one that cannot be used is listed and skipped; the others are still processed.
 ``--report`` adds ``DIR/report.html`` (:mod:`ssimlib.apps.report`).
 
-Bad input raises :class:`InputError` with one line naming the file or option; the
-command line prints it and exits with status 2.
+Bad input raises :class:`ssimlib.apps.own_options.InputError` with one line naming the file or option
+(the options are checked there, before any work); the command line prints it and exits with status 2.
 """
 
 import contextlib
@@ -34,7 +34,6 @@ import csv
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import warnings
@@ -48,26 +47,22 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
+from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold, check_train_options
 from ssimlib.apps.scoring import Detector, as_model_channels
 from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, is_image_file, not_a_folder, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
-from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, LOSSES, CategoryPreset, configure
+from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset, configure
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
-from ssimlib.models import ConvAutoencoder, encoder_layer_spec
+from ssimlib.models import ConvAutoencoder
 from ssimlib.thresholds import max_region_threshold
 from ssimlib.train import STATE_FILE, train
 
-KINDS = ("texture", "object")
 CSV_NAME = "detections.csv"
 CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay")
 OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")
 RUN_FILE = "run.json"
 DEFAULT_MIN_DEFECT_AREA = 64
-
-
-class InputError(ValueError):
-    """A file, folder or option the user gave is not what was expected (one line, for the command line)."""
 
 
 def _image_files(folder):
@@ -77,60 +72,6 @@ def _image_files(folder):
 def default_stride(patch_size):
     """Sliding-window stride in pixels: the paper's 30 at 128 px, scaled with the patch side."""
     return max(1, round(30 * patch_size / 128))
-
-
-def _at_least_one(option, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
-
-
-# No residual exceeds this: 1 - SSIM lies in [0, 2], the squared error of pixels in [0, 1] in [0, 1], ssim_l1 in
-# [0, 1.84]; a threshold above it could never flag a pixel.
-MAX_RESIDUAL = 2.0
-
-
-def check_threshold(value, option="--threshold"):
-    """Raise :class:`InputError` unless ``value`` is a finite number above 0 and at most :data:`MAX_RESIDUAL`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{option} must be a finite number above 0, got {value!r}")
-    if value > MAX_RESIDUAL:
-        raise InputError(f"{option} must be at most {MAX_RESIDUAL:g} (no residual map reaches more, so nothing "
-                         f"would ever be flagged), got {value!r}")
-
-
-def check_patch_option(patch_size):
-    """Raise :class:`InputError` unless the autoencoder can be built for ``patch_size`` px patches."""
-    _at_least_one("--patch-size", patch_size)
-    try:
-        encoder_layer_spec(patch_size)
-    except ValueError:
-        raise InputError(f"--patch-size must be 8 * 2**k with k >= 2 (32, 64, 128, 256, ...), got {patch_size}") from None
-
-
-def check_out_folder(folder, option="--out"):
-    """Raise :class:`InputError` unless ``folder`` exists as a writable folder or can be made."""
-    folder = Path(folder).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        raise InputError(f"{option}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{option}: cannot write in {existing} (no permission)")
-
-
-def check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, batch_size, validation_fraction,
-                        min_defect_area, out):
-    """Raise :class:`InputError` naming the first option of ``train`` that cannot work."""
-    if kind not in KINDS:
-        raise InputError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if loss not in LOSSES:
-        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
-    check_patch_option(patch_size)
-    for option, value in (("--latent-dim", latent_dim), ("--epochs", epochs), ("--n-patches", n_patches),
-                          ("--batch-size", batch_size), ("--min-defect-area", min_defect_area)):
-        _at_least_one(option, value)
-    if not 0 < validation_fraction < 1:
-        raise InputError(f"--validation-fraction must be between 0 and 1 (both excluded), got {validation_fraction}")
-    check_out_folder(Path(out).parent)
 
 
 def defect_free_images(data, gray=None):
@@ -414,8 +355,8 @@ def detection_settings(manifest, where, threshold=None, min_defect_area=None):
         raise InputError(f"{where}: its \"detection\" is not an object")
     try:
         check_threshold(detection.get("threshold"), "its detection threshold")
-        _at_least_one("its min_defect_area", detection.get("min_defect_area"))
-        _at_least_one("its stride", detection.get("stride"))
+        check_count("its min_defect_area", detection.get("min_defect_area"))
+        check_count("its stride", detection.get("stride"))
     except InputError as error:
         raise InputError(f"{where}: {error}") from None
     preset = _stored_preset(detection.get("preset"), where, patch_size)
@@ -457,7 +398,7 @@ def load_detector(model, threshold=None, precision="float32", min_defect_area=No
     if threshold is not None:
         check_threshold(threshold)
     if min_defect_area is not None:
-        _at_least_one("--min-defect-area", min_defect_area)
+        check_count("--min-defect-area", min_defect_area)
     try:
         network, manifest = artifacts.load_model(model)
     except artifacts.ArtifactError as error:

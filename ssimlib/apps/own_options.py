@@ -1,0 +1,73 @@
+"""The options of ``train``, ``detect`` and ``evaluate`` on one's own images, checked before any work is done.
+
+Each check raises :class:`InputError` with one line naming the option and what was expected; the command line
+prints it and exits with status 2.
+"""
+
+import math
+import os
+from pathlib import Path
+
+from ssimlib.experiments.presets import LOSSES
+from ssimlib.models import encoder_layer_spec
+
+KINDS = ("texture", "object")
+
+
+class InputError(ValueError):
+    """A file, folder or option the user gave is not what was expected (one line, for the command line)."""
+
+
+def check_count(option, value):
+    """Raise :class:`InputError` unless ``value`` is a whole number of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{option} must be a whole number of at least 1, got {value!r}")
+
+
+# No residual exceeds this: 1 - SSIM lies in [0, 2], the squared error of pixels in [0, 1] in [0, 1], ssim_l1 in
+# [0, 1.84]; a threshold above it could never flag a pixel.
+MAX_RESIDUAL = 2.0
+
+
+def check_threshold(value, option="--threshold"):
+    """Raise :class:`InputError` unless ``value`` is a finite number above 0 and at most :data:`MAX_RESIDUAL`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{option} must be a finite number above 0, got {value!r}")
+    if value > MAX_RESIDUAL:
+        raise InputError(f"{option} must be at most {MAX_RESIDUAL:g} (no residual map reaches more, so nothing "
+                         f"would ever be flagged), got {value!r}")
+
+
+def check_patch_option(patch_size):
+    """Raise :class:`InputError` unless the autoencoder can be built for ``patch_size`` px patches."""
+    check_count("--patch-size", patch_size)
+    try:
+        encoder_layer_spec(patch_size)
+    except ValueError:
+        raise InputError(f"--patch-size must be 8 * 2**k with k >= 2 (32, 64, 128, 256, ...), got {patch_size}") from None
+
+
+def check_out_folder(folder, option="--out"):
+    """Raise :class:`InputError` unless ``folder`` exists as a writable folder or can be made."""
+    folder = Path(folder).absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{option}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{option}: cannot write in {existing} (no permission)")
+
+
+def check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, batch_size, validation_fraction,
+                        min_defect_area, out):
+    """Raise :class:`InputError` naming the first option of ``train`` that cannot work."""
+    if kind not in KINDS:
+        raise InputError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if loss not in LOSSES:
+        raise InputError(f"--loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+    check_patch_option(patch_size)
+    for option, value in (("--latent-dim", latent_dim), ("--epochs", epochs), ("--n-patches", n_patches),
+                          ("--batch-size", batch_size), ("--min-defect-area", min_defect_area)):
+        check_count(option, value)
+    if not 0 < validation_fraction < 1:
+        raise InputError(f"--validation-fraction must be between 0 and 1 (both excluded), got {validation_fraction}")
+    check_out_folder(Path(out).parent)
