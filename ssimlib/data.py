@@ -103,12 +103,12 @@ def _read_jpeg(path):
 
 
 def _read_png(path):
-    """A PNG's pixels; a palette of grays as gray (imageio makes any palette RGB: a gray model then warned of a
-    colour image, and a folder of gray images "mixed gray and colour")."""
+    """A PNG's pixels, turned as its EXIF orientation says; a palette of grays as gray (imageio makes any palette
+    RGB: a gray model then warned of a colour image, and a folder of gray images "mixed gray and colour")."""
     with Image.open(path) as image:
-        if image.mode == "P":
-            return _palette_pixels(np.asarray(image.convert("RGB")))
-    return skimage.io.imread(path)
+        orientation = image.getexif().get(0x0112, 1)
+        raw = _palette_pixels(np.asarray(image.convert("RGB"))) if image.mode == "P" else None
+    return _oriented(skimage.io.imread(path) if raw is None else raw, orientation)
 
 
 def _palette_pixels(rgb):
@@ -117,8 +117,8 @@ def _palette_pixels(rgb):
 
 
 def _read_tiff(path):
-    """A TIFF's first page as an array ``(H, W[, S])``, with a warning when it has more (a stack's or a
-    movie's frames: tifffile would return them all, and three of them were taken for RGB)."""
+    """A TIFF's first page as an array ``(H, W[, S])``, turned as its orientation tag says, with a warning when it
+    has more pages (a stack's or a movie's frames: tifffile would return them all, and three were taken for RGB)."""
     with tifffile.TiffFile(path) as tiff:
         page = tiff.pages[0]
         raw = page.asarray()
@@ -128,7 +128,8 @@ def _read_tiff(path):
             raw = np.moveaxis(raw, 0, -1)
         if len(tiff.pages) > 1:
             warnings.warn(f"{path}: a TIFF of {len(tiff.pages)} pages (frames); only the first is read", stacklevel=3)
-    return raw
+        orientation = page.tags.get(274)
+    return _oriented(raw, orientation.value if orientation is not None else 1)
 
 
 def _warn_if_dim(raw, path):
@@ -140,19 +141,6 @@ def _warn_if_dim(raw, path):
             warnings.warn(f"{path}: {raw.dtype.itemsize * 8}-bit pixels reach only {top} of {full} (data of fewer "
                           "bits?); read as they are, so the image is dark: train and detect on images of the same "
                           "scaling", stacklevel=3)
-
-
-def _orientation(path, suffix):
-    """The EXIF / TIFF orientation (1-8, 1 = as stored) a PNG or TIFF records, else 1."""
-    try:
-        if suffix == ".png":
-            with Image.open(path) as image:
-                return int(image.getexif().get(0x0112, 1))
-        with tifffile.TiffFile(path) as tiff:
-            tag = tiff.pages[0].tags.get(274)
-            return int(tag.value) if tag is not None else 1
-    except Exception:  # an orientation that cannot be read is taken as none
-        return 1
 
 
 def _oriented(raw, orientation):
@@ -202,8 +190,6 @@ def read_image(path, gray=None, size=None, warn_dim=True):
             reader = {".tif": _read_tiff, ".tiff": _read_tiff, ".jpg": _read_jpeg, ".jpeg": _read_jpeg,
                       ".png": _read_png}.get(suffix, skimage.io.imread)
             raw = reader(path)
-            if suffix in (".png", ".tif", ".tiff"):
-                raw = _oriented(raw, _orientation(path, suffix))
     except Exception as error:  # imageio/tifffile/PIL raise many kinds
         raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
     image = _unit_range(raw, path)
