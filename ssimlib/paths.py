@@ -12,3 +12,9 @@ def data_root(name, given=None):
         return Path(given).expanduser()
     base = os.environ.get("SSIMLIB_DATA")
     return Path(base) / name if base else REPO_ROOT.parent / "shared" / "data" / name
+
+
+def nearest_existing(path):
+    """``path`` if it exists, else its nearest existing parent (absolute): what decides whether it can be made."""
+    path = Path(path).absolute()
+    return next(p for p in (path, *path.parents) if p.exists())

@@ -59,7 +59,7 @@ from ssimlib.artifacts import read_manifest  # noqa: E402
 from ssimlib.data import is_image_file, not_a_folder  # noqa: E402
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name  # noqa: E402
 from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS  # noqa: E402
-from ssimlib.paths import data_root as default_data_root  # noqa: E402
+from ssimlib.paths import data_root as default_data_root, nearest_existing  # noqa: E402
 
 NOTEBOOK = "04_mvtec_category"
 # Notebook parameters that run_category sets for each run, and the batch option that gives them.
@@ -398,8 +398,7 @@ def main(argv=None):
                            ("--figures-dir", args.figures_dir)):
         if not folder:
             continue
-        folder = Path(folder).absolute()
-        above = next(p for p in (folder, *folder.parents) if p.exists())
+        above = nearest_existing(folder)
         if not above.is_dir():  # each run would fail at its end, its work lost
             print(f"error: {option}: {above} is a file, not a folder", file=sys.stderr)
             return 2

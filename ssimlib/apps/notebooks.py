@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from ssimlib.experiments.presets import LOSSES, SETUPS
-from ssimlib.paths import REPO_ROOT
+from ssimlib.paths import REPO_ROOT, nearest_existing
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PARAMS_DIR = NOTEBOOK_DIR / "params"
@@ -227,8 +227,8 @@ def _check_output(output):
     """Raise :class:`NotebookChoiceError` unless the executed notebook can be written at ``output``."""
     if output.is_dir():
         raise NotebookChoiceError(f"-o {output}: is a folder; expected the path of the executed notebook (.ipynb)")
-    above = next((p for p in output.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
+    above = nearest_existing(output.parent)
+    if not above.is_dir():
         raise NotebookChoiceError(f"-o {output}: {above} is a file, not a folder")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ssimlib.experiments.presets import LOSSES
 from ssimlib.models import encoder_layer_spec
+from ssimlib.paths import nearest_existing
 
 KINDS = ("texture", "object")
 
@@ -49,8 +50,7 @@ def check_patch_option(patch_size):
 
 def check_out_folder(folder, option="--out"):
     """Raise :class:`InputError` unless ``folder`` exists as a writable folder or can be made."""
-    folder = Path(folder).absolute()
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise InputError(f"{option}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
