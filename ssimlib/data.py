@@ -9,6 +9,7 @@ Synthetic checkerboards for the paper's toy example live in
 :mod:`ssimlib.synthetic` and are re-exported here.
 """
 
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,10 @@ from skimage.color import rgb2gray
 
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+MASK_NAME = re.compile(r"[-_. ]mask$", re.IGNORECASE)  # how the stem of a mask file ends
 FLOAT_SLACK = 1e-3  # float pixel values this far outside [0, 1] are clipped (rounding); further is refused
+LABEL_LEVELS = 8  # a mask of 0 and at most 7 other gray values is a label image: every value but 0 marks a defect
+MOSTLY_DEFECT = 0.5  # a mask marking more of its image than this is warned of (inverted?)
 
 
 def is_image_file(path):
@@ -30,6 +34,12 @@ def is_image_file(path):
     the ``._name`` files macOS leaves on foreign drives, and partial files being written)."""
     path = Path(path)
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+def mask_name_end(path):
+    """Where the mask ending of a file's stem begins (``a_mask.png``, ``a-mask.png``, ``a_MASK.png``: 1), else None."""
+    found = MASK_NAME.search(Path(path).stem)
+    return found.start() if found else None
 
 
 class DatasetError(ValueError):
@@ -207,11 +217,18 @@ def read_image(path, gray=None, size=None, warn_dim=True):
     return resize_square(image, size, order=1)
 
 
-def defect_pixels(values):
-    """The defects a gray mask ``(H, W)`` in ``[0, 1]`` marks, bool ``(H, W)``: the pixels above one half, or, in
-    a label image of two values, 0 and one not above one half (0s and 1s in a PNG), the pixels that are not 0."""
+def is_lossy(path):
+    """Whether the image file at ``path`` is stored lossily (JPEG)."""
+    return Path(path).suffix.lower() in (".jpg", ".jpeg")
+
+
+def defect_pixels(values, lossy=False):
+    """The defects a gray mask ``(H, W)`` in ``[0, 1]`` marks, bool ``(H, W)``: in a label image (0 and at most
+    :data:`LABEL_LEVELS` - 1 other values: 0/255, 0/1, classes 0/1/2 or 0/100/200), every pixel that is not 0; in
+    a mask of more gray values (soft edges) or a ``lossy`` one (JPEG, whose noise leaves low values on black), the
+    pixels above one half."""
     levels = np.unique(values)
-    if levels.size == 2 and levels[0] == 0 and levels[1] <= 0.5:
+    if not lossy and levels.size <= LABEL_LEVELS and levels[0] == 0:
         return values > 0
     return values > 0.5
 
@@ -219,10 +236,13 @@ def defect_pixels(values):
 def read_mask(path, shape, image_path=None):
     """Read a ground-truth mask as bool ``(H, W)`` (:func:`defect_pixels`); its size must equal ``shape``, the
     ``(H, W)`` of its image (``image_path``, named in the error)."""
-    mask = defect_pixels(read_image(path, gray=True, warn_dim=False)[..., 0])
+    mask = defect_pixels(read_image(path, gray=True, warn_dim=False)[..., 0], is_lossy(path))
     if mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")
+    if mask.mean() > MOSTLY_DEFECT:
+        warnings.warn(f"{path}: marks {mask.mean():.0%} of its pixels as defect; a mask marks defects bright (not 0) "
+                      "on black: is it inverted?", stacklevel=2)
     return mask
 
 

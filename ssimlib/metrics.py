@@ -96,8 +96,8 @@ def pro_curve(anomaly_maps, masks):
     n_regions = 0
     for mask in masks:
         labels, n = label_regions(mask)
-        weight = 1.0 / np.bincount(labels.ravel(), minlength=n + 1)
-        weight[0] = 0.0
+        weight = np.zeros(n + 1)  # 0 for defect-free pixels (a mask may have none)
+        weight[1:] = 1.0 / np.bincount(labels.ravel(), minlength=n + 1)[1:]
         fp_change.append(labels.ravel() == 0)
         pro_change.append(weight[labels.ravel()])
         n_regions += n

@@ -1,5 +1,7 @@
 """Pixel/image ROC, PRO curve and region overlaps against hand-computed and brute-force values."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -247,3 +249,14 @@ def test_region_overlap_quantiles_by_hand():
     np.testing.assert_allclose(quantiles, expected)
     single = region_overlap_quantiles([score], [mask], 0.05, q=(0.0, 1.0))
     np.testing.assert_allclose(single, [0.5, 1.0])
+
+
+def test_a_mask_that_is_all_defect_adds_no_warning_to_the_pro_curve():
+    # an image whose mask marks every pixel printed "divide by zero encountered in divide" twice, naming nothing
+    whole, part = np.ones((4, 4), bool), np.zeros((4, 4), bool)
+    part[:2, :2] = True
+    maps = [np.linspace(0, 1, 16).reshape(4, 4), np.arange(16.0).reshape(4, 4) / 16]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fprs, pros = pro_curve(maps, [whole, part])
+    assert fprs[-1] == 1 and pros[-1] == 1

@@ -77,7 +77,7 @@ def mann_whitney_auc(scores, labels):
 def test_evaluate_metrics_match_an_independent_computation(evaluated, model):
     labelled, out, code, stdout, stderr = evaluated
     assert code == 0, stderr
-    assert "masks: beside the images, a PNG of the same stem" in stdout and "3 of 6 images have one" in stdout
+    assert "a PNG of the same stem as an image of another type for 3" in stdout and "3 of 6 images have one" in stdout
     assert stderr.count("\n") == 1 and "tiny.jpg: image is 24x20, smaller than the 32x32 patch: padded" in stderr
     metrics = json.loads((out / "metrics.json").read_text())
     with open(out / "evaluation.csv") as file:
@@ -121,7 +121,7 @@ def test_mask_layouts(tmp_path):
     touch("b/x.jpg", "b/x_mask.png", "b/y.jpg", "b/z_mask.png")
     items, bad, rule = find_labelled([tmp_path / "b"])
     assert [(i.key, i.mask and i.mask.name) for i in items] == [("x", "x_mask.png"), ("y", None)]
-    assert bad[0][0].name == "z_mask.png" and "_mask.* (found automatically); 1 of 2" in rule
+    assert bad[0][0].name == "z_mask.png" and "found automatically: <stem>_mask.* for 1" in rule and "1 of 2" in rule
     items, _, rule = find_labelled([tmp_path / "b"], mask_suffix="_mask.png")
     assert rule.startswith("masks: beside the images, <stem>_mask.png")
     touch("c/test/good/0.png", "c/test/cut/0.png", "c/ground_truth/cut/0_mask.png", "c/train/good/0.png")
@@ -141,16 +141,21 @@ def test_masks_of_0_255_and_label_images_of_0_1_mark_the_same_pixels(tmp_path):
 
     defect = np.zeros((8, 10), bool)
     defect[2:5, 3:7] = True
-    noise = np.zeros((8, 10), np.uint8)  # low levels, as JPEG leaves on an empty mask: more than two, no defect
-    noise[::3, ::2], noise[1, 1], noise[4, 4] = 1, 2, 3
+    classes = defect.astype(np.uint8)  # a label image of two defect classes, 1 and 2 (or 100 and 200)
+    classes[2:5, 5:7] = 2
+    shade = np.random.default_rng(0).random(defect.shape)
+    soft = np.where(defect, 0.8 + 0.2 * shade, 0.3 * shade)  # many gray levels (soft edges): above one half
     cases = {"255.png": defect.astype(np.uint8) * 255, "01.png": defect.astype(np.uint8),
              "01_16bit.png": defect.astype(np.uint16), "0_40.png": defect.astype(np.uint8) * 40,
-             "empty.png": np.zeros((8, 10), np.uint8), "noise.png": noise}
+             "012.png": classes, "0_100_200.png": classes * 100, "soft.png": (soft * 255).round().astype(np.uint8),
+             "255.jpg": defect.astype(np.uint8) * 255, "empty.png": np.zeros((8, 10), np.uint8)}
     for name, array in cases.items():
-        skimage.io.imsave(tmp_path / name, array, check_contrast=False)
+        skimage.io.imsave(tmp_path / name, array, check_contrast=False, **({"quality": 90} if "jpg" in name else {}))
         got = read_labelled_mask(Labelled(tmp_path / "image.png", tmp_path / name, "image", ""), (8, 10))
-        expected = defect if name not in ("empty.png", "noise.png") else np.zeros_like(defect)
+        expected = defect if name != "empty.png" else np.zeros_like(defect)
         np.testing.assert_array_equal(got, expected, err_msg=name)
+    jpeg = skimage.io.imread(tmp_path / "255.jpg")
+    assert np.unique(jpeg).size > 8 or np.array_equal(jpeg > 127, defect)  # a JPEG's noise is no defect
 
 
 def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):
@@ -376,3 +381,46 @@ def test_the_report_shows_a_label_image_mask_as_the_metrics_read_it(model, tmp_p
     assert metrics["pixels"]["defect"] == mask.sum() > 0, err
     (thumbnail,) = (tmp_path / "o" / "report").glob("*_mask.png")
     np.testing.assert_array_equal(skimage.io.imread(thumbnail) > 127, mask)  # 64 px: stored at full size
+
+
+def test_what_a_tester_labelled_is_paired_and_read_as_meant(model, tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    image, mask = draw_defects(_board(rng, 64, 64), rng)
+    # one folder, two naming styles: a.jpg + a.png, and d.png + d-MASK.png (the _mask rule took all, a.png an image)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    _save(mixed / "a.jpg", image)
+    _save(mixed / "a.png", mask.astype(np.float32))
+    _save(mixed / "d.png", image)
+    _save(mixed / "d-MASK.png", mask.astype(np.float32))
+    _save(mixed / "e.png", _board(rng, 64, 64))
+    items, bad, rule = find_labelled([mixed])
+    assert [(i.key, i.mask and i.mask.name) for i in items] == [("a", "a.png"), ("d", "d-MASK.png"), ("e", None)]
+    assert not bad and "2 of 3 images have one" in rule
+    # with a --mask-suffix that fits none, the *_mask files were scored as images
+    items, bad, _ = find_labelled([mixed], mask_suffix="_gt.png")
+    assert "d-MASK.png" in [p.name for p, _ in bad] and "d-MASK.png" not in [i.path.name for i in items]
+    # a mask marking only defect pixels gave a traceback; nothing to score wrote a metrics.json blocking the re-run
+    whole = tmp_path / "whole"
+    _save(whole / "w.png", image)
+    _save(whole / "w_mask.png", np.ones((64, 64), np.float32))
+    code, err, metrics = _evaluate([model, whole, "--out", tmp_path / "o1"], capsys)
+    assert any("w_mask.png: marks 100% of its pixels as defect" in line and "inverted?" in line for line in err), err
+    assert code == 2 and metrics["pixel_auroc"] is None and metrics["defective_correct"] is not None
+    assert any("no defect-free pixels" in line for line in err) and any("no defect-free images" in line for line in err)
+    code, err, _ = _evaluate([model, tmp_path / "nowhere", "--out", tmp_path / "o2"], capsys)
+    assert code == 2 and err == [f"error: {tmp_path / 'nowhere'}: no such file or folder"]
+    assert not (tmp_path / "o2").exists()
+
+
+def test_the_report_puts_misclassified_images_first():
+    from ssimlib.apps.report import Entry, worst_first
+
+    def entry(name, score, verdict, label):
+        return Entry(name, Path(name), Path(name), Path(name), score, verdict, label)
+
+    # a defective image scoring past the threshold but with too small a region is classified good: it was listed
+    # below correctly classified defect-free images that scored just under the threshold
+    entries = [entry("good_close", 0.99985, "good", "good"), entry("missed", 1.00001, "good", "defective"),
+               entry("found", 1.5, "defective", "defective"), entry("false_alarm", 1.2, "defective", "good")]
+    assert [e.name for e in worst_first(entries, 0.9999)] == ["false_alarm", "missed", "good_close", "found"]

@@ -69,7 +69,13 @@ def test_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys):
     (two_bad / "broken.png").write_bytes(b"not a PNG")
     (two_bad / "empty.tif").write_bytes(b"")
     (two_bad / "fine.png").write_bytes((category / "train" / "good" / "000.png").read_bytes())
+    labelled = tmp_path / "labelled"  # a folder of defective images and their masks, trained on as defect-free
+    labelled.mkdir()
+    for name in ("000.png", "000-Mask.png"):
+        (labelled / name).write_bytes((category / "train" / "good" / "000.png").read_bytes())
     cases = [
+        (["train", str(labelled), "--out", str(tmp_path / "m")],
+         f"{labelled}: holds 1 file(s) named like masks (000-Mask.png); train on a folder of defect-free images only"),
         (["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")], "nowhere: expected a folder"),
         (["train", str(empty), "--out", str(tmp_path / "m")], "empty: expected defect-free images"),
         (["train", str(two_bad), "--out", str(tmp_path / "m")],

@@ -144,9 +144,10 @@ def _command(argv):
     p_eval.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
                         help="images, folders of them (searched below, e.g. good/ and scratch/) or an MVTec AD category")
     p_eval.add_argument("--out", required=True, help="folder for metrics.json, evaluation.csv, curves and maps")
-    p_eval.add_argument("--masks", metavar="DIR", help="parallel folder of masks: DIR/<folder>/<stem><mask suffix>")
-    p_eval.add_argument("--mask-suffix", help="end of a mask's name after the image's stem, e.g. _mask.png "
-                                              "(default: found beside the images, see ssimlib.apps.labelled)")
+    p_eval.add_argument("--masks", metavar="DIR", help="parallel folder of masks: DIR/<folder>/<stem><--mask-suffix>, "
+                                                       "or DIR/<folder>/<stem>.* without --mask-suffix")
+    p_eval.add_argument("--mask-suffix", help="end of a mask's name after the image's stem, e.g. _mask.png (default: "
+                                              "found beside each image, <stem>_mask.* or a PNG of its stem)")
     p_eval.add_argument("--threshold", type=float, help="override the model's validation threshold")
     p_eval.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     p_eval.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")

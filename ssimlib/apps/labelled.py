@@ -12,16 +12,20 @@ image's ``kind``).  Masks are paired by one rule, the first that applies:
 2. ``mask_suffix=S``: beside the image, ``<stem>S``;
 3. an MVTec AD category given as one folder: images in ``test/``, masks
    ``ground_truth/<type>/<stem>_mask.png``;
-4. found beside the images: ``<stem>_mask.*`` if any file is named so, else the
-   PNG with the stem of an image of another type (``a.jpg`` + ``a.png``), if it
-   looks like a mask (:func:`looks_like_mask`: nearly two-valued, and no copy of the image).
+4. found beside the images, image by image: ``<stem>_mask.*`` (:func:`ssimlib.data.mask_name_end`: also
+   ``-mask``, ``.mask``, `` mask``, in any case), else the PNG with the stem of the image but
+   another type (``a.jpg`` + ``a.png``), if it looks like a mask (:func:`looks_like_mask`:
+   nearly two-valued, and no copy of the image).
+
+Under every rule, a file named like a mask that is no image's mask is
+listed as a problem and left out, not scored as an image.
 
 In an MVTec AD category, an image in ``test/<type>`` other than ``good`` without
 its mask is listed as a problem and left out, not counted defect-free.
 
 An image without a mask, or whose mask marks nothing, is defect-free.  Masks
-are read as :func:`ssimlib.data.read_mask` reads them: a pixel above half the
-maximum is a defect, and in a label image of 0s and 1s, a 1.
+are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
+values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
 """
 
 import os
@@ -32,9 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib.data import DatasetError, is_image_file, not_a_folder, read_image, read_mask, resize_square
+from ssimlib.data import DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask, resize_square
 
-AUTO_SUFFIX = "_mask"
 EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writes: a folder holding both is one
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
 
@@ -211,20 +214,25 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         )
         bad += more_bad
         rule = f"beside the images, <stem>{mask_suffix}"
-    elif any(p.stem.endswith(AUTO_SUFFIX) for p, _ in found):
-        pairs, images, more_bad = _beside(
-            found, lambda p: p.stem.endswith(AUTO_SUFFIX), lambda p: p.stem[: -len(AUTO_SUFFIX)]
-        )
-        bad += more_bad
-        rule = f"beside the images, <stem>{AUTO_SUFFIX}.* (found automatically)"
     else:
-        pairs, images, more_bad = _same_stem(found)
-        bad += more_bad
-        rule = "beside the images, a PNG of the same stem as an image of another type (found automatically)"
+        pairs, images, more_bad = _beside(found, lambda p: mask_name_end(p) is not None,
+                                          lambda p: p.stem[: mask_name_end(p)])
+        rest = [(p, root) for p, root in images if p not in pairs]
+        same_stem_pairs, same_stem_images, same_stem_bad = _same_stem(rest)
+        kept = {p for p, _ in same_stem_images}
+        images = [(p, root) for p, root in images if p in pairs or p in kept]
+        rule = (f"beside the images, found automatically: <stem>_mask.* for {len(pairs)}, a PNG of the same stem "
+                f"as an image of another type for {len(same_stem_pairs)}")
+        pairs.update(same_stem_pairs)
+        bad += more_bad + same_stem_bad
+    misnamed = [(p, root) for p, root in images if p not in pairs and mask_name_end(p) is not None]
+    bad += [(p, "named like a mask, but no image pairs with it: left out (see --masks, --mask-suffix)")
+            for p, _ in misnamed]
+    images = [item for item in images if item not in misnamed]
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
-        return items, bad, (f"masks: none found beside the images (looked for <stem>{AUTO_SUFFIX}.*, then a PNG of "
+        return items, bad, ("masks: none found beside the images (looked for <stem>_mask.*, then a PNG of "
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so all {len(items)} images count as defect-free")
     return items, bad, f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as defect-free"

@@ -28,6 +28,7 @@ defect-free.  All maps are held in memory: the ROC sorts every pixel of the set.
 """
 
 import csv
+import warnings
 from pathlib import Path
 
 import matplotlib as mpl
@@ -37,7 +38,7 @@ from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
 from ssimlib.apps.labelled import EVALUATION_FILES, find_labelled, read_labelled_mask
-from ssimlib.apps.report import Entry, write_report
+from ssimlib.apps.report import DIGITS, Entry, write_report
 from ssimlib.apps.own_images import load_detector
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.data import DatasetError, read_image, resize_square
@@ -122,6 +123,11 @@ def _metrics(maps, masks, detector, bad):
     if not labels.any():
         bad.append("no defective images (no mask marks a defect): pixel AUROC, AU-PRO and image AUROC need some")
         return metrics
+    if labels.all():
+        bad.append("no defect-free images (every mask marks a defect): image AUROC needs some")
+    if defect_px == total_px:
+        bad.append("no defect-free pixels (every mask marks its whole image): pixel AUROC and AU-PRO need some")
+        return metrics
     metrics.update(summary_metrics(maps, masks, labels, fpr_limit=FPR_LIMIT))
     return metrics
 
@@ -141,7 +147,7 @@ def _facts(metrics):
         ("image AUROC", value(metrics["image_auroc"])),
         ("defect-free images classified good", share(metrics["defect_free_correct"])),
         ("defective images classified defective", share(metrics["defective_correct"])),
-        ("threshold, smallest defect", f"{metrics['threshold']:.4g} ({metrics['threshold_from']}), "
+        ("threshold, smallest defect", f"{metrics['threshold']:.{DIGITS}g} ({metrics['threshold_from']}), "
                                        f"{metrics['min_defect_area']} px"),
         ("images", f"{images['scored']} scored: {images['defect_free']} defect-free, {images['defective']} defective"),
         ("pixels", f"{pixels['total']:,}: {pixels['defect']:,} defect, {pixels['defect_free']:,} defect-free"),
@@ -184,6 +190,8 @@ def evaluate_images(
     detector = load_detector(model, threshold, precision)
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]
+    if not items:  # nothing to score: say why, and write nothing that would block the corrected run
+        raise InputError(bad[0] + (f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     maps, gts, rows = [], [], []
     for item in items:
@@ -199,6 +207,9 @@ def evaluate_images(
         segmentation = detector.segmentation(anomaly_map)
         view, overlay = _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
         label = "defective" if mask.any() else "good"
+        if label == "defective" and Path(item.kind).name == "good":
+            warnings.warn(f"{item.path}: lies in a folder named good, but its mask {item.mask} marks a defect: "
+                          "counted defective", stacklevel=2)
         verdict = "defective" if segmentation.any() else "good"
         rows.append({
             "path": str(item.path), "key": item.key, "kind": item.kind, "mask": str(item.mask or ""), "label": label,

@@ -49,7 +49,8 @@ from skimage.color import gray2rgb
 from ssimlib import artifacts
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold, check_train_options
 from ssimlib.apps.scoring import Detector, as_model_channels
-from ssimlib.data import IMAGE_SUFFIXES, DatasetError, check_patch_size, is_image_file, not_a_folder, read_image
+from ssimlib.data import (IMAGE_SUFFIXES, DatasetError, check_patch_size, is_image_file, mask_name_end, not_a_folder,
+                          read_image)
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset, configure
@@ -83,6 +84,10 @@ def defect_free_images(data, gray=None):
     paths = _image_files(folder)
     if not paths:
         raise InputError(f"{folder}: expected defect-free images ({', '.join(IMAGE_SUFFIXES)}), found none")
+    masks = [path.name for path in paths if mask_name_end(path) is not None]
+    if masks:  # a labelled folder given to train: its masks (and defective images) would be learnt as defect-free
+        raise InputError(f"{folder}: holds {len(masks)} file(s) named like masks ({', '.join(masks[:3])}"
+                         f"{', ...' if len(masks) > 3 else ''}); train on a folder of defect-free images only")
     images, problems = [], []
     for path in paths:  # every unreadable file named at once, not one per run
         try:

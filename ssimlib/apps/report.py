@@ -3,9 +3,10 @@
 A table of facts (metrics, counts), figures, then every image as a row: input,
 anomaly map (inferno colours, 0 to twice the threshold), overlay of the
 segmentation and, where there is one, the ground-truth mask, with score and
-verdict.  Rows are sorted worst first: with ground truth, by how far an image
-lies on the wrong side of the threshold (the highest-scoring defect-free images
-and the lowest-scoring defective ones on top); without, by score.  The page has
+verdict.  Rows are sorted worst first: with ground truth, misclassified images
+first, then by how far an image lies on the wrong side of the threshold (the
+highest-scoring defect-free images and the lowest-scoring defective ones on top);
+without, by score.  The page has
 no script, font or style from elsewhere and opens from the file system;
 thumbnails are at most :data:`THUMBNAIL` px per side (JPEG, masks PNG) and load lazily.
 """
@@ -18,12 +19,13 @@ import matplotlib as mpl
 import numpy as np
 from PIL import Image
 
-from ssimlib.data import defect_pixels, read_image
+from ssimlib.data import defect_pixels, is_lossy, read_image
 
 REPORT_NAME, THUMBS_DIR = "report.html", "report"
 THUMBNAIL = 256  # px, longest side of a stored thumbnail
 SHOWN = 192  # px, longest side of a thumbnail on the page
 JPEG_QUALITY = 85
+DIGITS = 6  # significant digits of scores and threshold: a score just past the threshold must not round onto it
 INFERNO = (mpl.colormaps["inferno"](np.arange(256))[:, :3] * 255).round().astype(np.uint8)  # gray level -> RGB
 
 STYLE = """
@@ -59,11 +61,14 @@ class Entry:
 
 
 def worst_first(entries, threshold):
-    """``entries`` sorted worst first: by the score's distance past ``threshold`` on the wrong side, else by score."""
+    """``entries`` sorted worst first: misclassified ones first (a defective image may score above ``threshold``
+    and still be classified good, its region too small), then by the score's distance past ``threshold`` on the
+    wrong side; without labels, by score."""
     def badness(entry):
         if entry.label is None:
-            return entry.score
-        return entry.score - threshold if entry.label == "good" else threshold - entry.score
+            return (False, entry.score)
+        past = entry.score - threshold if entry.label == "good" else threshold - entry.score
+        return (entry.label != entry.verdict, past)
 
     return sorted(entries, key=badness, reverse=True)
 
@@ -97,7 +102,8 @@ def _thumbnails(entry, index, folder):
             ("overlay", np.asarray(overlay.convert("RGB")), "jpg"),
         ]
     if entry.mask is not None:
-        pictures.append(("mask", _uint8(defect_pixels(read_image(entry.mask, gray=True)[..., 0])), "png"))
+        mask = defect_pixels(read_image(entry.mask, gray=True, warn_dim=False)[..., 0], is_lossy(entry.mask))
+        pictures.append(("mask", _uint8(mask), "png"))
     cells = []
     for what, pixels, suffix in pictures:
         name = f"{index:05d}_{what}.{suffix}"
@@ -120,13 +126,14 @@ def write_report(out_dir, entries, threshold, title, facts=(), figures=()):
         wrong = entry.label is not None and entry.label != entry.verdict
         truth = f'<br><small>truth: {entry.label}</small>' if entry.label else ""
         kind = f"<br><small>{html.escape(entry.kind)}</small>" if entry.kind else ""
-        cells = [str(index), f"{html.escape(entry.name)}{kind}", f"{entry.score:.4g}",
+        cells = [str(index), f"{html.escape(entry.name)}{kind}", f"{entry.score:.{DIGITS}g}",
                  f'<span class="{entry.verdict}">{entry.verdict}</span>{truth}', *_thumbnails(entry, index, folder)]
         opening = '<tr class="wrong">' if wrong else "<tr>"
         rows.append(opening + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    order = (f"Sorted by how far the score lies past the threshold ({threshold:.4g}) on the wrong side: the "
-             "highest-scoring defect-free images and the lowest-scoring defective ones on top; misclassified rows in red."
-             if labelled else f"Sorted by score, highest first; threshold {threshold:.4g}.")
+    order = (f"Misclassified images (in red) first, then by how far the score lies past the threshold "
+             f"({threshold:.{DIGITS}g}) on the wrong side: the highest-scoring defect-free images and the "
+             "lowest-scoring defective ones on top."
+             if labelled else f"Sorted by score, highest first; threshold {threshold:.{DIGITS}g}.")
     facts_html = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>" for k, v in facts)
     figures_html = "".join(
         f'<img src="{html.escape(Path(f).relative_to(out_dir).as_posix())}" width="360" alt="{Path(f).stem}">'
@@ -163,6 +170,6 @@ def detections_report(out_dir, rows, threshold, model):
         for row in rows
     ]
     defective = sum(entry.verdict == "defective" for entry in entries)
-    facts = [("model", model), ("threshold", f"{threshold:.4g}"), ("images", len(entries)),
+    facts = [("model", model), ("threshold", f"{threshold:.{DIGITS}g}"), ("images", len(entries)),
              ("found defective", defective), ("found good", len(entries) - defective)]
     return write_report(out_dir, entries, threshold, f"ssimlib detect: {Path(model).name}", facts)
