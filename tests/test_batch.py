@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ssimlib import artifacts
-from ssimlib.apps import batch
+from ssimlib.apps import batch, batch_results
 from ssimlib.apps.notebooks import NOTEBOOK_DIR
 from ssimlib.synthetic import write_synthetic_category
 
@@ -132,13 +132,13 @@ def test_without_data_root_each_category_is_found_where_it_lies(tmp_path, monkey
 
 def test_result_is_complete_needs_the_same_profile(tmp_path):
     path = tmp_path / "grid.json"
-    assert not batch.result_is_complete(path, "ci")
+    assert not batch_results.result_is_complete(path, "ci")
     path.write_text("{half a fi")
-    assert not batch.result_is_complete(path, "ci")
+    assert not batch_results.result_is_complete(path, "ci")
     path.write_text(json.dumps({"complete": True, "profile": "ci", "metrics": {"pixel_auroc": 0.5}}))
-    assert batch.result_is_complete(path, "ci")
-    assert not batch.result_is_complete(path, "full")
-    assert not batch.result_is_complete(path, "ci", since=path.stat().st_mtime + 10)
+    assert batch_results.result_is_complete(path, "ci")
+    assert not batch_results.result_is_complete(path, "full")
+    assert not batch_results.result_is_complete(path, "ci", since=path.stat().st_mtime + 10)
     assert batch.profile_label("ci") == "ci" and batch.profile_label("full") == "full"
     assert batch.profile_label("ci", {"profile": "mine"}) == "mine"
 
@@ -147,14 +147,14 @@ def test_a_result_of_another_model_than_the_stored_one_is_stale(tmp_path):
     stem = tmp_path / "models" / "mvtec" / "grid-ssim-cvpr2019"
     result = tmp_path / "grid-ssim-cvpr2019.json"
     result.write_text(json.dumps({"complete": True, "model_store": {"sha256": "a"}}))
-    assert not batch.result_is_stale(result, stem)  # no stored model: nothing to compare
+    assert not batch_results.result_is_stale(result, stem)  # no stored model: nothing to compare
     stem.parent.mkdir(parents=True)
     manifest = artifacts.model_files(stem)[1]
     manifest.write_text(json.dumps({"sha256": "a"}))
-    assert not batch.result_is_stale(result, stem)
+    assert not batch_results.result_is_stale(result, stem)
     manifest.write_text(json.dumps({"sha256": "b"}))
-    assert batch.result_is_stale(result, stem)
-    assert not batch.result_is_stale(tmp_path / "missing.json", stem)
+    assert batch_results.result_is_stale(result, stem)
+    assert not batch_results.result_is_stale(tmp_path / "missing.json", stem)
     assert batch.models_root_of("full") is None
     assert batch.models_root_of("full", models_root=tmp_path) == tmp_path
     assert batch.models_root_of("reduced") == (NOTEBOOK_DIR / "../runs/04_mvtec_category/models").resolve()
@@ -177,6 +177,15 @@ def test_bad_arguments_exit_2(tmp_path, capsys):
     if not batch._have_distributed():
         assert batch.main(["--data-root", str(tmp_path), "--scheduler", "tcp://localhost:8786"]) == 2
         assert "ssimlib[distributed]" in capsys.readouterr().err
+
+
+def test_a_scheduler_that_does_not_answer_is_one_line(categories, tmp_path, capsys):
+    # distributed's "OSError: Timed out trying to connect" traceback, exit 1 after 55 s
+    pytest.importorskip("distributed")
+    args = _args(categories, tmp_path, "synth", extra=["--scheduler", "tcp://127.0.0.1:1"])
+    assert batch.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --scheduler tcp://127.0.0.1:1: no Dask scheduler answered"), err
 
 
 def test_dask_workers_add_nothing_to_the_one_failure_line(categories, tmp_path):
@@ -292,15 +301,36 @@ def test_a_result_of_other_data_or_parameters_is_not_current(tmp_path):
                 "n_test_defective": 3}
     result = tmp_path / "synth-ssim-cvpr2019.json"
     result.write_text(json.dumps({"settings": settings}))
-    assert batch.result_matches(result, {"stride": 32}, category)
-    assert batch.result_matches(result, {"train_missing": True}, category)  # a parameter the results do not record
-    assert not batch.result_matches(result, {"stride": 60}, category)
+    assert batch_results.result_differences(result, {"stride": 32}, category) == {}
+    assert batch_results.result_differences(result, {"train_missing": True}, category) == {}  # not recorded
+    assert batch_results.result_differences(result, {"stride": 60}, category) == {"stride": (32, 60)}
     for other in ({"n_test_defective": 57}, {"n_test_good": 0}, {"n_train": 5}):
         result.write_text(json.dumps({"settings": {**settings, **other}}))
-        assert not batch.result_matches(result, {}, category), other
+        assert batch_results.result_differences(result, {}, category), other
     (category / "test" / "stroke" / "000.png").unlink()  # the data changed since
     result.write_text(json.dumps({"settings": settings}))
-    assert not batch.result_matches(result, {}, category)
+    assert batch_results.result_differences(result, {}, category) == {"n_test_defective": (3, 2)}
+    # the training schedule counts where the batch trains: its model's, epochs as its schedule's
+    result.write_text(json.dumps({"settings": settings, "model_store": {
+        "schedule_epochs": 1, "settings": {"epochs": 1, "n_patches": 256, "batch_size": 8, "learning_rate": 1e-3}}}))
+    asked = {"epochs": 2, "n_patches": 256, "batch_size": 8, "learning_rate": 1e-3}
+    assert batch_results.result_differences(result, asked, category) == {"n_test_defective": (3, 2)}
+    assert batch_results.result_differences(result, asked, category, train=True) == {
+        "n_test_defective": (3, 2), "epochs": (1, 2)}
+
+
+def test_a_result_of_other_parameters_is_redone_and_a_model_of_other_settings_refused(categories, tmp_path, capsys):
+    # a result made with -p stride 60 was skipped as current by the same batch without -p (stride 30), and a finished
+    # model of 1 epoch was evaluated as it was under -p epochs 2, both exit 0 without a word
+    args = _args(categories, tmp_path, "synth")
+    assert batch.main([*args, "-p", "stride", "60"]) == 0
+    capsys.readouterr()
+    assert batch.main(args) == 0
+    out = capsys.readouterr().out
+    assert "1 ok" in out and "made with other settings (recorded -> now): stride 60 -> " in out, out
+    assert batch.main([*args, "-p", "epochs", "2"]) == 1
+    out = capsys.readouterr().out
+    assert "epochs 1 -> 2" in out and "a finished model (1 of 1 epochs) trained with other settings" in out, out
 
 
 def test_an_output_folder_that_is_a_file_is_named_before_any_run(categories, tmp_path, capsys):

@@ -41,7 +41,6 @@ Where the runs go:
 
 import argparse
 import importlib.util
-import json
 import logging
 import os
 import sys
@@ -50,18 +49,21 @@ from pathlib import Path
 
 from ssimlib.arguments import at_least_one
 from ssimlib.apps.notebooks import check_parameters, parameter_value, profile_cwd, profile_parameters, run_notebook
-from ssimlib.apps.notebooks import run_outputs
+from ssimlib.apps.notebooks import notebook_defaults, run_outputs
 from ssimlib.apps.quiet_keras import load_keras_quietly
 
 load_keras_quietly()  # worker processes (pool, Dask) import this module; Keras below would print its start-up log
 
+from ssimlib.apps.batch_results import (result_differences, result_epochs, result_is_complete,  # noqa: E402
+                                        result_is_stale, result_model_finished)
 from ssimlib.artifacts import read_manifest  # noqa: E402
-from ssimlib.data import is_image_file, not_a_folder  # noqa: E402
+from ssimlib.data import not_a_folder  # noqa: E402
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name  # noqa: E402
 from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS  # noqa: E402
 from ssimlib.paths import data_root as default_data_root, nearest_existing  # noqa: E402
 
 NOTEBOOK = "04_mvtec_category"
+SCHEDULER_TIMEOUT = 15  # s to wait for a --scheduler to answer
 # Notebook parameters that run_category sets for each run, and the batch option that gives them.
 OPTION_OF_PARAMETER = {"data_root": "--data-root", "category": "--categories", "loss": "--losses", "setup": "--setup",
                        "models_root": "--models-root", "output_dir": "--output-dir", "results_dir": "--results-dir",
@@ -77,9 +79,11 @@ def find_categories(data_root, chosen=None):
         raise FileNotFoundError(f"--data-root {root}: {not_a_folder(root)}")
     found = [c for c in CATEGORIES if (root / c / "train").is_dir()]
     if not found:
+        own = sorted(p.name for p in root.iterdir() if (p / "train").is_dir())
         raise FileNotFoundError(
-            f"{root}: no MVTec AD category folders (<category>/train/good) found; "
-            "name folders of your own with --categories"
+            f"{root}: no folder named as an MVTec AD category ({CATEGORIES[0]}, ...) with train/good; "
+            + (f"name folders of your own with --categories ({', '.join(repr(c) for c in own[:3])}"
+               f"{', ...' if len(own) > 3 else ''} hold train/)" if own else "name folders of your own with --categories")
         )
     return found
 
@@ -124,66 +128,6 @@ def trains(profile, parameters=None):
     return bool(run_parameters(profile, parameters).get("train_missing", True))
 
 
-def result_model_finished(path):
-    """True if the results file at ``path`` says its model had every epoch of its schedule."""
-    try:
-        store = json.loads(Path(path).read_text()).get("model_store") or {}
-    except (OSError, ValueError, AttributeError):
-        return False
-    if "complete" in store:
-        return store["complete"] is True
-    return isinstance(store.get("epochs_done"), int) and store["epochs_done"] >= (store.get("schedule_epochs") or 0) > 0
-
-
-def result_epochs(path):
-    """``"<epochs done>/<schedule>"`` of the model a results file evaluated, or None."""
-    try:
-        store = json.loads(Path(path).read_text()).get("model_store") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    return f"{store['epochs_done']}/{store['schedule_epochs']}" if "epochs_done" in store else None
-
-
-def result_is_complete(path, label, since=None):
-    """True if ``path`` is a complete results file of profile ``label`` (written at or after ``since``, a time stamp)."""
-    path = Path(path)
-    try:
-        record = json.loads(path.read_text())
-        modified = path.stat().st_mtime
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(record, dict)
-        and record.get("complete") is True
-        and record.get("profile") == label
-        and "pixel_auroc" in record.get("metrics", {})
-        and (since is None or modified >= since)
-    )
-
-
-def result_matches(path, parameters, category_dir):
-    """True unless the results file at ``path`` is of other settings or data: a notebook parameter of ``parameters``
-    that its ``settings`` record with another value, or other counts of training and test images than
-    ``category_dir`` holds now (``train/good``, ``test/good``, the other ``test/<type>`` folders)."""
-    try:
-        settings = json.loads(Path(path).read_text()).get("settings") or {}
-    except (OSError, ValueError):
-        return False
-    if any(key in settings and settings[key] != value for key, value in parameters.items()):
-        return False
-
-    def count(folders):
-        return sum(1 for folder in folders if folder.is_dir() for p in folder.iterdir() if is_image_file(p))
-
-    category_dir = Path(category_dir)
-    tests = [f for f in (category_dir / "test").iterdir() if f.is_dir()] if (category_dir / "test").is_dir() else []
-    counts = {"n_test_good": count(f for f in tests if f.name == "good"),
-              "n_test_defective": count(f for f in tests if f.name != "good")}
-    if "n_train" in settings and "n_validation" in settings:
-        counts["n_train"] = count([category_dir / "train" / "good"]) - settings["n_validation"]
-    return all(settings.get(key, value) == value for key, value in counts.items())
-
-
 def models_root_of(profile, parameters=None, models_root=None):
     """The model store the notebook uses: ``models_root``, else the profile's, else None.
 
@@ -195,19 +139,6 @@ def models_root_of(profile, parameters=None, models_root=None):
         return Path(models_root)
     chosen = run_parameters(profile, parameters).get("models_root")
     return (profile_cwd(profile) / chosen).resolve() if chosen else None
-
-
-def result_is_stale(path, stem):
-    """True if the results file at ``path`` evaluated another model than the one stored at ``stem`` now.
-
-    False when either says nothing about it (no stored model, no hash in the results file).
-    """
-    try:
-        evaluated = (json.loads(Path(path).read_text()).get("model_store") or {}).get("sha256")
-        stored = (read_manifest(stem) or {}).get("sha256")
-    except (OSError, ValueError):
-        return False
-    return bool(evaluated and stored and evaluated != stored)
 
 
 def _error_text(error, limit=300):
@@ -309,7 +240,11 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
 
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
+        except OSError as error:  # distributed's own traceback would bury the one thing to say
+            raise ConnectionError(f"--scheduler {scheduler}: no Dask scheduler answered there "
+                                  f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
     else:
         # Our own workers' problems are reported in the outcomes; the nanny's "still alive after 4.0 seconds,
         # killing" as a worker winds TensorFlow down at the end is no news to the user.
@@ -446,12 +381,21 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
     outcomes, jobs = [], []
+    # What each run's notebook will have: its defaults, the profile's and -p's (the batch's own options aside).
+    asked = {**notebook_defaults(NOTEBOOK), **run_parameters(args.profile, parameters)}
+    asked = {key: value for key, value in asked.items() if value is not None and key not in OPTION_OF_PARAMETER}
+    replaced = []
     for category, loss in runs:
         path = results_path(results_dir, category, loss, setup)
         stem = model_stem(category, loss, setup, store)
-        current = (result_is_complete(path, label) and not result_is_stale(path, stem)
-                   and result_matches(path, parameters, Path(roots[category]) / category)
+        complete = result_is_complete(path, label)
+        differ = result_differences(path, asked, Path(roots[category]) / category, train) if complete else {}
+        current = (complete and not differ and not result_is_stale(path, stem)
                    and (not train or (result_model_finished(path) and model_finished(read_manifest(stem)))))
+        if differ:  # the run replaces a result of other settings: say which
+            replaced.append(f"{run_name(category, loss, setup)}: replaces {path}, made with other settings "
+                            "(recorded -> now): " + ", ".join(f"{key} {old!r} -> {new!r}"
+                                                             for key, (old, new) in differ.items()))
         if not args.redo and current:
             outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
                              "error": None, "seconds": None, "gpu": None,
@@ -475,11 +419,17 @@ def main(argv=None):
     def report(outcome):
         print(_line(outcome), flush=True)
 
+    for line in replaced:
+        print(line, flush=True)
     for outcome in outcomes:
         report(outcome)
     if jobs:
         if use_dask:
-            outcomes += _run_with_dask(jobs, workers, gpus, report, scheduler=args.scheduler)
+            try:
+                outcomes += _run_with_dask(jobs, workers, gpus, report, scheduler=args.scheduler)
+            except ConnectionError as error:
+                print(f"error: {error}", file=sys.stderr)
+                return 2
         else:
             outcomes += _run_with_futures(jobs, workers, gpus, report)
 

@@ -62,7 +62,8 @@ INTERRUPTED = {  # what Ctrl-C leaves, by command
     "train": "the same command resumes from the checkpoint of the last finished epoch (MODEL.checkpoint/)",
     "train-study": "the same command resumes from the checkpoint of the last finished epoch",
     "detect": "detections.csv in --out lists the images finished, each with its map and overlay",
-    "batch": "the same command skips the categories finished and resumes the one that was training",
+    "batch": "the same command skips the runs finished and runs the others (a model in training resumes from its "
+             "checkpoint)",
 }
 
 

@@ -103,6 +103,14 @@ def parameter_value(text):
     return value
 
 
+def notebook_defaults(name):
+    """``{parameter: default value}`` of notebook ``name``'s parameters cell."""
+    import papermill
+
+    known = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
+    return {key: ast.literal_eval(entry["default"]) for key, entry in known.items()}
+
+
 def check_parameters(name, parameters):
     """Raise :class:`NotebookChoiceError` for a key of ``parameters`` that notebook ``name``'s parameters cell
     does not have (papermill would pass it on unused: a typo would run for hours with the default), or a value

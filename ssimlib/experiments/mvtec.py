@@ -158,15 +158,13 @@ def finish_category_model(root, category, preset, schedule=None, models_root=Non
     schedule (a job killed at epoch 15 of 200 after its export at epoch 10, or a
     50-epoch stage) trains on from its checkpoint in ``checkpoint_dir`` or, without
     one, from the stored weights; a finished one is returned as it is.  A stored
-    unfinished model trained with other settings or another schedule than
-    ``schedule`` asks for raises :class:`ssimlib.artifacts.ArtifactError` (it is
-    never overwritten).
+    model trained with other settings or another schedule than ``schedule`` asks
+    for raises :class:`ssimlib.artifacts.ArtifactError` (it is never overwritten,
+    and a finished one is not passed off as the model asked for).
     """
     schedule = {**SCHEDULE, **(schedule or {})}
     stem = model_stem(category, preset.loss, preset.setup, models_root)
     manifest = artifacts.read_manifest(stem)
-    if model_finished(manifest):
-        return manifest
     if manifest is not None:
         training = manifest["training"]
         asked = training_settings(
@@ -179,11 +177,14 @@ def finish_category_model(root, category, preset, schedule=None, models_root=Non
         if training["schedule_epochs"] != schedule["epochs"]:
             differ["schedule epochs"] = (training["schedule_epochs"], schedule["epochs"])
         if differ:
+            state = "a finished" if model_finished(manifest) else "an unfinished"
             raise artifacts.ArtifactError(
-                f"{artifacts.model_files(stem)[1]}: an unfinished model ({training['epochs_done']} of "
+                f"{artifacts.model_files(stem)[1]}: {state} model ({training['epochs_done']} of "
                 f"{training['schedule_epochs']} epochs) trained with other settings than asked (stored, asked): "
-                f"{differ}; ask for its own settings to continue it, or choose another models_root"
+                f"{differ}; ask for its own settings to use it, or choose another models_root"
             )
+        if model_finished(manifest):
+            return manifest
         log(f"{stem.name}: the stored model has {training['epochs_done']} of {training['schedule_epochs']} epochs; "
             "training on to the end of its schedule")
     return train_category_model(root, category, preset, schedule, models_root, checkpoint_dir, log=log)
