@@ -236,7 +236,13 @@ def defect_pixels(values, lossy=False):
 def read_mask(path, shape, image_path=None):
     """Read a ground-truth mask as bool ``(H, W)`` (:func:`defect_pixels`); its size must equal ``shape``, the
     ``(H, W)`` of its image (``image_path``, named in the error)."""
-    mask = defect_pixels(read_image(path, gray=True, warn_dim=False)[..., 0], is_lossy(path))
+    values = read_image(path, gray=True, warn_dim=False)[..., 0]
+    mask = defect_pixels(values, is_lossy(path))
+    levels = np.unique(values[values > 0])
+    if not is_lossy(path) and 2 <= levels.size < LABEL_LEVELS and levels[0] <= 0.5 < levels[-1]:
+        warnings.warn(f"{path}: read as a label image of {levels.size} defect classes (every value but 0 a defect); "
+                      "a mask with soft edges that should count from half its maximum needs more than "
+                      f"{LABEL_LEVELS} gray values", stacklevel=2)
     if mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")

@@ -130,6 +130,10 @@ def test_mask_layouts(tmp_path):
     assert rule.startswith("masks: an MVTec AD category")
     with pytest.raises(DatasetError, match="lies in the folder of masks"):
         find_labelled([tmp_path / "b"], masks=tmp_path / "b", mask_suffix="_mask.png")
+    touch("f/b.jpg", "f/b.tif", "f/b_mask.png", "f/c.png", "f/c_mask.png", "f/c-mask.png")  # which mask is whose?
+    items, bad, rule = find_labelled([tmp_path / "f"])
+    assert items == [] and sorted(p.name for p, _ in bad) == ["b.*", "c.*"], bad
+    assert "b.jpg, b.tif, b_mask.png: cannot tell which mask is whose" in dict((p.name, m) for p, m in bad)["b.*"]
     touch("d/0.png", "d/1.jpg")
     items, bad, rule = find_labelled([tmp_path / "d"])
     assert [i.mask for i in items] == [None, None] and not bad
@@ -407,7 +411,8 @@ def test_what_a_tester_labelled_is_paired_and_read_as_meant(model, tmp_path, cap
     code, err, metrics = _evaluate([model, whole, "--out", tmp_path / "o1"], capsys)
     assert any("w_mask.png: marks 100% of its pixels as defect" in line and "inverted?" in line for line in err), err
     assert code == 2 and metrics["pixel_auroc"] is None and metrics["defective_correct"] is not None
-    assert any("no defect-free pixels" in line for line in err) and any("no defect-free images" in line for line in err)
+    assert any(line.startswith("error: no defect-free pixels") for line in err)
+    assert "warning: no defect-free images (every mask marks a defect): no image AUROC" in err
     code, err, _ = _evaluate([model, tmp_path / "nowhere", "--out", tmp_path / "o2"], capsys)
     assert code == 2 and err == [f"error: {tmp_path / 'nowhere'}: no such file or folder"]
     assert not (tmp_path / "o2").exists()

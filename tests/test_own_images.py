@@ -2,6 +2,8 @@
 
 import csv
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -95,3 +97,15 @@ def test_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys):
     weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
     assert main(["detect", str(altered), str(category), "--out", str(tmp_path / "o")]) == 2
     assert "differs from its manifest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["train", "data", "--out", "m", "--epochs", "0"],
+                                  ["detect", "m", "images", "--out", "o", "--threshold", "3"],
+                                  ["evaluate", "m", "images", "--out", "o", "--threshold", "-1"]])
+def test_a_bad_option_is_named_before_keras_loads(argv):
+    # each waited half a minute for TensorFlow before its one line
+    code = ("import sys; from ssimlib.apps.cli import main; code = main(sys.argv[1:]); "
+            "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules; sys.exit(code)")
+    run = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert run.stderr.startswith("error: --")

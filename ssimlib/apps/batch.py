@@ -21,9 +21,11 @@ the batch before it starts (one line, exit code 2).  The executed notebook is
 kept as ``<output-dir>/<category>-<loss>-<setup>.ipynb`` (also when it fails).  A failing run does
 not stop the others: it is reported at the end and the exit code is 1.  A run whose
 ``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile, came
-from the model now stored (the same sha256) and, for a profile that trains, from a model that
-finished its schedule, is skipped unless ``--redo``; a model trained on since its evaluation
-(e.g. from 50 to 200 epochs) is evaluated again.  Results and figures go to ``results/mvtec``
+from the model now stored (the same sha256), with the same parameters and data
+(:func:`ssimlib.apps.batch_results.result_differences`) and, for a profile that trains, from a
+model that finished the schedule asked for, is skipped unless ``--redo``; a model trained on since
+its evaluation (e.g. from 50 to 200 epochs) is evaluated again.  A stored model of another
+schedule or other settings than asked fails its run (it is never passed off as the one asked for).  Results and figures go to ``results/mvtec``
 and ``figures`` for ``full``, else under ``runs/<profile>/``.
 
 Where the runs go:
@@ -234,6 +236,10 @@ def _run_with_futures(jobs, workers, gpus, report):
     return outcomes
 
 
+class SchedulerUnreachable(Exception):
+    """The ``--scheduler`` address has no Dask scheduler that answers (nothing has run)."""
+
+
 def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
     """Run ``jobs`` on a Dask cluster: the one at ``scheduler``, or a new LocalCluster of ``workers`` processes."""
     from distributed import Client, LocalCluster, as_completed
@@ -242,9 +248,10 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
     if scheduler:
         try:
             client = Client(scheduler, timeout=SCHEDULER_TIMEOUT)
-        except OSError as error:  # distributed's own traceback would bury the one thing to say
-            raise ConnectionError(f"--scheduler {scheduler}: no Dask scheduler answered there "
-                                  f"({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        except (OSError, ValueError, TypeError) as error:  # distributed's traceback would bury the one thing to say
+            raise SchedulerUnreachable(f"--scheduler {scheduler}: no Dask scheduler answered there "
+                                       f"({str(error).splitlines()[0] if str(error) else type(error).__name__})"
+                                       ) from None
     else:
         # Our own workers' problems are reported in the outcomes; the nanny's "still alive after 4.0 seconds,
         # killing" as a worker winds TensorFlow down at the end is no news to the user.
@@ -427,7 +434,7 @@ def main(argv=None):
         if use_dask:
             try:
                 outcomes += _run_with_dask(jobs, workers, gpus, report, scheduler=args.scheduler)
-            except ConnectionError as error:
+            except SchedulerUnreachable as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 2
         else:

@@ -56,11 +56,9 @@ def result_differences(path, parameters, category_dir, train=False):
     ``parameters`` are the notebook parameters a run would have (its defaults, the profile's and ``-p``'s), compared
     with those its ``settings`` record; with ``train``, also the training schedule (:data:`TRAINING_PARAMETERS`)
     with its model's; and the counts of training and test images with those ``category_dir`` holds now
-    (``train/good``, ``test/good``, the other ``test/<type>`` folders).  An unreadable file differs in ``"file"``.
+    (``train/good``, ``test/good``, the other ``test/<type>`` folders).
     """
     record = _record(path)
-    if not record:
-        return {"file": ("unreadable", "a results file")}
     settings = record.get("settings") or {}
     differ = {key: (settings[key], value) for key, value in parameters.items()
               if key in settings and settings[key] != value}

@@ -194,8 +194,32 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _options_problem(args):
+    """The first option of ``train``, ``detect`` or ``evaluate`` that cannot work, as one line, or None: checked
+    before Keras loads (half a minute)."""
+    from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold, check_train_options
+
+    try:
+        if args.command == "train":
+            check_train_options(args.kind, args.loss, args.patch_size, args.latent_dim, args.epochs, args.n_patches,
+                                args.batch_size, args.validation_fraction, args.min_defect_area, args.out)
+            return None
+        if args.threshold is not None:
+            check_threshold(args.threshold)
+        if getattr(args, "min_defect_area", None) is not None:
+            check_count("--min-defect-area", args.min_defect_area)
+        check_out_folder(args.out)
+    except InputError as error:
+        return str(error)
+    return None
+
+
 def _own_images(args):
     """``train`` and ``detect``: exit status 0, or 2 with one line per problem on stderr."""
+    problem = _options_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     load_keras_quietly()
     from ssimlib.apps import own_images
     from ssimlib.train import CheckpointBusyError
@@ -240,6 +264,10 @@ def _own_images_command(args, own_images):
 
 def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
+    problem = _options_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     load_keras_quietly()
     from ssimlib.apps.own_evaluation import METRICS_NAME, evaluate_images
     from ssimlib.apps.own_options import InputError

@@ -104,12 +104,26 @@ def _found(inputs, skip):
 def _beside(found, is_mask, image_stem):
     """Pair images and masks that lie in one folder: ``({image: mask}, images, bad)``.
 
-    ``is_mask(file)`` tells masks from images; ``image_stem(mask)`` is the stem of its image.
+    ``is_mask(file)`` tells masks from images; ``image_stem(mask)`` is the stem of its image.  Where several
+    masks fit one stem, or one mask several images (``b.jpg`` and ``b.tif``), all of them are listed in ``bad``
+    and left out.
     """
-    masks = {(p.parent, image_stem(p)): p for p, _ in found if is_mask(p)}
-    images = [(p, root) for p, root in found if not is_mask(p)]
-    pairs = {p: masks.pop((p.parent, p.stem)) for p, _ in images if (p.parent, p.stem) in masks}
-    bad = [(mask, "a mask without an image (no image of the same stem beside it)") for mask in masks.values()]
+    masks, by_stem = defaultdict(list), defaultdict(list)
+    for p, root in found:
+        (masks[p.parent, image_stem(p)] if is_mask(p) else by_stem[p.parent, p.stem]).append((p, root))
+    pairs, bad, excluded = {}, [], set()
+    for key, fitting in masks.items():
+        images = by_stem.get(key, [])
+        if len(fitting) == 1 and len(images) == 1:
+            pairs[images[0][0]] = fitting[0][0]
+        elif not images:
+            bad += [(mask, "a mask without an image (no image of the same stem beside it)") for mask, _ in fitting]
+        else:
+            names = ", ".join(p.name for p, _ in images + fitting)
+            bad.append((fitting[0][0].with_name(key[1] + ".*"), f"{names}: cannot tell which mask is whose; "
+                        "expected one image and one mask per stem"))
+            excluded.update(p for p, _ in images)
+    images = [(p, root) for p, root in found if not is_mask(p) and p not in excluded]
     return pairs, images, bad
 
 
@@ -217,17 +231,20 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     else:
         pairs, images, more_bad = _beside(found, lambda p: mask_name_end(p) is not None,
                                           lambda p: p.stem[: mask_name_end(p)])
-        rest = [(p, root) for p, root in images if p not in pairs]
+        # a file named like a mask that fits no image may be an image itself (gas-mask.jpg with gas-mask.png)
+        orphans = {mask for mask, problem in more_bad if problem.startswith("a mask without an image")}
+        more_bad = [(p, problem) for p, problem in more_bad if p not in orphans]
+        rest = [(p, root) for p, root in found if (p in orphans or p in {q for q, _ in images}) and p not in pairs]
         same_stem_pairs, same_stem_images, same_stem_bad = _same_stem(rest)
         kept = {p for p, _ in same_stem_images}
-        images = [(p, root) for p, root in images if p in pairs or p in kept]
+        images = [(p, root) for p, root in found if p in pairs or p in kept]
         rule = (f"beside the images, found automatically: <stem>_mask.* for {len(pairs)}, a PNG of the same stem "
                 f"as an image of another type for {len(same_stem_pairs)}")
         pairs.update(same_stem_pairs)
         bad += more_bad + same_stem_bad
     misnamed = [(p, root) for p, root in images if p not in pairs and mask_name_end(p) is not None]
-    bad += [(p, "named like a mask, but no image pairs with it: left out (see --masks, --mask-suffix)")
-            for p, _ in misnamed]
+    bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
+             "(see --masks, --mask-suffix)") for p, _ in misnamed]
     images = [item for item in images if item not in misnamed]
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)

@@ -123,8 +123,8 @@ def _metrics(maps, masks, detector, bad):
     if not labels.any():
         bad.append("no defective images (no mask marks a defect): pixel AUROC, AU-PRO and image AUROC need some")
         return metrics
-    if labels.all():
-        bad.append("no defect-free images (every mask marks a defect): image AUROC needs some")
+    if labels.all():  # a set of defective images only (the MVTec AD grid copy) is no bad input
+        warnings.warn("no defect-free images (every mask marks a defect): no image AUROC", stacklevel=2)
     if defect_px == total_px:
         bad.append("no defect-free pixels (every mask marks its whole image): pixel AUROC and AU-PRO need some")
         return metrics
@@ -191,7 +191,8 @@ def evaluate_images(
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]
     if not items:  # nothing to score: say why, and write nothing that would block the corrected run
-        raise InputError(bad[0] + (f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""))
+        raise InputError((bad or ["no image found in the inputs"])[0]
+                         + (f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     maps, gts, rows = [], [], []
     for item in items:

@@ -8,8 +8,8 @@ import math
 import os
 from pathlib import Path
 
+from ssimlib.architecture import encoder_layer_spec
 from ssimlib.experiments.presets import LOSSES
-from ssimlib.models import encoder_layer_spec
 from ssimlib.paths import nearest_existing
 
 KINDS = ("texture", "object")
