@@ -52,6 +52,7 @@ from pathlib import Path
 from ssimlib.arguments import at_least_one
 from ssimlib.apps.notebooks import check_parameters, parameter_value, profile_cwd, profile_parameters, run_notebook
 from ssimlib.apps.notebooks import notebook_defaults, run_outputs
+from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.quiet_keras import load_keras_quietly
 
 load_keras_quietly()  # worker processes (pool, Dask) import this module; Keras below would print its start-up log
@@ -62,7 +63,7 @@ from ssimlib.artifacts import read_manifest  # noqa: E402
 from ssimlib.data import not_a_folder  # noqa: E402
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name  # noqa: E402
 from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS  # noqa: E402
-from ssimlib.paths import data_root as default_data_root, nearest_existing  # noqa: E402
+from ssimlib.paths import data_root as default_data_root  # noqa: E402
 
 NOTEBOOK = "04_mvtec_category"
 SCHEDULER_TIMEOUT = 15  # s to wait for a --scheduler to answer
@@ -340,9 +341,10 @@ def main(argv=None):
                            ("--figures-dir", args.figures_dir)):
         if not folder:
             continue
-        above = nearest_existing(folder)
-        if not above.is_dir():  # each run would fail at its end, its work lost
-            print(f"error: {option}: {above} is a file, not a folder", file=sys.stderr)
+        try:  # each run would fail at its end, its work lost
+            check_out_folder(folder, option)
+        except InputError as error:
+            print(f"error: {error}", file=sys.stderr)
             return 2
     try:
         check_parameters(NOTEBOOK, parameters)

@@ -153,6 +153,11 @@ def _command(argv):
     p_eval.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     p_eval.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")
     args = parser.parse_args(argv)
+    if args.command in ("train", "detect", "evaluate"):
+        problem = _options_problem(args)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     if args.command in ("train", "detect"):
         return _own_images(args)
     if args.command == "evaluate":
@@ -216,10 +221,6 @@ def _options_problem(args):
 
 def _own_images(args):
     """``train`` and ``detect``: exit status 0, or 2 with one line per problem on stderr."""
-    problem = _options_problem(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
     load_keras_quietly()
     from ssimlib.apps import own_images
     from ssimlib.train import CheckpointBusyError
@@ -264,10 +265,6 @@ def _own_images_command(args, own_images):
 
 def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
-    problem = _options_problem(args)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
     load_keras_quietly()
     from ssimlib.apps.own_evaluation import METRICS_NAME, evaluate_images
     from ssimlib.apps.own_options import InputError

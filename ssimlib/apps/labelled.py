@@ -234,7 +234,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         # a file named like a mask that fits no image may be an image itself (gas-mask.jpg with gas-mask.png)
         orphans = {mask for mask, problem in more_bad if problem.startswith("a mask without an image")}
         more_bad = [(p, problem) for p, problem in more_bad if p not in orphans]
-        rest = [(p, root) for p, root in found if (p in orphans or p in {q for q, _ in images}) and p not in pairs]
+        unpaired = orphans | {p for p, _ in images if p not in pairs}
+        rest = [(p, root) for p, root in found if p in unpaired]
         same_stem_pairs, same_stem_images, same_stem_bad = _same_stem(rest)
         kept = {p for p, _ in same_stem_images}
         images = [(p, root) for p, root in found if p in pairs or p in kept]
@@ -242,10 +243,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                 f"as an image of another type for {len(same_stem_pairs)}")
         pairs.update(same_stem_pairs)
         bad += more_bad + same_stem_bad
-    misnamed = [(p, root) for p, root in images if p not in pairs and mask_name_end(p) is not None]
+    misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
-             "(see --masks, --mask-suffix)") for p, _ in misnamed]
-    images = [item for item in images if item not in misnamed]
+             "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
+    images = [(p, root) for p, root in images if p not in misnamed]
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
