@@ -184,14 +184,9 @@ def _unit_range(raw, path):
     return np.clip(image, 0.0, 1.0)
 
 
-def read_image(path, gray=None, size=None, warn_dim=True):
-    """Read one image as float32 ``(H, W, C)`` in ``[0, 1]``, turned as its EXIF / TIFF orientation says.
-
-    ``gray=True`` converts colour to luminance, ``gray=False`` repeats a gray
-    image to 3 channels, ``None`` keeps what the file has (alpha is dropped).
-    ``size`` resizes to ``size x size`` (anti-aliased).  ``warn_dim`` warns of 16-bit data that uses a
-    small part of its range (off for masks, whose 0 and 1 are meant).
-    """
+def _read_pixels(path, warn_dim):
+    """The pixels of the image file at ``path`` as float32 ``(H, W[, C])`` in ``[0, 1]``, alpha kept, turned as its
+    EXIF / TIFF orientation says; ``warn_dim`` as in :func:`read_image`."""
     path = Path(path)
     try:
         with warnings.catch_warnings():  # imageio trying its plugins on an unreadable file warns of their deprecation
@@ -206,9 +201,21 @@ def read_image(path, gray=None, size=None, warn_dim=True):
     if warn_dim:
         _warn_if_dim(raw, path)
     if image.ndim == 2:
-        image = image[..., None]
-    elif image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
+        return image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
         raise DatasetError(f"{path}: expected a gray or RGB image (alpha allowed), got array of shape {raw.shape}")
+    return image
+
+
+def read_image(path, gray=None, size=None, warn_dim=True):
+    """Read one image as float32 ``(H, W, C)`` in ``[0, 1]``, turned as its EXIF / TIFF orientation says.
+
+    ``gray=True`` converts colour to luminance, ``gray=False`` repeats a gray
+    image to 3 channels, ``None`` keeps what the file has (alpha is dropped).
+    ``size`` resizes to ``size x size`` (anti-aliased).  ``warn_dim`` warns of 16-bit data that uses a
+    small part of its range.
+    """
+    image = _read_pixels(path, warn_dim)
     image = image[..., :3] if image.shape[-1] == 4 else image[..., :1] if image.shape[-1] == 2 else image  # no alpha
     if gray is True and image.shape[-1] == 3:
         image = rgb2gray(image).astype(np.float32)[..., None]
@@ -222,28 +229,37 @@ def is_lossy(path):
     return Path(path).suffix.lower() in (".jpg", ".jpeg")
 
 
-def defect_pixels(values, lossy=False):
-    """The defects a gray mask ``(H, W)`` in ``[0, 1]`` marks, bool ``(H, W)``: in a label image (0 and at most
-    :data:`LABEL_LEVELS` - 1 other values: 0/255, 0/1, classes 0/1/2 or 0/100/200), every pixel that is not 0; in
-    a mask of more gray values (soft edges) or a ``lossy`` one (JPEG, whose noise leaves low values on black), the
-    pixels above one half."""
+def mask_values(path):
+    """The gray values ``(H, W)`` in ``[0, 1]`` of the mask file at ``path``: its luminance, and where it has
+    transparent pixels, its alpha (an editor's layer drawn on a transparent background): the alpha alone when
+    the colour is one and the same everywhere, else the colour laid over black."""
+    pixels = _read_pixels(path, warn_dim=False)  # 16-bit masks of 0 and 1 are meant, not dim
+    colour = pixels[..., :-1] if pixels.shape[-1] in (2, 4) else pixels
+    gray = rgb2gray(colour).astype(np.float32) if colour.shape[-1] == 3 else colour[..., 0]
+    if colour is pixels or pixels[..., -1].min() == 1:
+        return gray
+    alpha = pixels[..., -1]
+    return alpha if gray.min() == gray.max() else gray * alpha
+
+
+def read_mask(path, shape=None, image_path=None):
+    """Read a ground-truth mask as bool ``(H, W)``: in a label image (0 and at most :data:`LABEL_LEVELS` - 1 other
+    values: 0/255, 0/1, classes 0/1/2 or 0/100/200), every pixel that is not 0; in a mask of more gray values (soft
+    edges) or a lossy one (JPEG, whose noise leaves low values on black), the pixels above one half.  Values are
+    :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
+    error), where given; warns of a label image with values on both sides of half and of a mostly-defect mask."""
+    values = mask_values(path)
     levels = np.unique(values)
-    if not lossy and levels.size <= LABEL_LEVELS and levels[0] == 0:
-        return values > 0
-    return values > 0.5
-
-
-def read_mask(path, shape, image_path=None):
-    """Read a ground-truth mask as bool ``(H, W)`` (:func:`defect_pixels`); its size must equal ``shape``, the
-    ``(H, W)`` of its image (``image_path``, named in the error)."""
-    values = read_image(path, gray=True, warn_dim=False)[..., 0]
-    mask = defect_pixels(values, is_lossy(path))
-    levels = np.unique(values[values > 0])
-    if not is_lossy(path) and 2 <= levels.size < LABEL_LEVELS and levels[0] <= 0.5 < levels[-1]:
-        warnings.warn(f"{path}: read as a label image of {levels.size} defect classes (every value but 0 a defect); "
-                      "a mask with soft edges that should count from half its maximum needs more than "
-                      f"{LABEL_LEVELS} gray values", stacklevel=2)
-    if mask.shape != tuple(shape):
+    if not is_lossy(path) and levels.size <= LABEL_LEVELS and levels[0] == 0:
+        mask = values > 0
+        classes = levels[1:]
+        if classes.size >= 2 and classes[0] <= 0.5 < classes[-1]:
+            warnings.warn(f"{path}: read as a label image of {classes.size} defect classes (every value but 0 a "
+                          "defect); a mask with soft edges that should count from half its maximum needs more than "
+                          f"{LABEL_LEVELS} gray values", stacklevel=2)
+    else:
+        mask = values > 0.5
+    if shape is not None and mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")
     if mask.mean() > MOSTLY_DEFECT:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.io
+from PIL import Image
 from scipy import ndimage
 from scipy.stats import rankdata
 
@@ -160,6 +161,25 @@ def test_masks_of_0_255_and_label_images_of_0_1_mark_the_same_pixels(tmp_path):
         np.testing.assert_array_equal(got, expected, err_msg=name)
     jpeg = skimage.io.imread(tmp_path / "255.jpg")
     assert np.unique(jpeg).size > 8 or np.array_equal(jpeg > 127, defect)  # a JPEG's noise is no defect
+
+
+def test_a_mask_drawn_on_a_transparent_layer_marks_what_was_drawn(tmp_path):
+    from ssimlib.data import read_mask
+
+    defect = np.zeros((8, 10), bool)
+    defect[2:5, 3:7] = True
+    opaque = np.where(defect, 255, 0).astype(np.uint8)
+    black = np.zeros_like(opaque)
+    rng = np.random.default_rng(1)
+    junk = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)  # what an editor leaves under transparent pixels
+    white_on_clear = np.where(defect[..., None], 255, junk)
+    cases = {"alpha_only.png": np.dstack([black, black, black, opaque]),  # black paint, its alpha the defect
+             "white_on_clear.png": np.dstack([white_on_clear, opaque]),
+             "gray_alpha.png": np.dstack([np.full_like(opaque, 255), opaque]),  # LA: white paint, alpha the defect
+             "opaque_rgba.png": np.dstack([opaque, opaque, opaque, np.full_like(opaque, 255)])}
+    for name, array in cases.items():
+        Image.fromarray(array, "LA" if array.shape[-1] == 2 else "RGBA").save(tmp_path / name)
+        np.testing.assert_array_equal(read_mask(tmp_path / name, (8, 10)), defect, err_msg=name)
 
 
 def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):

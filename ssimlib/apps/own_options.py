@@ -69,5 +69,6 @@ def check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, b
                           ("--batch-size", batch_size), ("--min-defect-area", min_defect_area)):
         check_count(option, value)
     if not 0 < validation_fraction < 1:
-        raise InputError(f"--validation-fraction must be between 0 and 1 (both excluded), got {validation_fraction}")
+        raise InputError(f"--validation-fraction must be between 0 and 1 (both excluded: the held-out defect-free "
+                         f"images set the detection threshold), got {validation_fraction}")
     check_out_folder(Path(out).parent)

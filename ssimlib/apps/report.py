@@ -12,6 +12,7 @@ thumbnails are at most :data:`THUMBNAIL` px per side (JPEG, masks PNG) and load 
 """
 
 import html
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import matplotlib as mpl
 import numpy as np
 from PIL import Image
 
-from ssimlib.data import defect_pixels, is_lossy, read_image
+from ssimlib.data import read_image, read_mask
 
 REPORT_NAME, THUMBS_DIR = "report.html", "report"
 THUMBNAIL = 256  # px, longest side of a stored thumbnail
@@ -102,7 +103,9 @@ def _thumbnails(entry, index, folder):
             ("overlay", np.asarray(overlay.convert("RGB")), "jpg"),
         ]
     if entry.mask is not None:
-        mask = defect_pixels(read_image(entry.mask, gray=True, warn_dim=False)[..., 0], is_lossy(entry.mask))
+        with warnings.catch_warnings():  # its warnings were given when it was scored
+            warnings.simplefilter("ignore")
+            mask = read_mask(entry.mask)
         pictures.append(("mask", _uint8(mask), "png"))
     cells = []
     for what, pixels, suffix in pictures:
