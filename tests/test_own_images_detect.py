@@ -209,8 +209,36 @@ def test_a_killed_run_leaves_a_csv_true_to_its_maps(tiny_model, tmp_path):
         run.stderr.close()
     rows = read_rows(out)
     assert 3 <= len(rows) < 60
-    assert visible_files(out, "_map.png") == sorted(row["anomaly_map"] for row in rows)
+    assert set(visible_files(out, "_map.png")) - {row["anomaly_map"] for row in rows} <= {f"{len(rows):03d}_map.png"}
     assert visible_files(out, "_overlay.png") == sorted(row["overlay"] for row in rows)
+    # The same command continues: the finished maps are kept (not written again), the others added, and the
+    # result is that of one uninterrupted run.
+    kept = {row["anomaly_map"]: (out / row["anomaly_map"]).stat().st_mtime_ns for row in rows}
+    assert main(["detect", str(model), str(images), "--out", str(out)]) == 0
+    assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept
+    whole = tmp_path / "whole"
+    assert main(["detect", str(model), str(images), "--out", str(whole)]) == 0
+    assert read_rows(out) == read_rows(whole) and len(read_rows(out)) == 60
+    for row in read_rows(whole):
+        for key in ("anomaly_map", "overlay"):
+            np.testing.assert_array_equal(skimage.io.imread(out / row[key]), skimage.io.imread(whole / row[key]))
+
+
+def test_a_finished_run_run_again_computes_nothing_and_another_is_told_what_differs(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
+    good = category / "test" / "good"
+    out = tmp_path / "d"
+    assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*_map.png")}
+    assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
+    assert "(2 of them from the stopped run before, continued)" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*_map.png")} == before and len(read_rows(out)) == 2
+    code, err = run_main(["detect", str(model), str(good), "--out", str(out), "--threshold", "0.3"], capsys)
+    assert code == 2 and len(err) == 1 and "another run (it differs in threshold)" in err[0], err
+    (out / "detections.run.json").unlink()  # detections of a version that recorded no run
+    code, err = run_main(["detect", str(model), str(good), "--out", str(out)], capsys)
+    assert code == 2 and "one that recorded no settings" in err[0], err
 
 
 def test_a_model_named_with_its_file_suffix_is_found(tiny_model, tmp_path):

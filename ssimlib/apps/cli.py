@@ -9,6 +9,7 @@
 ``python -m ssimlib train DATA --out MODEL``     train on a folder of your own defect-free images
                                                  (see ssimlib.apps.own_images)
 ``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  anomaly maps, overlays and a CSV for new images
+                                                 (see ssimlib.apps.own_detection)
 ``python -m ssimlib evaluate MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  metrics on images with defect masks
                                                  (see ssimlib.apps.own_evaluation)
 """
@@ -61,7 +62,8 @@ def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
 INTERRUPTED = {  # what Ctrl-C leaves, by command
     "train": "the same command resumes from the checkpoint of the last finished epoch (MODEL.checkpoint/)",
     "train-study": "the same command resumes from the checkpoint of the last finished epoch",
-    "detect": "detections.csv in --out lists the images finished, each with its map and overlay",
+    "detect": "detections.csv in --out lists the images finished, each with its map and overlay; the same command "
+              "continues with the others",
     "batch": "the same command skips the runs finished and runs the others (a model in training resumes from its "
              "checkpoint)",
 }
@@ -247,11 +249,14 @@ def _own_images_command(args, own_images):
               f"{manifest['detection']['threshold']:.4f} from {n_validation} held-out defect-free "
               f"image{'' if n_validation == 1 else 's'}")
         return 0
-    rows, bad = own_images.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
-                                  args.min_defect_area)
+    from ssimlib.apps import own_detection
+
+    rows, bad, resumed = own_detection.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
+                                              args.min_defect_area)
     defective = sum(row["verdict"] == "defective" for row in rows)
-    print(f"{len(rows)} image{'' if len(rows) == 1 else 's'}: {defective} defective, {len(rows) - defective} good; "
-          f"maps, overlays and {own_images.CSV_NAME} in {args.out}")
+    earlier = f" ({resumed} of them from the stopped run before, continued)" if resumed else ""
+    print(f"{len(rows)} image{'' if len(rows) == 1 else 's'}{earlier}: {defective} defective, "
+          f"{len(rows) - defective} good; maps, overlays and {own_detection.CSV_NAME} in {args.out}")
     if args.report:
         from ssimlib.apps.report import detections_report
         from ssimlib.artifacts import read_manifest

@@ -39,7 +39,7 @@ from skimage.color import gray2rgb
 
 from ssimlib.apps.labelled import EVALUATION_FILES, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, write_report
-from ssimlib.apps.own_images import load_detector
+from ssimlib.apps.own_detection import load_detector
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.data import DatasetError, read_image, resize_square
 from ssimlib.evaluate import summary_metrics, write_json

@@ -1,0 +1,288 @@
+"""Find defects in new images with a model of your own: ``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR``.
+
+For every image it writes its anomaly map (``<stem>_map.png``, 0 to twice the threshold as black to white) and an
+overlay of the segmentation on the image (``<stem>_overlay.png``) under DIR at the image's path relative to the
+folder the inputs share, and a row of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
+pixels, the verdict at the threshold and the two files.  Rows are written one by one after their files, so a killed
+run leaves a CSV that lists exactly the images finished.  ``DIR/detections.run.json`` records what makes the run
+(:func:`detection_run`: the model's weights, threshold, smallest defect area, precision and the inputs): the same
+command run again continues where a stopped run left off, and another run aimed at the same DIR is refused.  An
+image smaller than the patch is padded to it (:mod:`ssimlib.apps.scoring`); one that cannot be used is listed and
+skipped; the others are still processed.  ``--report`` adds ``DIR/report.html`` (:mod:`ssimlib.apps.report`).
+
+Bad input raises :class:`ssimlib.apps.own_options.InputError` with one line naming the file or option.
+"""
+
+import csv
+import json
+import os
+import warnings
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import skimage.io
+from skimage.color import gray2rgb
+
+from ssimlib import artifacts
+from ssimlib.apps.own_images import _image_files, default_stride, run_lock
+from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
+from ssimlib.apps.scoring import Detector, as_model_channels
+from ssimlib.data import DatasetError, read_image
+from ssimlib.evaluate import write_json
+from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
+from ssimlib.inference import RESIDUAL_KINDS, with_precision
+
+CSV_NAME = "detections.csv"
+RUN_NAME = "detections.run.json"
+LOCK_NAME = "detections.lock"
+CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay")
+OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")
+DEFAULT_MIN_DEFECT_AREA = 64
+
+
+def _inputs(paths, out_dir):
+    """Image files of the given files and folders, each once, and ``(path, problem)`` for paths that are neither.
+
+    Maps and overlays a folder holds in or under ``out_dir`` (``*_map.png``,
+    ``*_overlay.png``: outputs of an earlier run) are not inputs; a warning names them.
+    """
+    out_dir = out_dir.resolve()
+
+    def is_output(file):
+        return file.name.endswith(OUTPUT_SUFFIXES) and file.resolve().is_relative_to(out_dir)
+
+    files, seen, bad = [], set(), []
+    for path in map(Path, paths):
+        if path.is_dir():
+            listed = _image_files(path)
+            found = [f for f in listed if not is_output(f)]
+            outputs = [f.name for f in listed if is_output(f)]
+            if outputs:
+                warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out taken for an "
+                              f"earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
+                              f"{', ...' if len(outputs) > 3 else ''})", stacklevel=3)
+            if not found:
+                below = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+                bad.append((path, "folder holds no images" + (
+                    f" (only subfolders: {', '.join(below[:4])}{', ...' if len(below) > 4 else ''}; detect does not "
+                    f"search below a folder: give them, e.g. {path / '*'})" if below else "")))
+        elif path.is_file():
+            found = [path]
+        else:
+            bad.append((path, "no such file or folder"))
+            continue
+        for file in found:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                files.append(file)
+    return files, bad
+
+
+def output_names(files):
+    """``(map, overlay)`` paths relative to the output folder for each of ``files``.
+
+    Each keeps its image's folder relative to the folder all ``files`` share, and is
+    named ``<stem>_map.png`` / ``<stem>_overlay.png``; where two images of one folder
+    share a stem (``a.png``, ``a.tif``) their whole names replace the stem.
+    """
+    resolved = [Path(os.path.abspath(f)) for f in files]  # a link named as given, not by its target
+    if not resolved:
+        return []
+    common = Path(os.path.commonpath([r.parent for r in resolved]))
+    stems = Counter((r.parent, r.stem) for r in resolved)
+    names = []
+    for r in resolved:
+        base = r.stem if stems[(r.parent, r.stem)] == 1 else r.name
+        folder = r.parent.relative_to(common)
+        names.append(tuple(folder / f"{base}{suffix}" for suffix in OUTPUT_SUFFIXES))
+    return names
+
+
+
+
+def detection_settings(manifest, where, threshold=None, min_defect_area=None):
+    """``(preset, stride, threshold, min_defect_area)`` to detect with the model of ``manifest`` (read from ``where``).
+
+    ``threshold`` and ``min_defect_area`` override the manifest's.  A model from
+    ``train`` brings all four; a study model (no ``detection`` entry) needs
+    ``threshold`` and gets its stored preset or one with its loss's residual, the
+    paper's stride and :data:`DEFAULT_MIN_DEFECT_AREA`.
+    """
+    patch_size = manifest["architecture"]["patch_size"]
+    detection = manifest.get("detection")
+    if detection is None:
+        if threshold is None:
+            raise InputError(
+                f"{where}: has no detection threshold (a study model, not one from `ssimlib train`); give one with "
+                "--threshold (for an MVTec AD model, metrics.threshold in results/mvtec/<name>.json)"
+            )
+        training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
+        stored = training.get("preset")
+        if isinstance(stored, dict):
+            preset = _stored_preset(stored, where, patch_size)
+        else:
+            settings = training.get("settings") if isinstance(training.get("settings"), dict) else {}
+            loss = settings.get("loss")
+            residual = loss if loss in RESIDUAL_KINDS else "ssim" if loss == "ms_ssim" else "l2"
+            preset = replace(DEFAULT_PRESET, name=str(manifest.get("name")), patch_size=patch_size,
+                             latent_dim=manifest["architecture"]["latent_dim"], residual=residual)
+        return preset, default_stride(patch_size), threshold, min_defect_area or DEFAULT_MIN_DEFECT_AREA
+    if not isinstance(detection, dict):
+        raise InputError(f"{where}: its \"detection\" is not an object")
+    try:
+        check_threshold(detection.get("threshold"), "its detection threshold")
+        check_count("its min_defect_area", detection.get("min_defect_area"))
+        check_count("its stride", detection.get("stride"))
+    except InputError as error:
+        raise InputError(f"{where}: {error}") from None
+    preset = _stored_preset(detection.get("preset"), where, patch_size)
+    return (preset, detection["stride"], threshold or detection["threshold"],
+            min_defect_area or detection["min_defect_area"])
+
+
+def _stored_preset(stored, where, patch_size):
+    """The :class:`CategoryPreset` a manifest stores, or :class:`InputError` naming ``where`` if it is not one."""
+    try:
+        preset = CategoryPreset.from_dict(stored)
+    except (TypeError, AttributeError, KeyError):
+        raise InputError(f"{where}: its preset is missing or incomplete") from None
+    if (preset.residual not in RESIDUAL_KINDS or preset.background not in (*BACKGROUNDS, None)
+            or preset.patch_size != patch_size
+            or not (preset.resize is None or (isinstance(preset.resize, int) and preset.resize >= patch_size))):
+        raise InputError(f"{where}: its preset's residual, background, patch_size or resize is not one detect can use")
+    return preset
+
+
+def _to_uint8(x):
+    return (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
+def _save_png(path, image):
+    """Write ``image`` (uint8) as PNG at ``path`` atomically, through a hidden partial file beside it."""
+    partial = path.with_name(f".partial-{path.name}")
+    skimage.io.imsave(partial, image, check_contrast=False)
+    os.replace(partial, path)
+
+
+def load_detector(model, threshold=None, precision="float32", min_defect_area=None):
+    """The :class:`~ssimlib.apps.scoring.Detector` of the model at stem ``model``, at ``precision``.
+
+    ``threshold`` and ``min_defect_area`` (pixels) override its manifest's; a study model
+    needs ``threshold`` (:func:`detection_settings`).  :class:`InputError` naming the file
+    when the model is missing, altered or cannot be used.
+    """
+    if threshold is not None:
+        check_threshold(threshold)
+    if min_defect_area is not None:
+        check_count("--min-defect-area", min_defect_area)
+    try:
+        network, manifest = artifacts.load_model(model)
+    except artifacts.ArtifactError as error:
+        raise InputError(str(error)) from None
+    preset, stride, threshold, min_area = detection_settings(
+        manifest, artifacts.model_files(model)[1], threshold, min_defect_area
+    )
+    return Detector(with_precision(network, precision), preset, threshold, min_area, stride)
+
+
+def detection_run(model, inputs, detector, precision):
+    """What makes a detect run the same run: the model's weights (sha256), its threshold and smallest defect area
+    as used, ``precision`` and the ``inputs`` as absolute paths."""
+    return {"model_sha256": artifacts.read_manifest(model)["sha256"], "threshold": detector.threshold,
+            "min_defect_area": detector.min_area, "precision": precision,
+            "inputs": [os.path.abspath(path) for path in inputs]}
+
+
+def _finished_rows(out_dir, run):
+    """The rows of the run in ``out_dir`` whose map and overlay exist, when it is ``run``: None for an ``out_dir``
+    without detections, :class:`InputError` when it holds another run's (or ones that name no run)."""
+    csv_path, run_path = out_dir / CSV_NAME, out_dir / RUN_NAME
+    if not csv_path.exists():
+        return None
+    try:
+        stored = json.loads(run_path.read_text())
+    except (OSError, ValueError):
+        stored = None
+    if stored != run:
+        differ = (" (one that recorded no settings)" if not isinstance(stored, dict) else
+                  f" (it differs in {', '.join(sorted(k for k in run if run[k] != stored.get(k)))})")
+        raise InputError(f"{csv_path}: --out {out_dir} holds the detections of another run{differ}; "
+                         "choose another --out or remove it")
+    with open(csv_path, newline="") as file:
+        rows = [row for row in csv.DictReader(file) if None not in row.values() and None not in row]
+    try:  # a row cut short by a kill reads short, or with a number cut
+        rows = [{**row, "score": float(row["score"]), "defect_area_px": int(row["defect_area_px"])} for row in rows]
+    except (KeyError, ValueError):
+        raise InputError(f"{csv_path}: not a detections.csv this version can continue; choose another --out or "
+                         "remove it") from None
+    return [{key: row[key] for key in CSV_COLUMNS} for row in rows
+            if (out_dir / row["anomaly_map"]).exists() and (out_dir / row["overlay"]).exists()]
+
+
+def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defect_area=None):
+    """Anomaly maps, overlays and a CSV for the images in ``inputs`` (see the module docstring); returns
+    ``(rows, bad, resumed)``.
+
+    ``model`` is the stem the model was written at; ``threshold`` and ``min_defect_area`` (pixels) override its
+    manifest's; ``precision`` is the network's (:func:`ssimlib.inference.with_precision`).  ``bad`` lists
+    ``(path, problem)`` for inputs that could not be used; ``resumed`` counts the rows an earlier, stopped run of
+    the same :func:`detection_run` had finished (kept, not computed again).  An ``out_dir`` that holds another
+    run's ``detections.csv`` is refused, so no run overwrites another's maps.
+    """
+    out_dir = Path(out_dir)
+    check_out_folder(out_dir)
+    detector = load_detector(model, threshold, precision, min_defect_area)
+    run = detection_run(model, inputs, detector, precision)
+    files, bad = _inputs(inputs, out_dir)
+    if not files:  # nothing to write: an empty detections.csv would only block the corrected run
+        raise InputError("; ".join(f"{path}: {problem}" for path, problem in bad))
+    names = output_names(files)
+    if _finished_rows(out_dir, run) is None:
+        existing = [out_dir / name for pair in names for name in pair if (out_dir / name).exists()]
+        if existing:
+            raise InputError(f"{existing[0]}: exists (an image of yours, or an earlier run's output), and this run "
+                             f"would write {'its' if len(existing) == 1 else f'{len(existing)} such'} map or overlay "
+                             "there; choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir / LOCK_NAME, f"detecting into --out {out_dir}"):
+        return _detect_into(out_dir, run, detector, files, names, bad)
+
+
+def _detect_into(out_dir, run, detector, files, names, bad):
+    """:func:`detect`'s work once ``out_dir`` is checked and locked: the images of ``files`` not finished yet."""
+    rows = _finished_rows(out_dir, run) or []
+    resumed = len(rows)
+    finished = {row["path"] for row in rows}
+    write_json(out_dir / RUN_NAME, run)
+    with open(out_dir / CSV_NAME, "w", newline="") as csv_file:  # the finished rows again, a cut last line dropped
+        writer = csv.DictWriter(csv_file, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        csv_file.flush()
+        for path, (map_name, overlay_name) in zip(files, names):
+            if str(path) in finished:
+                continue
+            try:
+                image = as_model_channels(read_image(path, size=detector.preset.resize), detector.network.channels,
+                                          path)
+                anomaly_map = detector.anomaly_map(image, path)
+            except (DatasetError, ValueError) as error:
+                bad.append((path, str(error).removeprefix(f"{path}: ")))
+                continue
+            segmentation = detector.segmentation(anomaly_map)
+            overlay = gray2rgb(image[..., 0]) if image.shape[-1] == 1 else image.copy()
+            overlay[segmentation] = 0.5 * overlay[segmentation] + 0.5 * np.array([1.0, 0.0, 0.0])
+            (out_dir / map_name).parent.mkdir(parents=True, exist_ok=True)
+            _save_png(out_dir / map_name, _to_uint8(anomaly_map / (2 * detector.threshold)))
+            _save_png(out_dir / overlay_name, _to_uint8(overlay))
+            area = int(segmentation.sum())
+            rows.append({
+                "path": str(path), "score": float(anomaly_map.max()), "defect_area_px": area,
+                "verdict": "defective" if area else "good", "anomaly_map": map_name.as_posix(),
+                "overlay": overlay_name.as_posix(),
+            })
+            writer.writerow(rows[-1])
+            csv_file.flush()
+    return rows, bad, resumed
