@@ -287,9 +287,29 @@ def test_an_earlier_evaluation_is_not_replaced(tiny_model, tmp_path, capsys):
     capsys.readouterr()
     before = (out / "metrics.json").read_bytes()
     assert main(["evaluate", str(model), str(category), "--out", str(out), "--threshold", "0.5"]) == 2
-    assert capsys.readouterr().err == (f"error: {out / 'metrics.json'}: --out {out} holds an earlier evaluation; "
-                                       "choose another --out or remove it\n")
+    assert capsys.readouterr().err == (f"error: {out / 'metrics.json'}: --out {out} holds another evaluation (it "
+                                       "differs in threshold); choose another --out or remove it\n")
     assert (out / "metrics.json").read_bytes() == before
+
+
+def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert main(["evaluate", str(model), str(category), "--out", str(whole)]) == 0
+    assert main(["evaluate", str(model), str(category), "--out", str(stopped)]) == 0
+    # Make it look stopped: no metrics or CSV yet, the last image unfinished, a row cut short by the kill.
+    (stopped / "metrics.json").unlink()
+    (stopped / "evaluation.csv").unlink()
+    lines = (stopped / "evaluation.progress.jsonl").read_text().splitlines()
+    assert len(lines) == 5
+    (stopped / "evaluation.progress.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
+    unfinished = {(stopped / json.loads(line)["anomaly_map"]).with_suffix(".tif") for line in lines[3:]}
+    kept = {p: p.stat().st_mtime_ns for p in (stopped / "images").rglob("*_map.tif") if p not in unfinished}
+    assert len(kept) == 3
+    assert main(["evaluate", str(model), str(category), "--out", str(stopped)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not computed again
+    assert json.loads((stopped / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
+    assert (stopped / "evaluation.csv").read_text() == (whole / "evaluation.csv").read_text()
 
 
 def _evaluate(argv, capsys):
@@ -334,8 +354,8 @@ def test_what_a_tester_gave_evaluate_is_each_scored_once_and_told_in_one_line(mo
     # its own outputs, in an --out inside the input folder, were scored as images on the next run
     code, err, metrics = _evaluate([model, folder, "--out", folder / "out", "--report"], capsys)
     assert code == 0 and not err and metrics["images"] == expected, err
-    code, err, _ = _evaluate([model, folder, "--out", folder / "out", "--report"], capsys)  # not replaced
-    assert code == 2 and len(err) == 1 and "holds an earlier evaluation" in err[0], err
+    code, err, _ = _evaluate([model, folder, "--out", folder / "out", "--threshold", "0.5"], capsys)  # not replaced
+    assert code == 2 and len(err) == 1 and "holds another evaluation" in err[0], err
     # another --out beside it: the first run's output folder was scored (30 images)
     code, err, metrics = _evaluate([model, folder, "--out", folder / "out2"], capsys)
     assert code == 0 and metrics["images"] == expected

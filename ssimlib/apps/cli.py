@@ -64,6 +64,7 @@ INTERRUPTED = {  # what Ctrl-C leaves, by command
     "train-study": "the same command resumes from the checkpoint of the last finished epoch",
     "detect": "detections.csv in --out lists the images finished, each with its map and overlay; the same command "
               "continues with the others",
+    "evaluate": "the same command reads back the maps of the images finished and scores the others",
     "batch": "the same command skips the runs finished and runs the others (a model in training resumes from its "
              "checkpoint)",
 }

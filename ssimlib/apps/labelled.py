@@ -39,6 +39,7 @@ import numpy as np
 from ssimlib.data import DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask, resize_square
 
 EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writes: a folder holding both is one
+EVALUATION_RUN = "evaluation.run.json"  # the record of an evaluation's run: a folder holding it is one (maybe stopped)
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
 
 
@@ -66,7 +67,7 @@ def _files(folder, skip=()):
         if real in visited or any(real == q or q in real.parents for q in skip):
             folders[:] = []  # a link back up the tree, or a folder left out
             continue
-        if set(EVALUATION_FILES) <= set(names):
+        if set(EVALUATION_FILES) <= set(names) or EVALUATION_RUN in names:
             warnings.warn(f"{here}: an earlier evaluation's output ({', '.join(EVALUATION_FILES)}), not searched",
                           stacklevel=2)
             folders[:] = []

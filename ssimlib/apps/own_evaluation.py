@@ -15,6 +15,11 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   the model's units), ``<key>_map.png`` (0 to twice the threshold as black to white)
   and ``<key>_overlay.png`` (the segmentation in red).
 
+``evaluation.run.json`` records the run (the model's weights, threshold, precision, inputs and mask rule) and
+``evaluation.progress.jsonl`` the row of every image as it is finished: the same command run again (after Ctrl-C,
+say) reads the finished images' maps back instead of computing them, and another evaluation aimed at the same
+``DIR`` is refused, naming what differs.
+
 Images are read as ``detect`` reads them (resized where the model's preset
 says, as the MVTec AD models do, their masks with them).  ``DIR`` may lie in an
 input folder (it is not searched) but may not hold one.
@@ -27,7 +32,10 @@ An image whose mask cannot be used is left out of every metric, not counted
 defect-free.  All maps are held in memory: the ROC sorts every pixel of the set.
 """
 
+import contextlib
 import csv
+import json
+import os
 import warnings
 from pathlib import Path
 
@@ -37,9 +45,10 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
-from ssimlib.apps.labelled import EVALUATION_FILES, find_labelled, read_labelled_mask
+from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, write_report
-from ssimlib.apps.own_detection import load_detector
+from ssimlib.apps.own_detection import detection_run, load_detector
+from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.data import DatasetError, read_image, resize_square
 from ssimlib.evaluate import summary_metrics, write_json
@@ -50,6 +59,7 @@ from ssimlib.thresholds import classification_ratios, label_regions
 FPR_LIMIT = 0.3
 (METRICS_NAME, CSV_NAME), ROC_NAME, PRO_NAME = EVALUATION_FILES, "roc.png", "pro.png"
 IMAGES_DIR = "images"
+RUN_NAME, PROGRESS_NAME, LOCK_NAME = EVALUATION_RUN, "evaluation.progress.jsonl", "evaluation.lock"
 CSV_COLUMNS = (
     "path", "key", "kind", "mask", "label", "score", "defect_area_px", "verdict", "correct", "defect_px", "regions",
     "anomaly_map", "overlay",
@@ -168,6 +178,47 @@ def _report(out_dir, model, metrics, rows, figures):
                         _facts(metrics), figures)
 
 
+def _score(out_dir, item, image, mask, anomaly_map, detector):
+    """Write the outputs of one labelled ``item`` and return its CSV row."""
+    segmentation = detector.segmentation(anomaly_map)
+    view, overlay = _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
+    label = "defective" if mask.any() else "good"
+    if label == "defective" and Path(item.kind).name == "good":
+        warnings.warn(f"{item.path}: lies in a folder named good, but its mask {item.mask} marks a defect: "
+                      "counted defective", stacklevel=3)
+    verdict = "defective" if segmentation.any() else "good"
+    return {
+        "path": str(item.path), "key": item.key, "kind": item.kind, "mask": str(item.mask or ""), "label": label,
+        "score": float(anomaly_map.max()), "defect_area_px": int(segmentation.sum()), "verdict": verdict,
+        "correct": int(label == verdict), "defect_px": int(mask.sum()), "regions": label_regions(mask)[1],
+        "anomaly_map": view.relative_to(out_dir).as_posix(), "overlay": overlay.relative_to(out_dir).as_posix(),
+    }
+
+
+def _finished_rows(out_dir, run):
+    """The rows, by key, that a stopped evaluation of ``run`` in ``out_dir`` finished (``{}`` for a fresh
+    ``out_dir``); :class:`InputError` when ``out_dir`` holds another evaluation (or one that names no run)."""
+    outputs = [out_dir / name for name in (*EVALUATION_FILES, PROGRESS_NAME) if (out_dir / name).exists()]
+    if not outputs:
+        return {}
+    try:
+        stored = json.loads((out_dir / RUN_NAME).read_text())
+    except (OSError, ValueError):
+        stored = None
+    if stored != run:
+        differ = (" (one that recorded no settings)" if not isinstance(stored, dict) else
+                  f" (it differs in {', '.join(sorted(k for k in run if run[k] != stored.get(k)))})")
+        raise InputError(f"{outputs[0]}: --out {out_dir} holds another evaluation{differ}; choose another --out or "
+                         "remove it")
+    rows = {}
+    with contextlib.suppress(OSError), open(out_dir / PROGRESS_NAME) as progress:
+        for line in progress:
+            with contextlib.suppress(ValueError):  # a line cut short by a kill
+                row = json.loads(line)
+                rows[row["key"]] = row
+    return rows
+
+
 def evaluate_images(
     model, inputs, out_dir, masks=None, mask_suffix=None, threshold=None, precision="float32", report=False
 ):
@@ -184,42 +235,53 @@ def evaluate_images(
     for path in map(Path, inputs):
         if path.is_dir() and out_dir.resolve() in (path.resolve(), *path.resolve().parents):
             raise InputError(f"--out {out_dir}: holds the input folder {path}; choose an --out outside it")
-    earlier = [out_dir / name for name in EVALUATION_FILES if (out_dir / name).exists()]
-    if earlier:  # its metrics would be replaced, and an earlier report.html left beside them
-        raise InputError(f"{earlier[0]}: --out {out_dir} holds an earlier evaluation; choose another --out or remove it")
     detector = load_detector(model, threshold, precision)
+    run = {**detection_run(model, inputs, detector, precision), "masks": masks and os.path.abspath(masks),
+           "mask_suffix": mask_suffix}
+    _finished_rows(out_dir, run)  # another evaluation in --out is refused before any work
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]
     if not items:  # nothing to score: say why, and write nothing that would block the corrected run
         raise InputError((bad or ["no image found in the inputs"])[0]
                          + (f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
-    maps, gts, rows = [], [], []
-    for item in items:
-        try:
-            image = read_image(item.path)
-            mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
-            image = resize_square(image, detector.preset.resize, order=1)
-            anomaly_map = detector.anomaly_map(image, item.path)
-        except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
-            message = " ".join(str(error).split())
-            bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
-            continue
-        segmentation = detector.segmentation(anomaly_map)
-        view, overlay = _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
-        label = "defective" if mask.any() else "good"
-        if label == "defective" and Path(item.kind).name == "good":
-            warnings.warn(f"{item.path}: lies in a folder named good, but its mask {item.mask} marks a defect: "
-                          "counted defective", stacklevel=2)
-        verdict = "defective" if segmentation.any() else "good"
-        rows.append({
-            "path": str(item.path), "key": item.key, "kind": item.kind, "mask": str(item.mask or ""), "label": label,
-            "score": float(anomaly_map.max()), "defect_area_px": int(segmentation.sum()), "verdict": verdict,
-            "correct": int(label == verdict), "defect_px": int(mask.sum()), "regions": label_regions(mask)[1],
-            "anomaly_map": view.relative_to(out_dir).as_posix(), "overlay": overlay.relative_to(out_dir).as_posix(),
-        })
-        maps.append(anomaly_map)
-        gts.append(mask)
+    with run_lock(out_dir / LOCK_NAME, f"evaluating into --out {out_dir}"):
+        write_json(out_dir / RUN_NAME, run)
+        rows, maps, gts = _score_all(out_dir, items, _finished_rows(out_dir, run), detector, bad)
+        return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report)
+
+
+def _score_all(out_dir, items, done, detector, bad):
+    """``(rows, maps, masks)`` of the labelled ``items``: each scored and its outputs written, or, where ``done``
+    (by key) holds its row and its map was written, that row and map; problems appended to ``bad``."""
+    rows, maps, gts = [], [], []
+    with open(out_dir / PROGRESS_NAME, "a") as progress:
+        for item in items:
+            row = done.get(item.key)
+            stored = out_dir / IMAGES_DIR / f"{item.key}_map.tif"
+            try:
+                image = read_image(item.path)
+                mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
+                image = resize_square(image, detector.preset.resize, order=1)
+                if row is not None and row["path"] == str(item.path) and stored.exists():  # a stopped run's
+                    anomaly_map = skimage.io.imread(stored).astype(np.float32)
+                else:
+                    anomaly_map = detector.anomaly_map(image, item.path)
+                    row = _score(out_dir, item, image, mask, anomaly_map, detector)
+                    progress.write(json.dumps(row) + "\n")
+                    progress.flush()
+            except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
+                message = " ".join(str(error).split())
+                bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
+                continue
+            rows.append(row)
+            maps.append(anomaly_map)
+            gts.append(mask)
+    return rows, maps, gts
+
+
+def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report):
+    """Write the metrics, the CSV, the curves and (``report``) the report; :func:`evaluate_images`'s return."""
     metrics = {
         "model": str(model), "mask_rule": rule, **_metrics(maps, gts, detector, bad),
         "threshold_from": "validation" if threshold is None else "--threshold", "problems": bad,
