@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from ssimlib.architecture import encoder_layer_spec
 from ssimlib.experiments.presets import LOSSES, SETUPS
 from ssimlib.paths import REPO_ROOT, nearest_existing
 
@@ -135,7 +136,7 @@ def value_problem(key, value, default, none_allowed=False):
     ``None`` only where the default is ``None`` or ``none_allowed``; a value must have the default's kind
     (true/false, text, whole number, number; :data:`KIND_WHEN_NONE_DEFAULT` where the default is ``None``), be one
     of :data:`CHOICES`, and be a finite number in the range :data:`ZERO_ALLOWED`, :data:`FRACTIONS` and
-    :data:`SEEDS` say.
+    :data:`SEEDS` say; a ``patch_size`` one that Table I's network takes (:mod:`ssimlib.architecture`).
     """
     kind = KIND_WHEN_NONE_DEFAULT.get(key) if default is None else type(default)
     if value is None:
@@ -154,6 +155,11 @@ def value_problem(key, value, default, none_allowed=False):
     if key in SEEDS and value >= 2**32:
         return "a seed below 2**32"
     lower_ok = value >= 0 if key in ZERO_ALLOWED else value > 0
+    if lower_ok and key == "patch_size":
+        try:
+            encoder_layer_spec(value)
+        except ValueError:
+            return "a patch side of 8 * 2**k pixels, k >= 2 (32, 64, 128, 256, ...)"
     if lower_ok and (key not in FRACTIONS or value < 1):
         return None
     if key in FRACTIONS:
