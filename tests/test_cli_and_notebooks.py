@@ -105,6 +105,7 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
     ("seed", "99999999999999", "-p seed 99999999999999: expected a seed below 2**32"),
     ("patch_size", "100", "-p patch_size 100: expected a patch side of 8 * 2**k pixels, k >= 2 (32, 64, 128, 256, "
                           "...) (notebook 04_mvtec_category, default None)"),
+    ("profile", "full", "-p profile 'full': the profile is chosen with --profile (this run's is ci, labelled 'ci')"),
 ])
 def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(parameter, value, expected, capsys,
                                                                             monkeypatch):

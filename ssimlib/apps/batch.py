@@ -50,8 +50,8 @@ import time
 from pathlib import Path
 
 from ssimlib.arguments import at_least_one
-from ssimlib.apps.notebooks import check_parameters, parameter_value, profile_cwd, profile_parameters, run_notebook
-from ssimlib.apps.notebooks import notebook_defaults, run_outputs
+from ssimlib.apps.notebooks import (check_parameters, check_profile_parameter, notebook_defaults, parameter_value,
+                                    profile_cwd, profile_parameters, run_notebook, run_outputs)
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.quiet_keras import load_keras_quietly
 
@@ -348,6 +348,7 @@ def main(argv=None):
             return 2
     try:
         check_parameters(NOTEBOOK, parameters)
+        check_profile_parameter(NOTEBOOK, args.profile, parameters)
         label = profile_label(args.profile, parameters)
         train = trains(args.profile, parameters)
         roots = ({c: data_root for c in find_categories(data_root, args.categories)} if data_root

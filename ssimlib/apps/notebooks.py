@@ -130,6 +130,15 @@ def check_parameters(name, parameters):
                                       f"{known[key]['default']})")
 
 
+def check_profile_parameter(name, profile, parameters):
+    """Raise :class:`NotebookChoiceError` when ``parameters`` set ``profile`` to other than the label of
+    ``--profile`` ``profile``: the results would name a profile whose parameters did not make them."""
+    label = profile_parameters(name, profile).get("profile", "full")
+    if "profile" in (parameters or {}) and parameters["profile"] != label:
+        raise NotebookChoiceError(f"-p profile {parameters['profile']!r}: the profile is chosen with --profile (this "
+                                  f"run's is {profile}, labelled {label!r}), which also sets its parameters")
+
+
 def value_problem(key, value, default, none_allowed=False):
     """What parameter ``key`` should be instead of ``value``, given its ``default``, or ``None`` if it is fine.
 
@@ -217,6 +226,7 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
     source = NOTEBOOK_DIR / f"{name}.ipynb"
     params = {**profile_parameters(name, profile), **(parameters or {})}
     check_parameters(name, params)
+    check_profile_parameter(name, profile, parameters)
     if keep_in_runs is None:
         keep_in_runs = profile != "full"
     if keep_in_runs:
