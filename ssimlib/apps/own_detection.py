@@ -195,21 +195,26 @@ def detection_run(model, inputs, detector, precision):
             "inputs": [os.path.abspath(path) for path in inputs]}
 
 
-def _finished_rows(out_dir, run):
-    """The rows of the run in ``out_dir`` whose map and overlay exist, when it is ``run``: None for an ``out_dir``
-    without detections, :class:`InputError` when it holds another run's (or ones that name no run)."""
-    csv_path, run_path = out_dir / CSV_NAME, out_dir / RUN_NAME
-    if not csv_path.exists():
-        return None
+def check_same_run(record, run, found, what):
+    """Raise :class:`InputError` unless the JSON file ``record`` holds ``run``: the output ``found`` beside it is
+    ``what`` (``"another evaluation"``), and the line names the settings that differ."""
     try:
-        stored = json.loads(run_path.read_text())
+        stored = json.loads(Path(record).read_text())
     except (OSError, ValueError):
         stored = None
     if stored != run:
-        differ = (" (one that recorded no settings)" if not isinstance(stored, dict) else
-                  f" (it differs in {', '.join(sorted(k for k in run if run[k] != stored.get(k)))})")
-        raise InputError(f"{csv_path}: --out {out_dir} holds the detections of another run{differ}; "
-                         "choose another --out or remove it")
+        differ = ("one that recorded no settings" if not isinstance(stored, dict) else
+                  f"it differs in {', '.join(sorted(k for k in run if run[k] != stored.get(k)))}")
+        raise InputError(f"{found}: --out {found.parent} holds {what} ({differ}); choose another --out or remove it")
+
+
+def _finished_rows(out_dir, run):
+    """The rows of the run in ``out_dir`` whose map and overlay exist, when it is ``run``: None for an ``out_dir``
+    without detections, :class:`InputError` when it holds another run's (or ones that name no run)."""
+    csv_path = out_dir / CSV_NAME
+    if not csv_path.exists():
+        return None
+    check_same_run(out_dir / RUN_NAME, run, csv_path, "the detections of another run")
     with open(csv_path, newline="") as file:
         rows = [row for row in csv.DictReader(file) if None not in row.values() and None not in row]
     try:  # a row cut short by a kill reads short, or with a number cut

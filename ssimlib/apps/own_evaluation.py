@@ -47,7 +47,7 @@ from skimage.color import gray2rgb
 
 from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, write_report
-from ssimlib.apps.own_detection import detection_run, load_detector
+from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.data import DatasetError, read_image, resize_square
@@ -201,15 +201,7 @@ def _finished_rows(out_dir, run):
     outputs = [out_dir / name for name in (*EVALUATION_FILES, PROGRESS_NAME) if (out_dir / name).exists()]
     if not outputs:
         return {}
-    try:
-        stored = json.loads((out_dir / RUN_NAME).read_text())
-    except (OSError, ValueError):
-        stored = None
-    if stored != run:
-        differ = (" (one that recorded no settings)" if not isinstance(stored, dict) else
-                  f" (it differs in {', '.join(sorted(k for k in run if run[k] != stored.get(k)))})")
-        raise InputError(f"{outputs[0]}: --out {out_dir} holds another evaluation{differ}; choose another --out or "
-                         "remove it")
+    check_same_run(out_dir / RUN_NAME, run, outputs[0], "another evaluation")
     rows = {}
     with contextlib.suppress(OSError), open(out_dir / PROGRESS_NAME) as progress:
         for line in progress:
