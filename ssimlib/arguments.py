@@ -8,3 +8,10 @@ def at_least_one(text):
     if not text.lstrip("+").isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def random_seed(text):
+    """A random seed from the command line: a whole number from 0 to 2**32 - 1 (NumPy's and Keras' range)."""
+    if not text.lstrip("+").isdigit() or int(text) >= 2**32:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**32 - 1, got {text!r}")
+    return int(text)

@@ -210,7 +210,8 @@ def load_model(stem):
     if actual != manifest.get("sha256"):
         raise ArtifactError(
             f"{weights}: sha256 {actual[:12]}... differs from its manifest's {str(manifest.get('sha256'))[:12]}...; "
-            "the file was altered or belongs to another manifest"
+            "the file was altered or belongs to another manifest (restore it: `git checkout -- <file>` for a "
+            "committed model; or train it again)"
         )
     try:
         model = build_model(manifest["architecture"])

@@ -118,6 +118,9 @@ def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, p
             f"image has {image.shape[-1]} channel(s) but the model expects {channels}; "
             f"convert it first ({'ssimlib.ssim.rgb_to_gray or ' if channels == 1 else ''}read it with gray=...)"
         )
+    if stride > patch_size:
+        raise ValueError(f"stride {stride} is larger than the patch size {patch_size}: the pixels between the "
+                         "windows would have no reconstruction")
     predict = predict or model.predict_on_batch
     p = patch_size
     ys, xs = window_starts(image.shape[0], p, stride), window_starts(image.shape[1], p, stride)

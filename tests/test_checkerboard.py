@@ -206,6 +206,11 @@ def test_a_missing_model_is_named_with_the_command_that_trains_it(tmp_path):
     assert checkerboard.provenance(root, trained).endswith("L2-AE and SSIM-AE trained by this run")
     assert checkerboard.load_or_train(root)[2] == []
     assert checkerboard.provenance(None, []) == "models/checkerboard (committed models)"
+    # asked to train at another schedule, the stored models were evaluated in its place without a word
+    assert checkerboard.load_or_train(root, train_missing=True, schedule={**TINY, "epochs": 1})[2] == []
+    with pytest.raises(ValueError, match=r"l2_ae\.json: the stored L2-AE was trained with other settings \(stored, "
+                                         r"asked\): latent_dim 8, 4, epochs 1, 2; give models_root a folder"):
+        checkerboard.load_or_train(root, train_missing=True, schedule={**TINY, "epochs": 2, "latent_dim": 4})
 
 
 def test_train_study_checkerboard_is_wired(monkeypatch, capsys):

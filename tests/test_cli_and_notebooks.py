@@ -1,6 +1,7 @@
 """The command line, and the notebook conventions every notebook follows."""
 
 import ast
+import json
 from pathlib import Path
 import subprocess
 import sys
@@ -116,6 +117,50 @@ def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(para
     assert main(["notebook", "04_mvtec_category", "--profile", "ci", "-p", parameter, value]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
+
+
+@pytest.mark.parametrize("name, argv, expected", [
+    ("05_mvtec_summary", ["-p", "results_dir", "/nonexistent"], "-p results_dir: /nonexistent is not a folder"),
+    ("04_mvtec_category", ["-p", "stride", "30", "-p", "stride", "60"], "-p stride is given 2 times; give it once"),
+    ("01_checkerboard_toy", ["-o", "/proc/x.ipynb"], "-o /proc/x.ipynb: cannot write in /proc"),
+    ("01_checkerboard_toy", ["-p", "example", "50"], "-p example 50: expected an index below n_test (20; notebook"),
+    ("02_roc_comparison", ["-p", "example_image", "3", "-p", "n_test_images", "3"],
+     "-p example_image 3: expected an index below n_test_images (3; notebook"),
+    ("02_roc_comparison", ["-p", "stride", "5000"], "-p stride 5000: expected at most patch_size (128; notebook"),
+    ("01_checkerboard_toy", ["-p", "figures_dir", "/proc/figs"], "-p figures_dir: cannot write in /proc"),
+])
+def test_a_place_a_notebook_cannot_read_or_write_is_one_line_before_the_kernel_starts(name, argv, expected, capsys,
+                                                                                      monkeypatch):
+    # a missing results_dir gave notebook 05 an empty summary, written over the committed one; an unwritable -o or
+    # figures_dir failed after the work, with a traceback; a -p given twice kept the last without a word
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("the kernel was started"))
+    assert main(["notebook", name, "--profile", "ci", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {expected}"), err
+
+
+def test_a_run_that_stops_leaves_the_executed_notebook_as_it_was(tmp_path, capsys, monkeypatch):
+    # Ctrl-C in a full run left the committed notebook with the outputs of the cells run so far (papermill writes
+    # its output cell by cell)
+    import nbformat
+    import papermill
+
+    def stopped(source, output, **kwargs):
+        notebook = nbformat.read(source, as_version=4)
+        notebook.cells = notebook.cells[:2]
+        nbformat.write(notebook, output)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(papermill, "execute_notebook", stopped)
+    target = tmp_path / "run.ipynb"
+    target.write_text("the earlier run")
+    assert main(["notebook", "05_mvtec_summary", "--profile", "ci", "-o", str(target)]) == 130
+    assert target.read_text() == "the earlier run"
+    assert len(json.loads((tmp_path / "run.failed.ipynb").read_text())["cells"]) == 2
+    assert "its .failed.ipynb" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.failed.ipynb", "run.ipynb"]
 
 
 def test_numbers_in_e_notation_are_numbers():

@@ -139,6 +139,8 @@ def test_reconstruct_image_refuses_nan_and_wrong_channels():
         reconstruct_image(model, image, 32, 8)
     with pytest.raises(ValueError, match="image has 3 channel\\(s\\) but the model expects 1"):
         reconstruct_image(model, RNG.random((40, 40, 3)), 32, 8)
+    with pytest.raises(ValueError, match="stride 100 is larger than the patch size 32"):  # NaN maps, unnamed
+        reconstruct_image(model, RNG.random((200, 200)), 32, 100)
 
 
 def test_bfloat16_inference_computes_in_bfloat16_with_the_same_weights():

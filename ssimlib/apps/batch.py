@@ -18,7 +18,8 @@ schedule, e.g. a job killed at epoch 15 of 200 after its export at epoch 10) on 
 its schedule, at the profile's budget (checkpoints in ``<output-dir>/checkpoints``, so a re-run
 resumes).  ``ci`` never trains: it evaluates stored models as they are, and a missing one ends
 the batch before it starts (one line, exit code 2).  The executed notebook is
-kept as ``<output-dir>/<category>-<loss>-<setup>.ipynb`` (also when it fails).  A failing run does
+kept as ``<output-dir>/<category>-<loss>-<setup>.ipynb``, one that stopped in a cell as
+``<category>-<loss>-<setup>.failed.ipynb`` beside it.  A failing run does
 not stop the others: it is reported at the end and the exit code is 1.  A run whose
 ``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile, came
 from the model now stored (the same sha256), with the same parameters and data
@@ -50,8 +51,8 @@ import time
 from pathlib import Path
 
 from ssimlib.arguments import at_least_one
-from ssimlib.apps.notebooks import (check_parameters, check_profile_parameter, notebook_defaults, parameter_value,
-                                    profile_cwd, profile_parameters, run_notebook, run_outputs)
+from ssimlib.apps.notebooks import (check_parameters, check_profile_parameter, failed_notebook, notebook_defaults,
+                                    parameter_values, profile_cwd, profile_parameters, run_notebook, run_outputs)
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.quiet_keras import load_keras_quietly
 
@@ -197,6 +198,9 @@ def run_category(category, loss, setup, data_root, profile, parameters, output_d
             raise RuntimeError(f"{result}: its model has only {outcome['epochs']} epochs of its schedule")
     except Exception as error:  # one failing category must not stop the batch
         outcome.update(status="failed", error=_error_text(error))
+        failed = failed_notebook(notebook)
+        if failed.is_file() and failed.stat().st_mtime >= started:  # the notebook stopped in a cell
+            outcome["notebook"] = str(failed)
     outcome["seconds"] = time.perf_counter() - clock
     return outcome
 
@@ -331,7 +335,11 @@ def parse_args(argv=None):
 def main(argv=None):
     """Run the batch; returns 0 if every category ran or was skipped, 1 if any failed, 2 on bad arguments."""
     args = parse_args(argv)
-    parameters = {key: parameter_value(value) for key, value in args.parameter}
+    try:
+        parameters = parameter_values(args.parameter)
+    except FileNotFoundError as error:  # NotebookChoiceError
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     owned = next((key for key in parameters if key in OPTION_OF_PARAMETER), None)
     if owned:  # run_category sets it for every run: a -p value would be overridden without a word
         print(f"error: -p {owned}: the batch sets it for each run; use {OPTION_OF_PARAMETER[owned]}", file=sys.stderr)

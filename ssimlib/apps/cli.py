@@ -19,7 +19,7 @@ import sys
 import warnings
 
 from ssimlib.apps.quiet_keras import load_keras_quietly
-from ssimlib.arguments import at_least_one
+from ssimlib.arguments import at_least_one, random_seed
 from ssimlib.experiments.presets import LOSSES
 
 # Exceptions a notebook cell raises for a parameter or input it cannot use: exit status 2, as for any bad input.
@@ -65,6 +65,8 @@ INTERRUPTED = {  # what Ctrl-C leaves, by command
     "detect": "detections.csv in --out lists the images finished, each with its map and overlay; the same command "
               "continues with the others",
     "evaluate": "the same command reads back the maps of the images finished and scores the others",
+    "notebook": "the executed notebook it writes is left as it was; the cells that ran are in its .failed.ipynb "
+                "(runs/failed/ for the notebooks themselves)",
     "batch": "the same command skips the runs finished and runs the others (a model in training resumes from its "
              "checkpoint)",
 }
@@ -98,7 +100,7 @@ def _command(argv):
     p_demo = commands.add_parser("demo", help=demo.__doc__.splitlines()[0])
     p_demo.add_argument("--epochs", type=at_least_one, default=20)
     p_demo.add_argument("--n-train", type=at_least_one, default=1000, help="defect-free training boards (default: 1000)")
-    p_demo.add_argument("--seed", type=int, default=0)
+    p_demo.add_argument("--seed", type=random_seed, default=0)
     p_nb = commands.add_parser("notebook", help="run one notebook with papermill")
     p_nb.add_argument("name", help="notebook name without .ipynb, e.g. 01_checkerboard_toy")
     p_nb.add_argument("--profile", default="full", help="full (the notebook's defaults) or a folder of notebooks/params "
@@ -129,7 +131,7 @@ def _command(argv):
     p_train.add_argument("--validation-fraction", type=float, default=0.1,
                          help="share of the images held out to set the threshold (default: 0.1)")
     p_train.add_argument("--min-defect-area", type=int, default=64, help="smallest defect region in pixels (default: 64)")
-    p_train.add_argument("--seed", type=int, default=0, help="seeds the weights, patches and split (default: 0)")
+    p_train.add_argument("--seed", type=random_seed, default=0, help="seeds the weights, patches and split (default: 0)")
     p_train.add_argument("--restart", action="store_true",
                          help="start over when OUT holds a checkpoint or model of another run (default: refuse)")
     p_detect = commands.add_parser("detect", help="anomaly maps, overlays and a CSV for new images")
@@ -171,16 +173,16 @@ def _command(argv):
     elif args.command == "notebook":
         import papermill
 
-        from ssimlib.apps.notebooks import NotebookChoiceError, executed_notebook, parameter_value, run_notebook
+        from ssimlib.apps.notebooks import (NotebookChoiceError, executed_notebook, failed_notebook, parameter_values,
+                                            run_notebook)
 
-        parameters = {key: parameter_value(value) for key, value in args.parameter}
         try:
-            print(run_notebook(args.name, args.output, args.profile, parameters))
+            print(run_notebook(args.name, args.output, args.profile, parameter_values(args.parameter)))
         except NotebookChoiceError as error:  # raised before anything runs: notebook, profile or parameter unknown
             print(f"error: {error}", file=sys.stderr)
             return 2
         except papermill.PapermillExecutionError as error:
-            where = executed_notebook(args.name, args.output, args.profile)
+            where = failed_notebook(executed_notebook(args.name, args.output, args.profile))
             print(f"error: notebook {args.name} stopped in cell [{error.exec_count}]: {error.ename}: "
                   f"{error.evalue.splitlines()[0] if error.evalue else ''} (traceback in {where})", file=sys.stderr)
             return 2 if error.ename in INPUT_ERRORS else 1

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import yaml
 
+from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.architecture import encoder_layer_spec
-from ssimlib.experiments.presets import LOSSES, SETUPS
-from ssimlib.paths import REPO_ROOT, nearest_existing
+from ssimlib.experiments.presets import CROP_PROTOCOLS, LOSSES, SETUPS
+from ssimlib.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PARAMS_DIR = NOTEBOOK_DIR / "params"
@@ -47,6 +48,8 @@ OUTPUT_PARAMETERS = {
     "04_mvtec_category": {"figures_dir": "figures", "results_dir": "results/mvtec"},
     "05_mvtec_summary": {"figures_dir": "figures"},
 }
+# The parameters naming folders a notebook reads results from: they must exist before the kernel starts.
+INPUT_PARAMETERS = {"05_mvtec_summary": ("results_dir",)}
 KERNEL_ENV = {
     # Keep TensorFlow's C++ start-up log out of cell outputs (see notebooks/.ipython).
     "IPYTHONDIR": str(NOTEBOOK_DIR / ".ipython"),
@@ -87,8 +90,20 @@ SEEDS = {"seed", "test_seed"}  # below 2**32 (NumPy's and Keras' seeds)
 KIND_WHEN_NONE_DEFAULT = {"patch_size": int, "latent_dim": int, "resize": int, "n_test_images": int, "epochs": int,
                           "residual": str, "crops": str, "data_root": str, "models_root": str}
 # Text parameters with a fixed set of values.
-CHOICES = {"loss": LOSSES, "setup": SETUPS, "residual": LOSSES}
+CHOICES = {"loss": LOSSES, "setup": SETUPS, "residual": LOSSES, "crops": tuple(CROP_PROTOCOLS)}
+# Index parameters and the count parameter they index into (a count of None: not known before the run).
+INDEX_PARAMETERS = {"example": "n_test", "example_image": "n_test_images"}
 KIND_NAMES = {bool: "true or false", str: "text", int: "a whole number", float: "a number"}
+
+
+def parameter_values(pairs):
+    """``{key: value}`` of ``-p KEY VALUE`` pairs (:func:`parameter_value`); :class:`NotebookChoiceError` for a key
+    given more than once (the last would win without a word)."""
+    keys = [key for key, _ in pairs]
+    twice = next((key for key in keys if keys.count(key) > 1), None)
+    if twice:
+        raise NotebookChoiceError(f"-p {twice} is given {keys.count(twice)} times; give it once")
+    return {key: parameter_value(value) for key, value in pairs}
 
 
 def parameter_value(text):
@@ -114,8 +129,9 @@ def notebook_defaults(name):
 
 def check_parameters(name, parameters):
     """Raise :class:`NotebookChoiceError` for a key of ``parameters`` that notebook ``name``'s parameters cell
-    does not have (papermill would pass it on unused: a typo would run for hours with the default), or a value
-    the notebook cannot use (:func:`value_problem`), before any cell runs."""
+    does not have (papermill would pass it on unused: a typo would run for hours with the default), a value
+    the notebook cannot use (:func:`value_problem`) or an index beyond its count (:data:`INDEX_PARAMETERS`),
+    before any cell runs."""
     import papermill
 
     known = papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb"))
@@ -128,6 +144,15 @@ def check_parameters(name, parameters):
         if problem:
             raise NotebookChoiceError(f"-p {key} {value!r}: expected {problem} (notebook {name}, default "
                                       f"{known[key]['default']})")
+    values = {key: ast.literal_eval(entry["default"]) for key, entry in known.items()} | parameters
+    for index, count in INDEX_PARAMETERS.items():
+        if index in values and values.get(count) is not None and values[index] >= values[count]:
+            raise NotebookChoiceError(f"-p {index} {values[index]!r}: expected an index below {count} "
+                                      f"({values[count]}; notebook {name})")
+    if values.get("stride") is not None and values.get("patch_size") is not None and values["stride"] > values[
+            "patch_size"]:  # pixels between the windows would have no reconstruction
+        raise NotebookChoiceError(f"-p stride {values['stride']!r}: expected at most patch_size ({values['patch_size']}; "
+                                  f"notebook {name})")
 
 
 def check_profile_parameter(name, profile, parameters):
@@ -234,26 +259,60 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
                        if key not in (parameters or {})})
     output = executed_notebook(name, output, profile)
     _check_output(output)
+    for key in OUTPUT_PARAMETERS.get(name, {}):
+        _check_output_folder(key, params.get(key), cwd or profile_cwd(profile))
+    for key in INPUT_PARAMETERS.get(name, ()):
+        folder = Path(cwd or profile_cwd(profile)) / params.get(key, notebook_defaults(name)[key])
+        if not folder.is_dir():
+            raise NotebookChoiceError(f"-p {key}: {folder} is not a folder; expected the folder it reads")
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
+    running = output.with_name(f".{output.name}.running")  # papermill writes cell by cell: the output only at the end
     try:
         papermill.execute_notebook(
-            str(source), str(output), parameters=params, cwd=str(cwd or profile_cwd(profile)),
+            str(source), str(running), parameters=params, cwd=str(cwd or profile_cwd(profile)),
             kernel_name="python3", log_output=log_output, progress_bar=False,
         )
-    finally:
-        if output.is_file():
-            portable_metadata(output)
+    except BaseException:  # Ctrl-C included: the cells run so far go to failed_notebook(output), output untouched
+        if running.is_file():
+            failed = failed_notebook(output)
+            failed.parent.mkdir(parents=True, exist_ok=True)
+            portable_metadata(running)
+            os.replace(running, failed)
+        raise
+    portable_metadata(running)
+    os.replace(running, output)
     return output
+
+
+def failed_notebook(output):
+    """Where :func:`run_notebook` leaves the cells that ran of a run into ``output`` that stopped: beside it as
+    ``<name>.failed.ipynb``, or ``runs/failed/<name>.ipynb`` for a notebook of ``notebooks/`` (none is added there)."""
+    output = Path(output)
+    if output.resolve().parent == NOTEBOOK_DIR.resolve():
+        return RUNS_DIR / "failed" / output.name
+    return output.with_name(f"{output.stem}.failed.ipynb")
+
+
+def _check_output_folder(key, folder, cwd):
+    """Raise :class:`NotebookChoiceError` unless the output folder parameter ``key`` (relative to ``cwd``) can be
+    written, so that a run does not fail at its end."""
+    if not folder:  # None or "": nothing is written
+        return
+    try:
+        check_out_folder(Path(cwd) / folder, f"-p {key}")
+    except InputError as error:
+        raise NotebookChoiceError(str(error)) from None
 
 
 def _check_output(output):
     """Raise :class:`NotebookChoiceError` unless the executed notebook can be written at ``output``."""
     if output.is_dir():
         raise NotebookChoiceError(f"-o {output}: is a folder; expected the path of the executed notebook (.ipynb)")
-    above = nearest_existing(output.parent)
-    if not above.is_dir():
-        raise NotebookChoiceError(f"-o {output}: {above} is a file, not a folder")
+    try:
+        check_out_folder(output.parent, f"-o {output}")
+    except InputError as error:
+        raise NotebookChoiceError(str(error)) from None
 
 
 def _portable_path(path):

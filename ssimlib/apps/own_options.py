@@ -5,7 +5,7 @@ prints it and exits with status 2.
 """
 
 import math
-import os
+import tempfile
 from pathlib import Path
 
 from ssimlib.architecture import encoder_layer_spec
@@ -53,8 +53,10 @@ def check_out_folder(folder, option="--out"):
     existing = nearest_existing(folder)
     if not existing.is_dir():
         raise InputError(f"{option}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{option}: cannot write in {existing} (no permission)")
+    try:  # a probe, not os.access: root may "access" /proc or a read-only mount and still not write there
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise InputError(f"{option}: cannot write in {existing} ({error.strerror or error})") from None
 
 
 def check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, batch_size, validation_fraction,

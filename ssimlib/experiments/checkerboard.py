@@ -267,7 +267,8 @@ def load_or_train(models_root=None, train_missing=False, schedule=None, checkpoi
     (default: the cache, as ``train-study``).  Returns ``(models, manifests,
     trained)``: dicts by loss and the losses this call trained.  A missing model
     without ``train_missing`` raises FileNotFoundError naming its manifest and
-    the command that trains it.
+    the command that trains it; with ``train_missing``, a stored model of other
+    settings than ``schedule`` raises ValueError naming them.
     """
     models, manifests, missing = load_checkerboard_models(models_root)
     if missing and not train_missing:
@@ -278,6 +279,19 @@ def load_or_train(models_root=None, train_missing=False, schedule=None, checkpoi
             "; ".join(lines) + f". Train with `python -m ssimlib train-study checkerboard --models {methods}` "
             "(hours at the 128 px schedule), or set train_missing = True to train at the given schedule"
         )
+    if train_missing:  # the schedule is asked for: a stored model of another would be evaluated in its place
+        asked = {**CHECKERBOARD_SCHEDULE, **(schedule or {})}
+        for loss, manifest in manifests.items():
+            wanted = _settings(loss, asked)
+            changed = _differences(manifest["training"]["settings"], wanted)
+            if manifest["training"]["settings"].get("epochs") != asked["epochs"]:
+                changed["epochs"] = (manifest["training"]["settings"].get("epochs"), asked["epochs"])
+            if changed:
+                where = artifacts.model_files(artifacts.study_model(STUDY, MODEL_NAMES[loss], models_root))[1]
+                raise ValueError(
+                    f"{where}: the stored {METHOD_NAMES[loss]} was trained with other settings (stored, asked): "
+                    + ", ".join(f"{k} {a!r}, {b!r}" for k, (a, b) in changed.items())
+                    + "; give models_root a folder of its own to train at these settings, or leave them as stored")
     for loss in missing:
         checkpoint_dir = Path(checkpoint_root) / "checkpoints" / MODEL_NAMES[loss] if checkpoint_root else None
         train_checkerboard_model(loss, schedule, models_root, checkpoint_dir, log=log)

@@ -29,8 +29,11 @@ def load_results(results_dir):
     """``{(category, model, setup): record}`` of every complete ``results_dir/*.json`` of notebook 04.
 
     Other JSON files are skipped.  A record without a setup predates the setups
-    and came from the re-implementation's presets.
+    and came from the re-implementation's presets.  :class:`FileNotFoundError` when ``results_dir`` is no folder
+    or holds no complete result (a summary of nothing would stand in for the one it replaces).
     """
+    if not Path(results_dir).is_dir():
+        raise FileNotFoundError(f"results_dir {results_dir}: no such folder")
     records = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         try:
@@ -40,6 +43,9 @@ def load_results(results_dir):
         if isinstance(record, dict) and record.get("complete") and "metrics" in record:
             model = model_label(record.get("settings", {}).get("loss", "ssim"))
             records[record.get("category", path.stem), model, record.get("setup", "reimplementation")] = record
+    if not records:
+        raise FileNotFoundError(f"results_dir {results_dir}: holds no complete results file of notebook 04 (run it, "
+                                "or python -m ssimlib batch, first)")
     return records
 
 

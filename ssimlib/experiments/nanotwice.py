@@ -21,6 +21,7 @@ from ssimlib.features import DEFAULT_FEATURE_EXTRACTOR, load_feature_extractor
 from ssimlib.inference import reconstruct_image, residual_map
 from ssimlib.metrics import au_pro, pixel_roc
 from ssimlib.models import ConvAutoencoder, FeatureMatchingAutoencoder, VariationalAutoencoder
+from ssimlib.experiments.presets import CROP_PROTOCOLS
 from ssimlib.paths import data_root as resolve_data_root
 from ssimlib.postprocess import open_anomaly_map
 from ssimlib.ssim import DEFAULT_WINDOW
@@ -47,13 +48,6 @@ FIG6_SCHEDULE = {
     "seed": 0,
     "feature_extractor": DEFAULT_FEATURE_EXTRACTOR,
     "fm_weight": 1.0,
-}
-# How the training crops are drawn (ssimlib.data.CropStream options; "fixed": one set for all epochs).
-# The paper: "trained on 10 000 defect-free patches ... randomly cropped from the given training images".
-CROP_PROTOCOLS = {
-    "fixed": None,
-    "fresh": {},
-    "fresh+flips+rot90": {"flip": True, "rot90": True},
 }
 # Validation crops of the training images: their number and seed, the same for every run.
 VALIDATION_PATCHES = 1_000

@@ -44,6 +44,13 @@ SETUPS = ("cvpr2019", "reimplementation")
 # The training losses of a preset's model, a ConvAutoencoder: SSIM-AE, L2-AE, and SSIM + L1 for colour.
 LOSSES = ("ssim", "l2", "ssim_l1")
 BACKGROUNDS = ("white", "black")
+# How NanoTWICE's training crops are drawn (ssimlib.data.CropStream options; "fixed": one set for all epochs).
+# The paper: "trained on 10 000 defect-free patches ... randomly cropped from the given training images".
+CROP_PROTOCOLS = {
+    "fixed": None,
+    "fresh": {},
+    "fresh+flips+rot90": {"flip": True, "rot90": True},
+}
 # Share of training patches that are rotated (the reference's p_rotate = 0.3).
 ROTATE_SHARE = 0.3
 
