@@ -27,6 +27,7 @@ MASK_NAME = re.compile(r"[-_. ]mask$", re.IGNORECASE)  # how the stem of a mask 
 FLOAT_SLACK = 1e-3  # float pixel values this far outside [0, 1] are clipped (rounding); further is refused
 LABEL_LEVELS = 8  # a mask of 0 and at most 7 other gray values is a label image: every value but 0 marks a defect
 MOSTLY_DEFECT = 0.5  # a mask marking more of its image than this is warned of (inverted?)
+PAINT_SPREAD = 2 / 255  # the gray values of a mask's paint spread at most this far: paint of one colour
 
 
 def is_image_file(path):
@@ -117,7 +118,10 @@ def _read_png(path):
     RGB: a gray model then warned of a colour image, and a folder of gray images "mixed gray and colour")."""
     with Image.open(path) as image:
         orientation = image.getexif().get(0x0112, 1)
-        raw = _palette_pixels(np.asarray(image.convert("RGB"))) if image.mode == "P" else None
+        if image.mode == "P" and "transparency" in image.info:  # a palette with transparent entries: keep alpha
+            raw = np.asarray(image.convert("RGBA"))
+        else:
+            raw = _palette_pixels(np.asarray(image.convert("RGB"))) if image.mode == "P" else None
     return _oriented(skimage.io.imread(path) if raw is None else raw, orientation)
 
 
@@ -230,16 +234,18 @@ def is_lossy(path):
 
 
 def mask_values(path):
-    """The gray values ``(H, W)`` in ``[0, 1]`` of the mask file at ``path``: its luminance, and where it has
-    transparent pixels, its alpha (an editor's layer drawn on a transparent background): the alpha alone when
-    the colour is one and the same everywhere, else the colour laid over black."""
+    """The gray values ``(H, W)`` in ``[0, 1]`` of the mask file at ``path``: its luminance, and where its alpha
+    varies, what an editor's layer drawn on a transparent background marks: the alpha alone when the paint (the
+    pixels not fully transparent) is of one colour, whatever lies under the transparent ones, else the colour laid
+    over black.  An alpha that is the same everywhere (all opaque, or all 0) is left out."""
     pixels = _read_pixels(path, warn_dim=False)  # 16-bit masks of 0 and 1 are meant, not dim
     colour = pixels[..., :-1] if pixels.shape[-1] in (2, 4) else pixels
     gray = rgb2gray(colour).astype(np.float32) if colour.shape[-1] == 3 else colour[..., 0]
-    if colour is pixels or pixels[..., -1].min() == 1:
+    if colour is pixels or pixels[..., -1].min() == pixels[..., -1].max():
         return gray
     alpha = pixels[..., -1]
-    return alpha if gray.min() == gray.max() else gray * alpha
+    paint = gray[alpha > 0]
+    return alpha if paint.max() - paint.min() <= PAINT_SPREAD else gray * alpha
 
 
 def read_mask(path, shape=None, image_path=None):

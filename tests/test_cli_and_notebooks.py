@@ -106,7 +106,8 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
     ("seed", "99999999999999", "-p seed 99999999999999: expected a seed below 2**32"),
     ("patch_size", "100", "-p patch_size 100: expected a patch side of 8 * 2**k pixels, k >= 2 (32, 64, 128, 256, "
                           "...) (notebook 04_mvtec_category, default None)"),
-    ("profile", "full", "-p profile 'full': the profile is chosen with --profile (this run's is ci, labelled 'ci')"),
+    ("profile", "full", "-p profile 'full': the label of another profile; a profile is chosen with --profile (this "
+                        "run's is ci, labelled 'ci')"),
 ])
 def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(parameter, value, expected, capsys,
                                                                             monkeypatch):
@@ -123,6 +124,7 @@ def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(para
     ("05_mvtec_summary", ["-p", "results_dir", "/nonexistent"], "-p results_dir: /nonexistent is not a folder"),
     ("04_mvtec_category", ["-p", "stride", "30", "-p", "stride", "60"], "-p stride is given 2 times; give it once"),
     ("01_checkerboard_toy", ["-o", "/proc/x.ipynb"], "-o /proc/x.ipynb: cannot write in /proc"),
+    ("01_checkerboard_toy", ["-o", "out.txt"], "-o out.txt: expected the path of the executed notebook, ending in"),
     ("01_checkerboard_toy", ["-p", "example", "50"], "-p example 50: expected an index below n_test (20; notebook"),
     ("02_roc_comparison", ["-p", "example_image", "3", "-p", "n_test_images", "3"],
      "-p example_image 3: expected an index below n_test_images (3; notebook"),
@@ -202,11 +204,11 @@ def test_a_cell_that_fails_is_one_line_naming_the_cell_and_the_notebook_with_its
                                                 "crops must be one of fixed, fresh, got 'frehs'", ["Traceback ..."])
 
     monkeypatch.setattr(papermill, "execute_notebook", fail)
-    assert main(["notebook", "02_roc_comparison", "--profile", "ci", "-p", "crops", "frehs"]) == status
+    assert main(["notebook", "02_roc_comparison", "--profile", "ci", "-p", "n_test_images", "5"]) == status
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: notebook 02_roc_comparison stopped in cell [6]: "), err
     assert f"{ename}: crops must be one of fixed, fresh, got 'frehs'" in err
-    assert str(Path("runs", "ci", "02_roc_comparison.ipynb")) in err
+    assert str(Path("runs", "ci", "02_roc_comparison.failed.ipynb")) in err  # the cells that ran
 
 
 def test_a_real_kernel_adds_no_start_up_log_to_the_one_line(tmp_path):

@@ -173,13 +173,23 @@ def test_a_mask_drawn_on_a_transparent_layer_marks_what_was_drawn(tmp_path):
     rng = np.random.default_rng(1)
     junk = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)  # what an editor leaves under transparent pixels
     white_on_clear = np.where(defect[..., None], 255, junk)
+    white = np.full_like(opaque, 255)
+    soft = np.where(defect, 255, rng.integers(0, 100, defect.shape)).astype(np.uint8)  # a soft brush's faint spray
     cases = {"alpha_only.png": np.dstack([black, black, black, opaque]),  # black paint, its alpha the defect
+             "black_on_white_clear.png": np.dstack([np.where(defect, 0, 255).astype(np.uint8)[..., None].repeat(3, -1),
+                                                    opaque]),  # white left under the transparent pixels
              "white_on_clear.png": np.dstack([white_on_clear, opaque]),
-             "gray_alpha.png": np.dstack([np.full_like(opaque, 255), opaque]),  # LA: white paint, alpha the defect
-             "opaque_rgba.png": np.dstack([opaque, opaque, opaque, np.full_like(opaque, 255)])}
+             "red_soft_brush.png": np.dstack([white, black, black, soft]),  # red paint, alpha 60 beside it
+             "gray_alpha.png": np.dstack([white, opaque]),  # LA: white paint, alpha the defect
+             "opaque_rgba.png": np.dstack([opaque, opaque, opaque, white]),
+             "clear_rgba.png": np.dstack([opaque, opaque, opaque, black])}  # alpha 0 everywhere: the colour counts
     for name, array in cases.items():
         Image.fromarray(array, "LA" if array.shape[-1] == 2 else "RGBA").save(tmp_path / name)
         np.testing.assert_array_equal(read_mask(tmp_path / name, (8, 10)), defect, err_msg=name)
+    palette = Image.fromarray(np.where(defect, 1, 0).astype(np.uint8), "P")  # entry 0 transparent white, 1 black
+    palette.putpalette([255, 255, 255, 0, 0, 0] + [0] * 762)
+    palette.save(tmp_path / "palette.png", transparency=0)
+    np.testing.assert_array_equal(read_mask(tmp_path / "palette.png", (8, 10)), defect)
 
 
 def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):
@@ -303,13 +313,14 @@ def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, 
     lines = (stopped / "evaluation.progress.jsonl").read_text().splitlines()
     assert len(lines) == 5
     (stopped / "evaluation.progress.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
-    unfinished = {(stopped / json.loads(line)["anomaly_map"]).with_suffix(".tif") for line in lines[3:]}
+    unfinished = {stopped / "images" / f"{json.loads(line)}_map.tif" for line in lines[3:]}
     kept = {p: p.stat().st_mtime_ns for p in (stopped / "images").rglob("*_map.tif") if p not in unfinished}
     assert len(kept) == 3
     assert main(["evaluate", str(model), str(category), "--out", str(stopped)]) == 0
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not computed again
     assert json.loads((stopped / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
     assert (stopped / "evaluation.csv").read_text() == (whole / "evaluation.csv").read_text()
+    assert len((stopped / "evaluation.progress.jsonl").read_text().splitlines()) == 5  # the cut line dropped
 
 
 def _evaluate(argv, capsys):

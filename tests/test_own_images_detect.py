@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -89,7 +90,8 @@ def test_outputs_in_an_input_folder_are_not_read_back_and_no_file_is_overwritten
     before = {p: p.read_bytes() for p in images.iterdir()}
     code, err = run_main(["detect", str(model), str(images), "--out", str(images)], capsys)
     assert code == 2 and len(err) == 2, err
-    assert err[0].startswith(f"warning: {images}: 6 files in --out taken for an earlier run's maps and overlays")
+    assert err[0].startswith(f"warning: {images}: 6 files in --out or beside a detections.csv taken for an earlier "
+                             "run's maps and overlays")
     assert err[1].startswith(f"error: {images / '000_map.png'}: exists") and "choose another --out" in err[1]
     assert {p: p.read_bytes() for p in images.iterdir()} == before
     # an image of one's own named like an output ("wafer map") was skipped, then overwritten by wafer.png's map
@@ -226,14 +228,24 @@ def test_a_killed_run_leaves_a_csv_true_to_its_maps(tiny_model, tmp_path):
 
 def test_a_finished_run_run_again_computes_nothing_and_another_is_told_what_differs(tiny_model, tmp_path, capsys):
     category, model = tiny_model
-    good = category / "test" / "good"
+    good = tmp_path / "good"
+    shutil.copytree(category / "test" / "good", good)
     out = tmp_path / "d"
     assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
     capsys.readouterr()
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*_map.png")}
     assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
-    assert "(2 of them from the stopped run before, continued)" in capsys.readouterr().out
+    assert "(2 of them done by an earlier run of this command, kept)" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*_map.png")} == before and len(read_rows(out)) == 2
+    # An image changed since its map was written (a camera folder reusing names) is done again.
+    stroke = category / "test" / "stroke" / "000.png"
+    shutil.copyfile(stroke, good / "000.png")
+    assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
+    assert "(1 of them done by an earlier run" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert main(["detect", str(model), str(good), "--out", str(fresh)]) == 0
+    by_path = lambda rows: sorted(rows, key=lambda row: row["path"])  # noqa: E731
+    assert by_path(read_rows(out)) == by_path(read_rows(fresh))
     code, err = run_main(["detect", str(model), str(good), "--out", str(out), "--threshold", "0.3"], capsys)
     assert code == 2 and len(err) == 1 and "another run (it differs in threshold)" in err[0], err
     (out / "detections.run.json").unlink()  # detections of a version that recorded no run

@@ -15,8 +15,10 @@
 """
 
 import argparse
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from ssimlib.apps.quiet_keras import load_keras_quietly
 from ssimlib.arguments import at_least_one, random_seed
@@ -210,6 +212,11 @@ def _options_problem(args):
     from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold, check_train_options
 
     try:
+        if not args.out.strip():
+            raise InputError(f"--out: expected a {'model path' if args.command == 'train' else 'folder'}, got ''")
+        if args.command == "train" and (args.out.endswith(("/", os.sep)) or Path(args.out).is_dir()):
+            raise InputError(f"--out {args.out}: is a folder; expected the path of the model without suffix, e.g. "
+                             f"{Path(args.out) / 'model'}")
         if args.command == "train":
             check_train_options(args.kind, args.loss, args.patch_size, args.latent_dim, args.epochs, args.n_patches,
                                 args.batch_size, args.validation_fraction, args.min_defect_area, args.out)
@@ -257,7 +264,7 @@ def _own_images_command(args, own_images):
     rows, bad, resumed = own_detection.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
                                               args.min_defect_area)
     defective = sum(row["verdict"] == "defective" for row in rows)
-    earlier = f" ({resumed} of them from the stopped run before, continued)" if resumed else ""
+    earlier = f" ({resumed} of them done by an earlier run of this command, kept)" if resumed else ""
     print(f"{len(rows)} image{'' if len(rows) == 1 else 's'}{earlier}: {defective} defective, "
           f"{len(rows) - defective} good; maps, overlays and {own_detection.CSV_NAME} in {args.out}")
     if args.report:

@@ -156,12 +156,15 @@ def check_parameters(name, parameters):
 
 
 def check_profile_parameter(name, profile, parameters):
-    """Raise :class:`NotebookChoiceError` when ``parameters`` set ``profile`` to other than the label of
-    ``--profile`` ``profile``: the results would name a profile whose parameters did not make them."""
+    """Raise :class:`NotebookChoiceError` when ``parameters`` set ``profile`` to the label of another profile than
+    ``--profile`` ``profile``: the results would name a profile whose parameters did not make them (a label of
+    one's own, ``-p profile my-run``, is fine)."""
     label = profile_parameters(name, profile).get("profile", "full")
-    if "profile" in (parameters or {}) and parameters["profile"] != label:
-        raise NotebookChoiceError(f"-p profile {parameters['profile']!r}: the profile is chosen with --profile (this "
-                                  f"run's is {profile}, labelled {label!r}), which also sets its parameters")
+    others = {profile_parameters(name, other).get("profile", "full") for other in profile_names(name)} - {label}
+    if (parameters or {}).get("profile") in others:
+        raise NotebookChoiceError(f"-p profile {parameters['profile']!r}: the label of another profile; a profile is "
+                                  f"chosen with --profile (this run's is {profile}, labelled {label!r}), which also "
+                                  "sets its parameters")
 
 
 def value_problem(key, value, default, none_allowed=False):
@@ -267,7 +270,7 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
             raise NotebookChoiceError(f"-p {key}: {folder} is not a folder; expected the folder it reads")
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
-    running = output.with_name(f".{output.name}.running")  # papermill writes cell by cell: the output only at the end
+    running = output.with_name(f".{output.stem}.running.ipynb")  # papermill writes cell by cell: output at the end
     try:
         papermill.execute_notebook(
             str(source), str(running), parameters=params, cwd=str(cwd or profile_cwd(profile)),
@@ -277,19 +280,20 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
         if running.is_file():
             failed = failed_notebook(output)
             failed.parent.mkdir(parents=True, exist_ok=True)
-            portable_metadata(running)
+            portable_metadata(running, failed)
             os.replace(running, failed)
         raise
-    portable_metadata(running)
+    portable_metadata(running, output)
     os.replace(running, output)
     return output
 
 
 def failed_notebook(output):
     """Where :func:`run_notebook` leaves the cells that ran of a run into ``output`` that stopped: beside it as
-    ``<name>.failed.ipynb``, or ``runs/failed/<name>.ipynb`` for a notebook of ``notebooks/`` (none is added there)."""
+    ``<name>.failed.ipynb``, or ``runs/failed/<name>.ipynb`` for a notebook of ``notebooks/`` or ``tests/notebooks/``
+    (none is added there)."""
     output = Path(output)
-    if output.resolve().parent == NOTEBOOK_DIR.resolve():
+    if output.resolve().parent in (NOTEBOOK_DIR.resolve(), CI_COPY_DIR.resolve()):  # the notebooks, nbval's copies
         return RUNS_DIR / "failed" / output.name
     return output.with_name(f"{output.stem}.failed.ipynb")
 
@@ -309,6 +313,8 @@ def _check_output(output):
     """Raise :class:`NotebookChoiceError` unless the executed notebook can be written at ``output``."""
     if output.is_dir():
         raise NotebookChoiceError(f"-o {output}: is a folder; expected the path of the executed notebook (.ipynb)")
+    if output.suffix != ".ipynb":
+        raise NotebookChoiceError(f"-o {output}: expected the path of the executed notebook, ending in .ipynb")
     try:
         check_out_folder(output.parent, f"-o {output}")
     except InputError as error:
@@ -321,18 +327,21 @@ def _portable_path(path):
     return resolved.relative_to(REPO_ROOT).as_posix() if resolved.is_relative_to(REPO_ROOT) else resolved.name
 
 
-def portable_metadata(path):
+def portable_metadata(path, output_path=None):
     """Rewrite the papermill metadata of the notebook at ``path`` without absolute paths of this machine.
 
     Papermill records ``input_path`` and ``output_path`` as given (absolute here);
     they become paths relative to the repository, so a committed notebook does not
-    carry the folder of the machine that ran it.
+    carry the folder of the machine that ran it.  ``output_path`` replaces the recorded one (the place the
+    notebook is moved to, not the file papermill wrote).
     """
     import nbformat
 
     notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
     record = notebook.metadata.get("papermill", {})
-    changed = False
+    changed = output_path is not None and record.get("output_path") != str(output_path)
+    if changed:
+        record["output_path"] = str(output_path)
     for key in ("input_path", "output_path"):
         if record.get(key):
             portable = _portable_path(record[key])

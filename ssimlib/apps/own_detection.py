@@ -6,7 +6,8 @@ folder the inputs share, and a row of ``DIR/detections.csv``: path, image score 
 pixels, the verdict at the threshold and the two files.  Rows are written one by one after their files, so a killed
 run leaves a CSV that lists exactly the images finished.  ``DIR/detections.run.json`` records what makes the run
 (:func:`detection_run`: the model's weights, threshold, smallest defect area, precision and the inputs): the same
-command run again continues where a stopped run left off, and another run aimed at the same DIR is refused.  An
+command run again continues where a stopped run left off (an image changed since its map was written is done
+again), and another run aimed at the same DIR is refused.  An
 image smaller than the patch is padded to it (:mod:`ssimlib.apps.scoring`); one that cannot be used is listed and
 skipped; the others are still processed.  ``--report`` adds ``DIR/report.html`` (:mod:`ssimlib.apps.report`).
 
@@ -45,13 +46,15 @@ DEFAULT_MIN_DEFECT_AREA = 64
 def _inputs(paths, out_dir):
     """Image files of the given files and folders, each once, and ``(path, problem)`` for paths that are neither.
 
-    Maps and overlays a folder holds in or under ``out_dir`` (``*_map.png``,
-    ``*_overlay.png``: outputs of an earlier run) are not inputs; a warning names them.
+    Maps and overlays a folder holds in or under ``out_dir``, or in or under a folder holding a ``detections.csv``
+    (``*_map.png``, ``*_overlay.png``: outputs of an earlier run) are not inputs; a warning names them.
     """
     out_dir = out_dir.resolve()
 
     def is_output(file):
-        return file.name.endswith(OUTPUT_SUFFIXES) and file.resolve().is_relative_to(out_dir)
+        file = file.resolve()
+        return file.name.endswith(OUTPUT_SUFFIXES) and (
+            file.is_relative_to(out_dir) or any((folder / CSV_NAME).is_file() for folder in file.parents))
 
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
@@ -60,8 +63,8 @@ def _inputs(paths, out_dir):
             found = [f for f in listed if not is_output(f)]
             outputs = [f.name for f in listed if is_output(f)]
             if outputs:
-                warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out taken for an "
-                              f"earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
+                warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out or beside a "
+                              f"{CSV_NAME} taken for an earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
                               f"{', ...' if len(outputs) > 3 else ''})", stacklevel=3)
             if not found:
                 below = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -98,8 +101,6 @@ def output_names(files):
         folder = r.parent.relative_to(common)
         names.append(tuple(folder / f"{base}{suffix}" for suffix in OUTPUT_SUFFIXES))
     return names
-
-
 
 
 def detection_settings(manifest, where, threshold=None, min_defect_area=None):
@@ -195,6 +196,11 @@ def detection_run(model, inputs, detector, precision):
             "inputs": [os.path.abspath(path) for path in inputs]}
 
 
+def newer_than(image, output):
+    """Whether the file ``image`` (None: no longer an input) was changed after ``output`` was written from it."""
+    return image is not None and Path(image).stat().st_mtime_ns > Path(output).stat().st_mtime_ns
+
+
 def check_same_run(record, run, found, what):
     """Raise :class:`InputError` unless the JSON file ``record`` holds ``run``: the output ``found`` beside it is
     ``what`` (``"another evaluation"``), and the line names the settings that differ."""
@@ -203,8 +209,9 @@ def check_same_run(record, run, found, what):
     except (OSError, ValueError):
         stored = None
     if stored != run:
+        keys = run.keys() | (stored.keys() if isinstance(stored, dict) else set())
         differ = ("one that recorded no settings" if not isinstance(stored, dict) else
-                  f"it differs in {', '.join(sorted(k for k in run if run[k] != stored.get(k)))}")
+                  f"it differs in {', '.join(sorted(k for k in keys if run.get(k) != stored.get(k)))}")
         raise InputError(f"{found}: --out {found.parent} holds {what} ({differ}); choose another --out or remove it")
 
 
@@ -258,8 +265,10 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
 def _detect_into(out_dir, run, detector, files, names, bad):
     """:func:`detect`'s work once ``out_dir`` is checked and locked: the images of ``files`` not finished yet."""
     rows = _finished_rows(out_dir, run) or []
+    image_of = {map_name.as_posix(): path for path, (map_name, _) in zip(files, names)}
+    rows = [row for row in rows if not newer_than(image_of.get(row["anomaly_map"]), out_dir / row["anomaly_map"])]
     resumed = len(rows)
-    finished = {row["path"] for row in rows}
+    finished = {row["anomaly_map"] for row in rows}  # not the path as typed: the command may run from elsewhere
     write_json(out_dir / RUN_NAME, run)
     with open(out_dir / CSV_NAME, "w", newline="") as csv_file:  # the finished rows again, a cut last line dropped
         writer = csv.DictWriter(csv_file, CSV_COLUMNS)
@@ -267,7 +276,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
         writer.writerows(rows)
         csv_file.flush()
         for path, (map_name, overlay_name) in zip(files, names):
-            if str(path) in finished:
+            if map_name.as_posix() in finished:
                 continue
             try:
                 image = as_model_channels(read_image(path, size=detector.preset.resize), detector.network.channels,

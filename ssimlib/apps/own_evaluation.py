@@ -16,9 +16,9 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   and ``<key>_overlay.png`` (the segmentation in red).
 
 ``evaluation.run.json`` records the run (the model's weights, threshold, precision, inputs and mask rule) and
-``evaluation.progress.jsonl`` the row of every image as it is finished: the same command run again (after Ctrl-C,
-say) reads the finished images' maps back instead of computing them, and another evaluation aimed at the same
-``DIR`` is refused, naming what differs.
+``evaluation.progress.jsonl`` the key of every image as its outputs are written: the same command run again (after
+Ctrl-C, say) reads the finished images' maps back instead of computing them (their masks are read anew), and
+another evaluation aimed at the same ``DIR`` is refused, naming what differs.
 
 Images are read as ``detect`` reads them (resized where the model's preset
 says, as the MVTec AD models do, their masks with them).  ``DIR`` may lie in an
@@ -47,7 +47,7 @@ from skimage.color import gray2rgb
 
 from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, write_report
-from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector
+from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector, newer_than
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.data import DatasetError, read_image, resize_square
@@ -71,17 +71,21 @@ def _to_uint8(x):
     return (np.clip(x, 0.0, 1.0) * 255).round().astype(np.uint8)
 
 
-def _write_image_outputs(out_dir, key, image, anomaly_map, segmentation, threshold):
-    """``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png`` below ``out_dir``; their paths."""
+def _output_paths(out_dir, key):
+    """``(raw, view, overlay)``: the paths of ``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png``."""
     stem = out_dir / IMAGES_DIR / key
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    raw, view, overlay_file = (stem.with_name(stem.name + s) for s in ("_map.tif", "_map.png", "_overlay.png"))
+    return tuple(stem.with_name(stem.name + suffix) for suffix in ("_map.tif", "_map.png", "_overlay.png"))
+
+
+def _write_image_outputs(out_dir, key, image, anomaly_map, segmentation, threshold):
+    """``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png`` below ``out_dir`` (:func:`_output_paths`)."""
+    raw, view, overlay_file = _output_paths(out_dir, key)
+    raw.parent.mkdir(parents=True, exist_ok=True)
     skimage.io.imsave(raw, anomaly_map.astype(np.float32), check_contrast=False)
     skimage.io.imsave(view, _to_uint8(anomaly_map / (2 * threshold)), check_contrast=False)
     overlay = gray2rgb(image[..., 0]) if image.shape[-1] == 1 else image.copy()
     overlay[segmentation] = 0.5 * overlay[segmentation] + 0.5 * np.array([1.0, 0.0, 0.0])
     skimage.io.imsave(overlay_file, _to_uint8(overlay), check_contrast=False)
-    return view, overlay_file
 
 
 def _thin(x, y):
@@ -178,10 +182,10 @@ def _report(out_dir, model, metrics, rows, figures):
                         _facts(metrics), figures)
 
 
-def _score(out_dir, item, image, mask, anomaly_map, detector):
-    """Write the outputs of one labelled ``item`` and return its CSV row."""
+def _row(out_dir, item, mask, anomaly_map, detector):
+    """The CSV row of one labelled ``item``, whose outputs are (or are about to be) below ``out_dir``."""
     segmentation = detector.segmentation(anomaly_map)
-    view, overlay = _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
+    _, view, overlay = _output_paths(out_dir, item.key)
     label = "defective" if mask.any() else "good"
     if label == "defective" and Path(item.kind).name == "good":
         warnings.warn(f"{item.path}: lies in a folder named good, but its mask {item.mask} marks a defect: "
@@ -195,20 +199,21 @@ def _score(out_dir, item, image, mask, anomaly_map, detector):
     }
 
 
-def _finished_rows(out_dir, run):
-    """The rows, by key, that a stopped evaluation of ``run`` in ``out_dir`` finished (``{}`` for a fresh
+def _finished_keys(out_dir, run):
+    """The keys of the images that a stopped evaluation of ``run`` in ``out_dir`` finished (none for a fresh
     ``out_dir``); :class:`InputError` when ``out_dir`` holds another evaluation (or one that names no run)."""
     outputs = [out_dir / name for name in (*EVALUATION_FILES, PROGRESS_NAME) if (out_dir / name).exists()]
     if not outputs:
-        return {}
+        return set()
     check_same_run(out_dir / RUN_NAME, run, outputs[0], "another evaluation")
-    rows = {}
+    keys = set()
     with contextlib.suppress(OSError), open(out_dir / PROGRESS_NAME) as progress:
         for line in progress:
             with contextlib.suppress(ValueError):  # a line cut short by a kill
-                row = json.loads(line)
-                rows[row["key"]] = row
-    return rows
+                key = json.loads(line)
+                if isinstance(key, str):
+                    keys.add(key)
+    return keys
 
 
 def evaluate_images(
@@ -230,7 +235,7 @@ def evaluate_images(
     detector = load_detector(model, threshold, precision)
     run = {**detection_run(model, inputs, detector, precision), "masks": masks and os.path.abspath(masks),
            "mask_suffix": mask_suffix}
-    _finished_rows(out_dir, run)  # another evaluation in --out is refused before any work
+    _finished_keys(out_dir, run)  # another evaluation in --out is refused before any work
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]
     if not items:  # nothing to score: say why, and write nothing that would block the corrected run
@@ -238,35 +243,39 @@ def evaluate_images(
                          + (f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir / LOCK_NAME, f"evaluating into --out {out_dir}"):
+        done = _finished_keys(out_dir, run)  # again, now that no other run can write here
         write_json(out_dir / RUN_NAME, run)
-        rows, maps, gts = _score_all(out_dir, items, _finished_rows(out_dir, run), detector, bad)
+        rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
         return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report)
 
 
 def _score_all(out_dir, items, done, detector, bad):
     """``(rows, maps, masks)`` of the labelled ``items``: each scored and its outputs written, or, where ``done``
-    (by key) holds its row and its map was written, that row and map; problems appended to ``bad``."""
+    (keys) names it and its map was written, that map read back (its row made anew: the mask may have been
+    mended since); problems appended to ``bad``."""
     rows, maps, gts = [], [], []
-    with open(out_dir / PROGRESS_NAME, "a") as progress:
+    with open(out_dir / PROGRESS_NAME, "w") as progress:  # the keys kept, a line cut by a kill dropped
+        progress.writelines(f"{json.dumps(key)}\n" for key in done)
+        progress.flush()
         for item in items:
-            row = done.get(item.key)
-            stored = out_dir / IMAGES_DIR / f"{item.key}_map.tif"
+            raw = _output_paths(out_dir, item.key)[0]
             try:
                 image = read_image(item.path)
                 mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
                 image = resize_square(image, detector.preset.resize, order=1)
-                if row is not None and row["path"] == str(item.path) and stored.exists():  # a stopped run's
-                    anomaly_map = skimage.io.imread(stored).astype(np.float32)
+                if item.key in done and raw.exists() and not newer_than(item.path, raw):  # a stopped run's
+                    anomaly_map = skimage.io.imread(raw).astype(np.float32)
                 else:
                     anomaly_map = detector.anomaly_map(image, item.path)
-                    row = _score(out_dir, item, image, mask, anomaly_map, detector)
-                    progress.write(json.dumps(row) + "\n")
+                    _write_image_outputs(out_dir, item.key, image, anomaly_map, detector.segmentation(anomaly_map),
+                                         detector.threshold)
+                    progress.write(f"{json.dumps(item.key)}\n")
                     progress.flush()
             except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
                 message = " ".join(str(error).split())
                 bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
                 continue
-            rows.append(row)
+            rows.append(_row(out_dir, item, mask, anomaly_map, detector))
             maps.append(anomaly_map)
             gts.append(mask)
     return rows, maps, gts
