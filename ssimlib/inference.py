@@ -118,12 +118,12 @@ def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, p
             f"image has {image.shape[-1]} channel(s) but the model expects {channels}; "
             f"convert it first ({'ssimlib.ssim.rgb_to_gray or ' if channels == 1 else ''}read it with gray=...)"
         )
-    if stride > patch_size:
-        raise ValueError(f"stride {stride} is larger than the patch size {patch_size}: the pixels between the "
-                         "windows would have no reconstruction")
     predict = predict or model.predict_on_batch
     p = patch_size
     ys, xs = window_starts(image.shape[0], p, stride), window_starts(image.shape[1], p, stride)
+    if max(np.diff(ys, prepend=0).max(), np.diff(xs, prepend=0).max()) > p:
+        raise ValueError(f"stride {stride} is larger than the patch size {p}: the pixels between the windows of "
+                         f"this {image.shape[0]}x{image.shape[1]} image would have no reconstruction")
     windows = np.lib.stride_tricks.sliding_window_view(image, (p, p), axis=(0, 1))  # (H-p+1, W-p+1, C, p, p), a view
     total = np.zeros(image.shape, np.float64)
     row = np.zeros((p, *image.shape[1:]), np.float64)  # the grid row being summed

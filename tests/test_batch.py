@@ -48,7 +48,8 @@ def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_pat
         assert 0 <= record["metrics"]["pixel_auroc"] <= 1
         assert (tmp_path / "models" / "mvtec" / f"synth-{loss}-cvpr2019.weights.h5").exists()
         assert (tmp_path / "runs" / f"synth-{loss}-cvpr2019.ipynb").exists()
-    assert (tmp_path / "runs" / "broken-ssim-cvpr2019.ipynb").exists()
+    assert (tmp_path / "runs" / "broken-ssim-cvpr2019.failed.ipynb").exists()  # the cells that ran
+    assert "runs/broken-ssim-cvpr2019.failed.ipynb" in out.out
     assert (tmp_path / "figures" / "mvtec" / "synth-ssim-cvpr2019_examples.png").exists()
     assert not list((tmp_path / "results").glob("broken*"))
 

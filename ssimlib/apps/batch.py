@@ -335,11 +335,7 @@ def parse_args(argv=None):
 def main(argv=None):
     """Run the batch; returns 0 if every category ran or was skipped, 1 if any failed, 2 on bad arguments."""
     args = parse_args(argv)
-    try:
-        parameters = parameter_values(args.parameter)
-    except FileNotFoundError as error:  # NotebookChoiceError
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    parameters = parameter_values(args.parameter)
     owned = next((key for key in parameters if key in OPTION_OF_PARAMETER), None)
     if owned:  # run_category sets it for every run: a -p value would be overridden without a word
         print(f"error: -p {owned}: the batch sets it for each run; use {OPTION_OF_PARAMETER[owned]}", file=sys.stderr)

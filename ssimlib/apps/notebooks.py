@@ -97,12 +97,8 @@ KIND_NAMES = {bool: "true or false", str: "text", int: "a whole number", float: 
 
 
 def parameter_values(pairs):
-    """``{key: value}`` of ``-p KEY VALUE`` pairs (:func:`parameter_value`); :class:`NotebookChoiceError` for a key
-    given more than once (the last would win without a word)."""
-    keys = [key for key, _ in pairs]
-    twice = next((key for key in keys if keys.count(key) > 1), None)
-    if twice:
-        raise NotebookChoiceError(f"-p {twice} is given {keys.count(twice)} times; give it once")
+    """``{key: value}`` of ``-p KEY VALUE`` pairs (:func:`parameter_value`); a key given twice takes its last value,
+    as repeated options do."""
     return {key: parameter_value(value) for key, value in pairs}
 
 
@@ -149,10 +145,6 @@ def check_parameters(name, parameters):
         if index in values and values.get(count) is not None and values[index] >= values[count]:
             raise NotebookChoiceError(f"-p {index} {values[index]!r}: expected an index below {count} "
                                       f"({values[count]}; notebook {name})")
-    if values.get("stride") is not None and values.get("patch_size") is not None and values["stride"] > values[
-            "patch_size"]:  # pixels between the windows would have no reconstruction
-        raise NotebookChoiceError(f"-p stride {values['stride']!r}: expected at most patch_size ({values['patch_size']}; "
-                                  f"notebook {name})")
 
 
 def check_profile_parameter(name, profile, parameters):
