@@ -199,7 +199,7 @@ def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkey
     assert manifest["name"] == "l2_ae-fresh-seed1" and manifest["training"]["settings"]["seed"] == 1
     assert sorted(p.name for p in (tmp_path / "models" / "nanotwice").glob("*.json")) == ["l2_ae-fresh-seed1.json"]
     for argv, message in [(["mvtec", "--seed", "1"], "--seed: the mvtec study does not take it"),
-                          (["nanotwice", "--seed", "-1"], "--seed: expected a non-negative integer, got -1")]:
+                          (["nanotwice", "--seed", "-1"], "--seed: expected a non-negative integer below 2**32, got -1")]:
         assert studies.main(argv) == 2
         assert capsys.readouterr().err == f"error: {message}\n"
 
