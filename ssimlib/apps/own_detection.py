@@ -60,8 +60,9 @@ def _inputs(paths, out_dir):
     for path in map(Path, paths):
         if path.is_dir():
             listed = _image_files(path)
-            found = [f for f in listed if not is_output(f)]
-            outputs = [f.name for f in listed if is_output(f)]
+            taken = [is_output(f) for f in listed]
+            found = [f for f, output in zip(listed, taken) if not output]
+            outputs = [f.name for f, output in zip(listed, taken) if output]
             if outputs:
                 warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out or beside a "
                               f"{CSV_NAME} taken for an earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"

@@ -182,9 +182,9 @@ def _report(out_dir, model, metrics, rows, figures):
                         _facts(metrics), figures)
 
 
-def _row(out_dir, item, mask, anomaly_map, detector):
-    """The CSV row of one labelled ``item``, whose outputs are (or are about to be) below ``out_dir``."""
-    segmentation = detector.segmentation(anomaly_map)
+def _row(out_dir, item, mask, anomaly_map, segmentation):
+    """The CSV row of one labelled ``item`` (its map segmented as ``segmentation``), whose outputs are below
+    ``out_dir``."""
     _, view, overlay = _output_paths(out_dir, item.key)
     label = "defective" if mask.any() else "good"
     if label == "defective" and Path(item.kind).name == "good":
@@ -265,17 +265,18 @@ def _score_all(out_dir, items, done, detector, bad):
                 image = resize_square(image, detector.preset.resize, order=1)
                 if item.key in done and raw.exists() and not newer_than(item.path, raw):  # a stopped run's
                     anomaly_map = skimage.io.imread(raw).astype(np.float32)
+                    segmentation = detector.segmentation(anomaly_map)
                 else:
                     anomaly_map = detector.anomaly_map(image, item.path)
-                    _write_image_outputs(out_dir, item.key, image, anomaly_map, detector.segmentation(anomaly_map),
-                                         detector.threshold)
+                    segmentation = detector.segmentation(anomaly_map)
+                    _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
                     progress.write(f"{json.dumps(item.key)}\n")
                     progress.flush()
             except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
                 message = " ".join(str(error).split())
                 bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
                 continue
-            rows.append(_row(out_dir, item, mask, anomaly_map, detector))
+            rows.append(_row(out_dir, item, mask, anomaly_map, segmentation))
             maps.append(anomaly_map)
             gts.append(mask)
     return rows, maps, gts
