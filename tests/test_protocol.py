@@ -118,11 +118,46 @@ def test_results_keep_one_entry_per_arm_and_budget(tmp_path):
     assert results["decision_rule"] == protocol.DECISION_RULE
 
 
+def _batch(run, batch_size):
+    return {**run, "budget": {"batch_size": batch_size}}
+
+
+def test_an_arm_of_another_batch_size_is_a_protocol_of_its_own(tmp_path):
+    path = tmp_path / "protocol.json"
+    protocol.add_result(path, {**_run("fresh", 0, 0.14), "budget": {"batch_size": 32}})
+    results = protocol.add_result(path, _batch(_run("fresh", 0, 0.10), 128))
+    assert len(results["runs"]) == 2 and results["batch_rule"] == protocol.BATCH_RULE
+    assert protocol.result_for(results, "fresh", 0, 50, 128)["val_loss"][-1] == 0.10
+    assert protocol.result_for(results, "fresh", 0, 50)["val_loss"][-1] == 0.14
+    assert protocol.arm_name("fresh", 0, 128) == "fresh-seed0-batch128" and protocol.arm_name("fresh", 0) == "fresh-seed0"
+    # far below every arm of batch 32, yet the crop-protocol rule reads batch 32 only
+    assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _batch(_run("fixed", 2, 0.05), 128)]})[0] == "fresh"
+
+
+@pytest.mark.parametrize("batch_loss, chosen", [
+    (0.1385, 128),  # below the lower batch-32 seed (0.140) less the seeds' range (0.001): 0.139
+    (0.1395, 32),  # below both seeds, but within their range
+    (0.150, 32),
+])
+def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
+    runs = [*FIXED_AND_FRESH, _batch(_run("fresh", 0, batch_loss), 128)]
+    assert protocol.choose_batch({"runs": runs})[0] == chosen
+    assert protocol.choose_batch({"runs": runs[:3] + runs[4:]})[0] == 32  # one batch-32 seed: no verdict
+    lines = protocol.format_runs({"runs": [{**r, "pixel_auroc": 0.9, "au_pro_0_3": 0.8,
+                                            "median_region_overlap_fpr_0_05": 0.7,
+                                            "memorisation": dict.fromkeys(("training_crops", "validation_crops",
+                                                                           "defect_free_test_crops"), 0.1)}
+                                           for r in runs]})
+    # its row, its memorisation, its mean, its difference from fixed crops
+    assert [line.split("  ")[0] for line in lines if line.startswith("fresh, batch 128")] == [
+        "fresh, batch 128", "fresh, batch 128", "fresh, batch 128", "fresh, batch 128 - fixed"]
+
+
 def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(nanotwice_root, tmp_path):
     budget = {"n_patches": 32, "epochs": 2, "latent_dim": 10}
     kwargs = dict(budget=budget, data_root=nanotwice_root, models_root=tmp_path / "models", n_test_images=1,
                   stride=120, log=lambda line: None)
-    results = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0),), cache=tmp_path / "c1", **kwargs)
+    results = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32),), cache=tmp_path / "c1", **kwargs)
     (entry,) = results["runs"]
     assert (entry["crops"], entry["seed"], entry["epochs"]) == ("fresh", 0, 2)
     assert len(entry["loss"]) == len(entry["val_loss"]) == 2 and entry["optimizer_restarts"] == []
@@ -132,7 +167,7 @@ def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(n
     assert manifest["training"]["settings"]["crops"] == "fresh"
     # another machine, no checkpoint, the results file lost: the stored arm is evaluated, not retrained
     (tmp_path / "p.json").unlink()
-    again = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0),), cache=tmp_path / "c2", **kwargs)
+    again = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32),), cache=tmp_path / "c2", **kwargs)
     assert again["runs"][0]["loss"] == entry["loss"] and again["runs"][0]["pixel_auroc"] == entry["pixel_auroc"]
     assert not (tmp_path / "c2").exists()
 

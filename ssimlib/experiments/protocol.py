@@ -5,7 +5,7 @@ memorises it (its loss on those crops is far below its loss on new crops of the
 same images).  This campaign trains the SSIM-AE at the Table II budget
 (:data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET`: the Fig. 6 schedule, 50 epochs, from
 scratch) under each *arm* of :data:`ARMS` (a crop protocol of
-:data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS` and a seed), and adds one entry per
+:data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS`, a seed and a batch size), and adds one entry per
 finished arm to ``results/nanotwice_protocol.json``:
 
 * the validation loss of every epoch, on :func:`ssimlib.experiments.nanotwice.validation_patches`
@@ -23,9 +23,11 @@ lists the epoch).  An arm in the results file is never retrained; its finished
 weights need not be kept (only the results are committed).  :data:`FIRST_DECISION_RULE` was
 written before any arm was evaluated, :data:`DECISION_RULE` (which amends it for three protocols)
 before the third protocol's arm was; :func:`choose_protocol` applies it, reading validation
-losses only, never a test image, of the arms at the campaign's budget.  Entries of another budget are
+losses only, never a test image, of the arms at the campaign's budget and batch size.  An arm of another batch
+size (the paper does not state its own) is a protocol of its own in the table (``"fresh, batch 128"``), judged by
+:data:`BATCH_RULE`, written before it was trained.  Entries of another budget are
 diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its 200-epoch checkpoint
-(``run_campaign(arms=(("fresh", 0),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
+(``run_campaign(arms=(("fresh", 0, 32),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
 """
 
 from pathlib import Path
@@ -41,14 +43,17 @@ from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir, train_into_store
 from ssimlib.train import compile_autoencoder, mean_loss, training_settings
 
-# (crop protocol, seed) of every arm, in the order the campaign trains them: the two arms that
-# tell most first (fresh crops against the fixed set's spread), then their second seeds.
+BATCH = TABLE2_BUDGET["batch_size"]  # the campaign's batch size (32), the Fig. 6 models'
+# (crop protocol, seed, batch size) of every arm, in the order the campaign trains them: the two arms that
+# tell most first (fresh crops against the fixed set's spread), then their second seeds; then a third
+# protocol, and fresh crops at the batch size of the authors' MVTec AD paper (128).
 ARMS = (
-    ("fresh", 0),
-    ("fixed", 1),
-    ("fresh", 1),
-    ("fixed", 0),
-    ("fresh+flips+rot90", 0),
+    ("fresh", 0, BATCH),
+    ("fixed", 1, BATCH),
+    ("fresh", 1, BATCH),
+    ("fixed", 0, BATCH),
+    ("fresh+flips+rot90", 0, BATCH),
+    ("fresh", 0, 128),
 )
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_protocol.json"
 OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
@@ -73,14 +78,32 @@ DECISION_RULE = (
 )
 
 
-def arm_name(crops, seed):
-    """``"fresh-seed0"`` for ``("fresh", 0)``."""
-    return f"{crops}-seed{seed}"
+# Written down on 2026-12-06, before the arm of batch 128 was trained.
+BATCH_RULE = (
+    "Fresh crops at batch 128 (one seed) replace batch 32 for the next 200-epoch SSIM-AE if their validation loss "
+    "after the last of the campaign's 50 epochs lies below both fresh-crop batch-32 seeds' by more than those two "
+    "seeds' range; otherwise batch 32 stays. Test images and masks are not read."
+)
+
+
+def arm_name(crops, seed, batch_size=BATCH):
+    """``"fresh-seed0"`` for ``("fresh", 0, 32)``, ``"fresh-seed0-batch128"`` for another batch size."""
+    return f"{crops}-seed{seed}" + ("" if batch_size == BATCH else f"-batch{batch_size}")
+
+
+def batch_of(entry):
+    """The batch size an entry was trained at (:data:`BATCH` for entries that do not list their budget)."""
+    return entry.get("budget", {}).get("batch_size", BATCH)
+
+
+def protocol_of(entry):
+    """The protocol an entry stands for in the table: its crops, ``"fresh, batch 128"`` at another batch size."""
+    return entry["crops"] + ("" if batch_of(entry) == BATCH else f", batch {batch_of(entry)}")
 
 
 def arm_key(entry):
-    """``(epochs, crops, seed)``: what tells one arm's entry from another's, and their order in the file."""
-    return entry["epochs"], entry["crops"], entry["seed"]
+    """``(epochs, crops, seed, batch size)``: what tells one arm's entry from another's, and their order."""
+    return entry["epochs"], entry["crops"], entry["seed"], batch_of(entry)
 
 
 def read_results(path=DEFAULT_RESULTS):
@@ -89,15 +112,15 @@ def read_results(path=DEFAULT_RESULTS):
                          "protocol campaign")
 
 
-def result_for(results, crops, seed, epochs):
-    """The entry of arm ``(crops, seed)`` trained ``epochs`` epochs, or None."""
-    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed)), None)
+def result_for(results, crops, seed, epochs, batch_size=BATCH):
+    """The entry of arm ``(crops, seed, batch_size)`` trained ``epochs`` epochs, or None."""
+    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed, batch_size)), None)
 
 
 def add_result(path, entry):
     """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
     return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE,
-                           first_decision_rule=FIRST_DECISION_RULE)
+                           first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE)
 
 
 def memorisation(model, training_crops, validation, test_patches, batch_size=32):
@@ -112,12 +135,13 @@ def memorisation(model, training_crops, validation, test_patches, batch_size=32)
 def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
     """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
 
-    Reads each run's ``val_loss`` only.  ``protocol`` is ``"fixed"`` unless another
-    protocol wins against fixed crops by more than the seed spread.
+    Reads each run's ``val_loss`` only, of the runs at the campaign's batch size (:func:`choose_batch`
+    judges the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
+    more than the seed spread.
     """
     by_protocol = {}
     for run in results["runs"]:
-        if run["epochs"] == epochs:
+        if run["epochs"] == epochs and batch_of(run) == BATCH:
             by_protocol.setdefault(run["crops"], []).append(run["val_loss"][-1])
     if "fixed" not in by_protocol:
         return "fixed", "no fixed-crop runs to compare with"
@@ -142,13 +166,25 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
                     f"by {margins[chosen]:.4f} more than the seed spread{aside}")
 
 
+def choose_batch(results, epochs=TABLE2_BUDGET["epochs"], batch_size=128):
+    """Apply :data:`BATCH_RULE` to fresh crops at ``batch_size``: ``(batch size, reason)``; reads ``val_loss`` only."""
+    losses = {b: [r["val_loss"][-1] for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"
+                  and batch_of(r) == b] for b in (BATCH, batch_size)}
+    if len(losses[BATCH]) < 2 or not losses[batch_size]:
+        return BATCH, f"needs two fresh-crop seeds at batch {BATCH} and one at batch {batch_size}"
+    other, margin = min(losses[batch_size]), min(losses[BATCH]) - float(np.ptp(losses[BATCH]))
+    verdict = (batch_size, "below") if other < margin else (BATCH, "not below")
+    return verdict[0], (f"batch {batch_size}: validation loss {other:.4f}, {verdict[1]} batch {BATCH}'s lower seed "
+                        f"{min(losses[BATCH]):.4f} less their range {np.ptp(losses[BATCH]):.4f}")
+
+
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):
     """Train one arm into the model store ``models/protocol/<arm>-e<epochs>`` (resumable).
 
     Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
     crops (an array or a crop stream) and its manifest.
     """
-    name = f"{arm_name(crops, seed)}-e{budget['epochs']}"
+    name = f"{arm_name(crops, seed, budget['batch_size'])}-e{budget['epochs']}"
     checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
     settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],
@@ -183,12 +219,13 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
 
     ``budget`` overrides entries of :data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET` (the seed
-    is the arm's).  Each finished arm is added to ``results_path`` at once.
+    and the batch size are the arm's).  Each finished arm is added to ``results_path`` at once.
     """
     artifacts.code_commit()
     budget = {**TABLE2_BUDGET, **(budget or {})}
     results = read_results(results_path)
-    todo = [a for a in arms if result_for(results, *a, budget["epochs"]) is None]
+    todo = [(crops, seed, batch) for crops, seed, batch in arms
+            if result_for(results, crops, seed, budget["epochs"], batch) is None]
     log(f"protocol campaign: {len(arms) - len(todo)} of {len(arms)} arms done; {budget['epochs']} epochs of "
         f"{budget['n_patches']:,} patches each")
     if not todo:
@@ -198,13 +235,13 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     p = budget["patch_size"]
     validation = nanotwice.validation_patches(dataset, p)
     test_patches = nanotwice.defect_free_test_patches(dataset, p)
-    for crops, seed in todo:
-        name = arm_name(crops, seed)
-        model, patches, manifest = train_arm(dataset, crops, seed, budget, validation, models_root, cache, log)
+    for crops, seed, batch_size in todo:
+        name = arm_name(crops, seed, batch_size)
+        arm_budget = {**budget, "batch_size": batch_size}
+        model, patches, manifest = train_arm(dataset, crops, seed, arm_budget, validation, models_root, cache, log)
         history = manifest["training"]
         last_crops = patches if crops == "fixed" else patches.crops(budget["epochs"] - 1)
-        memorised = memorisation(model, last_crops[: len(validation)], validation, test_patches,
-                                 budget["batch_size"])
+        memorised = memorisation(model, last_crops[: len(validation)], validation, test_patches)
         evaluation = nanotwice.evaluate_config(
             model, "SSIM-AE", test_images, test_masks, patch_size=p, stride=stride,
             window_size=budget["window_size"], window=budget["window"],
@@ -220,7 +257,7 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
             "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
             "training_seconds": history["seconds"],
             "optimizer_restarts": history["optimizer_restarts"], "machines": history["machines"],
-            "budget": {key: budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
+            "budget": {key: arm_budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
                                                     "learning_rate", "weight_decay", "window", "window_size")},
             "code_commit": artifacts.code_commit(),
             "machine": run_environment(),
@@ -249,11 +286,11 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
         return [f"no arm of {epochs} epochs has finished yet"]
     lines = [f"{'crops':18} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
     for run in runs:
-        lines.append(f"{run['crops']:18} {run['seed']:>4} " + " ".join(f"{_measure(run, k):>22.4f}" for k, _ in MEASURES))
+        lines.append(f"{protocol_of(run):18} {run['seed']:>4} " + " ".join(f"{_measure(run, k):>22.4f}" for k, _ in MEASURES))
     lines.append("memorisation, SSIM loss on: its own training crops / the validation crops / defect-free test crops")
     for run in runs:
         memo = run["memorisation"]
-        lines.append(f"{run['crops']:18} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
+        lines.append(f"{protocol_of(run):18} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
                      f" / {memo['defect_free_test_crops']:.4f}")
     lines.append("per protocol: mean (seed spread: max - min over its seeds)")
     values = _measures_by_protocol(runs)
@@ -280,8 +317,8 @@ def seed_spread(results, crops, epochs=TABLE2_BUDGET["epochs"]):
 
 def _measures_by_protocol(runs):
     """``{crops: {MEASURES key: [its value in each of that protocol's runs]}}``, protocols in order of appearance."""
-    return {crops: {k: [_measure(r, k) for r in runs if r["crops"] == crops] for k, _ in MEASURES}
-            for crops in dict.fromkeys(r["crops"] for r in runs)}
+    return {name: {k: [_measure(r, k) for r in runs if protocol_of(r) == name] for k, _ in MEASURES}
+            for name in dict.fromkeys(protocol_of(r) for r in runs)}
 
 
 def _larger_range(*values):
