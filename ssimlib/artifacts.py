@@ -213,12 +213,69 @@ def load_model(stem):
             "the file was altered or belongs to another manifest (restore it: `git checkout -- <file>` for a "
             "committed model; or train it again)"
         )
+    problem = architecture_problem(manifest["architecture"])
+    if problem:
+        raise ArtifactError(f"{manifest_path}: {problem}")
     try:
         model = build_model(manifest["architecture"])
+    except (KeyError, TypeError, ValueError, AttributeError, OSError) as error:
+        raise ArtifactError(f"{manifest_path}: its architecture cannot be built ({error})") from None
+    mismatch = _shape_mismatch(model, weights)
+    if mismatch:
+        raise ArtifactError(f"{weights}: does not fit the architecture in its manifest {manifest_path.name} "
+                            f"({_describe(manifest['architecture'])}): {mismatch}")
+    try:
         model.load_weights(weights)
     except (KeyError, TypeError, ValueError, AttributeError, OSError) as error:
-        raise ArtifactError(f"{weights}: does not fit the architecture in its manifest ({error})") from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ArtifactError(f"{weights}: does not fit the architecture in its manifest ({first})") from None
     return model, manifest
+
+
+ARCHITECTURE_INTEGERS = ("patch_size", "channels", "latent_dim")  # every class's; positive integers
+
+
+def architecture_problem(architecture):
+    """What is wrong with a manifest's ``architecture`` dict, in words, or None (checked before Keras builds it)."""
+    from ssimlib.architecture import encoder_layer_spec
+
+    if architecture.get("class") not in MODEL_CLASSES:
+        return f"architecture class {architecture.get('class')!r}: expected one of {', '.join(MODEL_CLASSES)}"
+    for key in ARCHITECTURE_INTEGERS:
+        value = architecture.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return f"architecture {key} {value!r}: expected a positive integer"
+    try:
+        encoder_layer_spec(architecture["patch_size"])
+    except ValueError as error:
+        return f"architecture {error}"
+    return None
+
+
+def _describe(architecture):
+    return ", ".join(f"{key} {architecture[key]}" for key in ARCHITECTURE_INTEGERS)
+
+
+def _shape_mismatch(model, weights):
+    """How the arrays in the weights file ``weights`` differ in shape from ``model``'s variables, or None."""
+    import collections
+
+    import h5py
+
+    stored = collections.Counter()
+    try:
+        with h5py.File(weights, "r") as file:
+            file.visititems(lambda name, item: stored.update([item.shape]) if isinstance(item, h5py.Dataset) else None)
+    except OSError as error:
+        return f"not a readable weights file ({error})"
+    built = collections.Counter(tuple(v.shape) for v in model.weights)
+    if stored == built:
+        return None
+    extra, missing = sorted(stored - built), sorted(built - stored)
+    return (f"the file holds arrays of shape {', '.join(map(str, extra[:2])) or 'none other'}"
+            f"{', ...' if len(extra) > 2 else ''} where the architecture has "
+            f"{', '.join(map(str, missing[:2])) or 'none'}{', ...' if len(missing) > 2 else ''} (the manifest was "
+            "edited, or belongs to other weights)")
 
 
 def list_models(study, root=None):

@@ -61,6 +61,28 @@ def test_missing_and_altered_files_are_named(tmp_path):
     assert artifacts.list_models("toy", tmp_path) == ["m"]
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("patch_size", "32", r"m\.json: architecture patch_size '32': expected a positive integer"),
+    ("latent_dim", 0, r"m\.json: architecture latent_dim 0: expected a positive integer"),
+    ("patch_size", 48, r"m\.json: architecture patch_size must be 8 \* 2\*\*k"),
+    ("class", "Autoencoder", r"m\.json: architecture class 'Autoencoder': expected one of ConvAutoencoder"),
+    # a valid architecture that is not the one of the weights: the shapes that differ, in one line
+    ("channels", 3, r"m\.weights\.h5: does not fit the architecture in its manifest m\.json \(patch_size 32, "
+                    r"channels 3, latent_dim 8\): the file holds arrays of shape \(1,\), \(3, 3, 1, 32\) where "
+                    r"the architecture has \(3,\), \(3, 3, 3, 32\)"),
+    ("latent_dim", 9, r"holds arrays of shape \(8,\), \(8, 8, 32, 8\) where the architecture has \(8, 8, 32, 9\), \(9,\)"),
+])
+def test_an_edited_architecture_is_named_in_one_line(tmp_path, key, value, message):
+    _save(_trained(ConvAutoencoder(32, 1, 8)), tmp_path)
+    manifest_path = tmp_path / "toy" / "m.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["architecture"][key] = value
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(artifacts.ArtifactError, match=message) as raised:
+        artifacts.load_model(tmp_path / "toy" / "m")
+    assert "\n" not in str(raised.value)
+
+
 def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_path, monkeypatch):
     from ssimlib import train as train_module
     from ssimlib.experiments import nanotwice, studies
