@@ -22,7 +22,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage.color import rgb2gray
 
 
-IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
+JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", *JPEG_SUFFIXES, ".bmp")
+# Image formats this does not read (animated or lossy-only formats, camera raw, vector): named when skipped.
+OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".avif", ".heic", ".heif", ".jp2", ".j2k", ".jxl", ".pgm", ".ppm", ".pbm",
+                        ".pnm", ".tga", ".ico", ".svg", ".dng", ".raw", ".cr2", ".nef", ".arw")
 MASK_NAME = re.compile(r"[-_. ]mask$", re.IGNORECASE)  # how the stem of a mask file ends
 FLOAT_SLACK = 1e-3  # float pixel values this far outside [0, 1] are clipped (rounding); further is refused
 LABEL_LEVELS = 8  # a mask of 0 and at most 7 other gray values is a label image: every value but 0 marks a defect
@@ -35,6 +39,26 @@ def is_image_file(path):
     the ``._name`` files macOS leaves on foreign drives, and partial files being written)."""
     path = Path(path)
     return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
+
+
+def image_files(folder):
+    """The image files in ``folder`` (not below it), sorted; warns of files there that look like images but are
+    not read (:data:`OTHER_IMAGE_SUFFIXES`, links to nothing)."""
+    entries = list(Path(folder).iterdir())
+    warn_unread(folder, entries)
+    return sorted(p for p in entries if is_image_file(p))
+
+
+def warn_unread(where, paths, stacklevel=3):
+    """One warning naming the files of ``paths`` that look like images but are not read, if any."""
+    paths = [p for p in map(Path, paths) if not p.name.startswith(".")]
+    other = [p.name for p in paths if p.suffix.lower() in OTHER_IMAGE_SUFFIXES]
+    broken = [p.name for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and p.is_symlink() and not p.exists()]
+    parts = [f"{len(names)} {what} ({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''})"
+             for names, what in ((other, "image(s) of a format not read, convert them to PNG or TIFF"),
+                                 (broken, "link(s) to nothing")) if names]
+    if parts:
+        warnings.warn(f"{where}: skipped {'; '.join(parts)}", stacklevel=stacklevel)
 
 
 def mask_name_end(path):
@@ -81,10 +105,6 @@ def _require_dir(path, what):
     if not path.is_dir():
         raise DatasetError(f"{path}: expected a folder with {what}, but {not_a_folder(path)}")
     return path
-
-
-def _image_files(folder):
-    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
 
 
 def resize_square(array, size, order):
@@ -196,8 +216,8 @@ def _read_pixels(path, warn_dim):
         with warnings.catch_warnings():  # imageio trying its plugins on an unreadable file warns of their deprecation
             warnings.simplefilter("ignore", DeprecationWarning)
             suffix = path.suffix.lower()
-            reader = {".tif": _read_tiff, ".tiff": _read_tiff, ".jpg": _read_jpeg, ".jpeg": _read_jpeg,
-                      ".png": _read_png}.get(suffix, skimage.io.imread)
+            reader = {".tif": _read_tiff, ".tiff": _read_tiff, ".png": _read_png,
+                      **dict.fromkeys(JPEG_SUFFIXES, _read_jpeg)}.get(suffix, skimage.io.imread)
             raw = reader(path)
     except Exception as error:  # imageio/tifffile/PIL raise many kinds
         raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
@@ -230,7 +250,7 @@ def read_image(path, gray=None, size=None, warn_dim=True):
 
 def is_lossy(path):
     """Whether the image file at ``path`` is stored lossily (JPEG)."""
-    return Path(path).suffix.lower() in (".jpg", ".jpeg")
+    return Path(path).suffix.lower() in JPEG_SUFFIXES
 
 
 def mask_values(path):
@@ -284,7 +304,7 @@ def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):
     """
     root = _require_dir(root, "train/, test/ and ground_truth/ subfolders (MVTec AD layout)")
     train_dir = _require_dir(root / "train" / "good", "defect-free training images")
-    train_paths = _image_files(train_dir)
+    train_paths = image_files(train_dir)
     if not train_paths:
         raise DatasetError(f"{train_dir}: expected defect-free training images, found none")
     test_dir = _require_dir(root / "test", "one subfolder of test images per defect type")
@@ -296,7 +316,7 @@ def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):
         warnings.warn(note, stacklevel=2)
     labels = []
     for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        for path in _image_files(type_dir):
+        for path in image_files(type_dir):
             image = read_image(path, gray)
             if type_dir.name == "good":
                 mask = np.zeros(image.shape[:2], bool)

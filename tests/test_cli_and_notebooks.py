@@ -103,6 +103,7 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
     ("patch_size", "abc", "-p patch_size 'abc': expected a whole number"),  # default None: its kind is known
     ("loss", "ms_ssim", "-p loss 'ms_ssim': expected one of ssim, l2, ssim_l1"),
     ("learning_rate", ".inf", "-p learning_rate inf: expected a finite number"),
+    ("learning_rate", "1e999", "-p learning_rate '1e999': expected a finite number"),  # was echoed as inf
     ("seed", "99999999999999", "-p seed 99999999999999: expected a seed below 2**32"),
     ("patch_size", "100", "-p patch_size 100: expected a patch side of 8 * 2**k pixels, k >= 2 (32, 64, 128, 256, "
                           "...) (notebook 04_mvtec_category, default None)"),

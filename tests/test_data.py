@@ -161,6 +161,24 @@ def test_hidden_files_are_not_images(tmp_path):
     assert [p.name for p in sorted(tmp_path.iterdir()) if is_image_file(p)] == ["a.png"]
 
 
+def test_files_that_look_like_images_but_are_not_read_are_named(tmp_path):
+    from ssimlib.data import image_files
+
+    image = np.full((8, 8), 128, np.uint8)
+    Image.fromarray(image).save(tmp_path / "a.png")
+    Image.fromarray(image).save(tmp_path / "b.jpe", format="JPEG")  # a JPEG by another name: read
+    Image.fromarray(image).save(tmp_path / "c.gif")
+    Image.fromarray(image).save(tmp_path / "d.webp")
+    (tmp_path / "e.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "notes.txt").write_text("not an image, not named")
+    with pytest.warns(UserWarning) as warned:
+        assert [p.name for p in image_files(tmp_path)] == ["a.png", "b.jpe"]
+    assert [str(w.message) for w in warned] == [
+        f"{tmp_path}: skipped 2 image(s) of a format not read, convert them to PNG or TIFF (c.gif, d.webp); "
+        "1 link(s) to nothing (e.png)"]
+    assert read_image(tmp_path / "b.jpe").shape == (8, 8, 1)
+
+
 @pytest.fixture
 def category(tmp_path):
     return write_synthetic_category(tmp_path, "cat", n_train=2, n_good=1, n_defective=1, size=64)

@@ -253,6 +253,24 @@ def test_a_finished_run_run_again_computes_nothing_and_another_is_told_what_diff
     assert code == 2 and "one that recorded no settings" in err[0], err
 
 
+def test_a_name_a_spreadsheet_would_run_is_written_as_text_and_read_back(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copyfile(category / "test" / "good" / "000.png", images / "=1+2.png")
+    skimage.io.imsave(images / "tiny.png", np.full((3, 3), 128, np.uint8), check_contrast=False)
+    out = tmp_path / "d"
+    code, err = run_main(["detect", str(model), str(images), "--out", str(out)], capsys)
+    assert code == 0
+    # 9 pixels can never make a defect of the model's 16: said, not a silent "good"
+    assert f"warning: {images / 'tiny.png'}: image of 9 pixels, fewer than the smallest defect area (16 px): no " \
+           "defect can be found in it" in err, err
+    formula = next(row for row in read_rows(out) if "1+2" in row["anomaly_map"])
+    assert formula["anomaly_map"] == "'=1+2_map.png" and formula["overlay"] == "'=1+2_overlay.png"
+    assert main(["detect", str(model), str(images), "--out", str(out)]) == 0  # the row is read back as its file
+    assert "(2 of them done by an earlier run of this command, kept)" in capsys.readouterr().out
+
+
 def test_a_model_named_with_its_file_suffix_is_found(tiny_model, tmp_path):
     # `detect m.json` looked for m.json.json and advised training a model that exists
     category, model = tiny_model

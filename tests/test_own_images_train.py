@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -204,6 +205,30 @@ def test_one_image_is_too_few_and_hidden_files_are_no_images(tmp_path, capsys):
     code, err = run_main(["train", str(folder), "--out", str(tmp_path / "m"), *TINY], capsys)
     assert code == 2 and err == [f"error: {folder}: 1 image; training needs at least one more than the 1 "
                                  "--validation-fraction holds out to set the threshold"], err
+
+
+def test_images_beside_a_train_good_are_not_passed_over(data, tmp_path, capsys):
+    # a folder with images at its top and a train/good trained on train/good without a word
+    folder = tmp_path / "mixed"
+    shutil.copytree(data[0], folder)
+    shutil.copyfile(next((folder / "train" / "good").iterdir()), folder / "top.png")
+    code, err = run_main(["train", str(folder), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert code == 2 and err == [f"error: {folder}: holds images at its top and an MVTec AD-style train/good; "
+                                 f"which are the defect-free ones? Give {folder / 'train' / 'good'}, or move train/ "
+                                 f"out of {folder}"], err
+
+
+def test_a_held_out_copy_of_a_training_image_is_warned_of(tmp_path, capsys):
+    folder = tmp_path / "copies"
+    folder.mkdir()
+    board = np.kron(np.indices((8, 8)).sum(axis=0) % 2, np.ones((8, 8))).astype(np.uint8) * 255
+    for name in ("a", "b", "c", "d"):  # one picture saved four times: whichever is held out is a copy
+        skimage.io.imsave(folder / f"{name}.png", board, check_contrast=False)
+    code, err = run_main(["train", str(folder), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert code == 0
+    (warning,) = [line for line in err if "copies" in line]
+    assert warning.startswith(f"warning: {folder}: 1 held-out image(s) are copies of training images (")
+    assert "the threshold is set on images the model learnt, so it may come out too low" in warning
 
 
 SAVE_KILLED = """

@@ -274,3 +274,10 @@ def test_cvpr2019_setup_is_what_the_paper_states():
     assert presets.configure("bottle").setup == "reimplementation" and presets.configure("bottle").latent_dim == 500
     with pytest.raises(ValueError, match="setup must be one of cvpr2019, reimplementation"):
         presets.configure("grid", setup="cvpr")
+
+
+def test_the_residuals_checked_before_keras_loads_are_the_ones_inference_computes():
+    from ssimlib.experiments.presets import RESIDUALS
+    from ssimlib.inference import RESIDUAL_KINDS
+
+    assert RESIDUALS == RESIDUAL_KINDS

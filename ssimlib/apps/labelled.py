@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib.data import DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask, resize_square
+from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask, resize_square,
+                          warn_unread)
 
 EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writes: a folder holding both is one
 EVALUATION_RUN = "evaluation.run.json"  # the record of an evaluation's run: a folder holding it is one (maybe stopped)
@@ -73,6 +74,7 @@ def _files(folder, skip=()):
             folders[:] = []
             continue
         visited.add(real)
+        warn_unread(here, [Path(here) / name for name in names])
         files += [Path(here) / name for name in names if is_image_file(Path(here) / name)]
     return sorted(files)
 

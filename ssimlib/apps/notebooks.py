@@ -32,7 +32,7 @@ import yaml
 
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.architecture import encoder_layer_spec
-from ssimlib.experiments.presets import CROP_PROTOCOLS, LOSSES, SETUPS
+from ssimlib.experiments.presets import CROP_PROTOCOLS, LOSSES, RESIDUALS, SETUPS
 from ssimlib.paths import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -90,7 +90,7 @@ SEEDS = {"seed", "test_seed"}  # below 2**32 (NumPy's and Keras' seeds)
 KIND_WHEN_NONE_DEFAULT = {"patch_size": int, "latent_dim": int, "resize": int, "n_test_images": int, "epochs": int,
                           "residual": str, "crops": str, "data_root": str, "models_root": str}
 # Text parameters with a fixed set of values.
-CHOICES = {"loss": LOSSES, "setup": SETUPS, "residual": LOSSES, "crops": tuple(CROP_PROTOCOLS)}
+CHOICES = {"loss": LOSSES, "setup": SETUPS, "residual": RESIDUALS, "crops": tuple(CROP_PROTOCOLS)}
 # Index parameters and the count parameter they index into (a count of None: not known before the run).
 INDEX_PARAMETERS = {"example": "n_test", "example_image": "n_test_images"}
 KIND_NAMES = {bool: "true or false", str: "text", int: "a whole number", float: "a number"}
@@ -111,7 +111,9 @@ def parameter_value(text):
             number = float(value)
         except ValueError:
             return value
-        return int(number) if number.is_integer() and "." not in value else number
+        value = int(number) if number.is_integer() and "." not in value else number
+    if isinstance(value, float) and not math.isfinite(value) and not any(w in text.lower() for w in ("inf", "nan")):
+        return text  # a literal too large for a float (1e999): kept as typed, for value_problem to quote
     return value
 
 
@@ -168,6 +170,8 @@ def value_problem(key, value, default, none_allowed=False):
     :data:`SEEDS` say; a ``patch_size`` one that Table I's network takes (:mod:`ssimlib.architecture`).
     """
     kind = KIND_WHEN_NONE_DEFAULT.get(key) if default is None else type(default)
+    if kind in (int, float) and isinstance(value, str) and _overflows(value):
+        return "a finite number"
     if value is None:
         return None if default is None or none_allowed else KIND_NAMES[kind]
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -194,6 +198,14 @@ def value_problem(key, value, default, none_allowed=False):
     if key in FRACTIONS:
         return f"a number in {'[' if key in ZERO_ALLOWED else '('}0, 1)"
     return "a number from 0 up" if key in ZERO_ALLOWED else "a number above 0"
+
+
+def _overflows(text):
+    """Whether ``text`` is a number literal beyond float's range (``1e999``), which :func:`parameter_value` keeps."""
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def profile_parameters(name, profile):

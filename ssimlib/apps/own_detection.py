@@ -27,10 +27,11 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
-from ssimlib.apps.own_images import _image_files, default_stride, run_lock
+from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
 from ssimlib.apps.scoring import Detector, as_model_channels
-from ssimlib.data import DatasetError, read_image
+from ssimlib.apps.spreadsheet import plain_row, safe_row
+from ssimlib.data import DatasetError, image_files, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
@@ -59,7 +60,7 @@ def _inputs(paths, out_dir):
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
         if path.is_dir():
-            listed = _image_files(path)
+            listed = image_files(path)
             taken = [is_output(f) for f in listed]
             found = [f for f, output in zip(listed, taken) if not output]
             outputs = [f.name for f, output in zip(listed, taken) if output]
@@ -224,7 +225,7 @@ def _finished_rows(out_dir, run):
         return None
     check_same_run(out_dir / RUN_NAME, run, csv_path, "the detections of another run")
     with open(csv_path, newline="") as file:
-        rows = [row for row in csv.DictReader(file) if None not in row.values() and None not in row]
+        rows = [plain_row(row) for row in csv.DictReader(file) if None not in row.values() and None not in row]
     try:  # a row cut short by a kill reads short, or with a number cut
         rows = [{**row, "score": float(row["score"]), "defect_area_px": int(row["defect_area_px"])} for row in rows]
     except (KeyError, ValueError):
@@ -274,7 +275,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
     with open(out_dir / CSV_NAME, "w", newline="") as csv_file:  # the finished rows again, a cut last line dropped
         writer = csv.DictWriter(csv_file, CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(map(safe_row, rows))
         csv_file.flush()
         for path, (map_name, overlay_name) in zip(files, names):
             if map_name.as_posix() in finished:
@@ -298,6 +299,6 @@ def _detect_into(out_dir, run, detector, files, names, bad):
                 "verdict": "defective" if area else "good", "anomaly_map": map_name.as_posix(),
                 "overlay": overlay_name.as_posix(),
             })
-            writer.writerow(rows[-1])
+            writer.writerow(safe_row(rows[-1]))
             csv_file.flush()
     return rows, bad, resumed

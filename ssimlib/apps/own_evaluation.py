@@ -50,6 +50,7 @@ from ssimlib.apps.report import DIGITS, Entry, write_report
 from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector, newer_than
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
+from ssimlib.apps.spreadsheet import safe_row
 from ssimlib.data import DatasetError, read_image, resize_square
 from ssimlib.evaluate import summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
@@ -293,7 +294,7 @@ def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, thre
     with open(out_dir / CSV_NAME, "w", newline="") as file:
         writer = csv.DictWriter(file, CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(map(safe_row, rows))
     if report:
         _report(out_dir, model, metrics, rows, figures)
     return metrics, rows, rule, bad

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,8 +34,8 @@ import keras
 
 from ssimlib import artifacts
 from ssimlib.apps.own_options import InputError, check_train_options
-from ssimlib.data import (IMAGE_SUFFIXES, DatasetError, check_patch_size, is_image_file, mask_name_end, not_a_folder,
-                          read_image)
+from ssimlib.data import (IMAGE_SUFFIXES, DatasetError, check_patch_size, image_files, is_image_file, mask_name_end,
+                          not_a_folder, read_image)
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
 from ssimlib.experiments.presets import configure
@@ -43,10 +44,6 @@ from ssimlib.thresholds import max_region_threshold
 from ssimlib.train import STATE_FILE, train
 
 RUN_FILE = "run.json"
-
-
-def _image_files(folder):
-    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
 
 
 def default_stride(patch_size):
@@ -60,7 +57,10 @@ def defect_free_images(data, gray=None):
     if not data.is_dir():
         raise InputError(f"{data}: expected a folder of defect-free images, but {not_a_folder(data)}")
     folder = data / "train" / "good" if (data / "train" / "good").is_dir() else data
-    paths = _image_files(folder)
+    if folder != data and any(is_image_file(p) for p in data.iterdir()):
+        raise InputError(f"{data}: holds images at its top and an MVTec AD-style train/good; which are the "
+                         f"defect-free ones? Give {folder}, or move train/ out of {data}")
+    paths = image_files(folder)
     if not paths:
         raise InputError(f"{folder}: expected defect-free images ({', '.join(IMAGE_SUFFIXES)}), found none")
     masks = [path.name for path in paths if mask_name_end(path) is not None]
@@ -80,6 +80,17 @@ def defect_free_images(data, gray=None):
     if len(channels) > 1:
         raise InputError(f"{folder}: the images mix gray and colour; choose --gray or --color")
     return images, paths
+
+
+def held_out_copies(images, held_out, paths):
+    """``[(held-out name, name of a training image with the same pixels)]``: copies across the validation split."""
+    def digest(image):
+        return hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest()
+
+    held = set(int(i) for i in held_out)
+    trained = {digest(image): paths[i].name for i, image in enumerate(images) if i not in held}
+    found = [(paths[i].name, trained.get(digest(images[i]))) for i in sorted(held)]
+    return [(name, copy) for name, copy in found if copy]
 
 
 def data_fingerprint(paths):
@@ -215,6 +226,12 @@ def train_model(
         raise InputError(f"{paths[0].parent}: {len(images)} image{'' if len(images) == 1 else 's'}; training needs "
                          f"at least one more than the {max(1, round(validation_fraction * len(images)))} "
                          "--validation-fraction holds out to set the threshold") from None
+    copies = held_out_copies(images, held_out, paths)
+    if copies:
+        warnings.warn(f"{paths[0].parent}: {len(copies)} held-out image(s) are copies of training images ("
+                      f"{', '.join(f'{a} = {b}' for a, b in copies[:3])}{', ...' if len(copies) > 3 else ''}): the "
+                      "threshold is set on images the model learnt, so it may come out too low; remove the copies",
+                      stacklevel=2)
     channels = images[0].shape[-1]
     stride = stride or default_stride(patch_size)
     settings = {"loss": loss, "epochs": epochs, "n_patches": n_patches, "batch_size": batch_size,

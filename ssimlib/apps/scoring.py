@@ -78,6 +78,9 @@ class Detector:
     def anomaly_map(self, image, path):
         """:func:`anomaly_map` of ``image`` (any size and channel count) with this model."""
         image = as_model_channels(image, self.network.channels, path)
+        if image.shape[0] * image.shape[1] < self.min_area:
+            warnings.warn(f"{path}: image of {image.shape[0] * image.shape[1]} pixels, fewer than the smallest defect "
+                          f"area ({self.min_area} px): no defect can be found in it", stacklevel=2)
         return anomaly_map(self.network, image, self.preset, self.stride, path)
 
     def segmentation(self, anomaly_map):

@@ -43,6 +43,9 @@ CATEGORIES = tuple(sorted(TEXTURES + OBJECTS))
 SETUPS = ("cvpr2019", "reimplementation")
 # The training losses of a preset's model, a ConvAutoencoder: SSIM-AE, L2-AE, and SSIM + L1 for colour.
 LOSSES = ("ssim", "l2", "ssim_l1")
+# The residual kinds of a preset's anomaly map, for option checks made before Keras loads (the names of
+# ssimlib.inference.RESIDUAL_KINDS: each loss's own residual).
+RESIDUALS = LOSSES
 BACKGROUNDS = ("white", "black")
 # How NanoTWICE's training crops are drawn (ssimlib.data.CropStream options; "fixed": one set for all epochs).
 # The paper: "trained on 10 000 defect-free patches ... randomly cropped from the given training images".

@@ -1,0 +1,20 @@
+"""CSV cells that a spreadsheet shows as text: a file name such as ``=1+2.png`` is not run as a formula.
+
+A text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+is written with a leading apostrophe (the OWASP advice against CSV injection); numbers
+are written as they are.  :func:`plain_row` undoes it for a program that reads the CSV back.
+"""
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_row(row):
+    """``row`` (a dict) with its text cells that a spreadsheet would take for a formula prefixed with ``'``."""
+    return {key: f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+            for key, value in row.items()}
+
+
+def plain_row(row):
+    """A row read back from a CSV that :func:`safe_row` wrote: the apostrophe it added removed."""
+    return {key: value[1:] if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(FORMULA_STARTS)
+            else value for key, value in row.items()}
