@@ -285,6 +285,10 @@ def read_mask(path, shape=None, image_path=None):
                           f"{LABEL_LEVELS} gray values", stacklevel=2)
     else:
         mask = values > 0.5
+        if is_lossy(path) and not mask.any() and values.max() > 0:  # 0/1 masks saved as JPEG read as 0 and ~1/255
+            warnings.warn(f"{path}: a JPEG mask that marks nothing, though {np.count_nonzero(values)} of its pixels "
+                          f"are faintly above 0 (up to {values.max() * 255:.0f}/255): a 0/1 mask saved as JPEG? Save "
+                          "masks as PNG, defects 255 (or 1) on 0", stacklevel=2)
     if shape is not None and mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")

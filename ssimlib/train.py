@@ -78,7 +78,7 @@ def compile_autoencoder(
     """Compile ``model`` with Adam (paper: lr 2e-4, weight decay 1e-5) and the named loss.
 
     Keras' Adam applies the weight decay decoupled from the gradient (AdamW
-    style); at 1e-5 the difference from an L2 penalty is negligible.
+    style), not as an L2 penalty (README, "Where we differ": both are small at 1e-5).
     """
     if loss == "vae" and not isinstance(model, VariationalAutoencoder):
         raise ValueError("loss='vae' needs a ssimlib.models.VariationalAutoencoder")

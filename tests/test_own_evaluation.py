@@ -374,6 +374,35 @@ def test_what_a_tester_gave_evaluate_is_each_scored_once_and_told_in_one_line(mo
                    "not searched"]
 
 
+def test_labels_a_tester_found_wrong_are_refused_or_left_out(tmp_path):
+    def touch(*names):
+        for name in names:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(b"")
+
+    # --masks with an MVTec AD category was ignored for its ground_truth/: the masks given are the ones used
+    touch("c/test/good/0.png", "c/test/cut/0.png", "c/ground_truth/cut/0_mask.png", "c/train/good/0.png",
+          "alt/cut/0.png")
+    items, bad, rule = find_labelled([tmp_path / "c"], masks=tmp_path / "alt")
+    assert [(i.key, i.mask) for i in items] == [("cut/0", tmp_path / "alt/cut/0.png"), ("good/0", None)] and not bad
+    assert f"{tmp_path / 'alt'}/<folder>/<stem>.*" in rule
+    with pytest.raises(DatasetError, match="an MVTec AD category given with other inputs .*its train/ would be scored"):
+        find_labelled([tmp_path / "c", tmp_path / "alt"])  # its train/good scored as defect-free test images
+    # one flat folder of masks for two folders of images: 000.png was every 000's mask
+    touch("i/scratch/000.png", "i/crack/000.png", "i/good/001.png", "m/000.png")
+    items, bad, _ = find_labelled([tmp_path / "i/scratch", tmp_path / "i/crack", tmp_path / "i/good"],
+                                  masks=tmp_path / "m")
+    assert [i.path for i in items] == [tmp_path / "i/good/001.png"]
+    assert sorted(p.parent.name for p, _ in bad) == ["crack", "scratch"]
+    assert all(f"its mask {tmp_path / 'm/000.png'} is found for" in problem for _, problem in bad), bad
+    # an image of a defect type's folder whose mask is missing counted defect-free
+    touch("n/good/0.png", "n/scratch/1.png", "n/scratch/2.png", "nm/scratch/1.png")
+    items, bad, _ = find_labelled([tmp_path / "n"], masks=tmp_path / "nm")
+    assert [i.key for i in items] == ["good/0", "scratch/1"]
+    assert bad == [(tmp_path / "n/scratch/2.png", "lies in a defect type's folder (scratch/, beside good/) but has no "
+                                                  "mask: left out, not counted defect-free")]
+
+
 def test_a_mask_is_a_mask_and_a_missing_one_is_not_defect_free(model, tmp_path, capsys):
     rng = np.random.default_rng(4)
     # rule 4b took a PNG copy of a TIFF photo for its mask: a defect-free image became defective

@@ -271,6 +271,18 @@ def test_a_name_a_spreadsheet_would_run_is_written_as_text_and_read_back(tiny_mo
     assert "(2 of them done by an earlier run of this command, kept)" in capsys.readouterr().out
 
 
+def test_masks_beside_the_images_are_not_scored_as_parts(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
+    images = tmp_path / "scratch"
+    shutil.copytree(category / "test" / "stroke", images)
+    for image in sorted(images.iterdir())[:2]:
+        skimage.io.imsave(images / f"{image.stem}_mask.png", np.zeros((64, 64), np.uint8), check_contrast=False)
+    code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d")], capsys)
+    assert code == 0 and len(read_rows(tmp_path / "d")) == 3
+    assert f"warning: {images}: 2 files named like defect masks, not scored (000_mask.png, 001_mask.png; give one " \
+           "as a file to score it; evaluate scores images against their masks)" in err, err
+
+
 def test_a_model_named_with_its_file_suffix_is_found(tiny_model, tmp_path):
     # `detect m.json` looked for m.json.json and advised training a model that exists
     category, model = tiny_model

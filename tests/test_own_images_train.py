@@ -191,7 +191,7 @@ def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(data, tmp_path):
         run.kill()
         run.stderr.close()
     assert "Traceback" not in err and err.strip().splitlines()[-1] == (
-        "interrupted: the same command resumes from the checkpoint of the last finished epoch (MODEL.checkpoint/)")
+        f"interrupted: the same command resumes from the checkpoint of the last finished epoch ({out}.checkpoint/)")
     done = len(json.loads((out.with_name("m.checkpoint") / "state.json").read_text())["history"]["loss"])
     assert 1 <= done < 6 and main(argv) == 0
     assert len(json.loads(out.with_name("m.json").read_text())["training"]["loss"]) == 6

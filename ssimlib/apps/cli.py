@@ -62,7 +62,7 @@ def demo(epochs=20, n_train=1000, n_test=30, size=32, seed=0):
 
 
 INTERRUPTED = {  # what Ctrl-C leaves, by command
-    "train": "the same command resumes from the checkpoint of the last finished epoch (MODEL.checkpoint/)",
+    "train": "the same command resumes from the checkpoint of the last finished epoch ({out}.checkpoint/)",
     "train-study": "the same command resumes from the checkpoint of the last finished epoch",
     "detect": "detections.csv in --out lists the images finished, each with its map and overlay; the same command "
               "continues with the others",
@@ -81,7 +81,9 @@ def main(argv=None):
         return _command(argv)
     except KeyboardInterrupt:
         command = next((a for a in argv if not a.startswith("-")), "")
-        print(f"interrupted{': ' + INTERRUPTED[command] if command in INTERRUPTED else ''}", file=sys.stderr)
+        out = next((b for a, b in zip(argv, argv[1:]) if a == "--out"), "MODEL")
+        note = INTERRUPTED[command].format(out=out) if command in INTERRUPTED else ""
+        print(f"interrupted{': ' + note if note else ''}", file=sys.stderr)
         return 130
 
 

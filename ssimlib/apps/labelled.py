@@ -20,10 +20,11 @@ image's ``kind``).  Masks are paired by one rule, the first that applies:
 Under every rule, a file named like a mask that is no image's mask is
 listed as a problem and left out, not scored as an image.
 
-In an MVTec AD category, an image in ``test/<type>`` other than ``good`` without
-its mask is listed as a problem and left out, not counted defect-free.
+An MVTec AD category given alone is evaluated on its ``test/`` images, with its ``ground_truth/`` masks unless
+``masks`` or ``mask_suffix`` is given; given with other inputs it is refused (its ``train/`` would be scored).
 
-An image without a mask, or whose mask marks nothing, is defect-free.  Masks
+An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
+folder (a sibling of a ``good`` folder) without a mask: it is listed as a problem and left out.  Masks
 are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
 values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
 """
@@ -189,7 +190,15 @@ def _parallel(found, masks_dir, mask_suffix):
             pairs[p] = candidates[0]
         elif candidates:
             bad.append((p, f"several masks fit it ({', '.join(q.name for q in candidates)})"))
-    claimed = {q.resolve() for q in pairs.values()} | {p.resolve() for p, _ in bad}
+    claimants = defaultdict(list)
+    for image, mask in pairs.items():
+        claimants[mask.resolve()].append(image)
+    for images in (images for images in claimants.values() if len(images) > 1):  # a flat folder of masks, say
+        for image in images:
+            others = ", ".join(str(q) for q in images if q != image)
+            bad.append((image, f"its mask {pairs.pop(image)} is found for {others} too: left out (expected one mask "
+                               "per image: give each input folder alone, or the folder above them)"))
+    claimed = {q.resolve() for q in pairs.values()} | {p.resolve() for p, _ in bad} | set(claimants)
     bad += [(q, "a mask without an image") for q in _files(masks_dir) if q.resolve() not in claimed]
     return pairs, bad
 
@@ -204,6 +213,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     raises :class:`~ssimlib.data.DatasetError`.
     """
     inputs = [Path(p) for p in inputs]
+    categories = [p for p in inputs if _mvtec_category(p)]
+    if categories and len(inputs) > 1:
+        raise DatasetError(f"{categories[0]}: an MVTec AD category given with other inputs (its train/ would be scored "
+                           "as test images); give it alone, or its test/ folder")
     if masks is not None:
         masks = Path(masks)
         if not masks.is_dir():
@@ -212,15 +225,18 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
             if path.resolve() == masks.resolve() or masks.resolve() in path.resolve().parents:
                 raise DatasetError(f"{path}: lies in the folder of masks (--masks {masks}); masks beside the images "
                                    "are found without --masks (or named with --mask-suffix)")
-    category = mask_suffix is None and len(inputs) == 1 and _mvtec_category(inputs[0])
-    if category:
-        inputs, masks, mask_suffix = [inputs[0] / "test"], inputs[0] / "ground_truth", "_mask.png"
+    category = bool(categories)
+    if category:  # its test/ images; its ground_truth/ unless --masks or --mask-suffix says otherwise
+        if masks is None and mask_suffix is None:
+            masks, mask_suffix = inputs[0] / "ground_truth", "_mask.png"
+        inputs = [inputs[0] / "test"]
     found, bad = _found(inputs, [q for q in (masks, skip) if q is not None])
     if masks is not None:
         pairs, more_bad = _parallel(found, masks, mask_suffix)
         if category:  # a defect type's image without its mask is not defect-free: left out
-            more_bad += [(p, f"expected its mask {masks / p.parent.name / (p.stem + mask_suffix)}, it does not exist")
-                         for p, _ in found if p not in pairs and p.parent.name != "good"]
+            more_bad += [(p, f"expected its mask {masks / p.parent.name / (p.stem + (mask_suffix or '.*'))}, it does "
+                             "not exist") for p, _ in found
+                         if p not in pairs and p.parent.name != "good" and p not in {q for q, _ in more_bad}]
         bad += more_bad
         images = [(p, root) for p, root in found if p not in {q for q, _ in more_bad}]
         where = "an MVTec AD category: images in test/, masks" if category else "in the parallel folder"
@@ -250,6 +266,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
              "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
+    unlabelled = [p for p, _ in images if p not in pairs and _in_defect_folder(p)]
+    bad += [(p, f"lies in a defect type's folder ({p.parent.name}/, beside good/) but has no mask: left out, not "
+             "counted defect-free") for p in unlabelled]
+    images = [(p, root) for p, root in images if p not in unlabelled]
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
@@ -257,6 +277,11 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so all {len(items)} images count as defect-free")
     return items, bad, f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as defect-free"
+
+
+def _in_defect_folder(path):
+    """Whether ``path`` lies in a folder other than ``good`` that has a sibling folder ``good``: a defect type's."""
+    return path.parent.name.lower() != "good" and (path.parent.parent / "good").is_dir()
 
 
 def _items(images, pairs):

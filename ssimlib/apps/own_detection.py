@@ -31,7 +31,7 @@ from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
 from ssimlib.apps.scoring import Detector, as_model_channels
 from ssimlib.apps.spreadsheet import plain_row, safe_row
-from ssimlib.data import DatasetError, image_files, read_image
+from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
@@ -48,7 +48,8 @@ def _inputs(paths, out_dir):
     """Image files of the given files and folders, each once, and ``(path, problem)`` for paths that are neither.
 
     Maps and overlays a folder holds in or under ``out_dir``, or in or under a folder holding a ``detections.csv``
-    (``*_map.png``, ``*_overlay.png``: outputs of an earlier run) are not inputs; a warning names them.
+    (``*_map.png``, ``*_overlay.png``: outputs of an earlier run) and files named like defect masks
+    (:func:`ssimlib.data.mask_name_end`) found in a folder are not inputs; a warning names them.
     """
     out_dir = out_dir.resolve()
 
@@ -62,8 +63,13 @@ def _inputs(paths, out_dir):
         if path.is_dir():
             listed = image_files(path)
             taken = [is_output(f) for f in listed]
-            found = [f for f, output in zip(listed, taken) if not output]
+            masks = [f.name for f, output in zip(listed, taken) if not output and mask_name_end(f) is not None]
+            found = [f for f, output in zip(listed, taken) if not output and f.name not in masks]
             outputs = [f.name for f, output in zip(listed, taken) if output]
+            if masks:  # a test folder with its masks beside the images: masks are no parts to score
+                warnings.warn(f"{path}: {len(masks)} file{'s' if len(masks) > 1 else ''} named like defect masks, not "
+                              f"scored ({', '.join(masks[:3])}{', ...' if len(masks) > 3 else ''}; give one as a file "
+                              "to score it; evaluate scores images against their masks)", stacklevel=3)
             if outputs:
                 warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out or beside a "
                               f"{CSV_NAME} taken for an earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
