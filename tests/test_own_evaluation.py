@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -313,7 +314,7 @@ def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, 
     lines = (stopped / "evaluation.progress.jsonl").read_text().splitlines()
     assert len(lines) == 5
     (stopped / "evaluation.progress.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
-    unfinished = {stopped / "images" / f"{json.loads(line)}_map.tif" for line in lines[3:]}
+    unfinished = {stopped / "images" / f"{json.loads(line)[0]}_map.tif" for line in lines[3:]}
     kept = {p: p.stat().st_mtime_ns for p in (stopped / "images").rglob("*_map.tif") if p not in unfinished}
     assert len(kept) == 3
     assert main(["evaluate", str(model), str(category), "--out", str(stopped)]) == 0
@@ -321,6 +322,18 @@ def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, 
     assert json.loads((stopped / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
     assert (stopped / "evaluation.csv").read_text() == (whole / "evaluation.csv").read_text()
     assert len((stopped / "evaluation.progress.jsonl").read_text().splitlines()) == 5  # the cut line dropped
+    # an image replaced by an older file (cp -p, rsync -a and unzip keep its time) kept the other image's map
+    changed = tmp_path / "changed"
+    shutil.copytree(category, changed)
+    argv = ["evaluate", str(model), str(changed), "--out", str(tmp_path / "again")]
+    assert main(argv) == 0
+    replaced = changed / "test" / "good" / "000.png"
+    shutil.copyfile(changed / "test" / "stroke" / "000.png", replaced)
+    os.utime(replaced, (0, 0))  # 1970: older than every map
+    assert main(argv) == 0
+    assert main(["evaluate", str(model), str(changed), "--out", str(tmp_path / "fresh")]) == 0
+    assert (tmp_path / "again" / "evaluation.csv").read_text().replace("again", "fresh") == \
+        (tmp_path / "fresh" / "evaluation.csv").read_text()
 
 
 def _evaluate(argv, capsys):
@@ -395,6 +408,16 @@ def test_labels_a_tester_found_wrong_are_refused_or_left_out(tmp_path):
     assert [i.path for i in items] == [tmp_path / "i/good/001.png"]
     assert sorted(p.parent.name for p, _ in bad) == ["crack", "scratch"]
     assert all(f"its mask {tmp_path / 'm/000.png'} is found for" in problem for _, problem in bad), bad
+    # a mistyped --mask-suffix scored every image as defect-free and blocked the corrected command's --out
+    touch("t/11.png", "t/11_mask.png", "t/a.png.jpg", "t/a.jpg", "t/a.png")
+    with pytest.raises(DatasetError, match=r"^--mask-suffix _mask: no file ends in it, so nothing was scored \(did "
+                                           r"you mean --mask-suffix _mask\.png\?\)$"):
+        find_labelled([tmp_path / "t"], mask_suffix="_mask")
+    with pytest.raises(DatasetError, match=r"^--masks .*alt: no mask there fits an image"):
+        find_labelled([tmp_path / "t"], masks=tmp_path / "alt")
+    # given in this order, a.png.jpg and a.png shared the key a.png: one's map overwrote the other's
+    items, _, _ = find_labelled([tmp_path / "t" / name for name in ("a.png.jpg", "a.jpg", "a.png")])
+    assert len({i.key for i in items}) == 3
     # an image of a defect type's folder whose mask is missing counted defect-free
     touch("n/good/0.png", "n/scratch/1.png", "n/scratch/2.png", "nm/scratch/1.png")
     items, bad, _ = find_labelled([tmp_path / "n"], masks=tmp_path / "nm")

@@ -61,6 +61,7 @@ def with_option(argv, option, value):
     ("--epochs", "0"), ("--patch-size", "7"), ("--patch-size", "48"), ("--patch-size", "0"),
     ("--latent-dim", "0"), ("--batch-size", "0"), ("--n-patches", "-5"), ("--validation-fraction", "0"),
     ("--validation-fraction", "1"), ("--validation-fraction", "nan"), ("--min-defect-area", "0"),
+    ("--batch-size", "65"),  # above TINY's --n-patches 64: was taken without a word
 ])
 def test_a_bad_option_is_named_before_any_work(tmp_path, capsys, option, value):
     # The data folder does not exist: a run that checked it first would name it instead of the option.

@@ -178,7 +178,8 @@ def _looks_like_mask(path, image_path):
 
 
 def _parallel(found, masks_dir, mask_suffix):
-    """Rule 1: masks in a parallel folder: ``({image: mask}, bad)``."""
+    """Rule 1: masks in a parallel folder: ``({image: mask}, bad, fitted)``; ``fitted`` counts the images for
+    which some mask was found (paired, or left out because several fit or one fits several)."""
     pairs, bad = {}, []
     for p, root in found:
         folder = masks_dir / p.parent.relative_to(root)
@@ -190,6 +191,7 @@ def _parallel(found, masks_dir, mask_suffix):
             pairs[p] = candidates[0]
         elif candidates:
             bad.append((p, f"several masks fit it ({', '.join(q.name for q in candidates)})"))
+    fitted = len(pairs) + len(bad)
     claimants = defaultdict(list)
     for image, mask in pairs.items():
         claimants[mask.resolve()].append(image)
@@ -200,7 +202,7 @@ def _parallel(found, masks_dir, mask_suffix):
                                "per image: give each input folder alone, or the folder above them)"))
     claimed = {q.resolve() for q in pairs.values()} | {p.resolve() for p, _ in bad} | set(claimants)
     bad += [(q, "a mask without an image") for q in _files(masks_dir) if q.resolve() not in claimed]
-    return pairs, bad
+    return pairs, bad, fitted
 
 
 def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
@@ -225,6 +227,7 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
             if path.resolve() == masks.resolve() or masks.resolve() in path.resolve().parents:
                 raise DatasetError(f"{path}: lies in the folder of masks (--masks {masks}); masks beside the images "
                                    "are found without --masks (or named with --mask-suffix)")
+    asked = (masks, mask_suffix)  # as the user gave them
     category = bool(categories)
     if category:  # its test/ images; its ground_truth/ unless --masks or --mask-suffix says otherwise
         if masks is None and mask_suffix is None:
@@ -232,7 +235,7 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         inputs = [inputs[0] / "test"]
     found, bad = _found(inputs, [q for q in (masks, skip) if q is not None])
     if masks is not None:
-        pairs, more_bad = _parallel(found, masks, mask_suffix)
+        pairs, more_bad, fitted = _parallel(found, masks, mask_suffix)
         if category:  # a defect type's image without its mask is not defect-free: left out
             more_bad += [(p, f"expected its mask {masks / p.parent.name / (p.stem + (mask_suffix or '.*'))}, it does "
                              "not exist") for p, _ in found
@@ -262,6 +265,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                 f"as an image of another type for {len(same_stem_pairs)}")
         pairs.update(same_stem_pairs)
         bad += more_bad + same_stem_bad
+    if masks is None and mask_suffix is not None:
+        fitted = sum(p.name.endswith(mask_suffix) for p, _ in found)
+    if found and asked != (None, None) and not fitted:  # a mistyped option: refused before anything is written
+        raise DatasetError(_no_mask_fits(found, *asked))
     misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
              "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
@@ -277,6 +284,16 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so all {len(items)} images count as defect-free")
     return items, bad, f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as defect-free"
+
+
+def _no_mask_fits(found, masks, mask_suffix):
+    """The line that says no mask fitted any image under ``--masks`` / ``--mask-suffix`` as given, with a hint."""
+    if masks is not None:
+        return (f"--masks {masks}: no mask there fits an image (expected {masks}/<folder>/<stem>{mask_suffix or '.*'}, "
+                "<folder> being the image's folder below the input folder it was found in); nothing was scored")
+    endings = sorted({p.suffix for p, _ in found if p.stem.endswith(mask_suffix)})
+    hint = f" (did you mean --mask-suffix {mask_suffix}{endings[0]}?)" if endings else ""
+    return f"--mask-suffix {mask_suffix}: no file ends in it, so nothing was scored{hint}"
 
 
 def _in_defect_folder(path):
@@ -295,6 +312,8 @@ def _items(images, pairs):
         key = relative.with_suffix("").as_posix()
         if key in keys:  # a.jpg beside a.bmp, both images
             key = relative.as_posix()
+        while key in keys:  # a.png beside a.png.jpg, whose key without its suffix is a.png
+            key += "~"
         keys.add(key)
         kind = relative.parent.as_posix()
         items.append(Labelled(p, pairs.get(p), key, "" if kind == "." else kind))

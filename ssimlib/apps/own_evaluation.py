@@ -16,8 +16,9 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   and ``<key>_overlay.png`` (the segmentation in red).
 
 ``evaluation.run.json`` records the run (the model's weights, threshold, precision, inputs and mask rule) and
-``evaluation.progress.jsonl`` the key of every image as its outputs are written: the same command run again (after
-Ctrl-C, say) reads the finished images' maps back instead of computing them (their masks are read anew), and
+``evaluation.progress.jsonl`` the key and the sha256 of every image as its outputs are written: the same command run
+again (after Ctrl-C, say) reads the finished images' maps back instead of computing them (their masks are read anew;
+an image whose file changed since, even to an older copy, is scored again), and
 another evaluation aimed at the same ``DIR`` is refused, naming what differs.
 
 Images are read as ``detect`` reads them (resized where the model's preset
@@ -45,6 +46,7 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
+from ssimlib import artifacts
 from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, write_report
 from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector, newer_than
@@ -201,20 +203,33 @@ def _row(out_dir, item, mask, anomaly_map, segmentation):
 
 
 def _finished_keys(out_dir, run):
-    """The keys of the images that a stopped evaluation of ``run`` in ``out_dir`` finished (none for a fresh
-    ``out_dir``); :class:`InputError` when ``out_dir`` holds another evaluation (or one that names no run)."""
+    """``{key: sha256 of its image file}`` of the images that a stopped evaluation of ``run`` in ``out_dir`` finished
+    (empty for a fresh ``out_dir``; the hash None in a line of a version that wrote keys alone);
+    :class:`InputError` when ``out_dir`` holds another evaluation (or one that names no run)."""
     outputs = [out_dir / name for name in (*EVALUATION_FILES, PROGRESS_NAME) if (out_dir / name).exists()]
     if not outputs:
-        return set()
+        return {}
     check_same_run(out_dir / RUN_NAME, run, outputs[0], "another evaluation")
-    keys = set()
+    done = {}
     with contextlib.suppress(OSError), open(out_dir / PROGRESS_NAME) as progress:
         for line in progress:
             with contextlib.suppress(ValueError):  # a line cut short by a kill
-                key = json.loads(line)
-                if isinstance(key, str):
-                    keys.add(key)
-    return keys
+                entry = json.loads(line)
+                if isinstance(entry, str):
+                    done[entry] = None
+                elif isinstance(entry, list) and len(entry) == 2 and all(isinstance(e, str) for e in entry):
+                    done[entry[0]] = entry[1]
+    return done
+
+
+def _progress_line(key, digest):
+    return f"{json.dumps(key if digest is None else [key, digest])}\n"
+
+
+def _unchanged(image, digest, output):
+    """Whether the image file ``image`` is the one ``output`` was made from: its sha256 is ``digest`` (None:
+    recorded by a version that kept no hash; then it is older than ``output``)."""
+    return not newer_than(image, output) if digest is None else artifacts.sha256(image) == digest
 
 
 def evaluate_images(
@@ -256,7 +271,7 @@ def _score_all(out_dir, items, done, detector, bad):
     mended since); problems appended to ``bad``."""
     rows, maps, gts = [], [], []
     with open(out_dir / PROGRESS_NAME, "w") as progress:  # the keys kept, a line cut by a kill dropped
-        progress.writelines(f"{json.dumps(key)}\n" for key in done)
+        progress.writelines(_progress_line(key, digest) for key, digest in done.items())
         progress.flush()
         for item in items:
             raw = _output_paths(out_dir, item.key)[0]
@@ -264,14 +279,14 @@ def _score_all(out_dir, items, done, detector, bad):
                 image = read_image(item.path)
                 mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
                 image = resize_square(image, detector.preset.resize, order=1)
-                if item.key in done and raw.exists() and not newer_than(item.path, raw):  # a stopped run's
+                if item.key in done and raw.exists() and _unchanged(item.path, done[item.key], raw):  # a stopped run's
                     anomaly_map = skimage.io.imread(raw).astype(np.float32)
                     segmentation = detector.segmentation(anomaly_map)
                 else:
                     anomaly_map = detector.anomaly_map(image, item.path)
                     segmentation = detector.segmentation(anomaly_map)
                     _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
-                    progress.write(f"{json.dumps(item.key)}\n")
+                    progress.write(_progress_line(item.key, artifacts.sha256(item.path)))
                     progress.flush()
             except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
                 message = " ".join(str(error).split())

@@ -70,6 +70,9 @@ def check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, b
     for option, value in (("--latent-dim", latent_dim), ("--epochs", epochs), ("--n-patches", n_patches),
                           ("--batch-size", batch_size), ("--min-defect-area", min_defect_area)):
         check_count(option, value)
+    if batch_size > n_patches:  # every epoch one short batch of all the patches: not what the number says
+        raise InputError(f"--batch-size {batch_size} is larger than --n-patches {n_patches}: a batch is drawn from "
+                         "the patches of an epoch; choose at most that many")
     if not 0 < validation_fraction < 1:
         raise InputError(f"--validation-fraction must be between 0 and 1 (both excluded: the held-out defect-free "
                          f"images set the detection threshold), got {validation_fraction}")

@@ -281,7 +281,7 @@ def _measure(run, key):
 
 def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     """Lines of a table: every arm of ``epochs`` epochs, then each protocol's mean and seed spread (max - min)."""
-    runs = [r for r in results["runs"] if r["epochs"] == epochs]
+    runs = sorted((r for r in results["runs"] if r["epochs"] == epochs), key=lambda r: (batch_of(r), r["crops"], r["seed"]))
     if not runs:
         return [f"no arm of {epochs} epochs has finished yet"]
     lines = [f"{'crops':18} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
