@@ -408,6 +408,20 @@ def test_labels_a_tester_found_wrong_are_refused_or_left_out(tmp_path):
     assert [i.path for i in items] == [tmp_path / "i/good/001.png"]
     assert sorted(p.parent.name for p, _ in bad) == ["crack", "scratch"]
     assert all(f"its mask {tmp_path / 'm/000.png'} is found for" in problem for _, problem in bad), bad
+    # a review: the defect-folder rule looked above the folder given (project/good beside project/test dropped
+    # every defect-free test image); a category's own ground_truth named by --masks, or its suffix by
+    # --mask-suffix, were refused; a folder of good images with --masks needs no mask
+    touch("p/good/t.png", "p/test/a.png", "p/test/a_mask.png", "p/test/b.png")
+    items, bad, _ = find_labelled([tmp_path / "p/test"])
+    assert [i.key for i in items] == ["a", "b"] and not bad
+    touch("q/test/Good/0.png", "q/test/cut/1.png")  # good spelt otherwise: 1.png, without a mask, left out
+    items, bad, _ = find_labelled([tmp_path / "q/test"])
+    assert [i.key for i in items] == ["Good/0"] and [p.name for p, _ in bad] == ["1.png"]
+    for kwargs in ({"masks": tmp_path / "c/ground_truth"}, {"mask_suffix": "_mask.png"}):
+        items, bad, _ = find_labelled([tmp_path / "c"], **kwargs)
+        assert [(i.key, i.mask and i.mask.name) for i in items] == [("cut/0", "0_mask.png"), ("good/0", None)], kwargs
+    touch("g/good/0.png")
+    assert [i.key for i in find_labelled([tmp_path / "g"], masks=tmp_path / "alt")[0]] == ["good/0"]
     # a mistyped --mask-suffix scored every image as defect-free and blocked the corrected command's --out
     touch("t/11.png", "t/11_mask.png", "t/a.png.jpg", "t/a.jpg", "t/a.png")
     with pytest.raises(DatasetError, match=r"^--mask-suffix _mask: no file ends in it, so nothing was scored \(did "
@@ -504,9 +518,9 @@ def test_what_a_tester_labelled_is_paired_and_read_as_meant(model, tmp_path, cap
     items, bad, rule = find_labelled([mixed])
     assert [(i.key, i.mask and i.mask.name) for i in items] == [("a", "a.png"), ("d", "d-MASK.png"), ("e", None)]
     assert not bad and "2 of 3 images have one" in rule
-    # with a --mask-suffix that fits none, the *_mask files were scored as images
-    items, bad, _ = find_labelled([mixed], mask_suffix="_gt.png")
-    assert "d-MASK.png" in [p.name for p, _ in bad] and "d-MASK.png" not in [i.path.name for i in items]
+    # with a --mask-suffix that fits none, the *_mask files were scored as images; now nothing is scored
+    with pytest.raises(DatasetError, match=r"^--mask-suffix _gt\.png: no file ends in it, so nothing was scored$"):
+        find_labelled([mixed], mask_suffix="_gt.png")
     # a mask marking only defect pixels gave a traceback; nothing to score wrote a metrics.json blocking the re-run
     whole = tmp_path / "whole"
     _save(whole / "w.png", image)

@@ -271,14 +271,23 @@ def test_a_name_a_spreadsheet_would_run_is_written_as_text_and_read_back(tiny_mo
     assert "(2 of them done by an earlier run of this command, kept)" in capsys.readouterr().out
 
 
+def test_a_cell_written_safe_reads_back_as_it_was():
+    from ssimlib.apps.spreadsheet import plain_row, safe_row
+
+    for text in ("=1+2.png", "'=a.png", "'plain.png", "a.png", "-x.png", "@y.png", "+z.png"):
+        assert plain_row(safe_row({"name": text}))["name"] == text
+    assert safe_row({"name": "=1+2.png", "score": -1.5}) == {"name": "'=1+2.png", "score": -1.5}
+
+
 def test_masks_beside_the_images_are_not_scored_as_parts(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     images = tmp_path / "scratch"
     shutil.copytree(category / "test" / "stroke", images)
     for image in sorted(images.iterdir())[:2]:
         skimage.io.imsave(images / f"{image.stem}_mask.png", np.zeros((64, 64), np.uint8), check_contrast=False)
+    shutil.copyfile(images / "002.png", images / "gas-mask.png")  # a part of that name, no image gas.* beside it
     code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d")], capsys)
-    assert code == 0 and len(read_rows(tmp_path / "d")) == 3
+    assert code == 0 and len(read_rows(tmp_path / "d")) == 4
     assert f"warning: {images}: 2 files named like defect masks, not scored (000_mask.png, 001_mask.png; give one " \
            "as a file to score it; evaluate scores images against their masks)" in err, err
 

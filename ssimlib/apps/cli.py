@@ -81,7 +81,8 @@ def main(argv=None):
         return _command(argv)
     except KeyboardInterrupt:
         command = next((a for a in argv if not a.startswith("-")), "")
-        out = next((b for a, b in zip(argv, argv[1:]) if a == "--out"), "MODEL")
+        out = next((b for a, b in zip(argv, argv[1:]) if a == "--out"), None) or next(
+            (a.removeprefix("--out=") for a in argv if a.startswith("--out=")), "MODEL")
         note = INTERRUPTED[command].format(out=out) if command in INTERRUPTED else ""
         print(f"interrupted{': ' + note if note else ''}", file=sys.stderr)
         return 130

@@ -8,7 +8,7 @@ image's ``kind``).  Masks are paired by one rule, the first that applies:
 
 1. ``masks=DIR``: a parallel folder, ``DIR/<folder>/<stem><mask_suffix>`` for the
    image ``<folder>/<stem>.<ext>`` below the folder it was found in (without a
-   ``mask_suffix``: ``DIR/<folder>/<stem>.*``);
+   ``mask_suffix``: ``DIR/<folder>/<stem>.*`` or ``<stem>_mask.*``);
 2. ``mask_suffix=S``: beside the image, ``<stem>S``;
 3. an MVTec AD category given as one folder: images in ``test/``, masks
    ``ground_truth/<type>/<stem>_mask.png``;
@@ -20,8 +20,10 @@ image's ``kind``).  Masks are paired by one rule, the first that applies:
 Under every rule, a file named like a mask that is no image's mask is
 listed as a problem and left out, not scored as an image.
 
-An MVTec AD category given alone is evaluated on its ``test/`` images, with its ``ground_truth/`` masks unless
-``masks`` or ``mask_suffix`` is given; given with other inputs it is refused (its ``train/`` would be scored).
+An MVTec AD category given alone is evaluated on its ``test/`` images, with the masks of its ``ground_truth/`` (or
+``masks``) named ``<stem>_mask.png`` (or ``<stem><mask_suffix>``); given with other inputs it is refused (its
+``train/`` would be scored).  ``masks`` or ``mask_suffix`` that fit no mask at all, where some image lies outside a
+``good`` folder, are refused (a mistyped option), before anything is scored.
 
 An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
 folder (a sibling of a ``good`` folder) without a mask: it is listed as a problem and left out.  Masks
@@ -29,6 +31,7 @@ are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a
 values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
 """
 
+import glob
 import os
 import warnings
 from collections import defaultdict
@@ -185,8 +188,9 @@ def _parallel(found, masks_dir, mask_suffix):
         folder = masks_dir / p.parent.relative_to(root)
         if mask_suffix:
             candidates = [folder / f"{p.stem}{mask_suffix}"] if (folder / f"{p.stem}{mask_suffix}").is_file() else []
-        else:
-            candidates = sorted(q for q in folder.glob(f"{p.stem}.*") if is_image_file(q))
+        else:  # <stem>.*, or <stem>_mask.* (any ending mask_name_end knows)
+            candidates = sorted(q for q in folder.glob(f"{glob.escape(p.stem)}*") if is_image_file(q) and (
+                q.stem == p.stem or (mask_name_end(q) is not None and q.stem[: mask_name_end(q)] == p.stem)))
         if len(candidates) == 1:
             pairs[p] = candidates[0]
         elif candidates:
@@ -229,9 +233,9 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                                    "are found without --masks (or named with --mask-suffix)")
     asked = (masks, mask_suffix)  # as the user gave them
     category = bool(categories)
-    if category:  # its test/ images; its ground_truth/ unless --masks or --mask-suffix says otherwise
-        if masks is None and mask_suffix is None:
-            masks, mask_suffix = inputs[0] / "ground_truth", "_mask.png"
+    if category:  # its test/ images; masks in its ground_truth/ (or --masks), <stem>_mask.png (or --mask-suffix)
+        if masks is None:
+            masks, mask_suffix = inputs[0] / "ground_truth", mask_suffix or "_mask.png"
         inputs = [inputs[0] / "test"]
     found, bad = _found(inputs, [q for q in (masks, skip) if q is not None])
     if masks is not None:
@@ -267,13 +271,14 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         bad += more_bad + same_stem_bad
     if masks is None and mask_suffix is not None:
         fitted = sum(p.name.endswith(mask_suffix) for p, _ in found)
-    if found and asked != (None, None) and not fitted:  # a mistyped option: refused before anything is written
+    if asked != (None, None) and not fitted and any(p.parent.name.lower() != "good" for p, _ in found):
+        # a mistyped option: refused before anything is written (a folder of good images needs no mask)
         raise DatasetError(_no_mask_fits(found, *asked))
     misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
              "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
-    unlabelled = [p for p, _ in images if p not in pairs and _in_defect_folder(p)]
+    unlabelled = [p for p, root in images if p not in pairs and _in_defect_folder(p, root)]
     bad += [(p, f"lies in a defect type's folder ({p.parent.name}/, beside good/) but has no mask: left out, not "
              "counted defect-free") for p in unlabelled]
     images = [(p, root) for p, root in images if p not in unlabelled]
@@ -289,16 +294,20 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
 def _no_mask_fits(found, masks, mask_suffix):
     """The line that says no mask fitted any image under ``--masks`` / ``--mask-suffix`` as given, with a hint."""
     if masks is not None:
-        return (f"--masks {masks}: no mask there fits an image (expected {masks}/<folder>/<stem>{mask_suffix or '.*'}, "
+        return (f"--masks {masks}: no mask there fits an image (expected {masks}/<folder>/"
+                f"{'<stem>' + mask_suffix if mask_suffix else '<stem>.* or <stem>_mask.*'}, "
                 "<folder> being the image's folder below the input folder it was found in); nothing was scored")
     endings = sorted({p.suffix for p, _ in found if p.stem.endswith(mask_suffix)})
     hint = f" (did you mean --mask-suffix {mask_suffix}{endings[0]}?)" if endings else ""
     return f"--mask-suffix {mask_suffix}: no file ends in it, so nothing was scored{hint}"
 
 
-def _in_defect_folder(path):
-    """Whether ``path`` lies in a folder other than ``good`` that has a sibling folder ``good``: a defect type's."""
-    return path.parent.name.lower() != "good" and (path.parent.parent / "good").is_dir()
+def _in_defect_folder(path, root):
+    """Whether ``path`` lies in a defect type's folder: one below the input folder ``root`` it was found in, not
+    named ``good``, with a sibling folder named ``good`` (in any case)."""
+    folder = path.parent
+    return (folder != Path(root) and folder.name.lower() != "good"
+            and any(d.name.lower() == "good" and d.is_dir() for d in folder.parent.iterdir()))
 
 
 def _items(images, pairs):

@@ -48,8 +48,9 @@ def _inputs(paths, out_dir):
     """Image files of the given files and folders, each once, and ``(path, problem)`` for paths that are neither.
 
     Maps and overlays a folder holds in or under ``out_dir``, or in or under a folder holding a ``detections.csv``
-    (``*_map.png``, ``*_overlay.png``: outputs of an earlier run) and files named like defect masks
-    (:func:`ssimlib.data.mask_name_end`) found in a folder are not inputs; a warning names them.
+    (``*_map.png``, ``*_overlay.png``: outputs of an earlier run) and files named like the defect mask of an
+    image beside them (``x_mask.png`` with ``x.png``, :func:`ssimlib.data.mask_name_end`) found in a folder are
+    not inputs; a warning names them.
     """
     out_dir = out_dir.resolve()
 
@@ -63,7 +64,9 @@ def _inputs(paths, out_dir):
         if path.is_dir():
             listed = image_files(path)
             taken = [is_output(f) for f in listed]
-            masks = [f.name for f, output in zip(listed, taken) if not output and mask_name_end(f) is not None]
+            stems = {f.stem for f in listed}  # a mask beside its image: x_mask.png with x.png (not gas-mask.png alone)
+            masks = [f.name for f, output in zip(listed, taken)
+                     if not output and mask_name_end(f) is not None and f.stem[: mask_name_end(f)] in stems]
             found = [f for f, output in zip(listed, taken) if not output and f.name not in masks]
             outputs = [f.name for f, output in zip(listed, taken) if output]
             if masks:  # a test folder with its masks beside the images: masks are no parts to score

@@ -1,11 +1,11 @@
 """CSV cells that a spreadsheet shows as text: a file name such as ``=1+2.png`` is not run as a formula.
 
-A text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
-is written with a leading apostrophe (the OWASP advice against CSV injection); numbers
+A text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return (or an
+apostrophe, so that reading back is exact) is written with a leading apostrophe (the OWASP advice against CSV injection); numbers
 are written as they are.  :func:`plain_row` undoes it for a program that reads the CSV back.
 """
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")  # the apostrophe too, so that plain_row undoes safe_row
 
 
 def safe_row(row):
