@@ -26,7 +26,8 @@ An MVTec AD category given alone is evaluated on its ``test/`` images, with the 
 ``good`` folder, are refused (a mistyped option), before anything is scored.
 
 An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
-folder (a sibling of a ``good`` folder) without a mask: it is listed as a problem and left out.  Masks
+folder (below the folder given, a sibling of a ``good`` folder) without a mask: it is listed as a problem and
+left out.  Masks
 are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
 values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
 """
