@@ -279,7 +279,9 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
              "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
-    unlabelled = [p for p, root in images if p not in pairs and _in_defect_folder(p, root)]
+    folders = {(p.parent, Path(root)) for p, root in images}  # each folder's siblings listed once, not per image
+    defect_folders = {(folder, root) for folder, root in folders if _is_defect_folder(folder, root)}
+    unlabelled = [p for p, root in images if p not in pairs and (p.parent, Path(root)) in defect_folders]
     bad += [(p, f"lies in a defect type's folder ({p.parent.name}/, beside good/) but has no mask: left out, not "
              "counted defect-free") for p in unlabelled]
     images = [(p, root) for p, root in images if p not in unlabelled]
@@ -303,11 +305,10 @@ def _no_mask_fits(found, masks, mask_suffix):
     return f"--mask-suffix {mask_suffix}: no file ends in it, so nothing was scored{hint}"
 
 
-def _in_defect_folder(path, root):
-    """Whether ``path`` lies in a defect type's folder: one below the input folder ``root`` it was found in, not
-    named ``good``, with a sibling folder named ``good`` (in any case)."""
-    folder = path.parent
-    return (folder != Path(root) and folder.name.lower() != "good"
+def _is_defect_folder(folder, root):
+    """Whether ``folder`` is a defect type's: below the input folder ``root`` it was found in, not named ``good``,
+    with a sibling folder named ``good`` (in any case)."""
+    return (folder != root and folder.name.lower() != "good"
             and any(d.name.lower() == "good" and d.is_dir() for d in folder.parent.iterdir()))
 
 
