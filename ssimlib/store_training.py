@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from ssimlib import artifacts
-from ssimlib.train import compile_autoencoder, epoch_line, read_checkpoint_state, save_checkpoint
+from ssimlib.train import DECAY, compile_autoencoder, epoch_line, read_checkpoint_state, save_checkpoint
 
 
 def cache_dir():
@@ -43,7 +43,7 @@ def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
     model, _ = artifacts.load_model(stem)
     compile_autoencoder(
         model, settings["loss"], settings["learning_rate"], settings["weight_decay"],
-        settings["window_size"], settings["window"],
+        settings["window_size"], settings["window"], settings.get("decay", DECAY),
     )
     model.optimizer.build(model.trainable_variables)  # a fresh Adam state
     done = training["epochs_done"]

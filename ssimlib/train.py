@@ -72,19 +72,64 @@ def checkpoint_lock(directory):
         yield
 
 
-def compile_autoencoder(
-    model, loss="ssim", learning_rate=2e-4, weight_decay=1e-5, window_size=11, window=DEFAULT_WINDOW
-):
-    """Compile ``model`` with Adam (paper: lr 2e-4, weight decay 1e-5) and the named loss.
+# How the paper's "weight decay 1e-5" is read (see :func:`adam`); the first is what every model here trained with.
+DECAYS = ("decoupled", "l2", "lr")
+DECAY = DECAYS[0]
 
-    Keras' Adam applies the weight decay decoupled from the gradient (AdamW
+
+class L2Adam(keras.optimizers.Adam):
+    """Adam with ``l2 * w`` added to each variable's gradient (PyTorch's ``Adam(weight_decay=l2)``).
+
+    The same as adding ``l2 / 2 * sum(w ** 2)`` to the loss, without that term in the logged loss.
+    """
+
+    def __init__(self, l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.l2 = l2
+
+    def apply(self, grads, trainable_variables=None):
+        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        grads = [g if g is None else keras.ops.add(g, keras.ops.multiply(keras.ops.cast(v, g.dtype), self.l2))
+                 for g, v in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+def adam(learning_rate=2e-4, weight_decay=1e-5, decay=DECAY):
+    """Adam with the paper's learning rate and "weight decay", the latter read as ``decay`` says.
+
+    ``"decoupled"``: Keras 3's ``weight_decay`` (AdamW style: each step shrinks a weight by
+    ``learning_rate * weight_decay`` of itself); ``"l2"``: an L2 penalty, ``weight_decay * w`` in the
+    gradient (:class:`L2Adam`); ``"lr"``: Keras 2's ``Adam(decay=...)``, a learning rate of
+    ``learning_rate / (1 + weight_decay * step)`` and no weight decay (as a public Keras
+    re-implementation of the paper reads it).
+    """
+    if decay == "decoupled":
+        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
+    if decay == "l2":
+        return L2Adam(l2=weight_decay, learning_rate=learning_rate)
+    if decay == "lr":
+        schedule = keras.optimizers.schedules.InverseTimeDecay(learning_rate, decay_steps=1, decay_rate=weight_decay)
+        return keras.optimizers.Adam(learning_rate=schedule)
+    raise ValueError(f"decay must be one of {', '.join(DECAYS)}, got {decay!r}")
+
+
+def compile_autoencoder(
+    model, loss="ssim", learning_rate=2e-4, weight_decay=1e-5, window_size=11, window=DEFAULT_WINDOW, decay=DECAY
+):
+    """Compile ``model`` with Adam (paper: lr 2e-4, weight decay 1e-5, read as ``decay`` says: :func:`adam`)
+    and the named loss.
+
+    By default Keras' Adam applies the weight decay decoupled from the gradient (AdamW
     style), not as an L2 penalty (README, "Where we differ": both are small at 1e-5).
     """
     if loss == "vae" and not isinstance(model, VariationalAutoencoder):
         raise ValueError("loss='vae' needs a ssimlib.models.VariationalAutoencoder")
     if loss == "fm" and not isinstance(model, FeatureMatchingAutoencoder):
         raise ValueError("loss='fm' needs a ssimlib.models.FeatureMatchingAutoencoder")
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=weight_decay)
+    optimizer = adam(learning_rate, weight_decay, decay)
     # XLA (jit_compile) is 3-4x slower than plain TensorFlow on a small CPU.
     jit = keras.backend.backend() != "tensorflow"
     model.compile(optimizer=optimizer, loss=get_loss(loss, window_size=window_size, window=window), jit_compile=jit)
@@ -125,11 +170,12 @@ def load_checkpoint(model, directory):
 
 
 def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, n_patches,
-                      crops="fixed"):
+                      crops="fixed", decay=DECAY):
     """The settings :func:`train` records in a checkpoint (a resumed run must have the same, but for ``epochs``).
 
     ``crops`` is ``"fixed"`` (one set of patches every epoch; not recorded, as in every
-    model trained before crop streams existed) or a :attr:`ssimlib.data.CropStream.label`.
+    model trained before crop streams existed) or a :attr:`ssimlib.data.CropStream.label`; ``decay``
+    (:func:`adam`) is recorded only where it is not the default.
     """
     return {
         "loss": loss,
@@ -142,6 +188,7 @@ def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, win
         "seed": seed,
         "n_patches": n_patches,
         **({} if crops == "fixed" else {"crops": crops}),
+        **({} if decay == DECAY else {"decay": decay}),
     }
 
 
@@ -200,13 +247,15 @@ def train(
     progress=True,
     on_epoch=None,
     validation=None,
+    decay=DECAY,
 ):
     """Train an autoencoder to reconstruct ``patches`` ``(N, p, p, C)`` in ``[0, 1]``.
 
     ``patches`` is an array (the same crops every epoch) or a :class:`ssimlib.data.CropStream`
     (fresh crops every epoch).  With ``validation`` patches ``(M, p, p, C)`` the mean loss on
     them is logged after every epoch (``history["val_loss"]``).
-    ``loss`` is one of :data:`ssimlib.losses.LOSS_NAMES`.  With ``checkpoint_dir``
+    ``loss`` is one of :data:`ssimlib.losses.LOSS_NAMES`; ``decay`` says how ``weight_decay`` is read
+    (:func:`adam`).  With ``checkpoint_dir``
     the weights, optimizer state and loss history are saved after every epoch and
     a later call with the same arguments resumes after the last saved epoch.
     ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).
@@ -225,17 +274,17 @@ def train(
             raise ValueError(f"{name} must be (N, {', '.join(map(str, expected))}) for this model, got {shape}")
     settings = training_settings(
         loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, patches.shape[0],
-        "fixed" if stream is None else stream.label,
+        "fixed" if stream is None else stream.label, decay,
     )
     with contextlib.nullcontext() if checkpoint_dir is None else checkpoint_lock(checkpoint_dir):
-        compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window)
+        compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window, decay)
         history = {"loss": [], "seconds": 0.0}
         if checkpoint_dir is not None:
             state = read_checkpoint_state(checkpoint_dir)
             if state is not None:
                 saved = state["settings"]
-                # "crops" both ways: a fixed-crop run records none, and must not continue a stream's checkpoint
-                changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None}
+                # "crops", "decay" both ways: a default run records none, and must not continue another's checkpoint
+                changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None, "decay": None}
                            if k != "epochs" and saved.get(k) != settings.get(k)}
                 if changed:
                     raise ValueError(

@@ -153,21 +153,52 @@ def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
         "fresh, batch 128", "fresh, batch 128", "fresh, batch 128", "fresh, batch 128 - fixed"]
 
 
+def _decay(run, decay):
+    return {**run, "budget": {"batch_size": 32, "decay": decay}}
+
+
+@pytest.mark.parametrize("decay_loss, chosen", [
+    (0.1385, "lr"),  # below the lower plain fresh-crop seed (0.140) less the seeds' range (0.001): 0.139
+    (0.1395, "decoupled"),  # below both seeds, but within their range
+    (0.150, "decoupled"),
+])
+def test_an_arm_of_another_weight_decay_reading_is_judged_by_its_own_rule(tmp_path, decay_loss, chosen):
+    runs = [*FIXED_AND_FRESH, _decay(_run("fresh", 0, decay_loss), "lr"), _batch(_run("fresh", 0, 0.10), 128)]
+    assert protocol.choose_decay({"runs": runs})[0] == chosen  # the batch-128 arm's 0.10 is not this rule's
+    assert protocol.choose_decay({"runs": runs[1:4]})[0] == "decoupled"  # no verdict without two plain seeds
+    assert protocol.choose_batch({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]})[0] == 32
+    assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _decay(_run("fixed", 2, 0.05), "lr")]})[0] == "fresh"
+    assert protocol.arm_name("fresh", 0, 32, "lr") == "fresh-seed0-lrdecay"
+    path = tmp_path / "protocol.json"
+    for run in runs:
+        results = protocol.add_result(path, run)
+    assert len(results["runs"]) == 6 and results["decay_rule"] == protocol.DECAY_RULE
+    assert protocol.result_for(results, "fresh", 0, 50, 32, "lr")["val_loss"][-1] == decay_loss
+    assert protocol.result_for(results, "fresh", 0, 50)["val_loss"][-1] == 0.140
+    lines = protocol.format_runs({"runs": [{**r, "pixel_auroc": 0.9, "au_pro_0_3": 0.8,
+                                            "median_region_overlap_fpr_0_05": 0.7,
+                                            "memorisation": dict.fromkeys(("training_crops", "validation_crops",
+                                                                           "defect_free_test_crops"), 0.1)}
+                                           for r in runs]})
+    assert [line.split("  ")[0] for line in lines if line.startswith("fresh, lr decay")] == [
+        "fresh, lr decay", "fresh, lr decay", "fresh, lr decay", "fresh, lr decay - fixed"]
+
+
 def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(nanotwice_root, tmp_path):
     budget = {"n_patches": 32, "epochs": 2, "latent_dim": 10}
     kwargs = dict(budget=budget, data_root=nanotwice_root, models_root=tmp_path / "models", n_test_images=1,
                   stride=120, log=lambda line: None)
-    results = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32),), cache=tmp_path / "c1", **kwargs)
+    results = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32, "lr"),), cache=tmp_path / "c1", **kwargs)
     (entry,) = results["runs"]
-    assert (entry["crops"], entry["seed"], entry["epochs"]) == ("fresh", 0, 2)
+    assert (entry["crops"], entry["seed"], entry["epochs"], entry["budget"]["decay"]) == ("fresh", 0, 2, "lr")
     assert len(entry["loss"]) == len(entry["val_loss"]) == 2 and entry["optimizer_restarts"] == []
     assert set(entry["memorisation"]) == {"training_crops", "validation_crops", "defect_free_test_crops"}
     assert 0 <= entry["pixel_auroc"] <= 1 and 0 <= entry["median_region_overlap_fpr_0_05"] <= 1
-    manifest = json.loads((tmp_path / "models" / "protocol" / "fresh-seed0-e2.json").read_text())
-    assert manifest["training"]["settings"]["crops"] == "fresh"
+    manifest = json.loads((tmp_path / "models" / "protocol" / "fresh-seed0-lrdecay-e2.json").read_text())
+    assert manifest["training"]["settings"]["crops"] == "fresh" and manifest["training"]["settings"]["decay"] == "lr"
     # another machine, no checkpoint, the results file lost: the stored arm is evaluated, not retrained
     (tmp_path / "p.json").unlink()
-    again = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32),), cache=tmp_path / "c2", **kwargs)
+    again = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32, "lr"),), cache=tmp_path / "c2", **kwargs)
     assert again["runs"][0]["loss"] == entry["loss"] and again["runs"][0]["pixel_auroc"] == entry["pixel_auroc"]
     assert not (tmp_path / "c2").exists()
 

@@ -142,3 +142,39 @@ def test_a_second_training_into_a_held_checkpoint_is_refused_until_the_holder_di
         holder.wait()
     history = train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     assert len(history["loss"]) == 1
+
+
+def _keras_adam_reference(w, gradient, steps, learning_rate, l2=0.0, lr_decay=0.0):
+    """Adam as Keras writes it (bias correction in the step size, epsilon outside), by hand in float64:
+    ``l2 * w`` added to the gradient, the learning rate ``learning_rate / (1 + lr_decay * step)``."""
+    b1, b2, eps = 0.9, 0.999, 1e-7
+    w, m, v = np.array(w, float), 0.0, 0.0
+    for t in range(1, steps + 1):
+        g = gradient + l2 * w
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+        alpha = learning_rate / (1 + lr_decay * (t - 1)) * np.sqrt(1 - b2**t) / (1 - b1**t)
+        w = w - alpha * m / (np.sqrt(v) + eps)
+    return w
+
+
+@pytest.mark.parametrize("decay, reference", [
+    ("l2", {"l2": 0.5}),  # PyTorch's Adam(weight_decay=0.5): 0.5 * w in the gradient
+    ("lr", {"lr_decay": 0.5}),  # Keras 2's Adam(decay=0.5): lr / (1 + 0.5 * step)
+])
+def test_the_weight_decay_readings_step_as_adam_written_by_hand(decay, reference):
+    start, gradient = np.array([1.0, -2.0, 0.5]), np.array([0.3, 0.1, -0.2])
+    variable = keras.Variable(start.astype("float32"))
+    optimizer = train_module.adam(learning_rate=0.1, weight_decay=0.5, decay=decay)
+    for _ in range(5):
+        optimizer.apply([keras.ops.convert_to_tensor(gradient.astype("float32"))], [variable])
+    expected = _keras_adam_reference(start, gradient, 5, 0.1, **reference)
+    np.testing.assert_allclose(np.asarray(variable), expected, atol=1e-5)
+    assert np.abs(expected - _keras_adam_reference(start, gradient, 5, 0.1)).max() > 0.1  # the decay matters
+
+
+def test_a_run_of_one_weight_decay_reading_does_not_continue_another(tmp_path):
+    train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="other settings.*decay"):
+        train(_model(), PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False, decay="lr")
+    with pytest.raises(ValueError, match="decay must be one of decoupled, l2, lr, got 'L2'"):
+        train_module.adam(decay="L2")

@@ -25,7 +25,7 @@ from ssimlib.experiments.presets import CROP_PROTOCOLS
 from ssimlib.paths import data_root as resolve_data_root
 from ssimlib.postprocess import open_anomaly_map
 from ssimlib.ssim import DEFAULT_WINDOW
-from ssimlib.train import train
+from ssimlib.train import DECAY, train
 
 # Method name -> training loss of ssimlib.train.train.
 METHODS = {"L2-AE": "l2", "VAE": "vae", "FM-AE": "fm", "SSIM-AE": "ssim"}
@@ -246,10 +246,12 @@ def train_config(
     progress=True,
     on_epoch=None,
     validation=None,
+    decay=DECAY,
 ):
     """Build and train ``method`` on ``patches`` ``(N, p, p, 1)`` (or a crop stream); returns ``(model, history)``.
 
-    ``validation`` patches, if given, get their loss logged every epoch (:func:`ssimlib.train.train`).
+    ``validation`` patches, if given, get their loss logged every epoch, and ``decay`` says how
+    ``weight_decay`` is read (:func:`ssimlib.train.train`).
 
     With ``checkpoint_dir`` a finished run is reloaded instead of retrained.
     ``window_size`` and ``window`` matter only for the SSIM-AE's loss.
@@ -259,7 +261,7 @@ def train_config(
         model, patches, loss=METHODS[method], epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, window_size=window_size,
         window=window, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, on_epoch=on_epoch,
-        validation=validation,
+        validation=validation, decay=decay,
     )
     return model, history
 

@@ -5,7 +5,8 @@ memorises it (its loss on those crops is far below its loss on new crops of the
 same images).  This campaign trains the SSIM-AE at the Table II budget
 (:data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET`: the Fig. 6 schedule, 50 epochs, from
 scratch) under each *arm* of :data:`ARMS` (a crop protocol of
-:data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS`, a seed and a batch size), and adds one entry per
+:data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS`, a seed, a batch size and a reading of the paper's
+"weight decay", :data:`ssimlib.train.DECAYS`), and adds one entry per
 finished arm to ``results/nanotwice_protocol.json``:
 
 * the validation loss of every epoch, on :func:`ssimlib.experiments.nanotwice.validation_patches`
@@ -25,9 +26,10 @@ written before any arm was evaluated, :data:`DECISION_RULE` (which amends it for
 before the third protocol's arm was; :func:`choose_protocol` applies it, reading validation
 losses only, never a test image, of the arms at the campaign's budget and batch size.  An arm of another batch
 size (the paper does not state its own) is a protocol of its own in the table (``"fresh, batch 128"``), judged by
-:data:`BATCH_RULE`, written before it was trained.  Entries of another budget are
+:data:`BATCH_RULE`, written before it was trained; so is an arm with another reading of the weight decay
+(``"fresh, lr decay"``), judged by :data:`DECAY_RULE`, written before it was trained.  Entries of another budget are
 diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its 200-epoch checkpoint
-(``run_campaign(arms=(("fresh", 0, 32),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
+(``run_campaign(arms=(("fresh", 0, 32, "decoupled"),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
 """
 
 from pathlib import Path
@@ -41,20 +43,23 @@ from ssimlib.experiments.sensitivity import TABLE2_BUDGET
 from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir, train_into_store
-from ssimlib.train import compile_autoencoder, mean_loss, training_settings
+from ssimlib.train import DECAY, compile_autoencoder, mean_loss, training_settings
 
 BATCH = TABLE2_BUDGET["batch_size"]  # the campaign's batch size (32), the Fig. 6 models'
-# (crop protocol, seed, batch size) of every arm, in the order the campaign trains them: the two arms that
-# tell most first (fresh crops against the fixed set's spread), then their second seeds; then a third
-# protocol, and fresh crops at the batch size of the authors' MVTec AD paper (128).
+# (crop protocol, seed, batch size, weight-decay reading) of every arm, in the order the campaign trains them:
+# the two arms that tell most first (fresh crops against the fixed set's spread), then their second seeds;
+# then a third protocol, fresh crops at the batch size of the authors' MVTec AD paper (128), and fresh crops
+# with the weight decay read as Keras 2's learning-rate decay.
 ARMS = (
-    ("fresh", 0, BATCH),
-    ("fixed", 1, BATCH),
-    ("fresh", 1, BATCH),
-    ("fixed", 0, BATCH),
-    ("fresh+flips+rot90", 0, BATCH),
-    ("fresh", 0, 128),
+    ("fresh", 0, BATCH, DECAY),
+    ("fixed", 1, BATCH, DECAY),
+    ("fresh", 1, BATCH, DECAY),
+    ("fixed", 0, BATCH, DECAY),
+    ("fresh+flips+rot90", 0, BATCH, DECAY),
+    ("fresh", 0, 128, DECAY),
+    ("fresh", 0, BATCH, "lr"),
 )
+DECAY_LABELS = {"l2": "L2 decay", "lr": "lr decay"}  # how the table names an arm of another weight-decay reading
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_protocol.json"
 OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
 # Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.
@@ -84,11 +89,21 @@ BATCH_RULE = (
     "after the last of the campaign's 50 epochs lies below both fresh-crop batch-32 seeds' by more than those two "
     "seeds' range; otherwise batch 32 stays. Test images and masks are not read."
 )
+# Written down on 2026-12-06, before the arm of Keras 2's learning-rate decay was trained.
+DECAY_RULE = (
+    "Fresh crops with the paper's weight decay of 1e-5 read another way (Keras 2's learning-rate decay, "
+    "lr / (1 + 1e-5 x step), or an L2 penalty in the gradient; one seed each) replace Keras 3's decoupled weight "
+    "decay for the next 200-epoch SSIM-AE if their validation loss after the last of the campaign's 50 epochs lies "
+    "below both fresh-crop seeds' (batch 32, decoupled decay) by more than those two seeds' range; otherwise the "
+    "decoupled decay stays. Test images and masks are not read."
+)
 
 
-def arm_name(crops, seed, batch_size=BATCH):
-    """``"fresh-seed0"`` for ``("fresh", 0, 32)``, ``"fresh-seed0-batch128"`` for another batch size."""
-    return f"{crops}-seed{seed}" + ("" if batch_size == BATCH else f"-batch{batch_size}")
+def arm_name(crops, seed, batch_size=BATCH, decay=DECAY):
+    """``"fresh-seed0"`` for ``("fresh", 0, 32, "decoupled")``; ``"fresh-seed0-batch128"`` for another batch
+    size, ``"fresh-seed0-lrdecay"`` for another weight-decay reading."""
+    return (f"{crops}-seed{seed}" + ("" if batch_size == BATCH else f"-batch{batch_size}")
+            + ("" if decay == DECAY else f"-{decay}decay"))
 
 
 def batch_of(entry):
@@ -96,14 +111,26 @@ def batch_of(entry):
     return entry.get("budget", {}).get("batch_size", BATCH)
 
 
+def decay_of(entry):
+    """The weight-decay reading an entry was trained with (:data:`ssimlib.train.DECAY` where none is listed)."""
+    return entry.get("budget", {}).get("decay", DECAY)
+
+
 def protocol_of(entry):
-    """The protocol an entry stands for in the table: its crops, ``"fresh, batch 128"`` at another batch size."""
-    return entry["crops"] + ("" if batch_of(entry) == BATCH else f", batch {batch_of(entry)}")
+    """The protocol an entry stands for in the table: its crops, ``"fresh, batch 128"`` at another batch size,
+    ``"fresh, lr decay"`` with another weight-decay reading."""
+    return (entry["crops"] + ("" if batch_of(entry) == BATCH else f", batch {batch_of(entry)}")
+            + ("" if decay_of(entry) == DECAY else f", {DECAY_LABELS[decay_of(entry)]}"))
 
 
 def arm_key(entry):
-    """``(epochs, crops, seed, batch size)``: what tells one arm's entry from another's, and their order."""
-    return entry["epochs"], entry["crops"], entry["seed"], batch_of(entry)
+    """``(epochs, crops, seed, batch size, decay)``: what tells one arm's entry from another's, and their order."""
+    return entry["epochs"], entry["crops"], entry["seed"], batch_of(entry), decay_of(entry)
+
+
+def is_plain(entry):
+    """Whether an entry is at the campaign's batch size and weight-decay reading (a crop protocol's arm)."""
+    return batch_of(entry) == BATCH and decay_of(entry) == DECAY
 
 
 def read_results(path=DEFAULT_RESULTS):
@@ -112,15 +139,15 @@ def read_results(path=DEFAULT_RESULTS):
                          "protocol campaign")
 
 
-def result_for(results, crops, seed, epochs, batch_size=BATCH):
-    """The entry of arm ``(crops, seed, batch_size)`` trained ``epochs`` epochs, or None."""
-    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed, batch_size)), None)
+def result_for(results, crops, seed, epochs, batch_size=BATCH, decay=DECAY):
+    """The entry of arm ``(crops, seed, batch_size, decay)`` trained ``epochs`` epochs, or None."""
+    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed, batch_size, decay)), None)
 
 
 def add_result(path, entry):
     """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
     return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE,
-                           first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE)
+                           first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE, decay_rule=DECAY_RULE)
 
 
 def memorisation(model, training_crops, validation, test_patches, batch_size=32):
@@ -135,13 +162,13 @@ def memorisation(model, training_crops, validation, test_patches, batch_size=32)
 def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
     """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
 
-    Reads each run's ``val_loss`` only, of the runs at the campaign's batch size (:func:`choose_batch`
-    judges the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
+    Reads each run's ``val_loss`` only, of the runs at the campaign's batch size and weight-decay reading
+    (:func:`choose_batch` and :func:`choose_decay` judge the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
     more than the seed spread.
     """
     by_protocol = {}
     for run in results["runs"]:
-        if run["epochs"] == epochs and batch_of(run) == BATCH:
+        if run["epochs"] == epochs and is_plain(run):
             by_protocol.setdefault(run["crops"], []).append(run["val_loss"][-1])
     if "fixed" not in by_protocol:
         return "fixed", "no fixed-crop runs to compare with"
@@ -166,16 +193,33 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
                     f"by {margins[chosen]:.4f} more than the seed spread{aside}")
 
 
+def _against_fresh(results, epochs, variant, label):
+    """``(whether, reason)``: whether the fresh-crop arms ``variant(entry)`` picks lie below both plain fresh-crop
+    seeds' validation loss by more than those seeds' range (:data:`BATCH_RULE`, :data:`DECAY_RULE`); None
+    where the arms are missing."""
+    fresh = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"]
+    plain = [r["val_loss"][-1] for r in fresh if is_plain(r)]
+    other = [r["val_loss"][-1] for r in fresh if variant(r)]
+    if len(plain) < 2 or not other:
+        return None, f"needs two plain fresh-crop seeds and one arm of {label}"
+    below = min(other) < min(plain) - float(np.ptp(plain))
+    return below, (f"{label}: validation loss {min(other):.4f}, {'below' if below else 'not below'} the plain "
+                   f"fresh-crop arms' lower seed {min(plain):.4f} less their range {np.ptp(plain):.4f}")
+
+
 def choose_batch(results, epochs=TABLE2_BUDGET["epochs"], batch_size=128):
     """Apply :data:`BATCH_RULE` to fresh crops at ``batch_size``: ``(batch size, reason)``; reads ``val_loss`` only."""
-    losses = {b: [r["val_loss"][-1] for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"
-                  and batch_of(r) == b] for b in (BATCH, batch_size)}
-    if len(losses[BATCH]) < 2 or not losses[batch_size]:
-        return BATCH, f"needs two fresh-crop seeds at batch {BATCH} and one at batch {batch_size}"
-    other, margin = min(losses[batch_size]), min(losses[BATCH]) - float(np.ptp(losses[BATCH]))
-    verdict = (batch_size, "below") if other < margin else (BATCH, "not below")
-    return verdict[0], (f"batch {batch_size}: validation loss {other:.4f}, {verdict[1]} batch {BATCH}'s lower seed "
-                        f"{min(losses[BATCH]):.4f} less their range {np.ptp(losses[BATCH]):.4f}")
+    below, reason = _against_fresh(results, epochs, lambda r: batch_of(r) == batch_size and decay_of(r) == DECAY,
+                                   f"batch {batch_size}")
+    return (batch_size if below else BATCH), reason
+
+
+def choose_decay(results, epochs=TABLE2_BUDGET["epochs"], decay="lr"):
+    """Apply :data:`DECAY_RULE` to fresh crops with weight-decay reading ``decay``: ``(decay, reason)``; reads
+    ``val_loss`` only."""
+    below, reason = _against_fresh(results, epochs, lambda r: batch_of(r) == BATCH and decay_of(r) == decay,
+                                   DECAY_LABELS[decay])
+    return (decay if below else DECAY), reason
 
 
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):
@@ -184,12 +228,12 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
     Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
     crops (an array or a crop stream) and its manifest.
     """
-    name = f"{arm_name(crops, seed, budget['batch_size'])}-e{budget['epochs']}"
+    name = f"{arm_name(crops, seed, budget['batch_size'], budget['decay'])}-e{budget['epochs']}"
     checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
     settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],
                                  budget["weight_decay"], budget["window_size"], budget["window"], seed,
-                                 budget["n_patches"], crops)
+                                 budget["n_patches"], crops, budget["decay"])
     record = {
         "method": "SSIM-AE",
         "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images",
@@ -203,6 +247,7 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
             window=budget["window"], epochs=budget["epochs"], batch_size=budget["batch_size"],
             learning_rate=budget["learning_rate"], weight_decay=budget["weight_decay"], seed=seed,
             checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch, validation=validation,
+            decay=budget["decay"],
         )
 
     stem = artifacts.study_model("protocol", name, models_root)
@@ -218,14 +263,13 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
                  models_root=None, n_test_images=None, stride=30, log=print):
     """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
 
-    ``budget`` overrides entries of :data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET` (the seed
-    and the batch size are the arm's).  Each finished arm is added to ``results_path`` at once.
+    ``budget`` overrides entries of :data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET` (the seed,
+    the batch size and the weight-decay reading are the arm's).  Each finished arm is added to ``results_path`` at once.
     """
     artifacts.code_commit()
     budget = {**TABLE2_BUDGET, **(budget or {})}
     results = read_results(results_path)
-    todo = [(crops, seed, batch) for crops, seed, batch in arms
-            if result_for(results, crops, seed, budget["epochs"], batch) is None]
+    todo = [arm for arm in arms if result_for(results, *arm[:2], budget["epochs"], *arm[2:]) is None]
     log(f"protocol campaign: {len(arms) - len(todo)} of {len(arms)} arms done; {budget['epochs']} epochs of "
         f"{budget['n_patches']:,} patches each")
     if not todo:
@@ -235,9 +279,9 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     p = budget["patch_size"]
     validation = nanotwice.validation_patches(dataset, p)
     test_patches = nanotwice.defect_free_test_patches(dataset, p)
-    for crops, seed, batch_size in todo:
-        name = arm_name(crops, seed, batch_size)
-        arm_budget = {**budget, "batch_size": batch_size}
+    for crops, seed, batch_size, decay in todo:
+        name = arm_name(crops, seed, batch_size, decay)
+        arm_budget = {**budget, "batch_size": batch_size, "decay": decay}
         model, patches, manifest = train_arm(dataset, crops, seed, arm_budget, validation, models_root, cache, log)
         history = manifest["training"]
         last_crops = patches if crops == "fixed" else patches.crops(budget["epochs"] - 1)
@@ -257,8 +301,9 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
             "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
             "training_seconds": history["seconds"],
             "optimizer_restarts": history["optimizer_restarts"], "machines": history["machines"],
-            "budget": {key: arm_budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
-                                                    "learning_rate", "weight_decay", "window", "window_size")},
+            "budget": {**{key: arm_budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
+                                                       "learning_rate", "weight_decay", "window", "window_size")},
+                       **({} if decay == DECAY else {"decay": decay})},
             "code_commit": artifacts.code_commit(),
             "machine": run_environment(),
         }
@@ -281,7 +326,7 @@ def _measure(run, key):
 
 def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     """Lines of a table: every arm of ``epochs`` epochs, then each protocol's mean and seed spread (max - min)."""
-    runs = sorted((r for r in results["runs"] if r["epochs"] == epochs), key=lambda r: (batch_of(r), r["crops"], r["seed"]))
+    runs = sorted((r for r in results["runs"] if r["epochs"] == epochs), key=lambda r: (batch_of(r), decay_of(r) != DECAY, r["crops"], r["seed"]))
     if not runs:
         return [f"no arm of {epochs} epochs has finished yet"]
     lines = [f"{'crops':18} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
