@@ -303,6 +303,30 @@ def test_an_earlier_evaluation_is_not_replaced(tiny_model, tmp_path, capsys):
     assert (out / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.parametrize("command, results", [("detect", "detections.csv"), ("evaluate", "evaluation.csv")])
+def test_a_run_continued_without_report_rewrites_the_report_an_earlier_run_left(tiny_model, tmp_path, capsys,
+                                                                                command, results):
+    # the report of the first run stayed, showing the maps of images since replaced
+    category, model = tiny_model
+    copy = tmp_path / "category"
+    shutil.copytree(category, copy)
+    inputs = str(copy / "test" / "good" if command == "detect" else copy)
+    out = tmp_path / "o"
+    assert main([command, str(model), inputs, "--out", str(out), "--report"]) == 0
+    first = (out / "report.html").read_text()
+    shutil.copyfile(category / "test" / "stroke" / "000.png", copy / "test" / "good" / "000.png")  # another image
+    capsys.readouterr()
+    assert main([command, str(model), inputs, "--out", str(out)]) == 0
+    assert "(rewritten without --report: --out held an earlier run's report.html)" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert main([command, str(model), inputs, "--out", str(fresh), "--report"]) == 0
+    assert (out / "report.html").read_text() == (fresh / "report.html").read_text() != first
+    assert (out / results).is_file()
+    # a run into an --out without a report writes none
+    assert main([command, str(model), inputs, "--out", str(tmp_path / "plain")]) == 0
+    assert not (tmp_path / "plain" / "report.html").exists()
+
+
 def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"

@@ -1,6 +1,7 @@
 """`ssimlib detect` from the user's side: one map per input, a CSV true to the files, study models, bad manifests."""
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -251,6 +252,36 @@ def test_a_finished_run_run_again_computes_nothing_and_another_is_told_what_diff
     (out / "detections.run.json").unlink()  # detections of a version that recorded no run
     code, err = run_main(["detect", str(model), str(good), "--out", str(out)], capsys)
     assert code == 2 and "one that recorded no settings" in err[0], err
+
+
+def test_an_image_replaced_by_an_older_copy_is_done_again_and_an_older_csv_still_resumes(tiny_model, tmp_path,
+                                                                                          capsys):
+    category, model = tiny_model
+    good = tmp_path / "good"
+    shutil.copytree(category / "test" / "good", good)
+    out = tmp_path / "d"
+    assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
+    rows = read_rows(out)
+    assert all(row["image_sha256"] == hashlib.sha256((good / Path(row["path"]).name).read_bytes()).hexdigest()
+               for row in rows)
+    # `cp -p` of an older file keeps its time stamp, older than the map: told by the file's contents
+    stroke = category / "test" / "stroke" / "000.png"
+    shutil.copy2(stroke, good / "000.png")
+    os.utime(good / "000.png", ns=(1, 1))
+    capsys.readouterr()
+    assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
+    assert "(1 of them done by an earlier run" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert main(["detect", str(model), str(good), "--out", str(fresh)]) == 0
+    assert sorted(read_rows(out), key=str) == sorted(read_rows(fresh), key=str)
+    # a detections.csv of a version without the column: its rows are kept while no image is newer than its map,
+    # and get their hashes
+    with open(out / "detections.csv", newline="") as file:
+        lines = [line.rsplit(",", 1)[0] for line in file.read().splitlines()]
+    (out / "detections.csv").write_text("\n".join(lines) + "\n")
+    assert main(["detect", str(model), str(good), "--out", str(out)]) == 0
+    assert "(2 of them done by an earlier run" in capsys.readouterr().out
+    assert sorted(read_rows(out), key=str) == sorted(read_rows(fresh), key=str)  # the hashes written in
 
 
 def test_a_name_a_spreadsheet_would_run_is_written_as_text_and_read_back(tiny_model, tmp_path, capsys):

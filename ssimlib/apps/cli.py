@@ -204,6 +204,10 @@ def _command(argv):
     return 0
 
 
+# said where a run without --report rewrote the report an earlier run left in --out (it would show older results)
+_REWRITTEN = " (rewritten without --report: --out held an earlier run's report.html)"
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     """A warning on the command line: one line, ``warning: <message>``, on stderr."""
     print(f"warning: {message}", file=sys.stderr)
@@ -263,19 +267,21 @@ def _own_images_command(args, own_images):
               f"image{'' if n_validation == 1 else 's'}")
         return 0
     from ssimlib.apps import own_detection
+    from ssimlib.apps.report import earlier_report
 
+    report = args.report or earlier_report(args.out, own_detection.CSV_NAME)
     rows, bad, resumed = own_detection.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
                                               args.min_defect_area)
     defective = sum(row["verdict"] == "defective" for row in rows)
     earlier = f" ({resumed} of them done by an earlier run of this command, kept)" if resumed else ""
     print(f"{len(rows)} image{'' if len(rows) == 1 else 's'}{earlier}: {defective} defective, "
           f"{len(rows) - defective} good; maps, overlays and {own_detection.CSV_NAME} in {args.out}")
-    if args.report:
+    if report:
         from ssimlib.apps.report import detections_report
         from ssimlib.artifacts import read_manifest
 
         threshold = args.threshold if args.threshold is not None else read_manifest(args.model)["detection"]["threshold"]
-        print(f"report: {detections_report(args.out, rows, threshold, args.model)}")
+        print(f"report: {detections_report(args.out, rows, threshold, args.model)}{_REWRITTEN * (not args.report)}")
     for path, problem in bad:
         print(f"error: {path}: {problem}", file=sys.stderr)
     return 2 if bad else 0
@@ -284,16 +290,18 @@ def _own_images_command(args, own_images):
 def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
     load_keras_quietly()
-    from ssimlib.apps.own_evaluation import METRICS_NAME, evaluate_images
+    from ssimlib.apps.own_evaluation import CSV_NAME, METRICS_NAME, evaluate_images
     from ssimlib.apps.own_options import InputError
+    from ssimlib.apps.report import earlier_report
     from ssimlib.data import DatasetError
 
+    report = args.report or earlier_report(args.out, CSV_NAME)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             metrics, rows, rule, bad = evaluate_images(
                 args.model, args.inputs, args.out, args.masks, args.mask_suffix, args.threshold, args.precision,
-                report=args.report,
+                report=report,
             )
     except (InputError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -307,7 +315,7 @@ def _evaluate(args):
     print(f"{images['scored']} images ({images['defect_free']} defect-free, {images['defective']} defective): "
           f"pixel AUROC {value(metrics['pixel_auroc'])}, AU-PRO@0.3 {value(metrics['au_pro@0.3'])}, "
           f"image AUROC {value(metrics['image_auroc'])}; {METRICS_NAME}, CSV and curves in {args.out}"
-          + (", report.html" if args.report else ""))
+          + (", report.html" if report else "") + _REWRITTEN * (report and not args.report))
     for line in bad:
         print(f"error: {line}", file=sys.stderr)
     return 2 if bad else 0

@@ -3,11 +3,11 @@
 For every image it writes its anomaly map (``<stem>_map.png``, 0 to twice the threshold as black to white) and an
 overlay of the segmentation on the image (``<stem>_overlay.png``) under DIR at the image's path relative to the
 folder the inputs share, and a row of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
-pixels, the verdict at the threshold and the two files.  Rows are written one by one after their files, so a killed
+pixels, the verdict at the threshold, the two files and the image file's sha256.  Rows are written one by one after their files, so a killed
 run leaves a CSV that lists exactly the images finished.  ``DIR/detections.run.json`` records what makes the run
 (:func:`detection_run`: the model's weights, threshold, smallest defect area, precision and the inputs): the same
-command run again continues where a stopped run left off (an image changed since its map was written is done
-again), and another run aimed at the same DIR is refused.  An
+command run again continues where a stopped run left off (an image whose sha256 differs from its row's, changed
+since its map was written, is done again), and another run aimed at the same DIR is refused.  An
 image smaller than the patch is padded to it (:mod:`ssimlib.apps.scoring`); one that cannot be used is listed and
 skipped; the others are still processed.  ``--report`` adds ``DIR/report.html`` (:mod:`ssimlib.apps.report`).
 
@@ -39,7 +39,7 @@ from ssimlib.inference import RESIDUAL_KINDS, with_precision
 CSV_NAME = "detections.csv"
 RUN_NAME = "detections.run.json"
 LOCK_NAME = "detections.lock"
-CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay")
+CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay", "image_sha256")
 OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")
 DEFAULT_MIN_DEFECT_AREA = 64
 
@@ -196,20 +196,26 @@ def load_detector(model, threshold=None, precision="float32", min_defect_area=No
     preset, stride, threshold, min_area = detection_settings(
         manifest, artifacts.model_files(model)[1], threshold, min_defect_area
     )
-    return Detector(with_precision(network, precision), preset, threshold, min_area, stride)
+    return Detector(with_precision(network, precision), preset, threshold, min_area, stride, manifest["sha256"])
 
 
-def detection_run(model, inputs, detector, precision):
+def detection_run(inputs, detector, precision):
     """What makes a detect run the same run: the model's weights (sha256), its threshold and smallest defect area
     as used, ``precision`` and the ``inputs`` as absolute paths."""
-    return {"model_sha256": artifacts.read_manifest(model)["sha256"], "threshold": detector.threshold,
+    return {"model_sha256": detector.weights_sha256, "threshold": detector.threshold,
             "min_defect_area": detector.min_area, "precision": precision,
             "inputs": [os.path.abspath(path) for path in inputs]}
 
 
-def newer_than(image, output):
-    """Whether the file ``image`` (None: no longer an input) was changed after ``output`` was written from it."""
-    return image is not None and Path(image).stat().st_mtime_ns > Path(output).stat().st_mtime_ns
+def unchanged(image, digest, output):
+    """Whether the image file ``image`` is the one ``output`` was made from: its sha256 is ``digest`` (None:
+    recorded by a version that kept no hash; then it is not newer than ``output``).  False for ``image`` None
+    (no longer an input)."""
+    if image is None:
+        return False
+    if digest is None:
+        return Path(image).stat().st_mtime_ns <= Path(output).stat().st_mtime_ns
+    return artifacts.sha256(image) == digest
 
 
 def check_same_run(record, run, found, what):
@@ -240,7 +246,7 @@ def _finished_rows(out_dir, run):
     except (KeyError, ValueError):
         raise InputError(f"{csv_path}: not a detections.csv this version can continue; choose another --out or "
                          "remove it") from None
-    return [{key: row[key] for key in CSV_COLUMNS} for row in rows
+    return [{key: row.get(key) for key in CSV_COLUMNS} for row in rows  # no image_sha256 from older versions
             if (out_dir / row["anomaly_map"]).exists() and (out_dir / row["overlay"]).exists()]
 
 
@@ -257,7 +263,7 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
     out_dir = Path(out_dir)
     check_out_folder(out_dir)
     detector = load_detector(model, threshold, precision, min_defect_area)
-    run = detection_run(model, inputs, detector, precision)
+    run = detection_run(inputs, detector, precision)
     files, bad = _inputs(inputs, out_dir)
     if not files:  # nothing to write: an empty detections.csv would only block the corrected run
         raise InputError("; ".join(f"{path}: {problem}" for path, problem in bad))
@@ -277,7 +283,9 @@ def _detect_into(out_dir, run, detector, files, names, bad):
     """:func:`detect`'s work once ``out_dir`` is checked and locked: the images of ``files`` not finished yet."""
     rows = _finished_rows(out_dir, run) or []
     image_of = {map_name.as_posix(): path for path, (map_name, _) in zip(files, names)}
-    rows = [row for row in rows if not newer_than(image_of.get(row["anomaly_map"]), out_dir / row["anomaly_map"])]
+    rows = [{**row, "image_sha256": row["image_sha256"] or artifacts.sha256(image_of[row["anomaly_map"]])}
+            for row in rows if unchanged(image_of.get(row["anomaly_map"]), row["image_sha256"] or None,
+                                         out_dir / row["anomaly_map"])]  # a hash an older version did not write
     resumed = len(rows)
     finished = {row["anomaly_map"] for row in rows}  # not the path as typed: the command may run from elsewhere
     write_json(out_dir / RUN_NAME, run)
@@ -306,7 +314,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
             rows.append({
                 "path": str(path), "score": float(anomaly_map.max()), "defect_area_px": area,
                 "verdict": "defective" if area else "good", "anomaly_map": map_name.as_posix(),
-                "overlay": overlay_name.as_posix(),
+                "overlay": overlay_name.as_posix(), "image_sha256": artifacts.sha256(path),
             })
             writer.writerow(safe_row(rows[-1]))
             csv_file.flush()

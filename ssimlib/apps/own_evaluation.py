@@ -49,7 +49,7 @@ from skimage.color import gray2rgb
 from ssimlib import artifacts
 from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, write_report
-from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector, newer_than
+from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector, unchanged
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.spreadsheet import safe_row
@@ -226,12 +226,6 @@ def _progress_line(key, digest):
     return f"{json.dumps(key if digest is None else [key, digest])}\n"
 
 
-def _unchanged(image, digest, output):
-    """Whether the image file ``image`` is the one ``output`` was made from: its sha256 is ``digest`` (None:
-    recorded by a version that kept no hash; then it is older than ``output``)."""
-    return not newer_than(image, output) if digest is None else artifacts.sha256(image) == digest
-
-
 def evaluate_images(
     model, inputs, out_dir, masks=None, mask_suffix=None, threshold=None, precision="float32", report=False
 ):
@@ -249,7 +243,7 @@ def evaluate_images(
         if path.is_dir() and out_dir.resolve() in (path.resolve(), *path.resolve().parents):
             raise InputError(f"--out {out_dir}: holds the input folder {path}; choose an --out outside it")
     detector = load_detector(model, threshold, precision)
-    run = {**detection_run(model, inputs, detector, precision), "masks": masks and os.path.abspath(masks),
+    run = {**detection_run(inputs, detector, precision), "masks": masks and os.path.abspath(masks),
            "mask_suffix": mask_suffix}
     _finished_keys(out_dir, run)  # another evaluation in --out is refused before any work
     items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
@@ -279,7 +273,7 @@ def _score_all(out_dir, items, done, detector, bad):
                 image = read_image(item.path)
                 mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
                 image = resize_square(image, detector.preset.resize, order=1)
-                if item.key in done and raw.exists() and _unchanged(item.path, done[item.key], raw):  # a stopped run's
+                if item.key in done and raw.exists() and unchanged(item.path, done[item.key], raw):  # a stopped run's
                     anomaly_map = skimage.io.imread(raw).astype(np.float32)
                     segmentation = detector.segmentation(anomaly_map)
                 else:

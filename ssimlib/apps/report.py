@@ -114,6 +114,12 @@ def _thumbnails(entry, index, folder):
     return cells + [""] * (4 - len(cells))
 
 
+def earlier_report(out_dir, results_name):
+    """Whether ``out_dir`` holds a ``report.html`` beside the results file ``results_name`` of an earlier run: a run
+    that continues there rewrites the report, so that it never shows older results than the files beside it."""
+    return (Path(out_dir) / REPORT_NAME).is_file() and (Path(out_dir) / results_name).is_file()
+
+
 def write_report(out_dir, entries, threshold, title, facts=(), figures=()):
     """Write ``out_dir/report.html`` and its thumbnails; returns the HTML's path.
 

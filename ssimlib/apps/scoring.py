@@ -67,13 +67,15 @@ def segmentation(anomaly_map, threshold, min_area):
 
 @dataclass
 class Detector:
-    """A trained network with the detection settings of its manifest (threshold in map units, areas in pixels)."""
+    """A trained network with the detection settings of its manifest (threshold in map units, areas in pixels)
+    and the sha256 of its weights file."""
 
     network: object
     preset: CategoryPreset
     threshold: float
     min_area: int
     stride: int
+    weights_sha256: str
 
     def anomaly_map(self, image, path):
         """:func:`anomaly_map` of ``image`` (any size and channel count) with this model."""
