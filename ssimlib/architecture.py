@@ -14,6 +14,9 @@ TABLE_I_LAYERS = (
 )
 BOTTLENECK_SIDE = 8
 LEAKY_SLOPE = 0.2
+# The decoder's last layer: Table I's text leaves it open. "linear" is what every committed model has; "sigmoid"
+# (outputs in (0, 1), as a public Keras re-implementation of the paper ends) is a campaign arm's.
+OUTPUTS = ("linear", "sigmoid")
 
 
 def encoder_layer_spec(patch_size):

@@ -90,6 +90,8 @@ def architecture_of(model, feature_extractor=None):
     description = {
         "class": kind, "patch_size": model.patch_size, "channels": model.channels, "latent_dim": model.latent_dim,
     }
+    if model.output_activation != "linear":  # every model before the choice existed is linear and says nothing
+        description["output"] = model.output_activation
     if kind == "VariationalAutoencoder":
         description["seed"] = model.seed
     if kind == "FeatureMatchingAutoencoder":
@@ -106,7 +108,7 @@ def build_model(architecture):
     kind = architecture.get("class")
     p, c, d = architecture["patch_size"], architecture["channels"], architecture["latent_dim"]
     if kind == "ConvAutoencoder":
-        model = models.ConvAutoencoder(p, c, d)
+        model = models.ConvAutoencoder(p, c, d, output=architecture.get("output", "linear"))
     elif kind == "VariationalAutoencoder":
         model = models.VariationalAutoencoder(p, c, d, seed=architecture.get("seed"))
     elif kind == "FeatureMatchingAutoencoder":
@@ -237,10 +239,13 @@ ARCHITECTURE_INTEGERS = ("patch_size", "channels", "latent_dim")  # every class'
 
 def architecture_problem(architecture):
     """What is wrong with a manifest's ``architecture`` dict, in words, or None (checked before Keras builds it)."""
-    from ssimlib.architecture import encoder_layer_spec
+    from ssimlib.architecture import OUTPUTS, encoder_layer_spec
 
     if architecture.get("class") not in MODEL_CLASSES:
         return f"architecture class {architecture.get('class')!r}: expected one of {', '.join(MODEL_CLASSES)}"
+    output = architecture.get("output", "linear")
+    if output not in OUTPUTS or (output != "linear" and architecture["class"] != "ConvAutoencoder"):
+        return f"architecture output {output!r}: expected one of {', '.join(OUTPUTS)} (a ConvAutoencoder's only)"
     for key in ARCHITECTURE_INTEGERS:
         value = architecture.get(key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -17,8 +17,9 @@ conv8   3x3     1       32      8x8
 conv9   8x8     1 (valid) d     1x1  (linear: the latent code)
 ======  ======  ======  ======  ==========
 
-The decoder mirrors it with transposed convolutions, ending in a linear layer
-with the input's channel count.
+The decoder mirrors it with transposed convolutions, ending in a layer with the
+input's channel count: linear, or with ``output="sigmoid"`` squashed into (0, 1)
+(:data:`ssimlib.architecture.OUTPUTS`; the paper does not say).
 
 Other patch sizes (Table II uses 32 and 64; MVTec AD objects use 256): the
 bottleneck convolution always sees an 8x8 map, so a patch of side ``8 * 2**k``
@@ -31,7 +32,7 @@ Everything else stays as in the table.  Supported sides: 32, 64, 128, 256, 512..
 import keras
 from keras import layers, ops
 
-from ssimlib.architecture import BOTTLENECK_SIDE, LEAKY_SLOPE, encoder_layer_spec
+from ssimlib.architecture import BOTTLENECK_SIDE, LEAKY_SLOPE, OUTPUTS, encoder_layer_spec
 
 
 def build_encoder(patch_size=128, channels=1, latent_dim=100, name="encoder"):
@@ -45,8 +46,11 @@ def build_encoder(patch_size=128, channels=1, latent_dim=100, name="encoder"):
     return keras.Model(inputs, x, name=name)
 
 
-def build_decoder(patch_size=128, channels=1, latent_dim=100, name="decoder"):
-    """Decoder ``(N, 1, 1, latent_dim) -> (N, p, p, channels)``, mirror of the encoder, linear output."""
+def build_decoder(patch_size=128, channels=1, latent_dim=100, name="decoder", output="linear"):
+    """Decoder ``(N, 1, 1, latent_dim) -> (N, p, p, channels)``, mirror of the encoder, its output ``"linear"`` or
+    ``"sigmoid"``."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     spec = encoder_layer_spec(patch_size)
     inputs = keras.Input((1, 1, latent_dim))
     x = layers.Conv2DTranspose(spec[-1][0], BOTTLENECK_SIDE, padding="valid", name="unbottleneck")(inputs)
@@ -61,6 +65,8 @@ def build_decoder(patch_size=128, channels=1, latent_dim=100, name="decoder"):
         )(x)
         if not last:
             x = layers.LeakyReLU(LEAKY_SLOPE, name=f"deconv{i + 1}_lrelu")(x)
+    if output == "sigmoid":
+        x = layers.Activation("sigmoid", name="output_sigmoid")(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -100,16 +106,18 @@ def forward_flops(model):
 class ConvAutoencoder(keras.Model):
     """The paper's autoencoder: ``(N, p, p, C) -> (N, p, p, C)`` through a ``latent_dim`` code.
 
-    ``.encoder`` and ``.decoder`` are Keras models of their own.
+    ``.encoder`` and ``.decoder`` are Keras models of their own; ``output`` is the decoder's last activation
+    (:func:`build_decoder`).
     """
 
-    def __init__(self, patch_size=128, channels=1, latent_dim=100, **kwargs):
+    def __init__(self, patch_size=128, channels=1, latent_dim=100, output="linear", **kwargs):
         super().__init__(**kwargs)
         self.patch_size = int(patch_size)
         self.channels = int(channels)
         self.latent_dim = int(latent_dim)
+        self.output_activation = output
         self.encoder = build_encoder(patch_size, channels, self._code_channels())
-        self.decoder = build_decoder(patch_size, channels, latent_dim)
+        self.decoder = build_decoder(patch_size, channels, latent_dim, output=output)
 
     def _code_channels(self):
         return self.latent_dim
@@ -123,6 +131,7 @@ class ConvAutoencoder(keras.Model):
             "patch_size": self.patch_size,
             "channels": self.channels,
             "latent_dim": self.latent_dim,
+            "output": self.output_activation,
         }
 
 

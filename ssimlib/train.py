@@ -276,6 +276,8 @@ def train(
         loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, patches.shape[0],
         "fixed" if stream is None else stream.label, decay,
     )
+    if model.output_activation != "linear":  # the weights of either fit both: a checkpoint must say which it holds
+        settings["output"] = model.output_activation
     with contextlib.nullcontext() if checkpoint_dir is None else checkpoint_lock(checkpoint_dir):
         compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window, decay)
         history = {"loss": [], "seconds": 0.0}
@@ -283,8 +285,9 @@ def train(
             state = read_checkpoint_state(checkpoint_dir)
             if state is not None:
                 saved = state["settings"]
-                # "crops", "decay" both ways: a default run records none, and must not continue another's checkpoint
-                changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None, "decay": None}
+                # "crops", "decay", "output" both ways: a default run records none, and must not continue another's
+                changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None, "decay": None,
+                                                                         "output": None}
                            if k != "epochs" and saved.get(k) != settings.get(k)}
                 if changed:
                     raise ValueError(

@@ -71,6 +71,7 @@ def test_missing_and_altered_files_are_named(tmp_path):
                     r"channels 3, latent_dim 8\): the file holds arrays of shape \(1,\), \(3, 3, 1, 32\) where "
                     r"the architecture has \(3,\), \(3, 3, 3, 32\)"),
     ("latent_dim", 9, r"holds arrays of shape \(8,\), \(8, 8, 32, 8\) where the architecture has \(8, 8, 32, 9\), \(9,\)"),
+    ("output", "tanh", r"m\.json: architecture output 'tanh': expected one of linear, sigmoid"),
 ])
 def test_an_edited_architecture_is_named_in_one_line(tmp_path, key, value, message):
     _save(_trained(ConvAutoencoder(32, 1, 8)), tmp_path)
@@ -81,6 +82,23 @@ def test_an_edited_architecture_is_named_in_one_line(tmp_path, key, value, messa
     with pytest.raises(artifacts.ArtifactError, match=message) as raised:
         artifacts.load_model(tmp_path / "toy" / "m")
     assert "\n" not in str(raised.value)
+
+
+def test_a_sigmoid_model_is_stored_as_one_and_loads_as_one(tmp_path):
+    model = _trained(ConvAutoencoder(32, 1, 8, output="sigmoid"))
+    _save(model, tmp_path)
+    manifest = json.loads((tmp_path / "toy" / "m.json").read_text())
+    assert manifest["architecture"]["output"] == "sigmoid"
+    loaded, _ = artifacts.load_model(tmp_path / "toy" / "m")
+    x = np.random.default_rng(1).random((1, 32, 32, 1), dtype=np.float32)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    # its weights fit a linear network too: the manifest is what tells them apart
+    del manifest["architecture"]["output"]
+    (tmp_path / "toy" / "m.json").write_text(json.dumps(manifest))
+    linear, _ = artifacts.load_model(tmp_path / "toy" / "m")
+    assert linear.output_activation == "linear"
+    np.testing.assert_allclose(1 / (1 + np.exp(-np.asarray(linear(x), np.float64))), np.asarray(model(x)), rtol=1e-5)
+    assert "output" not in artifacts.architecture_of(ConvAutoencoder(32, 1, 8))  # as every committed manifest
 
 
 def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_path, monkeypatch):

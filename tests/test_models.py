@@ -48,6 +48,19 @@ def test_activations_leaky_except_outputs():
     assert model.encoder.layers[-1].activation is keras.activations.linear
 
 
+def test_a_sigmoid_output_squashes_the_linear_networks_output():
+    linear, squashed = ConvAutoencoder(32, 1, 8), ConvAutoencoder(32, 1, 8, output="sigmoid")
+    x = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
+    linear(x), squashed(x)
+    squashed.set_weights(linear.get_weights())  # no weights of its own: the same arrays fit both
+    z = np.asarray(linear(x), np.float64)
+    np.testing.assert_allclose(np.asarray(squashed(x)), 1 / (1 + np.exp(-z)), rtol=1e-5)
+    assert squashed.decoder.layers[-1].name == "output_sigmoid"
+    assert ConvAutoencoder.from_config(squashed.get_config()).output_activation == "sigmoid"
+    with pytest.raises(ValueError, match="output must be one of linear, sigmoid, got 'tanh'"):
+        ConvAutoencoder(32, 1, 8, output="tanh")
+
+
 def test_decoder_mirrors_encoder():
     model = ConvAutoencoder(128, 3, 100)
     deconvs = _convs(model.decoder)

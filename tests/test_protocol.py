@@ -169,6 +169,10 @@ def test_an_arm_of_another_weight_decay_reading_is_judged_by_its_own_rule(tmp_pa
     assert protocol.choose_batch({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]})[0] == 32
     assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _decay(_run("fixed", 2, 0.05), "lr")]})[0] == "fresh"
     assert protocol.arm_name("fresh", 0, 32, "lr") == "fresh-seed0-lrdecay"
+    assert protocol.arm_name(*protocol.Arm("fresh", 0, output="sigmoid")) == "fresh-seed0-sigmoid"
+    sigmoid = {**_run("fresh", 0, decay_loss), "budget": {"output": "sigmoid"}}
+    assert protocol.choose_output({"runs": [*runs, sigmoid]})[0] == ("sigmoid" if chosen == "lr" else "linear")
+    assert protocol.choose_decay({"runs": [*runs[:4], sigmoid]})[0] == "decoupled"  # not the decay rule's arm
     path = tmp_path / "protocol.json"
     for run in runs:
         results = protocol.add_result(path, run)
@@ -188,17 +192,21 @@ def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(n
     budget = {"n_patches": 32, "epochs": 2, "latent_dim": 10}
     kwargs = dict(budget=budget, data_root=nanotwice_root, models_root=tmp_path / "models", n_test_images=1,
                   stride=120, log=lambda line: None)
-    results = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32, "lr"),), cache=tmp_path / "c1", **kwargs)
+    results = protocol.run_campaign(tmp_path / "p.json", arms=(protocol.Arm("fresh", 0, 32, "lr", "sigmoid"),), cache=tmp_path / "c1",
+                                    **kwargs)
     (entry,) = results["runs"]
-    assert (entry["crops"], entry["seed"], entry["epochs"], entry["budget"]["decay"]) == ("fresh", 0, 2, "lr")
+    assert (entry["crops"], entry["seed"], entry["epochs"], entry["budget"]["decay"], entry["budget"]["output"]) == (
+        "fresh", 0, 2, "lr", "sigmoid")
     assert len(entry["loss"]) == len(entry["val_loss"]) == 2 and entry["optimizer_restarts"] == []
     assert set(entry["memorisation"]) == {"training_crops", "validation_crops", "defect_free_test_crops"}
     assert 0 <= entry["pixel_auroc"] <= 1 and 0 <= entry["median_region_overlap_fpr_0_05"] <= 1
-    manifest = json.loads((tmp_path / "models" / "protocol" / "fresh-seed0-lrdecay-e2.json").read_text())
+    manifest = json.loads((tmp_path / "models" / "protocol" / "fresh-seed0-lrdecay-sigmoid-e2.json").read_text())
     assert manifest["training"]["settings"]["crops"] == "fresh" and manifest["training"]["settings"]["decay"] == "lr"
+    assert manifest["architecture"]["output"] == "sigmoid" and manifest["training"]["settings"]["output"] == "sigmoid"
     # another machine, no checkpoint, the results file lost: the stored arm is evaluated, not retrained
     (tmp_path / "p.json").unlink()
-    again = protocol.run_campaign(tmp_path / "p.json", arms=(("fresh", 0, 32, "lr"),), cache=tmp_path / "c2", **kwargs)
+    again = protocol.run_campaign(tmp_path / "p.json", arms=(protocol.Arm("fresh", 0, 32, "lr", "sigmoid"),),
+                                  cache=tmp_path / "c2", **kwargs)
     assert again["runs"][0]["loss"] == entry["loss"] and again["runs"][0]["pixel_auroc"] == entry["pixel_auroc"]
     assert not (tmp_path / "c2").exists()
 

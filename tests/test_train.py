@@ -172,9 +172,12 @@ def test_the_weight_decay_readings_step_as_adam_written_by_hand(decay, reference
     assert np.abs(expected - _keras_adam_reference(start, gradient, 5, 0.1)).max() > 0.1  # the decay matters
 
 
-def test_a_run_of_one_weight_decay_reading_does_not_continue_another(tmp_path):
+def test_a_run_of_one_weight_decay_reading_or_output_does_not_continue_another(tmp_path):
     train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="other settings.*decay"):
         train(_model(), PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False, decay="lr")
+    sigmoid = ConvAutoencoder(32, 1, 16, output="sigmoid")
+    with pytest.raises(ValueError, match="other settings.*output"):
+        train(sigmoid, PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="decay must be one of decoupled, l2, lr, got 'L2'"):
         train_module.adam(decay="L2")

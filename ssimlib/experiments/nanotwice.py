@@ -171,8 +171,10 @@ def scaled_stride(stride, patch_size):
     return max(1, int(round(stride * patch_size / PAPER_PATCH_SIZE)))
 
 
-def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extractor=DEFAULT_FEATURE_EXTRACTOR, fm_weight=1.0):
-    """A fresh gray-scale model for ``method`` (a key of :data:`METHODS`), seeded with ``seed``."""
+def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extractor=DEFAULT_FEATURE_EXTRACTOR, fm_weight=1.0,
+                output="linear"):
+    """A fresh gray-scale model for ``method`` (a key of :data:`METHODS`), seeded with ``seed``; ``output`` is the
+    SSIM-AE's and L2-AE's last activation (:class:`ssimlib.models.ConvAutoencoder`)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     keras.utils.set_random_seed(seed)
@@ -182,7 +184,7 @@ def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extracto
         features = load_feature_extractor(feature_extractor, input_shape=(patch_size, patch_size, 1))
         model = FeatureMatchingAutoencoder(features, patch_size, 1, latent_dim, weight=fm_weight)
     else:
-        model = ConvAutoencoder(patch_size, 1, latent_dim)
+        model = ConvAutoencoder(patch_size, 1, latent_dim, output=output)
     model(np.zeros((1, patch_size, patch_size, 1), np.float32))  # mark it built, so a checkpoint can be loaded
     return model
 
@@ -247,16 +249,18 @@ def train_config(
     on_epoch=None,
     validation=None,
     decay=DECAY,
+    output="linear",
 ):
     """Build and train ``method`` on ``patches`` ``(N, p, p, 1)`` (or a crop stream); returns ``(model, history)``.
 
     ``validation`` patches, if given, get their loss logged every epoch, and ``decay`` says how
-    ``weight_decay`` is read (:func:`ssimlib.train.train`).
+    ``weight_decay`` is read (:func:`ssimlib.train.train`); ``output`` is the network's last activation
+    (:func:`build_model`).
 
     With ``checkpoint_dir`` a finished run is reloaded instead of retrained.
     ``window_size`` and ``window`` matter only for the SSIM-AE's loss.
     """
-    model = build_model(method, patches.shape[1], latent_dim, seed, feature_extractor, fm_weight)
+    model = build_model(method, patches.shape[1], latent_dim, seed, feature_extractor, fm_weight, output)
     history = train(
         model, patches, loss=METHODS[method], epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, window_size=window_size,

@@ -4,9 +4,10 @@ The committed Fig. 6 SSIM-AE was trained on one fixed set of 10,000 crops and
 memorises it (its loss on those crops is far below its loss on new crops of the
 same images).  This campaign trains the SSIM-AE at the Table II budget
 (:data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET`: the Fig. 6 schedule, 50 epochs, from
-scratch) under each *arm* of :data:`ARMS` (a crop protocol of
-:data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS`, a seed, a batch size and a reading of the paper's
-"weight decay", :data:`ssimlib.train.DECAYS`), and adds one entry per
+scratch) under each *arm* of :data:`ARMS` (an :class:`Arm`: a crop protocol of
+:data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS`, a seed, a batch size, a reading of the paper's
+"weight decay", :data:`ssimlib.train.DECAYS`, and the network's last activation,
+:data:`ssimlib.architecture.OUTPUTS`), and adds one entry per
 finished arm to ``results/nanotwice_protocol.json``:
 
 * the validation loss of every epoch, on :func:`ssimlib.experiments.nanotwice.validation_patches`
@@ -27,12 +28,14 @@ before the third protocol's arm was; :func:`choose_protocol` applies it, reading
 losses only, never a test image, of the arms at the campaign's budget and batch size.  An arm of another batch
 size (the paper does not state its own) is a protocol of its own in the table (``"fresh, batch 128"``), judged by
 :data:`BATCH_RULE`, written before it was trained; so is an arm with another reading of the weight decay
-(``"fresh, lr decay"``), judged by :data:`DECAY_RULE`, written before it was trained.  Entries of another budget are
+(``"fresh, lr decay"``), judged by :data:`DECAY_RULE`, and one with a sigmoid output
+(``"fresh, sigmoid output"``), judged by :data:`OUTPUT_RULE`, each written before its arm was trained.  Entries of another budget are
 diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its 200-epoch checkpoint
-(``run_campaign(arms=(("fresh", 0, 32, "decoupled"),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
+(``run_campaign(arms=(Arm("fresh", 0),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
 """
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -46,20 +49,35 @@ from ssimlib.store_training import cache_dir, train_into_store
 from ssimlib.train import DECAY, compile_autoencoder, mean_loss, training_settings
 
 BATCH = TABLE2_BUDGET["batch_size"]  # the campaign's batch size (32), the Fig. 6 models'
-# (crop protocol, seed, batch size, weight-decay reading) of every arm, in the order the campaign trains them:
-# the two arms that tell most first (fresh crops against the fixed set's spread), then their second seeds;
-# then a third protocol, fresh crops at the batch size of the authors' MVTec AD paper (128), and fresh crops
-# with the weight decay read as Keras 2's learning-rate decay.
+LINEAR = "linear"  # the network's last activation in every committed model
+
+
+class Arm(NamedTuple):
+    """One arm of the campaign: its crop protocol and seed, and where it departs from the Fig. 6 schedule."""
+
+    crops: str
+    seed: int
+    batch_size: int = BATCH
+    decay: str = DECAY  # how the paper's "weight decay" is read (ssimlib.train.adam)
+    output: str = LINEAR  # the network's last activation (ssimlib.models.build_decoder)
+
+
+# Every arm, in the order the campaign trains them: the two arms that tell most first (fresh crops against the
+# fixed set's spread), then their second seeds; then a third protocol, fresh crops at the batch size of the
+# authors' MVTec AD paper (128), with the weight decay read as Keras 2's learning-rate decay, and with a sigmoid
+# output.
 ARMS = (
-    ("fresh", 0, BATCH, DECAY),
-    ("fixed", 1, BATCH, DECAY),
-    ("fresh", 1, BATCH, DECAY),
-    ("fixed", 0, BATCH, DECAY),
-    ("fresh+flips+rot90", 0, BATCH, DECAY),
-    ("fresh", 0, 128, DECAY),
-    ("fresh", 0, BATCH, "lr"),
+    Arm("fresh", 0),
+    Arm("fixed", 1),
+    Arm("fresh", 1),
+    Arm("fixed", 0),
+    Arm("fresh+flips+rot90", 0),
+    Arm("fresh", 0, batch_size=128),
+    Arm("fresh", 0, decay="lr"),
+    Arm("fresh", 0, output="sigmoid"),
 )
-DECAY_LABELS = {"l2": "L2 decay", "lr": "lr decay"}  # how the table names an arm of another weight-decay reading
+# how the table names an arm of another weight-decay reading or last activation
+VARIANT_LABELS = {"l2": "L2 decay", "lr": "lr decay", "sigmoid": "sigmoid output"}
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_protocol.json"
 OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
 # Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.
@@ -97,13 +115,20 @@ DECAY_RULE = (
     "below both fresh-crop seeds' (batch 32, decoupled decay) by more than those two seeds' range; otherwise the "
     "decoupled decay stays. Test images and masks are not read."
 )
+# Written down on 2026-12-06, before the arm of a sigmoid output was trained.
+OUTPUT_RULE = (
+    "Fresh crops with a sigmoid as the network's last activation (one seed) replace the linear output for the next "
+    "200-epoch SSIM-AE if their validation loss after the last of the campaign's 50 epochs lies below both "
+    "fresh-crop seeds' (batch 32, decoupled decay, linear output) by more than those two seeds' range; otherwise "
+    "the linear output stays. Test images and masks are not read."
+)
 
 
-def arm_name(crops, seed, batch_size=BATCH, decay=DECAY):
-    """``"fresh-seed0"`` for ``("fresh", 0, 32, "decoupled")``; ``"fresh-seed0-batch128"`` for another batch
-    size, ``"fresh-seed0-lrdecay"`` for another weight-decay reading."""
+def arm_name(crops, seed, batch_size=BATCH, decay=DECAY, output=LINEAR):
+    """``"fresh-seed0"`` for ``Arm("fresh", 0)``; ``"fresh-seed0-batch128"`` for another batch size,
+    ``"fresh-seed0-lrdecay"`` for another weight-decay reading, ``"fresh-seed0-sigmoid"`` for another output."""
     return (f"{crops}-seed{seed}" + ("" if batch_size == BATCH else f"-batch{batch_size}")
-            + ("" if decay == DECAY else f"-{decay}decay"))
+            + ("" if decay == DECAY else f"-{decay}decay") + ("" if output == LINEAR else f"-{output}"))
 
 
 def batch_of(entry):
@@ -116,21 +141,27 @@ def decay_of(entry):
     return entry.get("budget", {}).get("decay", DECAY)
 
 
+def output_of(entry):
+    """The last activation of an entry's network (:data:`LINEAR` where none is listed)."""
+    return entry.get("budget", {}).get("output", LINEAR)
+
+
 def protocol_of(entry):
     """The protocol an entry stands for in the table: its crops, ``"fresh, batch 128"`` at another batch size,
-    ``"fresh, lr decay"`` with another weight-decay reading."""
+    ``"fresh, lr decay"`` with another weight-decay reading, ``"fresh, sigmoid output"`` with another output."""
     return (entry["crops"] + ("" if batch_of(entry) == BATCH else f", batch {batch_of(entry)}")
-            + ("" if decay_of(entry) == DECAY else f", {DECAY_LABELS[decay_of(entry)]}"))
+            + "".join(f", {VARIANT_LABELS[v]}" for v in (decay_of(entry), output_of(entry)) if v not in (DECAY, LINEAR)))
 
 
 def arm_key(entry):
-    """``(epochs, crops, seed, batch size, decay)``: what tells one arm's entry from another's, and their order."""
-    return entry["epochs"], entry["crops"], entry["seed"], batch_of(entry), decay_of(entry)
+    """``(epochs, crops, seed, batch size, decay, output)``: what tells one arm's entry from another's, and their
+    order."""
+    return entry["epochs"], entry["crops"], entry["seed"], batch_of(entry), decay_of(entry), output_of(entry)
 
 
 def is_plain(entry):
-    """Whether an entry is at the campaign's batch size and weight-decay reading (a crop protocol's arm)."""
-    return batch_of(entry) == BATCH and decay_of(entry) == DECAY
+    """Whether an entry is at the campaign's batch size, weight-decay reading and output (a crop protocol's arm)."""
+    return batch_of(entry) == BATCH and decay_of(entry) == DECAY and output_of(entry) == LINEAR
 
 
 def read_results(path=DEFAULT_RESULTS):
@@ -139,15 +170,15 @@ def read_results(path=DEFAULT_RESULTS):
                          "protocol campaign")
 
 
-def result_for(results, crops, seed, epochs, batch_size=BATCH, decay=DECAY):
-    """The entry of arm ``(crops, seed, batch_size, decay)`` trained ``epochs`` epochs, or None."""
-    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed, batch_size, decay)), None)
+def result_for(results, crops, seed, epochs, batch_size=BATCH, decay=DECAY, output=LINEAR):
+    """The entry of arm ``Arm(crops, seed, batch_size, decay, output)`` trained ``epochs`` epochs, or None."""
+    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed, batch_size, decay, output)), None)
 
 
 def add_result(path, entry):
     """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
     return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE,
-                           first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE, decay_rule=DECAY_RULE)
+                           first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE, decay_rule=DECAY_RULE, output_rule=OUTPUT_RULE)
 
 
 def memorisation(model, training_crops, validation, test_patches, batch_size=32):
@@ -162,8 +193,8 @@ def memorisation(model, training_crops, validation, test_patches, batch_size=32)
 def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
     """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
 
-    Reads each run's ``val_loss`` only, of the runs at the campaign's batch size and weight-decay reading
-    (:func:`choose_batch` and :func:`choose_decay` judge the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
+    Reads each run's ``val_loss`` only, of the runs at the campaign's batch size, weight-decay reading and output
+    (:func:`choose_batch`, :func:`choose_decay` and :func:`choose_output` judge the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
     more than the seed spread.
     """
     by_protocol = {}
@@ -209,7 +240,7 @@ def _against_fresh(results, epochs, variant, label):
 
 def choose_batch(results, epochs=TABLE2_BUDGET["epochs"], batch_size=128):
     """Apply :data:`BATCH_RULE` to fresh crops at ``batch_size``: ``(batch size, reason)``; reads ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, lambda r: batch_of(r) == batch_size and decay_of(r) == DECAY,
+    below, reason = _against_fresh(results, epochs, lambda r: protocol_of(r) == f"fresh, batch {batch_size}",
                                    f"batch {batch_size}")
     return (batch_size if below else BATCH), reason
 
@@ -217,9 +248,17 @@ def choose_batch(results, epochs=TABLE2_BUDGET["epochs"], batch_size=128):
 def choose_decay(results, epochs=TABLE2_BUDGET["epochs"], decay="lr"):
     """Apply :data:`DECAY_RULE` to fresh crops with weight-decay reading ``decay``: ``(decay, reason)``; reads
     ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, lambda r: batch_of(r) == BATCH and decay_of(r) == decay,
-                                   DECAY_LABELS[decay])
+    below, reason = _against_fresh(results, epochs, lambda r: protocol_of(r) == f"fresh, {VARIANT_LABELS[decay]}",
+                                   VARIANT_LABELS[decay])
     return (decay if below else DECAY), reason
+
+
+def choose_output(results, epochs=TABLE2_BUDGET["epochs"], output="sigmoid"):
+    """Apply :data:`OUTPUT_RULE` to fresh crops with the last activation ``output``: ``(output, reason)``; reads
+    ``val_loss`` only."""
+    below, reason = _against_fresh(results, epochs, lambda r: protocol_of(r) == f"fresh, {VARIANT_LABELS[output]}",
+                                   VARIANT_LABELS[output])
+    return (output if below else LINEAR), reason
 
 
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):
@@ -228,12 +267,14 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
     Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
     crops (an array or a crop stream) and its manifest.
     """
-    name = f"{arm_name(crops, seed, budget['batch_size'], budget['decay'])}-e{budget['epochs']}"
+    name = f"{arm_name(crops, seed, budget['batch_size'], budget['decay'], budget['output'])}-e{budget['epochs']}"
     checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
     settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],
                                  budget["weight_decay"], budget["window_size"], budget["window"], seed,
                                  budget["n_patches"], crops, budget["decay"])
+    if budget["output"] != LINEAR:  # as ssimlib.train.train records it
+        settings["output"] = budget["output"]
     record = {
         "method": "SSIM-AE",
         "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images",
@@ -247,7 +288,7 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
             window=budget["window"], epochs=budget["epochs"], batch_size=budget["batch_size"],
             learning_rate=budget["learning_rate"], weight_decay=budget["weight_decay"], seed=seed,
             checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch, validation=validation,
-            decay=budget["decay"],
+            decay=budget["decay"], output=budget["output"],
         )
 
     stem = artifacts.study_model("protocol", name, models_root)
@@ -264,12 +305,12 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
 
     ``budget`` overrides entries of :data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET` (the seed,
-    the batch size and the weight-decay reading are the arm's).  Each finished arm is added to ``results_path`` at once.
+    the batch size, the weight-decay reading and the output are the arm's; ``arms`` are :class:`Arm` s).  Each finished arm is added to ``results_path`` at once.
     """
     artifacts.code_commit()
     budget = {**TABLE2_BUDGET, **(budget or {})}
     results = read_results(results_path)
-    todo = [arm for arm in arms if result_for(results, *arm[:2], budget["epochs"], *arm[2:]) is None]
+    todo = [Arm(*arm) for arm in arms if result_for(results, *arm[:2], budget["epochs"], *arm[2:]) is None]
     log(f"protocol campaign: {len(arms) - len(todo)} of {len(arms)} arms done; {budget['epochs']} epochs of "
         f"{budget['n_patches']:,} patches each")
     if not todo:
@@ -279,9 +320,10 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     p = budget["patch_size"]
     validation = nanotwice.validation_patches(dataset, p)
     test_patches = nanotwice.defect_free_test_patches(dataset, p)
-    for crops, seed, batch_size, decay in todo:
-        name = arm_name(crops, seed, batch_size, decay)
-        arm_budget = {**budget, "batch_size": batch_size, "decay": decay}
+    for arm in todo:
+        crops, seed = arm.crops, arm.seed
+        name = arm_name(*arm)
+        arm_budget = {**budget, "batch_size": arm.batch_size, "decay": arm.decay, "output": arm.output}
         model, patches, manifest = train_arm(dataset, crops, seed, arm_budget, validation, models_root, cache, log)
         history = manifest["training"]
         last_crops = patches if crops == "fixed" else patches.crops(budget["epochs"] - 1)
@@ -303,7 +345,8 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
             "optimizer_restarts": history["optimizer_restarts"], "machines": history["machines"],
             "budget": {**{key: arm_budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
                                                        "learning_rate", "weight_decay", "window", "window_size")},
-                       **({} if decay == DECAY else {"decay": decay})},
+                       **{key: value for key, value in (("decay", arm.decay), ("output", arm.output))
+                          if value not in (DECAY, LINEAR)}},
             "code_commit": artifacts.code_commit(),
             "machine": run_environment(),
         }
@@ -326,7 +369,7 @@ def _measure(run, key):
 
 def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     """Lines of a table: every arm of ``epochs`` epochs, then each protocol's mean and seed spread (max - min)."""
-    runs = sorted((r for r in results["runs"] if r["epochs"] == epochs), key=lambda r: (batch_of(r), decay_of(r) != DECAY, r["crops"], r["seed"]))
+    runs = sorted((r for r in results["runs"] if r["epochs"] == epochs), key=lambda r: (batch_of(r), decay_of(r) != DECAY, output_of(r) != LINEAR, r["crops"], r["seed"]))
     if not runs:
         return [f"no arm of {epochs} epochs has finished yet"]
     lines = [f"{'crops':18} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
