@@ -327,6 +327,53 @@ def test_a_run_continued_without_report_rewrites_the_report_an_earlier_run_left(
     assert not (tmp_path / "plain" / "report.html").exists()
 
 
+def test_detect_and_evaluate_do_not_share_an_out_folder(tiny_model, tmp_path, capsys):
+    # the second command's report replaced the first's, both exit 0
+    category, model = tiny_model
+    assert main(["evaluate", str(model), str(category), "--out", str(tmp_path / "e"), "--report"]) == 0
+    assert main(["detect", str(model), str(category / "test" / "good"), "--out", str(tmp_path / "d")]) == 0
+    capsys.readouterr()
+    assert main(["detect", str(model), str(category / "test" / "good"), "--out", str(tmp_path / "e")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'e' / 'metrics.json'}: --out {tmp_path / 'e'} holds an "
+                                       "evaluation; choose another --out for detect\n")
+    assert main(["evaluate", str(model), str(category), "--out", str(tmp_path / "d")]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'd' / 'detections.csv'}: --out {tmp_path / 'd'} holds "
+                                       "detect's detections; choose another --out for evaluate\n")
+    assert "ssimlib evaluate" in (tmp_path / "e" / "report.html").read_text()
+
+
+def test_a_stopped_continued_evaluation_leaves_no_summary_of_older_maps(tiny_model, tmp_path, monkeypatch, capsys):
+    from ssimlib.apps.scoring import Detector
+
+    category, model = tiny_model
+    copy = tmp_path / "category"
+    shutil.copytree(category, copy)
+    out = tmp_path / "o"
+    assert main(["evaluate", str(model), str(copy), "--out", str(out), "--report"]) == 0
+    shutil.copyfile(category / "test" / "stroke" / "000.png", copy / "test" / "good" / "000.png")
+    (copy / "test" / "stroke" / "002.png").unlink()
+    (copy / "ground_truth" / "stroke" / "002_mask.png").unlink()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Detector, "anomaly_map", stopped)
+        assert main(["evaluate", str(model), str(copy), "--out", str(out)]) == 130
+    assert not (out / "metrics.json").exists() and not (out / "evaluation.csv").exists()
+    assert "out of date" in (out / "report.html").read_text()
+    assert not list((out / "images").rglob("*002_*"))  # the gone image's maps went with it
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(copy), "--out", str(out)]) == 0
+    assert "(rewritten without --report" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert main(["evaluate", str(model), str(copy), "--out", str(fresh), "--report"]) == 0
+    for name in ("metrics.json", "evaluation.csv", "report.html"):
+        assert (out / name).read_text() == (fresh / name).read_text().replace(str(fresh), str(out)), name
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*")) == sorted(
+        p.relative_to(fresh).as_posix() for p in (fresh / "images").rglob("*"))
+
+
 def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
@@ -458,8 +505,10 @@ def test_labels_a_tester_found_wrong_are_refused_or_left_out(tmp_path):
     assert len({i.key for i in items}) == 3
     # an image of a defect type's folder whose mask is missing counted defect-free
     touch("n/good/0.png", "n/scratch/1.png", "n/scratch/2.png", "nm/scratch/1.png")
-    items, bad, _ = find_labelled([tmp_path / "n"], masks=tmp_path / "nm")
+    items, bad, rule = find_labelled([tmp_path / "n"], masks=tmp_path / "nm")
     assert [i.key for i in items] == ["good/0", "scratch/1"]
+    # the summary named the others defect-free, the image left out among them
+    assert rule.endswith("1 of 2 images have one, the others count as defect-free; 1 other file left out (named below)")
     assert bad == [(tmp_path / "n/scratch/2.png", "lies in a defect type's folder (scratch/, beside good/) but has no "
                                                   "mask: left out, not counted defect-free")]
 

@@ -284,6 +284,92 @@ def test_an_image_replaced_by_an_older_copy_is_done_again_and_an_older_csv_still
     assert sorted(read_rows(out), key=str) == sorted(read_rows(fresh), key=str)  # the hashes written in
 
 
+def test_an_image_replaced_while_it_is_scored_is_done_again_by_the_next_run(tiny_model, tmp_path, monkeypatch,
+                                                                            capsys):
+    from ssimlib.apps import own_detection
+
+    category, model = tiny_model
+    images = tmp_path / "images"
+    shutil.copytree(category / "test" / "good", images)
+    other = category / "test" / "stroke" / "000.png"
+    read = own_detection.read_image
+    swapped = []
+
+    def read_after_a_swap(path, **kwargs):  # the camera writes a new 000.png between the hash and the read
+        if Path(path).name == "000.png" and not swapped:
+            swapped.append(shutil.copyfile(other, path))
+        return read(path, **kwargs)
+
+    out = tmp_path / "d"
+    with monkeypatch.context() as patch:
+        patch.setattr(own_detection, "read_image", read_after_a_swap)
+        assert main(["detect", str(model), str(images), "--out", str(out)]) == 0
+    assert swapped
+    capsys.readouterr()
+    assert main(["detect", str(model), str(images), "--out", str(out)]) == 0
+    assert "(1 of them done by an earlier run" in capsys.readouterr().out  # 001.png kept, 000.png done again
+    fresh = tmp_path / "fresh"
+    assert main(["detect", str(model), str(images), "--out", str(fresh)]) == 0
+    assert sorted(read_rows(out), key=str) == sorted(read_rows(fresh), key=str)  # kept rows first, then the redone
+
+
+def test_a_run_continued_elsewhere_names_the_images_as_given_now_and_drops_the_maps_of_the_gone(
+        tiny_model, tmp_path, monkeypatch, capsys):
+    category, model = tiny_model
+    images = tmp_path / "images"
+    shutil.copytree(category / "test" / "stroke", images)
+    out = tmp_path / "d"
+    monkeypatch.chdir(tmp_path)
+    assert main(["detect", str(model), "images", "--out", "d", "--report"]) == 0
+    (images / "002.png").unlink()  # gone since: its map and overlay go with its row
+    monkeypatch.chdir(images)
+    capsys.readouterr()
+    assert main(["detect", str(model), ".", "--out", str(out)]) == 0  # the same inputs, typed from elsewhere
+    assert "(2 of them done by an earlier run" in capsys.readouterr().out
+    rows = read_rows(out)
+    assert sorted(row["path"] for row in rows) == ["000.png", "001.png"]
+    assert visible_files(out, "_map.png") == ["000_map.png", "001_map.png"]
+    assert visible_files(out, "_overlay.png") == ["000_overlay.png", "001_overlay.png"]
+    assert "002.png" not in (out / "report.html").read_text() and len(list((out / "report").iterdir())) == 2 * 3
+
+
+def test_a_stopped_continued_run_leaves_no_report_of_older_maps(tiny_model, tmp_path, monkeypatch, capsys):
+    from ssimlib.apps.scoring import Detector
+
+    category, model = tiny_model
+    images = tmp_path / "images"
+    shutil.copytree(category / "test" / "good", images)
+    out = tmp_path / "d"
+    assert main(["detect", str(model), str(images), "--out", str(out), "--report"]) == 0
+    shutil.copyfile(category / "test" / "stroke" / "000.png", images / "000.png")
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Detector, "anomaly_map", stopped)
+        assert main(["detect", str(model), str(images), "--out", str(out)]) == 130
+    assert "out of date" in (out / "report.html").read_text() and not (out / "report").exists()
+    assert len(read_rows(out)) == 1  # 001.png's; 000.png's map of the old image is gone with its row
+    assert visible_files(out, "_map.png") == ["001_map.png"]
+    capsys.readouterr()
+    assert main(["detect", str(model), str(images), "--out", str(out)]) == 0
+    assert "(rewritten without --report" in capsys.readouterr().out
+    fresh = tmp_path / "fresh"
+    assert main(["detect", str(model), str(images), "--out", str(fresh), "--report"]) == 0
+    assert (out / "report.html").read_text() == (fresh / "report.html").read_text()
+
+
+def test_a_warning_about_an_image_is_given_once_with_a_report(tiny_model, tmp_path, capsys):
+    category, model = tiny_model
+    images = tmp_path / "images"
+    images.mkdir()
+    board = skimage.io.imread(category / "test" / "good" / "000.png").astype(np.uint16) * 16  # 12-bit data in 16
+    skimage.io.imsave(images / "dim.png", board, check_contrast=False)
+    code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d"), "--report"], capsys)
+    assert code == 0 and sum("16-bit pixels reach only" in line for line in err) == 1, err
+
+
 def test_a_name_a_spreadsheet_would_run_is_written_as_text_and_read_back(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     images = tmp_path / "images"

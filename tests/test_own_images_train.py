@@ -109,6 +109,9 @@ def test_another_run_on_one_out_is_refused_and_restart_starts_over(data, tmp_pat
     try:
         code, err = run_main(["train", str(a), "--out", str(out), *TINY], capsys)
         assert code == 2 and "--restart" in err[0] and "data_sha256" in err[0], err
+        # asked for more epochs too: what is in the way is the data, not the epochs (more of them alone continue)
+        code, err = run_main(["train", str(a), "--out", str(out), *TINY, "--epochs", "9"], capsys)
+        assert code == 2 and "(it differs in data_sha256)" in err[0], err
     finally:
         image.write_bytes(original)
     # The same command again is the same run: it finds its checkpoint complete and writes the same weights.

@@ -269,7 +269,7 @@ def _own_images_command(args, own_images):
     from ssimlib.apps import own_detection
     from ssimlib.apps.report import earlier_report
 
-    report = args.report or earlier_report(args.out, own_detection.CSV_NAME)
+    report = args.report or earlier_report(args.out, own_detection.RUN_NAME)
     rows, bad, resumed = own_detection.detect(args.model, args.inputs, args.out, args.threshold, args.precision,
                                               args.min_defect_area)
     defective = sum(row["verdict"] == "defective" for row in rows)
@@ -290,12 +290,12 @@ def _own_images_command(args, own_images):
 def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
     load_keras_quietly()
-    from ssimlib.apps.own_evaluation import CSV_NAME, METRICS_NAME, evaluate_images
+    from ssimlib.apps.own_evaluation import METRICS_NAME, RUN_NAME, evaluate_images
     from ssimlib.apps.own_options import InputError
     from ssimlib.apps.report import earlier_report
     from ssimlib.data import DatasetError
 
-    report = args.report or earlier_report(args.out, CSV_NAME)
+    report = args.report or earlier_report(args.out, RUN_NAME)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning

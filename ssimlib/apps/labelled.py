@@ -291,7 +291,9 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         return items, bad, ("masks: none found beside the images (looked for <stem>_mask.*, then a PNG of "
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so all {len(items)} images count as defect-free")
-    return items, bad, f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as defect-free"
+    left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
+    return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as "
+                        f"defect-free{left_out}")
 
 
 def _no_mask_fits(found, masks, mask_suffix):

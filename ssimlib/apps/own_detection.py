@@ -7,7 +7,8 @@ pixels, the verdict at the threshold, the two files and the image file's sha256.
 run leaves a CSV that lists exactly the images finished.  ``DIR/detections.run.json`` records what makes the run
 (:func:`detection_run`: the model's weights, threshold, smallest defect area, precision and the inputs): the same
 command run again continues where a stopped run left off (an image whose sha256 differs from its row's, changed
-since its map was written, is done again), and another run aimed at the same DIR is refused.  An
+since its map was written, is done again; the map and overlay of an image gone are removed with its row), and
+another run aimed at the same DIR is refused, as is a DIR holding an evaluation.  An
 image smaller than the patch is padded to it (:mod:`ssimlib.apps.scoring`); one that cannot be used is listed and
 skipped; the others are still processed.  ``--report`` adds ``DIR/report.html`` (:mod:`ssimlib.apps.report`).
 
@@ -27,8 +28,10 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
+from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN
 from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
+from ssimlib.apps.report import mark_report_stale
 from ssimlib.apps.scoring import Detector, as_model_channels
 from ssimlib.apps.spreadsheet import plain_row, safe_row
 from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
@@ -207,15 +210,35 @@ def detection_run(inputs, detector, precision):
             "inputs": [os.path.abspath(path) for path in inputs]}
 
 
-def unchanged(image, digest, output):
-    """Whether the image file ``image`` is the one ``output`` was made from: its sha256 is ``digest`` (None:
-    recorded by a version that kept no hash; then it is not newer than ``output``).  False for ``image`` None
-    (no longer an input)."""
+def image_digest(path):
+    """The sha256 of the image file ``path``; taken before the image is read, so that a file replaced while it is
+    scored is done again by the next run.  :class:`ssimlib.data.DatasetError` naming it when it cannot be read."""
+    try:
+        return artifacts.sha256(path)
+    except OSError as error:
+        raise DatasetError(f"{path}: could not read it ({error.strerror or error})") from None
+
+
+def unchanged(image, recorded, output, current=None):
+    """Whether the image file ``image`` is the one ``output`` was made from: its sha256 (``current`` where the
+    caller has it) is ``recorded`` (None: recorded by a version that kept no hash; then it is not newer than
+    ``output``).  False for ``image`` None (no longer an input) or one that cannot be read."""
     if image is None:
         return False
-    if digest is None:
-        return Path(image).stat().st_mtime_ns <= Path(output).stat().st_mtime_ns
-    return artifacts.sha256(image) == digest
+    try:
+        if recorded is None:
+            return Path(image).stat().st_mtime_ns <= Path(output).stat().st_mtime_ns
+        return (current or image_digest(image)) == recorded
+    except (OSError, DatasetError):
+        return False
+
+
+def check_not_other_command(out_dir, names, what, command):
+    """:class:`InputError` when ``out_dir`` holds one of the files ``names``: the output of ``what``, another
+    command's, which ``command`` would mix its own files and report with."""
+    found = next((Path(out_dir) / name for name in names if (Path(out_dir) / name).exists()), None)
+    if found is not None:
+        raise InputError(f"{found}: --out {out_dir} holds {what}; choose another --out for {command}")
 
 
 def check_same_run(record, run, found, what):
@@ -250,6 +273,17 @@ def _finished_rows(out_dir, run):
             if (out_dir / row["anomaly_map"]).exists() and (out_dir / row["overlay"]).exists()]
 
 
+def _remove_outputs(out_dir, rows):
+    """Delete the map and overlay of each of ``rows`` (their image is gone, changed or unreadable): the folder then
+    holds the maps its CSV lists, and no more.  Only files of a detections.csv's kind inside ``out_dir``."""
+    inside = out_dir.resolve()
+    for row in rows:
+        for key in ("anomaly_map", "overlay"):
+            path = (out_dir / row[key]).resolve()
+            if path.is_relative_to(inside) and path.name.endswith(OUTPUT_SUFFIXES):
+                path.unlink(missing_ok=True)
+
+
 def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defect_area=None):
     """Anomaly maps, overlays and a CSV for the images in ``inputs`` (see the module docstring); returns
     ``(rows, bad, resumed)``.
@@ -262,6 +296,7 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
     """
     out_dir = Path(out_dir)
     check_out_folder(out_dir)
+    check_not_other_command(out_dir, (*EVALUATION_FILES, EVALUATION_RUN), "an evaluation", "detect")
     detector = load_detector(model, threshold, precision, min_defect_area)
     run = detection_run(inputs, detector, precision)
     files, bad = _inputs(inputs, out_dir)
@@ -281,13 +316,19 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
 
 def _detect_into(out_dir, run, detector, files, names, bad):
     """:func:`detect`'s work once ``out_dir`` is checked and locked: the images of ``files`` not finished yet."""
-    rows = _finished_rows(out_dir, run) or []
+    earlier = _finished_rows(out_dir, run) or []
     image_of = {map_name.as_posix(): path for path, (map_name, _) in zip(files, names)}
-    rows = [{**row, "image_sha256": row["image_sha256"] or artifacts.sha256(image_of[row["anomaly_map"]])}
-            for row in rows if unchanged(image_of.get(row["anomaly_map"]), row["image_sha256"] or None,
-                                         out_dir / row["anomaly_map"])]  # a hash an older version did not write
+    rows = []
+    for row in earlier:  # kept where the image is the one its map was made from, named as it is given now
+        image = image_of.get(row["anomaly_map"])
+        digest = row["image_sha256"] or None  # None in a CSV of a version that wrote no hash
+        if unchanged(image, digest, out_dir / row["anomaly_map"]):
+            rows.append({**row, "path": str(image), "image_sha256": digest or image_digest(image)})
     resumed = len(rows)
     finished = {row["anomaly_map"] for row in rows}  # not the path as typed: the command may run from elsewhere
+    _remove_outputs(out_dir, [row for row in earlier if row["anomaly_map"] not in finished])
+    if len(finished) < len(files):
+        mark_report_stale(out_dir)
     write_json(out_dir / RUN_NAME, run)
     with open(out_dir / CSV_NAME, "w", newline="") as csv_file:  # the finished rows again, a cut last line dropped
         writer = csv.DictWriter(csv_file, CSV_COLUMNS)
@@ -298,6 +339,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
             if map_name.as_posix() in finished:
                 continue
             try:
+                digest = image_digest(path)
                 image = as_model_channels(read_image(path, size=detector.preset.resize), detector.network.channels,
                                           path)
                 anomaly_map = detector.anomaly_map(image, path)
@@ -314,7 +356,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
             rows.append({
                 "path": str(path), "score": float(anomaly_map.max()), "defect_area_px": area,
                 "verdict": "defective" if area else "good", "anomaly_map": map_name.as_posix(),
-                "overlay": overlay_name.as_posix(), "image_sha256": artifacts.sha256(path),
+                "overlay": overlay_name.as_posix(), "image_sha256": digest,
             })
             writer.writerow(safe_row(rows[-1]))
             csv_file.flush()

@@ -18,8 +18,9 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
 ``evaluation.run.json`` records the run (the model's weights, threshold, precision, inputs and mask rule) and
 ``evaluation.progress.jsonl`` the key and the sha256 of every image as its outputs are written: the same command run
 again (after Ctrl-C, say) reads the finished images' maps back instead of computing them (their masks are read anew;
-an image whose file changed since, even to an older copy, is scored again), and
-another evaluation aimed at the same ``DIR`` is refused, naming what differs.
+an image whose file changed since, even to an older copy, is scored again; the outputs of an image gone are
+removed, and the summary files before the first image is scored anew), and
+another evaluation aimed at the same ``DIR`` is refused, naming what differs, as is a ``DIR`` holding detections.
 
 Images are read as ``detect`` reads them (resized where the model's preset
 says, as the MVTec AD models do, their masks with them).  ``DIR`` may lie in an
@@ -46,10 +47,11 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
-from ssimlib import artifacts
 from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
-from ssimlib.apps.report import DIGITS, Entry, write_report
-from ssimlib.apps.own_detection import check_same_run, detection_run, load_detector, unchanged
+from ssimlib.apps.report import DIGITS, Entry, mark_report_stale, write_report
+from ssimlib.apps import own_detection
+from ssimlib.apps.own_detection import (check_not_other_command, check_same_run, detection_run, image_digest,
+                                        load_detector, unchanged)
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.spreadsheet import safe_row
@@ -78,6 +80,20 @@ def _output_paths(out_dir, key):
     """``(raw, view, overlay)``: the paths of ``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png``."""
     stem = out_dir / IMAGES_DIR / key
     return tuple(stem.with_name(stem.name + suffix) for suffix in ("_map.tif", "_map.png", "_overlay.png"))
+
+
+def _remove_image_outputs(out_dir, key):
+    """Delete the outputs of ``key`` (:func:`_output_paths`), where there are any."""
+    for path in _output_paths(out_dir, key):
+        path.unlink(missing_ok=True)
+
+
+def _mark_stale(out_dir):
+    """Remove an earlier run's summary (metrics, CSV, curves) and mark its report out of date: they are written
+    anew at the end, from every image's map."""
+    for name in (METRICS_NAME, CSV_NAME, ROC_NAME, PRO_NAME):
+        (out_dir / name).unlink(missing_ok=True)
+    mark_report_stale(out_dir)
 
 
 def _write_image_outputs(out_dir, key, image, anomaly_map, segmentation, threshold):
@@ -239,6 +255,8 @@ def evaluate_images(
     """
     out_dir = Path(out_dir)
     check_out_folder(out_dir)
+    check_not_other_command(out_dir, (own_detection.CSV_NAME, own_detection.RUN_NAME), "detect's detections",
+                            "evaluate")
     for path in map(Path, inputs):
         if path.is_dir() and out_dir.resolve() in (path.resolve(), *path.resolve().parents):
             raise InputError(f"--out {out_dir}: holds the input folder {path}; choose an --out outside it")
@@ -262,29 +280,41 @@ def evaluate_images(
 def _score_all(out_dir, items, done, detector, bad):
     """``(rows, maps, masks)`` of the labelled ``items``: each scored and its outputs written, or, where ``done``
     (keys) names it and its map was written, that map read back (its row made anew: the mask may have been
-    mended since); problems appended to ``bad``."""
+    mended since); problems appended to ``bad``.  The outputs of an image no longer scored (gone, unreadable, or
+    left out) are removed, and before the first image is scored anew the summary files beside them are
+    (:func:`_mark_stale`): a stopped run leaves no metrics or report of older maps."""
     rows, maps, gts = [], [], []
+    keys = {item.key for item in items}
+    for key in done.keys() - keys:
+        _remove_image_outputs(out_dir, key)
+    done = {key: digest for key, digest in done.items() if key in keys}
+    stale = False
     with open(out_dir / PROGRESS_NAME, "w") as progress:  # the keys kept, a line cut by a kill dropped
         progress.writelines(_progress_line(key, digest) for key, digest in done.items())
         progress.flush()
         for item in items:
             raw = _output_paths(out_dir, item.key)[0]
             try:
+                digest = image_digest(item.path)  # of the bytes read next: an image replaced meanwhile is redone
                 image = read_image(item.path)
                 mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
                 image = resize_square(image, detector.preset.resize, order=1)
-                if item.key in done and raw.exists() and unchanged(item.path, done[item.key], raw):  # a stopped run's
-                    anomaly_map = skimage.io.imread(raw).astype(np.float32)
+                if item.key in done and raw.exists() and unchanged(item.path, done[item.key], raw, digest):
+                    anomaly_map = skimage.io.imread(raw).astype(np.float32)  # a stopped run's
                     segmentation = detector.segmentation(anomaly_map)
                 else:
+                    if not stale:
+                        _mark_stale(out_dir)
+                        stale = True
                     anomaly_map = detector.anomaly_map(image, item.path)
                     segmentation = detector.segmentation(anomaly_map)
                     _write_image_outputs(out_dir, item.key, image, anomaly_map, segmentation, detector.threshold)
-                    progress.write(_progress_line(item.key, artifacts.sha256(item.path)))
+                    progress.write(_progress_line(item.key, digest))
                     progress.flush()
             except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
                 message = " ".join(str(error).split())
                 bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
+                _remove_image_outputs(out_dir, item.key)  # the maps of what the file held before
                 continue
             rows.append(_row(out_dir, item, mask, anomaly_map, segmentation))
             maps.append(anomaly_map)

@@ -12,6 +12,7 @@ thumbnails are at most :data:`THUMBNAIL` px per side (JPEG, masks PNG) and load 
 """
 
 import html
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,17 +96,17 @@ def _uint8(x):
 
 def _thumbnails(entry, index, folder):
     """Thumbnails of ``entry`` in ``folder`` as ``<img>`` tags (input, map, overlay, mask or empty)."""
-    image = read_image(entry.image)
+    with warnings.catch_warnings():  # the image's and mask's warnings were given when it was scored
+        warnings.simplefilter("ignore")
+        image = read_image(entry.image)
+        mask = None if entry.mask is None else read_mask(entry.mask)
     with Image.open(entry.anomaly_map) as gray_map, Image.open(entry.overlay) as overlay:
         pictures = [
             ("input", _uint8(image[..., 0] if image.shape[-1] == 1 else image), "jpg"),
             ("map", INFERNO[np.asarray(gray_map.convert("L"))], "jpg"),
             ("overlay", np.asarray(overlay.convert("RGB")), "jpg"),
         ]
-    if entry.mask is not None:
-        with warnings.catch_warnings():  # its warnings were given when it was scored
-            warnings.simplefilter("ignore")
-            mask = read_mask(entry.mask)
+    if mask is not None:
         pictures.append(("mask", _uint8(mask), "png"))
     cells = []
     for what, pixels, suffix in pictures:
@@ -114,20 +115,40 @@ def _thumbnails(entry, index, folder):
     return cells + [""] * (4 - len(cells))
 
 
-def earlier_report(out_dir, results_name):
-    """Whether ``out_dir`` holds a ``report.html`` beside the results file ``results_name`` of an earlier run: a run
-    that continues there rewrites the report, so that it never shows older results than the files beside it."""
-    return (Path(out_dir) / REPORT_NAME).is_file() and (Path(out_dir) / results_name).is_file()
+def earlier_report(out_dir, run_record):
+    """Whether ``out_dir`` holds a ``report.html`` beside the record ``run_record`` of an earlier run (finished or
+    stopped): a run that continues there rewrites the report, so that it never shows older results than the files
+    beside it."""
+    return (Path(out_dir) / REPORT_NAME).is_file() and (Path(out_dir) / run_record).is_file()
+
+
+STALE_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>report out of date</title></head><body>
+<p>This report is out of date: a run continued in this folder and rewrites it when it finishes. If that run was
+stopped, run the same command again.</p>
+</body></html>
+"""
+
+
+def mark_report_stale(out_dir):
+    """Replace an earlier ``report.html`` in ``out_dir`` by a page saying it is being rewritten, and drop its
+    thumbnails: a run about to change the files beside it calls this first, so that a stopped run leaves no report
+    of older maps (and :func:`earlier_report` still has the next run rewrite it)."""
+    path = Path(out_dir) / REPORT_NAME
+    if path.is_file():
+        path.write_text(STALE_PAGE)
+        shutil.rmtree(Path(out_dir) / THUMBS_DIR, ignore_errors=True)
 
 
 def write_report(out_dir, entries, threshold, title, facts=(), figures=()):
-    """Write ``out_dir/report.html`` and its thumbnails; returns the HTML's path.
+    """Write ``out_dir/report.html`` and its thumbnails (those of an earlier report removed); returns the HTML's path.
 
     ``facts`` are ``(name, value)`` rows shown first (values as text), ``figures``
     image files inside ``out_dir`` shown after them.
     """
     out_dir = Path(out_dir)
     folder = out_dir / THUMBS_DIR
+    shutil.rmtree(folder, ignore_errors=True)  # thumbnails of a larger earlier report would stay beside this one
     folder.mkdir(parents=True, exist_ok=True)
     labelled = any(entry.label is not None for entry in entries)
     rows = []

@@ -232,7 +232,7 @@ def _against_fresh(results, epochs, variant, label):
     plain = [r["val_loss"][-1] for r in fresh if is_plain(r)]
     other = [r["val_loss"][-1] for r in fresh if variant(r)]
     if len(plain) < 2 or not other:
-        return None, f"needs two plain fresh-crop seeds and one arm of {label}"
+        return None, f"no verdict yet: needs two plain fresh-crop seeds and one arm of {label}"
     below = min(other) < min(plain) - float(np.ptp(plain))
     return below, (f"{label}: validation loss {min(other):.4f}, {'below' if below else 'not below'} the plain "
                    f"fresh-crop arms' lower seed {min(plain):.4f} less their range {np.ptp(plain):.4f}")
