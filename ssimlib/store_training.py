@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from ssimlib import artifacts
-from ssimlib.train import DECAY, compile_autoencoder, epoch_line, read_checkpoint_state, save_checkpoint
+from ssimlib.train import DECAY, OPTIONAL_SETTINGS, compile_autoencoder, epoch_line, read_checkpoint_state, save_checkpoint
 
 
 def cache_dir():
@@ -30,8 +30,10 @@ def cache_dir():
 
 
 def _trained_alike(manifest, settings):
-    """Whether a stored model was trained with ``settings`` (epochs aside)."""
-    return all(manifest["training"]["settings"].get(k) == v for k, v in settings.items() if k != "epochs")
+    """Whether a stored model was trained with ``settings`` (epochs aside; the settings recorded only where they are
+    not the default, both ways)."""
+    stored = manifest["training"]["settings"]
+    return all(stored.get(k) == settings.get(k) for k in {*settings, *OPTIONAL_SETTINGS} if k != "epochs")
 
 
 def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
@@ -45,7 +47,9 @@ def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
         model, settings["loss"], settings["learning_rate"], settings["weight_decay"],
         settings["window_size"], settings["window"], settings.get("decay", DECAY),
     )
-    model.optimizer.build(model.trainable_variables)  # a fresh Adam state
+    # A fresh Adam state, its step count from 0: Adam's bias correction needs it so, and a learning-rate schedule
+    # (decay "lr") starts over with it; the restart is listed in the history.
+    model.optimizer.build(model.trainable_variables)
     done = training["epochs_done"]
     history = {
         "loss": training["loss"],

@@ -77,6 +77,7 @@ DECAYS = ("decoupled", "l2", "lr")
 DECAY = DECAYS[0]
 
 
+@keras.saving.register_keras_serializable(package="ssimlib")
 class L2Adam(keras.optimizers.Adam):
     """Adam with ``l2 * w`` added to each variable's gradient (PyTorch's ``Adam(weight_decay=l2)``).
 
@@ -169,13 +170,18 @@ def load_checkpoint(model, directory):
     model.load_weights(Path(directory) / WEIGHTS_FILE)
 
 
+# settings a run records only where they are not the default (every model before them did not record them)
+OPTIONAL_SETTINGS = ("crops", "decay", "output")
+
+
 def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, n_patches,
-                      crops="fixed", decay=DECAY):
+                      crops="fixed", decay=DECAY, output="linear"):
     """The settings :func:`train` records in a checkpoint (a resumed run must have the same, but for ``epochs``).
 
     ``crops`` is ``"fixed"`` (one set of patches every epoch; not recorded, as in every
     model trained before crop streams existed) or a :attr:`ssimlib.data.CropStream.label`; ``decay``
-    (:func:`adam`) is recorded only where it is not the default.
+    (:func:`adam`) and the network's ``output`` (its weights fit either) are recorded only where they are not the
+    default.
     """
     return {
         "loss": loss,
@@ -189,6 +195,7 @@ def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, win
         "n_patches": n_patches,
         **({} if crops == "fixed" else {"crops": crops}),
         **({} if decay == DECAY else {"decay": decay}),
+        **({} if output == "linear" else {"output": output}),
     }
 
 
@@ -274,10 +281,8 @@ def train(
             raise ValueError(f"{name} must be (N, {', '.join(map(str, expected))}) for this model, got {shape}")
     settings = training_settings(
         loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, patches.shape[0],
-        "fixed" if stream is None else stream.label, decay,
+        "fixed" if stream is None else stream.label, decay, model.output_activation,
     )
-    if model.output_activation != "linear":  # the weights of either fit both: a checkpoint must say which it holds
-        settings["output"] = model.output_activation
     with contextlib.nullcontext() if checkpoint_dir is None else checkpoint_lock(checkpoint_dir):
         compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window, decay)
         history = {"loss": [], "seconds": 0.0}
@@ -285,9 +290,8 @@ def train(
             state = read_checkpoint_state(checkpoint_dir)
             if state is not None:
                 saved = state["settings"]
-                # "crops", "decay", "output" both ways: a default run records none, and must not continue another's
-                changed = {k: (saved.get(k), settings.get(k)) for k in {**settings, "crops": None, "decay": None,
-                                                                         "output": None}
+                # the optional settings both ways: a default run records none, and must not continue another's
+                changed = {k: (saved.get(k), settings.get(k)) for k in {*settings, *OPTIONAL_SETTINGS}
                            if k != "epochs" and saved.get(k) != settings.get(k)}
                 if changed:
                     raise ValueError(

@@ -349,7 +349,7 @@ def test_a_stopped_continued_run_leaves_no_report_of_older_maps(tiny_model, tmp_
     with monkeypatch.context() as patch:
         patch.setattr(Detector, "anomaly_map", stopped)
         assert main(["detect", str(model), str(images), "--out", str(out)]) == 130
-    assert "out of date" in (out / "report.html").read_text() and not (out / "report").exists()
+    assert "out of date" in (out / "report.html").read_text() and not any((out / "report").iterdir())
     assert len(read_rows(out)) == 1  # 001.png's; 000.png's map of the old image is gone with its row
     assert visible_files(out, "_map.png") == ["001_map.png"]
     capsys.readouterr()
@@ -368,6 +368,19 @@ def test_a_warning_about_an_image_is_given_once_with_a_report(tiny_model, tmp_pa
     skimage.io.imsave(images / "dim.png", board, check_contrast=False)
     code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d"), "--report"], capsys)
     assert code == 0 and sum("16-bit pixels reach only" in line for line in err) == 1, err
+
+
+def test_a_report_leaves_the_other_files_of_its_thumbnail_folder_alone(tiny_model, tmp_path):
+    # a new report removed the whole report/ folder: a user's notes, or maps of an input folder named report
+    category, model = tiny_model
+    out = tmp_path / "d"
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "notes.txt").write_text("mine")
+    for _ in range(2):  # a second run continues into it and writes the report again
+        assert main(["detect", str(model), str(category / "test" / "good"), "--out", str(out), "--report"]) == 0
+    assert (out / "report" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (out / "report").iterdir()) == sorted(
+        ["notes.txt"] + [f"0000{i}_{what}.jpg" for i in (1, 2) for what in ("input", "map", "overlay")])
 
 
 def test_a_name_a_spreadsheet_would_run_is_written_as_text_and_read_back(tiny_model, tmp_path, capsys):

@@ -181,3 +181,24 @@ def test_a_run_of_one_weight_decay_reading_or_output_does_not_continue_another(t
         train(sigmoid, PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="decay must be one of decoupled, l2, lr, got 'L2'"):
         train_module.adam(decay="L2")
+
+
+@pytest.mark.parametrize("decay", ["l2", "lr"])
+def test_a_run_of_another_weight_decay_reading_resumes_exactly(tmp_path, decay):
+    whole = _model()
+    train(whole, PATCHES, epochs=2, batch_size=8, progress=False, decay=decay)
+    train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False, decay=decay)
+    resumed = _model()
+    train(resumed, PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False, decay=decay)
+    for a, b in zip(whole.weights, resumed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_stored_model_of_another_reading_or_output_is_not_continued_as_a_default_one():
+    from ssimlib.store_training import _trained_alike
+
+    plain = train_module.training_settings("ssim", 50, 32, 2e-4, 1e-5, 11, "uniform", 0, 10_000, "fresh")
+    for other in ({"decay": "lr"}, {"output": "sigmoid"}):
+        assert not _trained_alike({"training": {"settings": {**plain, **other}}}, plain)
+        assert not _trained_alike({"training": {"settings": plain}}, {**plain, **other})
+    assert _trained_alike({"training": {"settings": {**plain, "epochs": 200}}}, plain)

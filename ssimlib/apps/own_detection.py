@@ -15,6 +15,7 @@ skipped; the others are still processed.  ``--report`` adds ``DIR/report.html`` 
 Bad input raises :class:`ssimlib.apps.own_options.InputError` with one line naming the file or option.
 """
 
+import contextlib
 import csv
 import json
 import os
@@ -28,7 +29,7 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
-from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN
+from ssimlib.apps.labelled import EVALUATION_RUN
 from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
 from ssimlib.apps.report import mark_report_stale
@@ -233,11 +234,11 @@ def unchanged(image, recorded, output, current=None):
         return False
 
 
-def check_not_other_command(out_dir, names, what, command):
-    """:class:`InputError` when ``out_dir`` holds one of the files ``names``: the output of ``what``, another
-    command's, which ``command`` would mix its own files and report with."""
-    found = next((Path(out_dir) / name for name in names if (Path(out_dir) / name).exists()), None)
-    if found is not None:
+def check_not_other_command(out_dir, record, what, command):
+    """:class:`InputError` when ``out_dir`` holds the run record ``record`` of ``what``, another command's output,
+    which ``command`` would mix its own files and report with."""
+    found = Path(out_dir) / record
+    if found.is_file():
         raise InputError(f"{found}: --out {out_dir} holds {what}; choose another --out for {command}")
 
 
@@ -296,7 +297,7 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
     """
     out_dir = Path(out_dir)
     check_out_folder(out_dir)
-    check_not_other_command(out_dir, (*EVALUATION_FILES, EVALUATION_RUN), "an evaluation", "detect")
+    check_not_other_command(out_dir, EVALUATION_RUN, "an evaluation", "detect")
     detector = load_detector(model, threshold, precision, min_defect_area)
     run = detection_run(inputs, detector, precision)
     files, bad = _inputs(inputs, out_dir)
@@ -315,19 +316,23 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
 
 
 def _detect_into(out_dir, run, detector, files, names, bad):
-    """:func:`detect`'s work once ``out_dir`` is checked and locked: the images of ``files`` not finished yet."""
+    """:func:`detect`'s work once ``out_dir`` is checked and locked: the images of ``files`` not finished yet
+    (``bad``: the inputs that could not be listed)."""
     earlier = _finished_rows(out_dir, run) or []
     image_of = {map_name.as_posix(): path for path, (map_name, _) in zip(files, names)}
     rows = []
     for row in earlier:  # kept where the image is the one its map was made from, named as it is given now
         image = image_of.get(row["anomaly_map"])
         digest = row["image_sha256"] or None  # None in a CSV of a version that wrote no hash
-        if unchanged(image, digest, out_dir / row["anomaly_map"]):
-            rows.append({**row, "path": str(image), "image_sha256": digest or image_digest(image)})
+        with contextlib.suppress(DatasetError):  # an image that cannot be read now is done again (and named then)
+            if unchanged(image, digest, out_dir / row["anomaly_map"]):
+                rows.append({**row, "path": str(image), "image_sha256": digest or image_digest(image)})
     resumed = len(rows)
     finished = {row["anomaly_map"] for row in rows}  # not the path as typed: the command may run from elsewhere
-    _remove_outputs(out_dir, [row for row in earlier if row["anomaly_map"] not in finished])
-    if len(finished) < len(files):
+    dropped = [row for row in earlier if row["anomaly_map"] not in finished]
+    if not bad:  # every input listed: a dropped row's image is gone or changed, not on a share out of reach
+        _remove_outputs(out_dir, dropped)
+    if dropped or len(finished) < len(files):
         mark_report_stale(out_dir)
     write_json(out_dir / RUN_NAME, run)
     with open(out_dir / CSV_NAME, "w", newline="") as csv_file:  # the finished rows again, a cut last line dropped

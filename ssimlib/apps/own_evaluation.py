@@ -18,8 +18,8 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
 ``evaluation.run.json`` records the run (the model's weights, threshold, precision, inputs and mask rule) and
 ``evaluation.progress.jsonl`` the key and the sha256 of every image as its outputs are written: the same command run
 again (after Ctrl-C, say) reads the finished images' maps back instead of computing them (their masks are read anew;
-an image whose file changed since, even to an older copy, is scored again; the outputs of an image gone are
-removed, and the summary files before the first image is scored anew), and
+an image whose file changed since, even to an older copy, is scored again; the outputs of an image that cannot be
+read now are removed, and the summary files before the first image is scored anew), and
 another evaluation aimed at the same ``DIR`` is refused, naming what differs, as is a ``DIR`` holding detections.
 
 Images are read as ``detect`` reads them (resized where the model's preset
@@ -82,10 +82,16 @@ def _output_paths(out_dir, key):
     return tuple(stem.with_name(stem.name + suffix) for suffix in ("_map.tif", "_map.png", "_overlay.png"))
 
 
-def _remove_image_outputs(out_dir, key):
-    """Delete the outputs of ``key`` (:func:`_output_paths`), where there are any."""
-    for path in _output_paths(out_dir, key):
-        path.unlink(missing_ok=True)
+def _read_item_image(out_dir, item):
+    """``(sha256, image)`` of a labelled item's image file, hashed before it is read (an image replaced meanwhile is
+    scored again by the next run); where it cannot be read, its outputs, made from what the file held before, are
+    removed before the :class:`ssimlib.data.DatasetError` goes on."""
+    try:
+        return image_digest(item.path), read_image(item.path)
+    except DatasetError:
+        for path in _output_paths(out_dir, item.key):
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _mark_stale(out_dir):
@@ -255,8 +261,7 @@ def evaluate_images(
     """
     out_dir = Path(out_dir)
     check_out_folder(out_dir)
-    check_not_other_command(out_dir, (own_detection.CSV_NAME, own_detection.RUN_NAME), "detect's detections",
-                            "evaluate")
+    check_not_other_command(out_dir, own_detection.RUN_NAME, "detect's detections", "evaluate")
     for path in map(Path, inputs):
         if path.is_dir() and out_dir.resolve() in (path.resolve(), *path.resolve().parents):
             raise InputError(f"--out {out_dir}: holds the input folder {path}; choose an --out outside it")
@@ -280,14 +285,10 @@ def evaluate_images(
 def _score_all(out_dir, items, done, detector, bad):
     """``(rows, maps, masks)`` of the labelled ``items``: each scored and its outputs written, or, where ``done``
     (keys) names it and its map was written, that map read back (its row made anew: the mask may have been
-    mended since); problems appended to ``bad``.  The outputs of an image no longer scored (gone, unreadable, or
-    left out) are removed, and before the first image is scored anew the summary files beside them are
-    (:func:`_mark_stale`): a stopped run leaves no metrics or report of older maps."""
+    mended since); problems appended to ``bad``.  The outputs of an image that cannot be read now are removed
+    (they were made from what the file held before), and before the first image is scored anew the summary files
+    beside them are (:func:`_mark_stale`): a stopped run leaves no metrics or report of older maps."""
     rows, maps, gts = [], [], []
-    keys = {item.key for item in items}
-    for key in done.keys() - keys:
-        _remove_image_outputs(out_dir, key)
-    done = {key: digest for key, digest in done.items() if key in keys}
     stale = False
     with open(out_dir / PROGRESS_NAME, "w") as progress:  # the keys kept, a line cut by a kill dropped
         progress.writelines(_progress_line(key, digest) for key, digest in done.items())
@@ -295,8 +296,7 @@ def _score_all(out_dir, items, done, detector, bad):
         for item in items:
             raw = _output_paths(out_dir, item.key)[0]
             try:
-                digest = image_digest(item.path)  # of the bytes read next: an image replaced meanwhile is redone
-                image = read_image(item.path)
+                digest, image = _read_item_image(out_dir, item)
                 mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
                 image = resize_square(image, detector.preset.resize, order=1)
                 if item.key in done and raw.exists() and unchanged(item.path, done[item.key], raw, digest):
@@ -314,7 +314,6 @@ def _score_all(out_dir, items, done, detector, bad):
             except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
                 message = " ".join(str(error).split())
                 bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
-                _remove_image_outputs(out_dir, item.key)  # the maps of what the file held before
                 continue
             rows.append(_row(out_dir, item, mask, anomaly_map, segmentation))
             maps.append(anomaly_map)

@@ -12,7 +12,7 @@ thumbnails are at most :data:`THUMBNAIL` px per side (JPEG, masks PNG) and load 
 """
 
 import html
-import shutil
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,25 +130,34 @@ stopped, run the same command again.</p>
 """
 
 
+THUMBNAIL_NAME = re.compile(r"\d{5,}_(input|map|overlay)\.jpg|\d{5,}_mask\.png")  # the names _thumbnails writes
+
+
 def mark_report_stale(out_dir):
-    """Replace an earlier ``report.html`` in ``out_dir`` by a page saying it is being rewritten, and drop its
-    thumbnails: a run about to change the files beside it calls this first, so that a stopped run leaves no report
-    of older maps (and :func:`earlier_report` still has the next run rewrite it)."""
+    """Replace an earlier ``report.html`` in ``out_dir`` by a page saying it is being rewritten, and remove its
+    thumbnails (files of their names only: the folder may hold others): a run about to change the files beside it
+    calls this first, so that a stopped run leaves no report of older maps (and :func:`earlier_report` still has
+    the next run rewrite it)."""
     path = Path(out_dir) / REPORT_NAME
     if path.is_file():
         path.write_text(STALE_PAGE)
-        shutil.rmtree(Path(out_dir) / THUMBS_DIR, ignore_errors=True)
+    folder = Path(out_dir) / THUMBS_DIR
+    if folder.is_dir():
+        for file in folder.iterdir():
+            if THUMBNAIL_NAME.fullmatch(file.name) and file.is_file():
+                file.unlink()
 
 
 def write_report(out_dir, entries, threshold, title, facts=(), figures=()):
-    """Write ``out_dir/report.html`` and its thumbnails (those of an earlier report removed); returns the HTML's path.
+    """Write ``out_dir/report.html`` and its thumbnails (an earlier report's marked out of date first, and its
+    thumbnails removed: :func:`mark_report_stale`); returns the HTML's path.
 
     ``facts`` are ``(name, value)`` rows shown first (values as text), ``figures``
     image files inside ``out_dir`` shown after them.
     """
     out_dir = Path(out_dir)
+    mark_report_stale(out_dir)  # a report stopped half-written says so
     folder = out_dir / THUMBS_DIR
-    shutil.rmtree(folder, ignore_errors=True)  # thumbnails of a larger earlier report would stay beside this one
     folder.mkdir(parents=True, exist_ok=True)
     labelled = any(entry.label is not None for entry in entries)
     rows = []

@@ -177,6 +177,8 @@ def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extracto
     SSIM-AE's and L2-AE's last activation (:class:`ssimlib.models.ConvAutoencoder`)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if output != "linear" and method in ("VAE", "FM-AE"):
+        raise ValueError(f"output {output!r}: only the SSIM-AE's and L2-AE's network has another than linear")
     keras.utils.set_random_seed(seed)
     if method == "VAE":
         model = VariationalAutoencoder(patch_size, 1, latent_dim, seed=seed)

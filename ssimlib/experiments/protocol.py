@@ -226,8 +226,8 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
 
 def _against_fresh(results, epochs, variant, label):
     """``(whether, reason)``: whether the fresh-crop arms ``variant(entry)`` picks lie below both plain fresh-crop
-    seeds' validation loss by more than those seeds' range (:data:`BATCH_RULE`, :data:`DECAY_RULE`); None
-    where the arms are missing."""
+    seeds' validation loss by more than those seeds' range (:data:`BATCH_RULE`, :data:`DECAY_RULE`,
+    :data:`OUTPUT_RULE`); None where the arms are missing."""
     fresh = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"]
     plain = [r["val_loss"][-1] for r in fresh if is_plain(r)]
     other = [r["val_loss"][-1] for r in fresh if variant(r)]
@@ -272,9 +272,7 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
     settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],
                                  budget["weight_decay"], budget["window_size"], budget["window"], seed,
-                                 budget["n_patches"], crops, budget["decay"])
-    if budget["output"] != LINEAR:  # as ssimlib.train.train records it
-        settings["output"] = budget["output"]
+                                 budget["n_patches"], crops, budget["decay"], budget["output"])
     record = {
         "method": "SSIM-AE",
         "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images",
