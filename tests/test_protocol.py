@@ -134,6 +134,13 @@ def test_an_arm_of_another_batch_size_is_a_protocol_of_its_own(tmp_path):
     assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _batch(_run("fixed", 2, 0.05), 128)]})[0] == "fresh"
 
 
+def _table(runs):
+    """The campaign's table of ``runs`` given the measures it shows."""
+    measures = {"pixel_auroc": 0.9, "au_pro_0_3": 0.8, "median_region_overlap_fpr_0_05": 0.7,
+                "memorisation": dict.fromkeys(("training_crops", "validation_crops", "defect_free_test_crops"), 0.1)}
+    return protocol.format_runs({"runs": [{**r, **measures} for r in runs]})
+
+
 @pytest.mark.parametrize("batch_loss, chosen", [
     (0.1385, 128),  # below the lower batch-32 seed (0.140) less the seeds' range (0.001): 0.139
     (0.1395, 32),  # below both seeds, but within their range
@@ -143,11 +150,7 @@ def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
     runs = [*FIXED_AND_FRESH, _batch(_run("fresh", 0, batch_loss), 128)]
     assert protocol.choose_batch({"runs": runs})[0] == chosen
     assert protocol.choose_batch({"runs": runs[:3] + runs[4:]})[0] == 32  # one batch-32 seed: no verdict
-    lines = protocol.format_runs({"runs": [{**r, "pixel_auroc": 0.9, "au_pro_0_3": 0.8,
-                                            "median_region_overlap_fpr_0_05": 0.7,
-                                            "memorisation": dict.fromkeys(("training_crops", "validation_crops",
-                                                                           "defect_free_test_crops"), 0.1)}
-                                           for r in runs]})
+    lines = _table(runs)
     # its row, its memorisation, its mean, its difference from fixed crops
     assert [line.split("  ")[0] for line in lines if line.startswith("fresh, batch 128")] == [
         "fresh, batch 128", "fresh, batch 128", "fresh, batch 128", "fresh, batch 128 - fixed"]
@@ -179,11 +182,7 @@ def test_an_arm_of_another_weight_decay_reading_is_judged_by_its_own_rule(tmp_pa
     assert len(results["runs"]) == 6 and results["decay_rule"] == protocol.DECAY_RULE
     assert protocol.result_for(results, "fresh", 0, 50, 32, "lr")["val_loss"][-1] == decay_loss
     assert protocol.result_for(results, "fresh", 0, 50)["val_loss"][-1] == 0.140
-    lines = protocol.format_runs({"runs": [{**r, "pixel_auroc": 0.9, "au_pro_0_3": 0.8,
-                                            "median_region_overlap_fpr_0_05": 0.7,
-                                            "memorisation": dict.fromkeys(("training_crops", "validation_crops",
-                                                                           "defect_free_test_crops"), 0.1)}
-                                           for r in runs]})
+    lines = _table(runs)
     assert [line.split("  ")[0] for line in lines if line.startswith("fresh, lr decay")] == [
         "fresh, lr decay", "fresh, lr decay", "fresh, lr decay", "fresh, lr decay - fixed"]
 
