@@ -21,7 +21,8 @@ import shutil
 from pathlib import Path
 
 from ssimlib import artifacts
-from ssimlib.train import DECAY, OPTIONAL_SETTINGS, compile_autoencoder, epoch_line, read_checkpoint_state, save_checkpoint
+from ssimlib.train import (DECAY, OPTIONAL_SETTINGS, compile_autoencoder, epoch_line, read_checkpoint_state,
+                           save_checkpoint)
 
 
 def cache_dir():

@@ -3,8 +3,8 @@
 For every image it writes its anomaly map (``<stem>_map.png``, 0 to twice the threshold as black to white) and an
 overlay of the segmentation on the image (``<stem>_overlay.png``) under DIR at the image's path relative to the
 folder the inputs share, and a row of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
-pixels, the verdict at the threshold, the two files and the image file's sha256.  Rows are written one by one after their files, so a killed
-run leaves a CSV that lists exactly the images finished.  ``DIR/detections.run.json`` records what makes the run
+pixels, the verdict at the threshold, the two files and the image file's sha256.  Rows are written one by one after
+their files, so a killed run leaves a CSV that lists exactly the images finished.  ``DIR/detections.run.json`` records what makes the run
 (:func:`detection_run`: the model's weights, threshold, smallest defect area, precision and the inputs): the same
 command run again continues where a stopped run left off (an image whose sha256 differs from its row's, changed
 since its map was written, is done again; the map and overlay of an image gone are removed with its row), and
