@@ -224,13 +224,13 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
                     f"by {margins[chosen]:.4f} more than the seed spread{aside}")
 
 
-def _against_fresh(results, epochs, variant, label):
-    """``(whether, reason)``: whether the fresh-crop arms ``variant(entry)`` picks lie below both plain fresh-crop
-    seeds' validation loss by more than those seeds' range (:data:`BATCH_RULE`, :data:`DECAY_RULE`,
+def _against_fresh(results, epochs, label):
+    """``(whether, reason)``: whether the arms of protocol ``"fresh, <label>"`` (:func:`protocol_of`) lie below both
+    plain fresh-crop seeds' validation loss by more than those seeds' range (:data:`BATCH_RULE`, :data:`DECAY_RULE`,
     :data:`OUTPUT_RULE`); None where the arms are missing."""
     fresh = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"]
     plain = [r["val_loss"][-1] for r in fresh if is_plain(r)]
-    other = [r["val_loss"][-1] for r in fresh if variant(r)]
+    other = [r["val_loss"][-1] for r in fresh if protocol_of(r) == f"fresh, {label}"]
     if len(plain) < 2 or not other:
         return None, f"no verdict yet: needs two plain fresh-crop seeds and one arm of {label}"
     below = min(other) < min(plain) - float(np.ptp(plain))
@@ -240,24 +240,21 @@ def _against_fresh(results, epochs, variant, label):
 
 def choose_batch(results, epochs=TABLE2_BUDGET["epochs"], batch_size=128):
     """Apply :data:`BATCH_RULE` to fresh crops at ``batch_size``: ``(batch size, reason)``; reads ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, lambda r: protocol_of(r) == f"fresh, batch {batch_size}",
-                                   f"batch {batch_size}")
+    below, reason = _against_fresh(results, epochs, f"batch {batch_size}")
     return (batch_size if below else BATCH), reason
 
 
 def choose_decay(results, epochs=TABLE2_BUDGET["epochs"], decay="lr"):
     """Apply :data:`DECAY_RULE` to fresh crops with weight-decay reading ``decay``: ``(decay, reason)``; reads
     ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, lambda r: protocol_of(r) == f"fresh, {VARIANT_LABELS[decay]}",
-                                   VARIANT_LABELS[decay])
+    below, reason = _against_fresh(results, epochs, VARIANT_LABELS[decay])
     return (decay if below else DECAY), reason
 
 
 def choose_output(results, epochs=TABLE2_BUDGET["epochs"], output="sigmoid"):
     """Apply :data:`OUTPUT_RULE` to fresh crops with the last activation ``output``: ``(output, reason)``; reads
     ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, lambda r: protocol_of(r) == f"fresh, {VARIANT_LABELS[output]}",
-                                   VARIANT_LABELS[output])
+    below, reason = _against_fresh(results, epochs, VARIANT_LABELS[output])
     return (output if below else LINEAR), reason
 
 
