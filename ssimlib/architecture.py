@@ -16,7 +16,8 @@ BOTTLENECK_SIDE = 8
 LEAKY_SLOPE = 0.2
 # The decoder's last layer: Table I's text leaves it open. "linear" is what every committed model has; "sigmoid"
 # (outputs in (0, 1), as a public Keras re-implementation of the paper ends) is a campaign arm's.
-OUTPUTS = ("linear", "sigmoid")
+LINEAR = "linear"
+OUTPUTS = (LINEAR, "sigmoid")
 
 
 def encoder_layer_spec(patch_size):

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssimlib.architecture import LINEAR, OUTPUTS
 from ssimlib.evaluate import run_environment, write_json
 from ssimlib.paths import REPO_ROOT
 
@@ -90,7 +91,7 @@ def architecture_of(model, feature_extractor=None):
     description = {
         "class": kind, "patch_size": model.patch_size, "channels": model.channels, "latent_dim": model.latent_dim,
     }
-    if model.output_activation != "linear":  # every model before the choice existed is linear and says nothing
+    if model.output_activation != LINEAR:  # every model before the choice existed is linear and says nothing
         description["output"] = model.output_activation
     if kind == "VariationalAutoencoder":
         description["seed"] = model.seed
@@ -108,7 +109,7 @@ def build_model(architecture):
     kind = architecture.get("class")
     p, c, d = architecture["patch_size"], architecture["channels"], architecture["latent_dim"]
     if kind == "ConvAutoencoder":
-        model = models.ConvAutoencoder(p, c, d, output=architecture.get("output", "linear"))
+        model = models.ConvAutoencoder(p, c, d, output=architecture.get("output", LINEAR))
     elif kind == "VariationalAutoencoder":
         model = models.VariationalAutoencoder(p, c, d, seed=architecture.get("seed"))
     elif kind == "FeatureMatchingAutoencoder":
@@ -239,12 +240,12 @@ ARCHITECTURE_INTEGERS = ("patch_size", "channels", "latent_dim")  # every class'
 
 def architecture_problem(architecture):
     """What is wrong with a manifest's ``architecture`` dict, in words, or None (checked before Keras builds it)."""
-    from ssimlib.architecture import OUTPUTS, encoder_layer_spec
+    from ssimlib.architecture import encoder_layer_spec
 
     if architecture.get("class") not in MODEL_CLASSES:
         return f"architecture class {architecture.get('class')!r}: expected one of {', '.join(MODEL_CLASSES)}"
-    output = architecture.get("output", "linear")
-    if output not in OUTPUTS or (output != "linear" and architecture["class"] != "ConvAutoencoder"):
+    output = architecture.get("output", LINEAR)
+    if output not in OUTPUTS or (output != LINEAR and architecture["class"] != "ConvAutoencoder"):
         return f"architecture output {output!r}: expected one of {', '.join(OUTPUTS)} (a ConvAutoencoder's only)"
     for key in ARCHITECTURE_INTEGERS:
         value = architecture.get(key)

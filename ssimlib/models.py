@@ -32,7 +32,7 @@ Everything else stays as in the table.  Supported sides: 32, 64, 128, 256, 512..
 import keras
 from keras import layers, ops
 
-from ssimlib.architecture import BOTTLENECK_SIDE, LEAKY_SLOPE, OUTPUTS, encoder_layer_spec
+from ssimlib.architecture import BOTTLENECK_SIDE, LEAKY_SLOPE, LINEAR, OUTPUTS, encoder_layer_spec
 
 
 def build_encoder(patch_size=128, channels=1, latent_dim=100, name="encoder"):
@@ -46,7 +46,7 @@ def build_encoder(patch_size=128, channels=1, latent_dim=100, name="encoder"):
     return keras.Model(inputs, x, name=name)
 
 
-def build_decoder(patch_size=128, channels=1, latent_dim=100, name="decoder", output="linear"):
+def build_decoder(patch_size=128, channels=1, latent_dim=100, name="decoder", output=LINEAR):
     """Decoder ``(N, 1, 1, latent_dim) -> (N, p, p, channels)``, mirror of the encoder, its output ``"linear"`` or
     ``"sigmoid"``."""
     if output not in OUTPUTS:
@@ -110,7 +110,7 @@ class ConvAutoencoder(keras.Model):
     (:func:`build_decoder`).
     """
 
-    def __init__(self, patch_size=128, channels=1, latent_dim=100, output="linear", **kwargs):
+    def __init__(self, patch_size=128, channels=1, latent_dim=100, output=LINEAR, **kwargs):
         super().__init__(**kwargs)
         self.patch_size = int(patch_size)
         self.channels = int(channels)

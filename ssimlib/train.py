@@ -28,6 +28,7 @@ try:
 except ImportError:  # not POSIX (Windows): checkpoints are not locked
     fcntl = None
 
+from ssimlib.architecture import LINEAR
 from ssimlib.data import CropStream
 from ssimlib.evaluate import cpu_label
 from ssimlib.losses import get_loss
@@ -175,7 +176,7 @@ OPTIONAL_SETTINGS = ("crops", "decay", "output")
 
 
 def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, n_patches,
-                      crops="fixed", decay=DECAY, output="linear"):
+                      crops="fixed", decay=DECAY, output=LINEAR):
     """The settings :func:`train` records in a checkpoint (a resumed run must have the same, but for ``epochs``).
 
     ``crops`` is ``"fixed"`` (one set of patches every epoch; not recorded, as in every
@@ -195,7 +196,7 @@ def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, win
         "n_patches": n_patches,
         **({} if crops == "fixed" else {"crops": crops}),
         **({} if decay == DECAY else {"decay": decay}),
-        **({} if output == "linear" else {"output": output}),
+        **({} if output == LINEAR else {"output": output}),
     }
 
 

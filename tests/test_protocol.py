@@ -148,8 +148,8 @@ def _table(runs):
 ])
 def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
     runs = [*FIXED_AND_FRESH, _batch(_run("fresh", 0, batch_loss), 128)]
-    assert protocol.choose_batch({"runs": runs})[0] == chosen
-    assert protocol.choose_batch({"runs": runs[:3] + runs[4:]})[0] == 32  # one batch-32 seed: no verdict
+    assert protocol.choose_variant({"runs": runs}, "batch_size", 128)[0] == chosen
+    assert protocol.choose_variant({"runs": runs[:3] + runs[4:]}, "batch_size", 128)[0] == 32  # one batch-32 seed: no verdict
     lines = _table(runs)
     # its row, its memorisation, its mean, its difference from fixed crops
     assert [line.split("  ")[0] for line in lines if line.startswith("fresh, batch 128")] == [
@@ -167,15 +167,15 @@ def _decay(run, decay):
 ])
 def test_an_arm_of_another_weight_decay_reading_is_judged_by_its_own_rule(tmp_path, decay_loss, chosen):
     runs = [*FIXED_AND_FRESH, _decay(_run("fresh", 0, decay_loss), "lr"), _batch(_run("fresh", 0, 0.10), 128)]
-    assert protocol.choose_decay({"runs": runs})[0] == chosen  # the batch-128 arm's 0.10 is not this rule's
-    assert protocol.choose_decay({"runs": runs[1:4]})[0] == "decoupled"  # no verdict without two plain seeds
-    assert protocol.choose_batch({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]})[0] == 32
+    assert protocol.choose_variant({"runs": runs}, "decay", "lr")[0] == chosen  # the batch-128 arm's 0.10 is not this rule's
+    assert protocol.choose_variant({"runs": runs[1:4]}, "decay", "lr")[0] == "decoupled"  # no verdict without two plain seeds
+    assert protocol.choose_variant({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]}, "batch_size", 128)[0] == 32
     assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _decay(_run("fixed", 2, 0.05), "lr")]})[0] == "fresh"
     assert protocol.arm_name("fresh", 0, 32, "lr") == "fresh-seed0-lrdecay"
     assert protocol.arm_name(*protocol.Arm("fresh", 0, output="sigmoid")) == "fresh-seed0-sigmoid"
     sigmoid = {**_run("fresh", 0, decay_loss), "budget": {"output": "sigmoid"}}
-    assert protocol.choose_output({"runs": [*runs, sigmoid]})[0] == ("sigmoid" if chosen == "lr" else "linear")
-    assert protocol.choose_decay({"runs": [*runs[:4], sigmoid]})[0] == "decoupled"  # not the decay rule's arm
+    assert protocol.choose_variant({"runs": [*runs, sigmoid]}, "output", "sigmoid")[0] == ("sigmoid" if chosen == "lr" else "linear")
+    assert protocol.choose_variant({"runs": [*runs[:4], sigmoid]}, "decay", "lr")[0] == "decoupled"  # not the decay rule's arm
     path = tmp_path / "protocol.json"
     for run in runs:
         results = protocol.add_result(path, run)

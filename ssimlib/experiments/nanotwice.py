@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from ssimlib.architecture import LINEAR
 from ssimlib.data import CropStream, load_nanotwice, sample_patches
 from ssimlib.evaluate import anomaly_maps
 from ssimlib.features import DEFAULT_FEATURE_EXTRACTOR, load_feature_extractor
@@ -172,12 +173,12 @@ def scaled_stride(stride, patch_size):
 
 
 def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extractor=DEFAULT_FEATURE_EXTRACTOR, fm_weight=1.0,
-                output="linear"):
+                output=LINEAR):
     """A fresh gray-scale model for ``method`` (a key of :data:`METHODS`), seeded with ``seed``; ``output`` is the
     SSIM-AE's and L2-AE's last activation (:class:`ssimlib.models.ConvAutoencoder`)."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if output != "linear" and method in ("VAE", "FM-AE"):
+    if output != LINEAR and method in ("VAE", "FM-AE"):
         raise ValueError(f"output {output!r}: only the SSIM-AE's and L2-AE's network has another than linear")
     keras.utils.set_random_seed(seed)
     if method == "VAE":
@@ -251,7 +252,7 @@ def train_config(
     on_epoch=None,
     validation=None,
     decay=DECAY,
-    output="linear",
+    output=LINEAR,
 ):
     """Build and train ``method`` on ``patches`` ``(N, p, p, 1)`` (or a crop stream); returns ``(model, history)``.
 

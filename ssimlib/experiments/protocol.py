@@ -40,6 +40,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ssimlib import artifacts
+from ssimlib.architecture import LINEAR
 from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.sensitivity import TABLE2_BUDGET
@@ -49,7 +50,6 @@ from ssimlib.store_training import cache_dir, train_into_store
 from ssimlib.train import DECAY, compile_autoencoder, mean_loss, training_settings
 
 BATCH = TABLE2_BUDGET["batch_size"]  # the campaign's batch size (32), the Fig. 6 models'
-LINEAR = "linear"  # the network's last activation in every committed model
 
 
 class Arm(NamedTuple):
@@ -194,7 +194,7 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
     """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
 
     Reads each run's ``val_loss`` only, of the runs at the campaign's batch size, weight-decay reading and output
-    (:func:`choose_batch`, :func:`choose_decay` and :func:`choose_output` judge the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
+    (:func:`choose_variant` judges the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
     more than the seed spread.
     """
     by_protocol = {}
@@ -238,24 +238,17 @@ def _against_fresh(results, epochs, label):
                    f"fresh-crop arms' lower seed {min(plain):.4f} less their range {np.ptp(plain):.4f}")
 
 
-def choose_batch(results, epochs=TABLE2_BUDGET["epochs"], batch_size=128):
-    """Apply :data:`BATCH_RULE` to fresh crops at ``batch_size``: ``(batch size, reason)``; reads ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, f"batch {batch_size}")
-    return (batch_size if below else BATCH), reason
+# The setting each rule beside DECISION_RULE judges, with the value the campaign keeps where an arm does not win.
+VARIANT_RULES = {"batch_size": (BATCH_RULE, BATCH), "decay": (DECAY_RULE, DECAY), "output": (OUTPUT_RULE, LINEAR)}
 
 
-def choose_decay(results, epochs=TABLE2_BUDGET["epochs"], decay="lr"):
-    """Apply :data:`DECAY_RULE` to fresh crops with weight-decay reading ``decay``: ``(decay, reason)``; reads
-    ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, VARIANT_LABELS[decay])
-    return (decay if below else DECAY), reason
-
-
-def choose_output(results, epochs=TABLE2_BUDGET["epochs"], output="sigmoid"):
-    """Apply :data:`OUTPUT_RULE` to fresh crops with the last activation ``output``: ``(output, reason)``; reads
-    ``val_loss`` only."""
-    below, reason = _against_fresh(results, epochs, VARIANT_LABELS[output])
-    return (output if below else LINEAR), reason
+def choose_variant(results, setting, value, epochs=TABLE2_BUDGET["epochs"]):
+    """Apply the rule of ``setting`` (:data:`VARIANT_RULES`: :data:`BATCH_RULE`, :data:`DECAY_RULE` or
+    :data:`OUTPUT_RULE`) to the fresh-crop arm with ``setting = value``: ``(the value to keep, reason)``; reads
+    ``val_loss`` only.  ``choose_variant(results, "decay", "lr")`` is ``("decoupled", "lr decay: ...")`` unless the
+    arm of Keras 2's learning-rate decay wins."""
+    below, reason = _against_fresh(results, epochs, f"batch {value}" if setting == "batch_size" else VARIANT_LABELS[value])
+    return (value if below else VARIANT_RULES[setting][1]), reason
 
 
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):
