@@ -4,7 +4,8 @@ For every image it writes its anomaly map (``<stem>_map.png``, 0 to twice the th
 overlay of the segmentation on the image (``<stem>_overlay.png``) under DIR at the image's path relative to the
 folder the inputs share, and a row of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
 pixels, the verdict at the threshold, the two files and the image file's sha256.  Rows are written one by one after
-their files, so a killed run leaves a CSV that lists exactly the images finished.  ``DIR/detections.run.json`` records what makes the run
+their files, so a killed run leaves a CSV that lists exactly the images finished (a finished run lists them in the
+order given).  ``DIR/detections.run.json`` records what makes the run
 (:func:`detection_run`: the model's weights, threshold, smallest defect area, precision and the inputs): the same
 command run again continues where a stopped run left off (an image whose sha256 differs from its row's, changed
 since its map was written, is done again; the map and overlay of an image gone are removed with its row), and
@@ -365,4 +366,18 @@ def _detect_into(out_dir, run, detector, files, names, bad):
             })
             writer.writerow(safe_row(rows[-1]))
             csv_file.flush()
-    return rows, bad, resumed
+    position = {map_name.as_posix(): i for i, (map_name, _) in enumerate(names)}
+    in_order = sorted(rows, key=lambda row: position[row["anomaly_map"]])
+    if in_order != rows:  # kept rows came first: the finished CSV lists the images as they were given
+        _write_csv(out_dir / CSV_NAME, in_order)
+    return in_order, bad, resumed
+
+
+def _write_csv(path, rows):
+    """``rows`` as ``detections.csv`` at ``path``, atomically (through a hidden partial file beside it)."""
+    partial = path.with_name(f".partial-{path.name}")
+    with open(partial, "w", newline="") as csv_file:
+        writer = csv.DictWriter(csv_file, CSV_COLUMNS)
+        writer.writeheader()
+        writer.writerows(map(safe_row, rows))
+    os.replace(partial, path)
