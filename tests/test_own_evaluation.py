@@ -369,6 +369,8 @@ def test_a_stopped_continued_evaluation_leaves_no_summary_of_older_maps(tiny_mod
     assert main(["evaluate", str(model), str(copy), "--out", str(fresh), "--report"]) == 0
     for name in ("metrics.json", "evaluation.csv", "report.html"):
         assert (out / name).read_text() == (fresh / name).read_text().replace(str(fresh), str(out)), name
+    assert sorted(p.relative_to(out) for p in (out / "images").rglob("*")) == \
+        sorted(p.relative_to(fresh) for p in (fresh / "images").rglob("*"))  # stroke/002's maps gone with it
 
 
 def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, tmp_path, capsys):

@@ -19,7 +19,8 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
 ``evaluation.progress.jsonl`` the key and the sha256 of every image as its outputs are written: the same command run
 again (after Ctrl-C, say) reads the finished images' maps back instead of computing them (their masks are read anew;
 an image whose file changed since, even to an older copy, is scored again; the outputs of an image that cannot be
-read now are removed, and the summary files before the first image is scored anew), and
+read now are removed, as are those of an image gone where every other file was paired, and the summary files
+before the first image is scored anew), and
 another evaluation aimed at the same ``DIR`` is refused, naming what differs, as is a ``DIR`` holding detections.
 
 Images are read as ``detect`` reads them (resized where the model's preset
@@ -100,6 +101,18 @@ def _mark_stale(out_dir):
     for name in (METRICS_NAME, CSV_NAME, ROC_NAME, PRO_NAME):
         (out_dir / name).unlink(missing_ok=True)
     mark_report_stale(out_dir)
+
+
+def _remove_gone(out_dir, done, keys):
+    """Remove the outputs of the images of ``done`` (keys of a stopped or finished run) not in ``keys`` (their
+    files are gone or renamed), and drop them from ``done``: the folder then holds the maps its CSV lists."""
+    gone = [key for key in done if key not in keys]
+    if gone:
+        _mark_stale(out_dir)
+    for key in gone:
+        for path in _output_paths(out_dir, key):
+            path.unlink(missing_ok=True)
+        del done[key]
 
 
 def _write_image_outputs(out_dir, key, image, anomaly_map, segmentation, threshold):
@@ -277,6 +290,8 @@ def evaluate_images(
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir / LOCK_NAME, f"evaluating into --out {out_dir}"):
         done = _finished_keys(out_dir, run)  # again, now that no other run can write here
+        if not unpaired:  # every input listed and paired: an earlier image not among them now is gone
+            _remove_gone(out_dir, done, {item.key for item in items})
         write_json(out_dir / RUN_NAME, run)
         rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
         return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report)
