@@ -4,6 +4,7 @@ Each check raises :class:`InputError` with one line naming the option and what w
 prints it and exits with status 2.
 """
 
+import errno
 import math
 import tempfile
 from pathlib import Path
@@ -55,8 +56,9 @@ def check_out_folder(folder, option="--out"):
         raise InputError(f"{option}: {existing} is a file, not a folder")
     try:  # a probe, not os.access: root may "access" /proc or a read-only mount and still not write there
         tempfile.TemporaryFile(dir=existing).close()
-    except OSError as error:
-        raise InputError(f"{option}: cannot write in {existing} ({error.strerror or error})") from None
+    except OSError as error:  # /proc answers "No such file or directory" for a folder that is there
+        why = "it takes no new files" if error.errno == errno.ENOENT else error.strerror or error
+        raise InputError(f"{option}: cannot write in {existing} ({why})") from None
 
 
 def check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, batch_size, validation_fraction,
