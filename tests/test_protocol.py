@@ -271,10 +271,8 @@ def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkey
                                              log=lambda line: None, crops="fresh")
     assert manifest["name"] == "l2_ae-fresh-seed1" and manifest["training"]["settings"]["seed"] == 1
     assert sorted(p.name for p in (tmp_path / "models" / "nanotwice").glob("*.json")) == ["l2_ae-fresh-seed1.json"]
-    for argv, message in [(["mvtec", "--seed", "1"], "--seed: the mvtec study does not take it"),
-                          (["nanotwice", "--seed", "-1"], "--seed: expected a non-negative integer below 2**32, got -1")]:
-        assert studies.main(argv) == 2
-        assert capsys.readouterr().err == f"error: {message}\n"
+    assert studies.main(["mvtec", "--seed", "1"]) == 2
+    assert capsys.readouterr().err == "error: --seed: the mvtec study does not take it\n"
 
 
 def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
@@ -285,6 +283,7 @@ def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
                           (["nanotwice", "--epochs", "-5"], "argument --epochs: expected a whole number of at least 1, got '-5'"),
                           (["nanotwice", "--export-every", "0"], "argument --export-every: expected a whole number of at least 1"),
                           (["mvtec", "--setup", "cvpr"], "argument --setup: invalid choice: 'cvpr'"),
+                          (["nanotwice", "--seed", "-1"], "argument --seed: expected a whole number from 0 to 2**32 - 1, got '-1'"),
                           # options a study would have ignored: queue and protocol trained into the repository's models/
                           (["queue", "--models-root", "/tmp/x"], "--models-root: the queue study does not take it (queue "
                                                                   "runs every study with its defaults"),

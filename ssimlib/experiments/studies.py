@@ -41,7 +41,7 @@ the models of paper Fig. 3 on generated checkerboards into ``models/checkerboard
 import sys
 from pathlib import Path
 
-from ssimlib.arguments import at_least_one
+from ssimlib.arguments import at_least_one, random_seed
 from ssimlib import artifacts
 from ssimlib.artifacts import ArtifactError
 from ssimlib.data import DatasetError, not_a_folder
@@ -203,7 +203,7 @@ def main(argv=None):
     parser.add_argument("--crops", default="fixed", choices=list(nanotwice.CROP_PROTOCOLS),
                         help="nanotwice: how the training crops are drawn (default: %(default)s, one set for all "
                              "epochs; another protocol trains models of their own, e.g. models/nanotwice/ssim_ae-fresh)")
-    parser.add_argument("--seed", type=int, default=nanotwice.FIG6_SCHEDULE["seed"],
+    parser.add_argument("--seed", type=random_seed, default=nanotwice.FIG6_SCHEDULE["seed"],
                         help="nanotwice: seed of the crops and the initial weights (default: %(default)s; another "
                              "trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
     parser.add_argument("--export-every", type=at_least_one, default=10, help="write the model into models/ every N epochs")
@@ -228,8 +228,6 @@ def main(argv=None):
 
 def _option_problem(args, parser):
     """What is wrong with the options ``args`` of ``parser`` in one line, or None."""
-    if not 0 <= args.seed < 2**32:  # NumPy's and Keras' seeds
-        return f"--seed: expected a non-negative integer below 2**32, got {args.seed}"
     if args.study == "checkerboard":
         from ssimlib.experiments.checkerboard import MODEL_NAMES
 
