@@ -28,7 +28,7 @@ before the third protocol's arm was; :func:`choose_protocol` applies it, reading
 losses only, never a test image, of the arms at the campaign's budget and batch size.  An arm of another batch
 size (the paper does not state its own) is a protocol of its own in the table (``"fresh, batch 128"``), judged by
 :data:`BATCH_RULE`, written before it was trained; so is an arm with another reading of the weight decay
-(``"fresh, lr decay"``), judged by :data:`DECAY_RULE`, and one with a sigmoid output
+(``"fresh, lr decay"``, ``"fresh, L2 decay"``), judged by :data:`DECAY_RULE`, and one with a sigmoid output
 (``"fresh, sigmoid output"``), judged by :data:`OUTPUT_RULE`, each written before its arm was trained.  Entries of another budget are
 diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its 200-epoch checkpoint
 (``run_campaign(arms=(Arm("fresh", 0),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
@@ -64,8 +64,8 @@ class Arm(NamedTuple):
 
 # Every arm, in the order the campaign trains them: the two arms that tell most first (fresh crops against the
 # fixed set's spread), then their second seeds; then a third protocol, fresh crops at the batch size of the
-# authors' MVTec AD paper (128), with the weight decay read as Keras 2's learning-rate decay, and with a sigmoid
-# output.
+# authors' MVTec AD paper (128), with the weight decay read as Keras 2's learning-rate decay, with a sigmoid
+# output, and with the weight decay read as an L2 penalty (DECAY_RULE's second reading).
 ARMS = (
     Arm("fresh", 0),
     Arm("fixed", 1),
@@ -75,6 +75,7 @@ ARMS = (
     Arm("fresh", 0, batch_size=128),
     Arm("fresh", 0, decay="lr"),
     Arm("fresh", 0, output="sigmoid"),
+    Arm("fresh", 0, decay="l2"),
 )
 # how the table names an arm of another weight-decay reading or last activation
 VARIANT_LABELS = {"l2": "L2 decay", "lr": "lr decay", "sigmoid": "sigmoid output"}
