@@ -618,3 +618,26 @@ def test_the_report_puts_misclassified_images_first():
     entries = [entry("good_close", 0.99985, "good", "good"), entry("missed", 1.00001, "good", "defective"),
                entry("found", 1.5, "defective", "defective"), entry("false_alarm", 1.2, "defective", "good")]
     assert [e.name for e in worst_first(entries, 0.9999)] == ["false_alarm", "missed", "good_close", "found"]
+
+
+def test_an_image_given_as_a_file_brings_its_mask_and_a_detect_output_is_no_input(tmp_path):
+    # a tester's: `evaluate MODEL s/bent/000.png f` counted 000.png defect-free though 000_mask.png lay beside it,
+    # and `evaluate MODEL z` scored the maps of `detect ... --out z/det` as defect-free images
+    rng = np.random.default_rng(3)
+    image, mask = draw_defects(_board(rng, 64, 64), rng)
+    for folder in ("s", "f"):
+        _save(tmp_path / folder / "000.png", image)
+        _save(tmp_path / folder / "000_mask.png", mask.astype(np.float32))
+    _save(tmp_path / "s" / "000.gt.png", mask.astype(np.float32))  # no mask by name: not brought along
+    _save(tmp_path / "f" / "good.png", _board(rng, 64, 64))
+    items, bad, _ = find_labelled([tmp_path / "s" / "000.png", tmp_path / "f"])
+    assert {(item.path.relative_to(tmp_path).as_posix(), item.mask and item.mask.name) for item in items} == {
+        ("s/000.png", "000_mask.png"), ("f/000.png", "000_mask.png"), ("f/good.png", None)} and not bad
+    items, _, _ = find_labelled([tmp_path / "s" / "000.png"], mask_suffix=".gt.png")
+    assert [(item.path.name, item.mask.name) for item in items] == [("000.png", "000.gt.png")]
+    detected = tmp_path / "f" / "det"
+    _save(detected / "good_map.png", _board(rng, 64, 64))
+    (detected / "detections.run.json").write_text("{}")
+    with pytest.warns(UserWarning, match="det: a detect run's output, not searched"):
+        items, _, _ = find_labelled([tmp_path / "f"], mask_suffix="_mask.png")
+    assert sorted(item.path.name for item in items) == ["000.png", "good.png"]

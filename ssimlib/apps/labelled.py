@@ -1,8 +1,10 @@
 """Labelled images for ``ssimlib evaluate``: which image has which defect mask, in four layouts.
 
 Images are the given files and, recursively (following links), the files of the given
-folders that :func:`ssimlib.data.is_image_file` takes for images; each is taken once,
-however often it is given; defect-free and defective ones
+folders that :func:`ssimlib.data.is_image_file` takes for images (not below the output folder of an
+earlier evaluation or a detect run); each is taken once,
+however often it is given; a given file brings the masks named for it beside it (rules 2 and 4's
+``<stem>S`` and ``<stem>_mask.*``); defect-free and defective ones
 may lie in sibling folders named by defect type (the folder is reported as the
 image's ``kind``).  Masks are paired by one rule, the first that applies:
 
@@ -46,6 +48,7 @@ from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_fold
 
 EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writes: a folder holding both is one
 EVALUATION_RUN = "evaluation.run.json"  # the record of an evaluation's run: a folder holding it is one (maybe stopped)
+DETECTION_RUN = "detections.run.json"  # the record of a detect run (ssimlib.apps.own_detection): its maps are no input
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
 
 
@@ -65,7 +68,7 @@ class Labelled:
 
 def _files(folder, skip=()):
     """Image files below ``folder``, following links to folders (each once), sorted, leaving out those below
-    the folders ``skip`` and below an earlier evaluation's output folder (with a warning)."""
+    the folders ``skip`` and below an earlier evaluation's or a detect run's output folder (with a warning)."""
     skip = [Path(q).resolve() for q in skip]
     files, visited = [], set()
     for here, folders, names in os.walk(folder, followlinks=True):
@@ -73,9 +76,9 @@ def _files(folder, skip=()):
         if real in visited or any(real == q or q in real.parents for q in skip):
             folders[:] = []  # a link back up the tree, or a folder left out
             continue
-        if set(EVALUATION_FILES) <= set(names) or EVALUATION_RUN in names:
-            warnings.warn(f"{here}: an earlier evaluation's output ({', '.join(EVALUATION_FILES)}), not searched",
-                          stacklevel=2)
+        if set(EVALUATION_FILES) <= set(names) or EVALUATION_RUN in names or DETECTION_RUN in names:
+            what = "a detect run's" if DETECTION_RUN in names else "an earlier evaluation's"
+            warnings.warn(f"{here}: {what} output, not searched", stacklevel=2)
             folders[:] = []
             continue
         visited.add(real)
@@ -88,9 +91,10 @@ def _mvtec_category(path):
     return path.is_dir() and (path / "test").is_dir() and (path / "ground_truth").is_dir()
 
 
-def _found(inputs, skip):
+def _found(inputs, skip, beside=lambda path: []):
     """``[(file, folder it was found in)]``, each file once, and ``[(path, problem)]`` for inputs that are neither
-    file nor folder; files below the folders ``skip`` are left out."""
+    file nor folder; files below the folders ``skip`` are left out.  An input file comes with the files
+    ``beside(file)`` (its masks, which the user need not name)."""
     found, bad, seen = [], [], set()
     for path in map(Path, inputs):
         if path.is_dir():
@@ -98,7 +102,7 @@ def _found(inputs, skip):
             if not files:
                 bad.append((path, "folder holds no images"))
         elif path.is_file():
-            files = [(path, path.parent)]
+            files = [(p, path.parent) for p in (path, *beside(path))]
         else:
             bad.append((path, "no such file or folder"))
             continue
@@ -107,6 +111,16 @@ def _found(inputs, skip):
                 seen.add(p.resolve())
                 found.append((p, root))
     return found, bad
+
+
+def _masks_beside(path, mask_suffix=None):
+    """The files beside the image file ``path`` named as its mask: ``<stem><mask_suffix>``, or without a suffix
+    ``<stem>_mask.*`` (any ending :func:`ssimlib.data.mask_name_end` knows)."""
+    if mask_suffix is not None:
+        named = path.with_name(f"{path.stem}{mask_suffix}")
+        return [named] if named.is_file() and named != path else []
+    return sorted(q for q in path.parent.glob(f"{glob.escape(path.stem)}*") if q != path and is_image_file(q)
+                  and mask_name_end(q) is not None and q.stem[: mask_name_end(q)] == path.stem)
 
 
 def _beside(found, is_mask, image_stem):
@@ -238,7 +252,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         if masks is None:
             masks, mask_suffix = inputs[0] / "ground_truth", mask_suffix or "_mask.png"
         inputs = [inputs[0] / "test"]
-    found, bad = _found(inputs, [q for q in (masks, skip) if q is not None])
+    found, bad = _found(inputs, [q for q in (masks, skip) if q is not None],
+                        (lambda path: []) if masks is not None else (lambda path: _masks_beside(path, mask_suffix)))
     if masks is not None:
         pairs, more_bad, fitted = _parallel(found, masks, mask_suffix)
         if category:  # a defect type's image without its mask is not defect-free: left out

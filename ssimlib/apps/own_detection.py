@@ -30,7 +30,7 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
-from ssimlib.apps.labelled import EVALUATION_RUN
+from ssimlib.apps.labelled import DETECTION_RUN, EVALUATION_RUN
 from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
 from ssimlib.apps.report import mark_report_stale
@@ -42,7 +42,7 @@ from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPre
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
 
 CSV_NAME = "detections.csv"
-RUN_NAME = "detections.run.json"
+RUN_NAME = DETECTION_RUN
 LOCK_NAME = "detections.lock"
 CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay", "image_sha256")
 OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")
