@@ -181,15 +181,15 @@ def test_files_that_look_like_images_but_are_not_read_are_named(tmp_path):
     assert read_image(tmp_path / "b.jpe").shape == (8, 8, 1)
 
 
-def test_a_mask_of_zeros_and_ones_saved_as_jpeg_is_warned_of(tmp_path):
-    from ssimlib.data import read_mask
+def test_a_mask_of_zeros_and_ones_saved_as_jpeg_is_refused(tmp_path):
+    from ssimlib.data import DatasetError, read_mask
 
     mask = np.zeros((32, 32), np.uint8)
     mask[8:16, 8:24] = 1  # 0/1, as many labelling tools write it, then saved lossily
     Image.fromarray(mask).save(tmp_path / "m.jpg", quality=95)
-    with pytest.warns(UserWarning, match=r"m\.jpg: a JPEG mask that marks nothing, though \d+ of its pixels are faintly "
-                                         r"above 0 \(up to \d+/255\): a 0/1 mask saved as JPEG\?"):
-        assert not read_mask(tmp_path / "m.jpg").any()
+    with pytest.raises(DatasetError, match=r"m\.jpg: a JPEG mask that marks nothing, though \d+ of its pixels are "
+                                           r"faintly above 0 \(up to \d+/255\): a 0/1 mask saved as JPEG\?"):
+        read_mask(tmp_path / "m.jpg")  # read as marking nothing, its image would count defect-free
     Image.fromarray(mask * 255).save(tmp_path / "ok.jpg", quality=95)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -638,6 +638,62 @@ def test_an_image_given_as_a_file_brings_its_mask_and_a_detect_output_is_no_inpu
     detected = tmp_path / "f" / "det"
     _save(detected / "good_map.png", _board(rng, 64, 64))
     (detected / "detections.run.json").write_text("{}")
-    with pytest.warns(UserWarning, match="det: a detect run's output, not searched"):
+    with pytest.warns(UserWarning, match=r"det: a detect run's output \(detections.run.json\), not searched"):
         items, _, _ = find_labelled([tmp_path / "f"], mask_suffix="_mask.png")
     assert sorted(item.path.name for item in items) == ["000.png", "good.png"]
+
+
+def test_names_of_latin_1_bytes_and_names_too_long_for_outputs_are_scored_and_written(model, tmp_path, capsys):
+    # a tester's: a Latin-1 name from a Windows share crashed the CSV writer after every map was made (the CSV left
+    # with its header, no report), and an image of 82 CJK characters crashed at its overlay's name (File name too
+    # long), in evaluate and detect alike, on every rerun
+    rng = np.random.default_rng(4)
+    folder = tmp_path / "set"
+    long = "缺陷图像" * 20 + "缺陷"
+    for stem in (os.fsdecode(b"caf\xe9"), long):
+        image, mask = draw_defects(_board(rng, 64, 64), rng)
+        _save(folder / f"{stem}.png", image)
+        _save(folder / f"{stem}_mask.png", mask.astype(np.float32))
+    _save(folder / "good.png", _board(rng, 64, 64))
+    out = tmp_path / "out"
+    assert main(["evaluate", str(model), str(folder), "--out", str(out), "--report"]) == 0
+    text = (out / "evaluation.csv").read_bytes().decode("utf-8")  # valid UTF-8, the Latin-1 byte escaped
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert sorted(Path(row["path"]).name for row in rows) == sorted(["caf\\xe9.png", f"{long}.png", "good.png"])
+    assert all((out / row["anomaly_map"]).is_file() and (out / row["overlay"]).is_file() for row in rows)
+    assert "caf\\xe9" in (out / "report.html").read_text(encoding="utf-8")
+    assert json.loads((out / "metrics.json").read_text())["images"]["scored"] == 3
+    detected = tmp_path / "detected"
+    for _ in range(2):  # the second run keeps every row of the first
+        assert main(["detect", str(model), str(folder), "--out", str(detected), "--report"]) == 0
+    assert "(3 of them done by an earlier run" in capsys.readouterr().out
+    rows = list(csv.DictReader(io.StringIO((detected / "detections.csv").read_bytes().decode("utf-8"))))
+    assert len(rows) == 3 and all((detected / row["anomaly_map"]).is_file() for row in rows)
+    assert max(len(p.name.encode()) for p in detected.rglob("*")) <= 255 - len(".partial-")
+
+
+def test_a_mask_that_looks_wrong_is_left_out_or_its_warning_kept_with_the_metrics(model, tmp_path, capsys):
+    # a tester's: an inverted mask and a 0/1 mask saved as JPEG were warned of, then both went into every metric
+    # (the JPEG one read as marking nothing: its defective image counted defect-free), exit 0, "problems": []
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "set"
+    for stem in ("ok", "inverted", "jpeg"):
+        image, mask = draw_defects(_board(rng, 64, 64), rng)
+        _save(folder / f"{stem}.png", image)
+        if stem == "ok":
+            _save(folder / "ok_mask.png", mask.astype(np.float32))
+        elif stem == "inverted":
+            _save(folder / "inverted_mask.png", 1.0 - mask)
+        else:
+            Image.fromarray(mask.astype(np.uint8)).save(folder / "jpeg_mask.jpg", quality=95)
+    _save(folder / "good.png", _board(rng, 64, 64))
+    out = tmp_path / "out"
+    assert main(["evaluate", str(model), str(folder), "--out", str(out), "--report"]) == 2
+    err = capsys.readouterr().err
+    assert "jpeg_mask.jpg: a JPEG mask that marks nothing" in err and "inverted_mask.png: marks" in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"]["scored"] == 3  # ok, inverted, good; not jpeg
+    (problem,) = metrics["problems"]
+    assert f"{folder / 'jpeg_mask.jpg'}: a JPEG mask that marks nothing" in problem
+    (warning,) = [line for line in metrics["warnings"] if "inverted_mask.png" in line]
+    assert "is it inverted?" in warning and "is it inverted?" in (out / "report.html").read_text()

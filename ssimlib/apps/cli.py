@@ -77,6 +77,9 @@ INTERRUPTED = {  # what Ctrl-C leaves, by command
 def main(argv=None):
     """``python -m ssimlib``: the command's exit status; Ctrl-C ends in one line saying what is kept, status 130."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):  # a file name of bytes that are no UTF-8 printed escaped, no traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     try:
         return _command(argv)
     except KeyboardInterrupt:

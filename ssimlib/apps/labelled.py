@@ -77,8 +77,9 @@ def _files(folder, skip=()):
             folders[:] = []  # a link back up the tree, or a folder left out
             continue
         if set(EVALUATION_FILES) <= set(names) or EVALUATION_RUN in names or DETECTION_RUN in names:
-            what = "a detect run's" if DETECTION_RUN in names else "an earlier evaluation's"
-            warnings.warn(f"{here}: {what} output, not searched", stacklevel=2)
+            what = (f"a detect run's output ({DETECTION_RUN})" if DETECTION_RUN in names
+                    else f"an earlier evaluation's output ({', '.join(EVALUATION_FILES)})")
+            warnings.warn(f"{here}: {what}, not searched", stacklevel=2)
             folders[:] = []
             continue
         visited.add(real)

@@ -8,7 +8,8 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   :mod:`ssimlib.metrics` through :func:`ssimlib.evaluate.summary_metrics`), the
   shares of defect-free and defective images classified correctly at the
   model's validation threshold or ``threshold`` (:func:`ssimlib.thresholds.classification_ratios`),
-  and counts of images, pixels and ground-truth regions;
+  counts of images, pixels and ground-truth regions, the ``problems`` (what was left out) and the ``warnings``
+  (what was used but looked wrong: a mask that marks most of its image, say);
 * ``evaluation.csv``: one row per image (:data:`CSV_COLUMNS`; ``key`` names its outputs);
 * ``roc.png`` and ``pro.png``: the pixel ROC and the PRO curve;
 * per image, below ``images/``: ``<key>_map.tif`` (the anomaly map, float32, in
@@ -48,6 +49,7 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
+from ssimlib.apps.file_names import output_stem
 from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, mark_report_stale, write_report
 from ssimlib.apps import own_detection
@@ -79,7 +81,8 @@ def _to_uint8(x):
 
 def _output_paths(out_dir, key):
     """``(raw, view, overlay)``: the paths of ``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png``."""
-    stem = out_dir / IMAGES_DIR / key
+    folder, name = os.path.split(key)
+    stem = out_dir / IMAGES_DIR / folder / output_stem(name)  # a name too long for outputs cut (file_names)
     return tuple(stem.with_name(stem.name + suffix) for suffix in ("_map.tif", "_map.png", "_overlay.png"))
 
 
@@ -206,6 +209,7 @@ def _facts(metrics):
         ("defect regions", metrics["regions"]),
         ("masks", metrics["mask_rule"].removeprefix("masks: ")),
         ("problems", "; ".join(metrics["problems"]) or "none"),
+        ("warnings", "; ".join(metrics.get("warnings", [])) or "none"),
     ]
 
 
@@ -293,8 +297,29 @@ def evaluate_images(
         if not unpaired:  # every input listed and paired: an earlier image not among them now is gone
             _remove_gone(out_dir, done, {item.key for item in items})
         write_json(out_dir / RUN_NAME, run)
-        rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
-        return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report)
+        notes = []
+        with _noted(notes):
+            rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
+            return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes)
+
+
+@contextlib.contextmanager
+def _noted(notes):
+    """Warnings shown as before, and each one's message appended to ``notes`` once (for ``metrics.json``: a
+    mask that looks inverted, say, is used but its warning kept beside the metrics it went into)."""
+    show = warnings.showwarning
+
+    def note(message, *args, **kwargs):
+        line = " ".join(str(message).split())
+        if line not in notes:
+            notes.append(line)
+        show(message, *args, **kwargs)
+
+    warnings.showwarning = note
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
 
 
 def _score_all(out_dir, items, done, detector, bad):
@@ -336,15 +361,16 @@ def _score_all(out_dir, items, done, detector, bad):
     return rows, maps, gts
 
 
-def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report):
-    """Write the metrics, the CSV, the curves and (``report``) the report; :func:`evaluate_images`'s return."""
+def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes):
+    """Write the metrics, the CSV, the curves and (``report``) the report; :func:`evaluate_images`'s return
+    (``notes``: the run's warnings, :func:`_noted`)."""
     metrics = {
         "model": str(model), "mask_rule": rule, **_metrics(maps, gts, detector, bad),
-        "threshold_from": "validation" if threshold is None else "--threshold", "problems": bad,
+        "threshold_from": "validation" if threshold is None else "--threshold", "problems": bad, "warnings": notes,
     }
     figures = _figures(out_dir, maps, gts, metrics) if metrics["pixel_auroc"] is not None else []
     write_json(out_dir / METRICS_NAME, {**metrics, "figures": [p.name for p in figures]})
-    with open(out_dir / CSV_NAME, "w", newline="") as file:
+    with open(out_dir / CSV_NAME, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(map(safe_row, rows))

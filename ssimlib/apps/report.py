@@ -21,6 +21,7 @@ import matplotlib as mpl
 import numpy as np
 from PIL import Image
 
+from ssimlib.apps.file_names import printable
 from ssimlib.data import read_image, read_mask
 
 REPORT_NAME, THUMBS_DIR = "report.html", "report"
@@ -196,7 +197,7 @@ Anomaly maps from 0 (black) to twice the threshold (yellow); segmented defects i
 </body></html>
 """
     path = out_dir / REPORT_NAME
-    path.write_text(page)
+    path.write_text(printable(page), encoding="utf-8")  # a name of bytes that are no UTF-8 shown escaped
     return path
 
 

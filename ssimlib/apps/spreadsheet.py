@@ -5,11 +5,15 @@ apostrophe, so that reading back is exact) is written with a leading apostrophe 
 are written as they are.  :func:`plain_row` undoes it for a program that reads the CSV back.
 """
 
+from ssimlib.apps.file_names import printable
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")  # the apostrophe too, so that plain_row undoes safe_row
 
 
 def safe_row(row):
-    """``row`` (a dict) with its text cells that a spreadsheet would take for a formula prefixed with ``'``."""
+    """``row`` (a dict) with its text cells that a spreadsheet would take for a formula prefixed with ``'``, and
+    file names of bytes that are no UTF-8 escaped (:func:`ssimlib.apps.file_names.printable`)."""
+    row = {key: printable(value) if isinstance(value, str) else value for key, value in row.items()}
     return {key: f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
             for key, value in row.items()}
 

@@ -1,0 +1,30 @@
+"""Names of files as text and as outputs: a name the file system holds in bytes that are not UTF-8 (a Latin-1
+name from a Windows share, say) is written with those bytes escaped, and an output's name is cut to fit.
+
+A file name is at most :data:`NAME_BYTES` bytes on most file systems; an output named after its image
+(``<stem>_overlay.png``, written through ``.partial-<name>``) needs :data:`SUFFIX_ROOM` more than the stem.
+"""
+
+import hashlib
+import os
+
+NAME_BYTES = 255  # NAME_MAX of ext4, XFS, Btrfs, APFS, NTFS (in UTF-16 units there)
+SUFFIX_ROOM = 32  # what an output adds to its image's stem: ".partial-" and "_overlay.png", with room to spare
+
+
+def printable(text):
+    """``text`` as valid UTF-8 text: bytes of a file name that are no UTF-8 written as ``\\xe9`` (Python's escape);
+    any other text unchanged."""
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def output_stem(stem):
+    """The stem of the outputs of an image of stem ``stem``: :func:`printable`, and where that is longer than
+    ``NAME_BYTES - SUFFIX_ROOM`` bytes, cut there and ended with ``~`` and 8 hex digits of its sha256 (so that
+    two long stems alike at the start still name outputs of their own)."""
+    text = printable(stem)
+    room = NAME_BYTES - SUFFIX_ROOM
+    if len(text.encode()) <= room:
+        return text
+    digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:8]
+    return text.encode()[: room - len(digest) - 1].decode("utf-8", "ignore") + f"~{digest}"
