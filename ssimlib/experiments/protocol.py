@@ -358,28 +358,31 @@ def _measure(run, key):
 
 def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     """Lines of a table: every arm of ``epochs`` epochs, then each protocol's mean and seed spread (max - min)."""
-    runs = sorted((r for r in results["runs"] if r["epochs"] == epochs), key=lambda r: (batch_of(r), decay_of(r) != DECAY, output_of(r) != LINEAR, r["crops"], r["seed"]))
+    runs = sorted((r for r in results["runs"] if r["epochs"] == epochs),
+                  key=lambda r: (batch_of(r), decay_of(r) != DECAY, output_of(r) != LINEAR, r["crops"], r["seed"]))
     if not runs:
         return [f"no arm of {epochs} epochs has finished yet"]
-    lines = [f"{'crops':18} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
+    w = max(len(protocol_of(run)) for run in runs)  # the protocol column's width
+    lines = [f"{'crops':{w}} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
     for run in runs:
-        lines.append(f"{protocol_of(run):18} {run['seed']:>4} " + " ".join(f"{_measure(run, k):>22.4f}" for k, _ in MEASURES))
+        lines.append(f"{protocol_of(run):{w}} {run['seed']:>4} "
+                     + " ".join(f"{_measure(run, k):>22.4f}" for k, _ in MEASURES))
     lines.append("memorisation, SSIM loss on: its own training crops / the validation crops / defect-free test crops")
     for run in runs:
         memo = run["memorisation"]
-        lines.append(f"{protocol_of(run):18} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
+        lines.append(f"{protocol_of(run):{w}} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
                      f" / {memo['defect_free_test_crops']:.4f}")
     lines.append("per protocol: mean (seed spread: max - min over its seeds)")
     values = _measures_by_protocol(runs)
     for crops, measures in values.items():
         n = len(measures["val_loss"])
-        lines.append(f"{crops:18} {'':>4} " + " ".join(
+        lines.append(f"{crops:{w}} {'':>4} " + " ".join(
             (f"{np.mean(v):.4f} ({np.ptp(v):.4f})" if n > 1 else f"{np.mean(v):.4f} (   -  )").rjust(22)
             for v in measures.values()) + ("   one seed, no spread" if n < 2 else f"   n = {n}"))
     if "fixed" in values:
         lines.append("against fixed crops: difference of means (the larger of the two seed spreads)")
         for crops in (c for c in values if c != "fixed"):
-            lines.append(f"{crops + ' - fixed':23} " + " ".join(
+            lines.append(f"{crops + ' - fixed':{w + 5}} " + " ".join(
                 _difference(values[crops][k], values["fixed"][k]).rjust(22) for k, _ in MEASURES))
     return lines
 
