@@ -203,6 +203,11 @@ def load_model(stem):
     """Rebuild the model at ``stem``, check its hash and load its weights: ``(model, manifest)``."""
     weights, manifest_path = model_files(stem)
     manifest = read_manifest(stem)
+    if manifest is None and Path(stem).is_dir():  # a folder of models given for one
+        example = next(iter(sorted(Path(stem).glob("*.json"))), None)
+        raise ArtifactError(f"{stem}: a folder; expected a model, the path of its .json (or of its .json and "
+                            "its .weights.h5 without their endings)"
+                            + (f", e.g. {example.with_suffix('')}" if example else ""))
     if manifest is None:
         raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README)")
     if not isinstance(manifest.get("architecture"), dict):

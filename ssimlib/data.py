@@ -117,6 +117,14 @@ def resize_square(array, size, order):
     ).astype(array.dtype)
 
 
+def warn_stretched(path, shape, size):
+    """Warn where an image of ``(H, W, ...)`` ``shape`` that is not square is resized to ``size x size`` (its
+    defects stretched, its maps of another aspect than the file)."""
+    if size is not None and shape[0] != shape[1]:
+        warnings.warn(f"{path}: {shape[1]}x{shape[0]} px, not square, stretched to {size}x{size} as the model's "
+                      "preset resizes; crop it square for undistorted maps", stacklevel=3)
+
+
 def _read_problem(path, error):
     """Why ``path`` could not be read, in a few words (imageio's advice to install plugins is no help for a broken file)."""
     if path.is_file() and path.stat().st_size == 0:
@@ -236,8 +244,8 @@ def read_image(path, gray=None, size=None, warn_dim=True):
 
     ``gray=True`` converts colour to luminance, ``gray=False`` repeats a gray
     image to 3 channels, ``None`` keeps what the file has (alpha is dropped).
-    ``size`` resizes to ``size x size`` (anti-aliased).  ``warn_dim`` warns of 16-bit data that uses a
-    small part of its range.
+    ``size`` resizes to ``size x size`` (anti-aliased; a stretched image is warned of).  ``warn_dim`` warns of 16-bit
+    data that uses a small part of its range.
     """
     image = _read_pixels(path, warn_dim)
     image = image[..., :3] if image.shape[-1] == 4 else image[..., :1] if image.shape[-1] == 2 else image  # no alpha
@@ -245,6 +253,7 @@ def read_image(path, gray=None, size=None, warn_dim=True):
         image = rgb2gray(image).astype(np.float32)[..., None]
     elif gray is False and image.shape[-1] == 1:
         image = np.repeat(image, 3, axis=-1)
+    warn_stretched(path, image.shape, size)
     return resize_square(image, size, order=1)
 
 

@@ -131,3 +131,12 @@ def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_p
     # A finished model is not trained again, nor copied into a checkpoint, on a machine without its checkpoint.
     again = studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 4}, checkpoint_dir=tmp_path / "c", **kwargs)
     assert again == longer and not (tmp_path / "c").exists()
+
+
+def test_a_folder_of_models_given_for_a_model_is_named_with_an_example(tmp_path):
+    # a tester's: `detect models/mvtec ...` said "models/mvtec.json: no such model manifest", a file never typed
+    from ssimlib.artifacts import ArtifactError, load_model
+
+    (tmp_path / "grid-ssim.json").write_text("{}")
+    with pytest.raises(ArtifactError, match=rf"^{tmp_path}: a folder; expected a model, .*e\.g\. {tmp_path / 'grid-ssim'}$"):
+        load_model(tmp_path)

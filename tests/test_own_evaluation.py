@@ -697,3 +697,17 @@ def test_a_mask_that_looks_wrong_is_left_out_or_its_warning_kept_with_the_metric
     assert f"{folder / 'jpeg_mask.jpg'}: a JPEG mask that marks nothing" in problem
     (warning,) = [line for line in metrics["warnings"] if "inverted_mask.png" in line]
     assert "is it inverted?" in warning and "is it inverted?" in (out / "report.html").read_text()
+
+
+def test_masks_of_another_ending_in_a_masks_folder_are_named_in_the_refusal(tmp_path):
+    # a tester's: NanoTWICE's layout (images/ITIA1101.tif, gt/ITIA1101_gt.png) with --masks gt alone said no mask
+    # fits, with no word of the --mask-suffix that works
+    rng = np.random.default_rng(6)
+    for stem in ("ITIA1101", "ITIA1102"):
+        image, mask = draw_defects(_board(rng, 64, 64), rng)
+        _save(tmp_path / "images" / f"{stem}.tif", image)
+        _save(tmp_path / "gt" / f"{stem}_gt.png", mask.astype(np.float32))
+    with pytest.raises(DatasetError, match=r"nothing was scored \(did you mean --mask-suffix _gt\.png\?\)$"):
+        find_labelled([tmp_path / "images"], masks=tmp_path / "gt")
+    items, bad, _ = find_labelled([tmp_path / "images"], masks=tmp_path / "gt", mask_suffix="_gt.png")
+    assert [item.mask.name for item in items] == ["ITIA1101_gt.png", "ITIA1102_gt.png"] and not bad

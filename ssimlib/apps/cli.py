@@ -315,9 +315,10 @@ def _evaluate(args):
         return "n/a" if x is None else f"{x:.3f}"
 
     images = metrics["images"]
-    print(f"{images['scored']} images ({images['defect_free']} defect-free, {images['defective']} defective): "
-          f"pixel AUROC {value(metrics['pixel_auroc'])}, AU-PRO@0.3 {value(metrics['au_pro@0.3'])}, "
-          f"image AUROC {value(metrics['image_auroc'])}; {METRICS_NAME}, CSV and curves in {args.out}"
+    written = f"{METRICS_NAME}, CSV and curves" if metrics["figures"] else f"{METRICS_NAME} and CSV"
+    print(f"{images['scored']} image{'' if images['scored'] == 1 else 's'} ({images['defect_free']} defect-free, "
+          f"{images['defective']} defective): pixel AUROC {value(metrics['pixel_auroc'])}, AU-PRO@0.3 "
+          f"{value(metrics['au_pro@0.3'])}, image AUROC {value(metrics['image_auroc'])}; {written} in {args.out}"
           + (", report.html" if report else "") + _REWRITTEN * (report and not args.report))
     for line in bad:
         print(f"error: {line}", file=sys.stderr)

@@ -37,7 +37,7 @@ values) every pixel that is not 0 is a defect, in a mask of more gray values a p
 import glob
 import os
 import warnings
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -315,12 +315,24 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
 def _no_mask_fits(found, masks, mask_suffix):
     """The line that says no mask fitted any image under ``--masks`` / ``--mask-suffix`` as given, with a hint."""
     if masks is not None:
+        ending = None if mask_suffix else _common_ending(found, Path(masks))
+        hint = f" (did you mean --mask-suffix {ending}?)" if ending else ""
         return (f"--masks {masks}: no mask there fits an image (expected {masks}/<folder>/"
                 f"{'<stem>' + mask_suffix if mask_suffix else '<stem>.* or <stem>_mask.*'}, "
-                "<folder> being the image's folder below the input folder it was found in); nothing was scored")
+                f"<folder> being the image's folder below the input folder it was found in); nothing was scored{hint}")
     endings = sorted({p.suffix for p, _ in found if p.stem.endswith(mask_suffix)})
     hint = f" (did you mean --mask-suffix {mask_suffix}{endings[0]}?)" if endings else ""
     return f"--mask-suffix {mask_suffix}: no file ends in it, so nothing was scored{hint}"
+
+
+def _common_ending(found, masks):
+    """The ending most names in the folder ``masks`` (searched below it) have after the stem of an image of
+    ``found`` (``_gt.png`` for ``ITIA1101_gt.png`` beside the image ``ITIA1101.tif``), or None where none has."""
+    names = [q.name for q in masks.rglob("*") if is_image_file(q)]
+    stems = {p.stem for p, _ in found}
+    endings = Counter(name[len(stem):] for name in names for stem in stems
+                      if name.startswith(stem) and len(name) > len(stem) and not name[len(stem)].isalnum())
+    return endings.most_common(1)[0][0] if endings else None
 
 
 def _is_defect_folder(folder, root):

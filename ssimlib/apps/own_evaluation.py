@@ -58,7 +58,7 @@ from ssimlib.apps.own_detection import (check_not_other_command, check_same_run,
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.spreadsheet import safe_row
-from ssimlib.data import DatasetError, read_image, resize_square
+from ssimlib.data import DatasetError, read_image, resize_square, warn_stretched
 from ssimlib.evaluate import summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.plotting import STYLE, plot_roc
@@ -338,6 +338,7 @@ def _score_all(out_dir, items, done, detector, bad):
             try:
                 digest, image = _read_item_image(out_dir, item)
                 mask = read_labelled_mask(item, image.shape[:2], size=detector.preset.resize)
+                warn_stretched(item.path, image.shape, detector.preset.resize)
                 image = resize_square(image, detector.preset.resize, order=1)
                 if item.key in done and raw.exists() and unchanged(item.path, done[item.key], raw, digest):
                     anomaly_map = skimage.io.imread(raw).astype(np.float32)  # a stopped run's
@@ -369,7 +370,8 @@ def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, thre
         "threshold_from": "validation" if threshold is None else "--threshold", "problems": bad, "warnings": notes,
     }
     figures = _figures(out_dir, maps, gts, metrics) if metrics["pixel_auroc"] is not None else []
-    write_json(out_dir / METRICS_NAME, {**metrics, "figures": [p.name for p in figures]})
+    metrics["figures"] = [p.name for p in figures]
+    write_json(out_dir / METRICS_NAME, metrics)
     with open(out_dir / CSV_NAME, "w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, CSV_COLUMNS)
         writer.writeheader()
