@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib.architecture import LINEAR, OUTPUTS
+from ssimlib.architecture import LINEAR, OUTPUTS, encoder_layer_spec
 from ssimlib.evaluate import run_environment, write_json
 from ssimlib.paths import REPO_ROOT
 
@@ -204,7 +204,7 @@ def load_model(stem):
     weights, manifest_path = model_files(stem)
     manifest = read_manifest(stem)
     if manifest is None and Path(stem).is_dir():  # a folder of models given for one
-        example = next(iter(sorted(Path(stem).glob("*.json"))), None)
+        example = min((p for p in Path(stem).glob("*.json") if p.with_suffix(".weights.h5").is_file()), default=None)
         raise ArtifactError(f"{stem}: a folder; expected a model, the path of its .json (or of its .json and "
                             "its .weights.h5 without their endings)"
                             + (f", e.g. {example.with_suffix('')}" if example else ""))
@@ -245,8 +245,6 @@ ARCHITECTURE_INTEGERS = ("patch_size", "channels", "latent_dim")  # every class'
 
 def architecture_problem(architecture):
     """What is wrong with a manifest's ``architecture`` dict, in words, or None (checked before Keras builds it)."""
-    from ssimlib.architecture import encoder_layer_spec
-
     if architecture.get("class") not in MODEL_CLASSES:
         return f"architecture class {architecture.get('class')!r}: expected one of {', '.join(MODEL_CLASSES)}"
     output = architecture.get("output", LINEAR)

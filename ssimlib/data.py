@@ -121,8 +121,8 @@ def warn_stretched(path, shape, size):
     """Warn where an image of ``(H, W, ...)`` ``shape`` that is not square is resized to ``size x size`` (its
     defects stretched, its maps of another aspect than the file)."""
     if size is not None and shape[0] != shape[1]:
-        warnings.warn(f"{path}: {shape[1]}x{shape[0]} px, not square, stretched to {size}x{size} as the model's "
-                      "preset resizes; crop it square for undistorted maps", stacklevel=3)
+        warnings.warn(f"{path}: {shape[1]}x{shape[0]} px, not square, stretched to {size}x{size}; crop it square "
+                      "for undistorted maps", stacklevel=3)
 
 
 def _read_problem(path, error):

@@ -1,6 +1,7 @@
 """Model artifacts: round trip, no optimizer state, hash check, clear errors; the study's training job."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -138,5 +139,8 @@ def test_a_folder_of_models_given_for_a_model_is_named_with_an_example(tmp_path)
     from ssimlib.artifacts import ArtifactError, load_model
 
     (tmp_path / "grid-ssim.json").write_text("{}")
-    with pytest.raises(ArtifactError, match=rf"^{tmp_path}: a folder; expected a model, .*e\.g\. {tmp_path / 'grid-ssim'}$"):
+    (tmp_path / "grid-ssim.weights.h5").write_bytes(b"")
+    (tmp_path / "a-metrics.json").write_text("{}")  # no model: not the example
+    with pytest.raises(ArtifactError, match=rf"^{re.escape(str(tmp_path))}: a folder; expected a model, .*e\.g\. "
+                                            rf"{re.escape(str(tmp_path / 'grid-ssim'))}$"):
         load_model(tmp_path)

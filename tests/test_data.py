@@ -282,7 +282,7 @@ def test_an_image_stretched_to_a_square_is_warned_of(tmp_path):
     # 0.83 and 1,427 px uncropped, with no word that it had been stretched
     Image.fromarray(np.zeros((200, 256), np.uint8)).save(tmp_path / "wide.png")
     Image.fromarray(np.zeros((200, 200), np.uint8)).save(tmp_path / "square.png")
-    with pytest.warns(UserWarning, match=r"wide\.png: 256x200 px, not square, stretched to 128x128"):
+    with pytest.warns(UserWarning, match=r"wide\.png: 256x200 px, not square, stretched to 128x128; crop it square"):
         assert read_image(tmp_path / "wide.png", size=128).shape == (128, 128, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -176,6 +176,12 @@ def test_an_arm_of_another_weight_decay_reading_is_judged_by_its_own_rule(tmp_pa
     sigmoid = {**_run("fresh", 0, decay_loss), "budget": {"output": "sigmoid"}}
     assert protocol.choose_variant({"runs": [*runs, sigmoid]}, "output", "sigmoid")[0] == ("sigmoid" if chosen == "lr" else "linear")
     assert protocol.choose_variant({"runs": [*runs[:4], sigmoid]}, "decay", "lr")[0] == "decoupled"  # not the decay rule's arm
+    l2 = {**_run("fresh", 0, decay_loss), "budget": {"decay": "l2"}}  # DECAY_RULE's second reading
+    assert protocol.choose_variant({"runs": [*runs[:4], l2]}, "decay", "l2")[0] == ("l2" if chosen == "lr" else "decoupled")
+    assert protocol.choose_variant({"runs": [*runs[:4], l2]}, "decay", "lr")[0] == "decoupled"
+    for setting, value in (("decay", "sigmoid"), ("output", "linear"), ("crops", "fresh")):
+        with pytest.raises(ValueError, match=f"got {setting}={value!r}"):
+            protocol.choose_variant({"runs": runs}, setting, value)
     path = tmp_path / "protocol.json"
     for run in runs:
         results = protocol.add_result(path, run)

@@ -6,16 +6,22 @@ A file name is at most :data:`NAME_BYTES` bytes on most file systems; an output 
 """
 
 import hashlib
-import os
+from pathlib import Path
 
 NAME_BYTES = 255  # NAME_MAX of ext4, XFS, Btrfs, APFS, NTFS (in UTF-16 units there)
 SUFFIX_ROOM = 32  # what an output adds to its image's stem: ".partial-" and "_overlay.png", with room to spare
 
 
 def printable(text):
-    """``text`` as valid UTF-8 text: bytes of a file name that are no UTF-8 written as ``\\xe9`` (Python's escape);
-    any other text unchanged."""
-    return os.fsencode(text).decode("utf-8", "backslashreplace")
+    """``text`` as valid UTF-8 text: bytes of a file name that are no UTF-8 (which Python holds as surrogates)
+    written as ``\\xe9`` (Python's escape); any other text unchanged, whatever the locale."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def output_path(path):
+    """:func:`output_stem` of every part of the relative ``path`` (a folder of the inputs named in bytes that are no
+    UTF-8 names its outputs' folder escaped too, so that a CSV that lists them names files that exist)."""
+    return Path(*map(output_stem, Path(path).parts))
 
 
 def output_stem(stem):
@@ -26,5 +32,5 @@ def output_stem(stem):
     room = NAME_BYTES - SUFFIX_ROOM
     if len(text.encode()) <= room:
         return text
-    digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:8]
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return text.encode()[: room - len(digest) - 1].decode("utf-8", "ignore") + f"~{digest}"

@@ -326,12 +326,14 @@ def _no_mask_fits(found, masks, mask_suffix):
 
 
 def _common_ending(found, masks):
-    """The ending most names in the folder ``masks`` (searched below it) have after the stem of an image of
-    ``found`` (``_gt.png`` for ``ITIA1101_gt.png`` beside the image ``ITIA1101.tif``), or None where none has."""
-    names = [q.name for q in masks.rglob("*") if is_image_file(q)]
-    stems = {p.stem for p, _ in found}
-    endings = Counter(name[len(stem):] for name in names for stem in stems
-                      if name.startswith(stem) and len(name) > len(stem) and not name[len(stem)].isalnum())
+    """The ending that most images of ``found`` have a file for in their folder of ``masks`` (as rule 1 looks:
+    ``<masks>/<folder>/<stem><ending>``; ``_gt.png`` for ``gt/ITIA1101_gt.png`` and the image ``ITIA1101.tif``),
+    or None where none has."""
+    endings = Counter()
+    for p, root in found:
+        folder = masks / p.parent.relative_to(root)
+        endings.update(q.name[len(p.stem):] for q in folder.glob(f"{glob.escape(p.stem)}?*")
+                       if is_image_file(q) and not q.name[len(p.stem)].isalnum())
     return endings.most_common(1)[0][0] if endings else None
 
 

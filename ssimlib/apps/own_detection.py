@@ -30,7 +30,7 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
-from ssimlib.apps.file_names import output_stem
+from ssimlib.apps.file_names import output_path, output_stem
 from ssimlib.apps.labelled import DETECTION_RUN, EVALUATION_RUN
 from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
@@ -106,17 +106,17 @@ def output_names(files):
     Each keeps its image's folder relative to the folder all ``files`` share, and is
     named ``<stem>_map.png`` / ``<stem>_overlay.png``; where two images of one folder
     share a stem (``a.png``, ``a.tif``) their whole names replace the stem (:func:`output_stem`: a stem too long
-    for a file name is cut, one of bytes that are no UTF-8 escaped).
+    for a file name is cut, one of bytes that are no UTF-8 escaped, as are its folders: :func:`output_path`).
     """
     resolved = [Path(os.path.abspath(f)) for f in files]  # a link named as given, not by its target
     if not resolved:
         return []
     common = Path(os.path.commonpath([r.parent for r in resolved]))
-    stems = Counter((r.parent, r.stem) for r in resolved)
+    stems = Counter((r.parent, output_stem(r.stem)) for r in resolved)
     names = []
     for r in resolved:
-        base = output_stem(r.stem if stems[(r.parent, r.stem)] == 1 else r.name)
-        folder = r.parent.relative_to(common)
+        base = output_stem(r.stem if stems[(r.parent, output_stem(r.stem))] == 1 else r.name)
+        folder = output_path(r.parent.relative_to(common))
         names.append(tuple(folder / f"{base}{suffix}" for suffix in OUTPUT_SUFFIXES))
     return names
 
@@ -266,7 +266,7 @@ def _finished_rows(out_dir, run):
     if not csv_path.exists():
         return None
     check_same_run(out_dir / RUN_NAME, run, csv_path, "the detections of another run")
-    with open(csv_path, newline="", encoding="utf-8") as file:
+    with open(csv_path, newline="", encoding="utf-8", errors="replace") as file:
         rows = [plain_row(row) for row in csv.DictReader(file) if None not in row.values() and None not in row]
     try:  # a row cut short by a kill reads short, or with a number cut
         rows = [{**row, "score": float(row["score"]), "defect_area_px": int(row["defect_area_px"])} for row in rows]

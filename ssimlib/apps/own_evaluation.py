@@ -49,7 +49,7 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
-from ssimlib.apps.file_names import output_stem
+from ssimlib.apps.file_names import output_path
 from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, mark_report_stale, write_report
 from ssimlib.apps import own_detection
@@ -81,8 +81,7 @@ def _to_uint8(x):
 
 def _output_paths(out_dir, key):
     """``(raw, view, overlay)``: the paths of ``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png``."""
-    folder, name = os.path.split(key)
-    stem = out_dir / IMAGES_DIR / folder / output_stem(name)  # a name too long for outputs cut (file_names)
+    stem = out_dir / IMAGES_DIR / output_path(key)  # a name too long for outputs cut, bytes of no UTF-8 escaped
     return tuple(stem.with_name(stem.name + suffix) for suffix in ("_map.tif", "_map.png", "_overlay.png"))
 
 
@@ -209,7 +208,7 @@ def _facts(metrics):
         ("defect regions", metrics["regions"]),
         ("masks", metrics["mask_rule"].removeprefix("masks: ")),
         ("problems", "; ".join(metrics["problems"]) or "none"),
-        ("warnings", "; ".join(metrics.get("warnings", [])) or "none"),
+        ("warnings", "; ".join(metrics["warnings"]) or "none"),
     ]
 
 
@@ -286,7 +285,9 @@ def evaluate_images(
     run = {**detection_run(inputs, detector, precision), "masks": masks and os.path.abspath(masks),
            "mask_suffix": mask_suffix}
     _finished_keys(out_dir, run)  # another evaluation in --out is refused before any work
-    items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
+    notes = []
+    with _noted(notes):
+        items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]
     if not items:  # nothing to score: say why, and write nothing that would block the corrected run
         raise InputError((bad or ["no image found in the inputs"])[0]
@@ -297,7 +298,6 @@ def evaluate_images(
         if not unpaired:  # every input listed and paired: an earlier image not among them now is gone
             _remove_gone(out_dir, done, {item.key for item in items})
         write_json(out_dir / RUN_NAME, run)
-        notes = []
         with _noted(notes):
             rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
             return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes)
@@ -305,8 +305,9 @@ def evaluate_images(
 
 @contextlib.contextmanager
 def _noted(notes):
-    """Warnings shown as before, and each one's message appended to ``notes`` once (for ``metrics.json``: a
-    mask that looks inverted, say, is used but its warning kept beside the metrics it went into)."""
+    """Warnings shown as before, and each one shown appended to ``notes`` once (for ``metrics.json``: a mask that
+    looks inverted, say, is used but its warning kept beside the metrics it went into; what the warnings filter
+    hides, ``-W ignore`` say, is neither shown nor kept)."""
     show = warnings.showwarning
 
     def note(message, *args, **kwargs):

@@ -1,8 +1,10 @@
 """CSV cells that a spreadsheet shows as text: a file name such as ``=1+2.png`` is not run as a formula.
 
 A text cell that begins with ``=``, ``+``, ``-``, ``@``, a tab, a carriage return (or an
-apostrophe, so that reading back is exact) is written with a leading apostrophe (the OWASP advice against CSV injection); numbers
-are written as they are.  :func:`plain_row` undoes it for a program that reads the CSV back.
+apostrophe, so that reading back is exact) is written with a leading apostrophe (the OWASP advice against CSV
+injection); numbers are written as they are.  :func:`plain_row` undoes it for a program that reads the CSV back.
+A file name of bytes that are no UTF-8 is written escaped (:func:`ssimlib.apps.file_names.printable`), which
+reading back does not undo.
 """
 
 from ssimlib.apps.file_names import printable

@@ -40,14 +40,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ssimlib import artifacts
-from ssimlib.architecture import LINEAR
+from ssimlib.architecture import LINEAR, OUTPUTS
 from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.sensitivity import TABLE2_BUDGET
 from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir, train_into_store
-from ssimlib.train import DECAY, compile_autoencoder, mean_loss, training_settings
+from ssimlib.train import DECAY, DECAYS, compile_autoencoder, mean_loss, training_settings
 
 BATCH = TABLE2_BUDGET["batch_size"]  # the campaign's batch size (32), the Fig. 6 models'
 
@@ -239,17 +239,23 @@ def _against_fresh(results, epochs, label):
                    f"fresh-crop arms' lower seed {min(plain):.4f} less their range {np.ptp(plain):.4f}")
 
 
-# The setting each rule beside DECISION_RULE judges, with the value the campaign keeps where an arm does not win.
-VARIANT_RULES = {"batch_size": (BATCH_RULE, BATCH), "decay": (DECAY_RULE, DECAY), "output": (OUTPUT_RULE, LINEAR)}
+# What the rules beside DECISION_RULE keep where an arm does not win (BATCH_RULE, DECAY_RULE, OUTPUT_RULE), and the
+# values an arm of each setting may take.
+KEPT = {"batch_size": BATCH, "decay": DECAY, "output": LINEAR}
+VALUES = {"decay": DECAYS, "output": OUTPUTS}
 
 
 def choose_variant(results, setting, value, epochs=TABLE2_BUDGET["epochs"]):
-    """Apply the rule of ``setting`` (:data:`VARIANT_RULES`: :data:`BATCH_RULE`, :data:`DECAY_RULE` or
-    :data:`OUTPUT_RULE`) to the fresh-crop arm with ``setting = value``: ``(the value to keep, reason)``; reads
-    ``val_loss`` only.  ``choose_variant(results, "decay", "lr")`` is ``("decoupled", "lr decay: ...")`` unless the
-    arm of Keras 2's learning-rate decay wins."""
-    below, reason = _against_fresh(results, epochs, f"batch {value}" if setting == "batch_size" else VARIANT_LABELS[value])
-    return (value if below else VARIANT_RULES[setting][1]), reason
+    """Apply the rule of ``setting`` (``"batch_size"``: :data:`BATCH_RULE`, ``"decay"``: :data:`DECAY_RULE`,
+    ``"output"``: :data:`OUTPUT_RULE`) to the fresh-crop arm with ``setting = value``: ``(the value to keep,
+    reason)``; reads ``val_loss`` only.  ``choose_variant(results, "decay", "lr")`` is ``("decoupled", "lr decay:
+    ...")`` unless the arm of Keras 2's learning-rate decay wins."""
+    if setting not in KEPT or value == KEPT[setting] or value not in VALUES.get(setting, (value,)):
+        raise ValueError(f"expected a setting of {', '.join(KEPT)} and a value other than the campaign's, got "
+                         f"{setting}={value!r}")
+    arm = protocol_of({"crops": "fresh", "budget": {setting: value}})
+    below, reason = _against_fresh(results, epochs, arm.removeprefix("fresh, "))
+    return (value if below else KEPT[setting]), reason
 
 
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):
@@ -362,7 +368,7 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
                   key=lambda r: (batch_of(r), decay_of(r) != DECAY, output_of(r) != LINEAR, r["crops"], r["seed"]))
     if not runs:
         return [f"no arm of {epochs} epochs has finished yet"]
-    w = max(len(protocol_of(run)) for run in runs)  # the protocol column's width
+    w = max(len(protocol_of(run)) for run in runs) + 3  # the protocol column: "<protocol> - fixed" fits w + 5
     lines = [f"{'crops':{w}} {'seed':>4} " + " ".join(f"{label:>22}" for _, label in MEASURES)]
     for run in runs:
         lines.append(f"{protocol_of(run):{w}} {run['seed']:>4} "
