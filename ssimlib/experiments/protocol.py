@@ -258,13 +258,14 @@ def choose_variant(results, setting, value, epochs=TABLE2_BUDGET["epochs"]):
     return (value if below else KEPT[setting]), reason
 
 
-def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print):
-    """Train one arm into the model store ``models/protocol/<arm>-e<epochs>`` (resumable).
+def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print, name=None):
+    """Train one arm into the model store ``models/protocol/<name>`` (resumable; ``name`` defaults to
+    ``<arm>-e<epochs>``).
 
     Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
     crops (an array or a crop stream) and its manifest.
     """
-    name = f"{arm_name(crops, seed, budget['batch_size'], budget['decay'], budget['output'])}-e{budget['epochs']}"
+    name = name or f"{arm_name(crops, seed, budget['batch_size'], budget['decay'], budget['output'])}-e{budget['epochs']}"
     checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
     settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],

@@ -10,6 +10,9 @@ so one command restarts the whole campaign.
 ``python -m ssimlib train-study protocol`` runs the crop-protocol campaign
 (:mod:`ssimlib.experiments.protocol`: fixed against fresh training crops, with seeds).
 
+``python -m ssimlib train-study held-out`` trains the SSIM-AE with one training image held out and
+measures which images it reconstructs worse (:mod:`ssimlib.experiments.held_out_image`: a diagnostic).
+
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`
 (the paper's: 10,000 patches, 200 epochs, Adam 2e-4, weight decay 1e-5, d = 500);
@@ -58,7 +61,7 @@ QUEUE = ("nanotwice", "checkerboard", "table2", "mvtec")
 # The mvtec study first trains every model to this epoch (the Table II budget), then each to the whole
 # schedule: all four models of Table 3 exist at one stated budget long before the last reaches 200 epochs.
 MVTEC_FIRST_STAGE = TABLE2_EPOCHS
-STUDIES = (*QUEUE, "protocol", "queue")
+STUDIES = (*QUEUE, "protocol", "held-out", "queue")
 
 
 def train_nanotwice_model(
@@ -178,6 +181,7 @@ OPTIONS_USED = {  # the options each study reads (argparse's names); another giv
     "checkerboard": {"models", "epochs", "export_every", "models_root"},
     "table2": {"epochs", "data_root", "results"},
     "protocol": {"epochs", "data_root", "models_root", "results"},
+    "held-out": {"epochs", "data_root", "models_root", "results"},
     "mvtec": {"models", "categories", "setup", "epochs", "export_every", "data_root", "models_root"},
     "queue": set(),
 }
@@ -256,6 +260,14 @@ def _train_study(args):
 
         protocol.run_campaign(args.results or protocol.DEFAULT_RESULTS, budget=schedule, data_root=args.data_root,
                               models_root=args.models_root, log=lambda line: print(line, flush=True))
+        return 0
+    if args.study == "held-out":
+        from ssimlib.experiments import held_out_image
+
+        reference = artifacts.study_model("nanotwice", nanotwice.fig6_model_name("SSIM-AE", "fresh"), args.models_root)
+        held_out_image.run_diagnostic(args.results or held_out_image.DEFAULT_RESULTS, budget=schedule,
+                                      data_root=args.data_root, models_root=args.models_root, references=(reference,),
+                                      log=lambda line: print(line, flush=True))
         return 0
     if args.study == "mvtec":
         return _train_mvtec(args, schedule)

@@ -1,0 +1,116 @@
+"""Which gap is it: the NanoTWICE SSIM-AE trained with one of its five training images held out.
+
+The fresh-crop SSIM-AE reconstructs defect-free crops of the test images worse than new crops of
+its training images (SSIM loss 0.117 against 0.100 after 200 epochs; notebook 02).  Two readings:
+
+* the test images differ from the training images (a *domain gap*: no training on these five
+  images closes it), or
+* the model is fitted to the images it saw, so that any image it has not seen reconstructs worse
+  (an *image gap*: more images, or a stronger prior, would narrow it).
+
+This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops, seed 0, 50 epochs, the Fig. 6
+schedule otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name, chosen
+before training), and measures the SSIM loss on crops of each training image (one set per image, the
+validation seed) and on defect-free crops of the test images.  The same measures of a model that saw
+all five images (a reference) tell how hard each image is by itself: the held-out image's loss
+*relative to the seen images'*, in the held-out model against in the reference, is what this measures.
+A diagnostic only: it chooses nothing.  ``python -m ssimlib train-study held-out`` runs
+:func:`run_diagnostic` (resumable, like the campaign's arms); its results go to
+``results/nanotwice_held_out.json``.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+
+from ssimlib import artifacts
+from ssimlib.data import sample_patches
+from ssimlib.evaluate import run_environment, write_json
+from ssimlib.experiments import nanotwice
+from ssimlib.experiments.protocol import BATCH, train_arm
+from ssimlib.experiments.sensitivity import TABLE2_BUDGET
+from ssimlib.metrics import region_overlap_quantiles
+from ssimlib.paths import REPO_ROOT
+from ssimlib.train import DECAY, compile_autoencoder, mean_loss
+
+HELD_OUT = "ITIA1145"  # the last of NanoTWICE's five training images by name
+DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_held_out.json"
+OVERLAP_FPR = 0.05
+
+
+def without_image(dataset, stem=HELD_OUT):
+    """``dataset`` with the training image named ``stem`` removed; ValueError (one line) if it has none."""
+    stems = [path.stem for path in dataset.train_paths]
+    if stem not in stems:
+        raise ValueError(f"no training image named {stem!r}; the training images are {', '.join(stems)}")
+    keep = [i for i, s in enumerate(stems) if s != stem]
+    return replace(dataset, train_images=[dataset.train_images[i] for i in keep],
+                   train_paths=[dataset.train_paths[i] for i in keep])
+
+
+def image_losses(model, dataset, patch_size, n_patches=nanotwice.VALIDATION_PATCHES // 5, test_patches=None):
+    """Mean compiled loss of ``model`` on ``n_patches`` crops of each training image (``{stem: loss}``, the
+    validation seed) and, where given, on ``test_patches`` (under ``"defect-free test crops"``)."""
+    losses = {}
+    for path, image in zip(dataset.train_paths, dataset.train_images):
+        crops = sample_patches([image], n_patches, patch_size, seed=nanotwice.VALIDATION_SEED, paths=[path])
+        losses[path.stem] = mean_loss(model, crops)
+    if test_patches is not None:
+        losses["defect-free test crops"] = mean_loss(model, test_patches)
+    return losses
+
+
+def relative_losses(losses, held_out=HELD_OUT):
+    """Each loss of :func:`image_losses` divided by the mean over the training images other than ``held_out``."""
+    seen = np.mean([loss for stem, loss in losses.items() if stem not in (held_out, "defect-free test crops")])
+    return {stem: loss / seen for stem, loss in losses.items()}
+
+
+def reference_losses(stem, dataset, budget, test_patches):
+    """:func:`image_losses` of the stored model ``stem`` (one that saw every training image), with its epochs."""
+    model, manifest = artifacts.load_model(stem)
+    compile_autoencoder(model, "ssim", budget["learning_rate"], budget["weight_decay"], budget["window_size"],
+                        budget["window"])
+    losses = image_losses(model, dataset, budget["patch_size"], test_patches=test_patches)
+    return {"model": str(stem), "epochs": manifest["training"]["epochs_done"], "image_losses": losses,
+            "relative_losses": relative_losses(losses)}
+
+
+def run_diagnostic(results_path=DEFAULT_RESULTS, budget=None, data_root=None, cache=None, models_root=None,
+                   references=(), n_test_images=None, stride=30, log=print):
+    """Train (or resume) the held-out model, measure it and each of ``references`` (model store stems of models
+    that saw all five images), write ``results_path``; returns the results."""
+    for stem in references:  # a missing reference is named before hours of training, not after
+        if artifacts.read_manifest(stem) is None:
+            raise artifacts.ArtifactError(f"{artifacts.model_files(stem)[1]}: no such model manifest (a reference "
+                                          "model that saw every training image is expected there)")
+    budget = {**TABLE2_BUDGET, "batch_size": BATCH, "decay": DECAY, "output": "linear", **(budget or {})}
+    dataset = nanotwice.load_dataset(data_root)
+    four = without_image(dataset)
+    p = budget["patch_size"]
+    name = f"fresh-seed0-without-{HELD_OUT}-e{budget['epochs']}"
+    model, _, manifest = train_arm(four, "fresh", 0, budget, nanotwice.validation_patches(four, p), models_root,
+                                   cache, log, name=name)
+    test_patches = nanotwice.defect_free_test_patches(dataset, p)
+    losses = image_losses(model, dataset, p, test_patches=test_patches)
+    _, test_images, test_masks = nanotwice.test_subset(dataset, n_test_images)
+    evaluation = nanotwice.evaluate_config(model, "SSIM-AE", test_images, test_masks, patch_size=p, stride=stride,
+                                           window_size=budget["window_size"], window=budget["window"])
+    overlap = region_overlap_quantiles(evaluation.maps, test_masks, OVERLAP_FPR, (0.5,))
+    results = {
+        "dataset": "NanoTWICE", "held_out": HELD_OUT, "purpose": __doc__.split("\n\n")[0],
+        "held_out_model": {
+            "model": name, "epochs": manifest["training"]["epochs_done"], "image_losses": losses,
+            "relative_losses": relative_losses(losses), "val_loss": manifest["training"]["val_loss"][-1],
+            "pixel_auroc": evaluation.pixel_auroc, "au_pro_0_3": evaluation.au_pro,
+            "median_region_overlap_fpr_0_05": float(overlap[0]), "test_images": len(test_images),
+            "stride": stride, "training_seconds": manifest["training"]["seconds"],
+            "machines": manifest["training"]["machines"],
+        },
+        "code_commit": artifacts.code_commit(), "machine": run_environment(),
+    }
+    log(f"{name}: pixel AUROC {evaluation.pixel_auroc:.3f}, AU-PRO@0.3 {evaluation.au_pro:.3f}, median overlap "
+        f"{overlap[0]:.3f}; relative losses " + ", ".join(f"{k} {v:.3f}" for k, v in relative_losses(losses).items()))
+    results["reference_models"] = [reference_losses(stem, dataset, budget, test_patches) for stem in references]
+    write_json(results_path, results)
+    return results
