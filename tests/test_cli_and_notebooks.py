@@ -266,3 +266,37 @@ def test_a_short_demo_repeats_itself_across_processes():
     lines = [re.sub(r", \d+ s,", ",", run.communicate(timeout=900)[0].strip().splitlines()[-1]) for run in runs]
     assert all(run.returncode == 0 for run in runs)
     assert "final loss" in lines[0] and lines[0] == lines[1], lines
+
+
+def test_warnings_alike_are_shown_three_times_then_counted_in_one_line(capsys):
+    import warnings
+
+    from ssimlib.apps.cli import _warnings_on_stderr
+
+    with _warnings_on_stderr():
+        warnings.simplefilter("always")  # a warning repeated at one place, too
+        for i in range(5):
+            warnings.warn(f"/data/{i}.png: colour image converted to gray for a gray (1-channel) model")
+        warnings.warn("/data/7.png: image is 20x20, smaller than the 32x32 patch")
+        for _ in range(4):
+            warnings.warn("a library's warning: not of a file")
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        *(f"warning: /data/{i}.png: colour image converted to gray for a gray (1-channel) model" for i in range(3)),
+        "warning: /data/7.png: image is 20x20, smaller than the 32x32 patch",
+        *["warning: a library's warning: not of a file"] * 3,
+        "warning: 2 more files (not named): colour image converted to gray for a gray (1-channel) model",
+        "warning: 1 more time: a library's warning: not of a file",
+    ]
+
+
+def test_a_file_name_of_bytes_that_are_no_utf8_is_printed_as_the_csvs_write_it(tmp_path):
+    # a tester's: messages said caf\udce9 (Python's surrogate) where the CSVs and the report say caf\xe9
+    import os
+
+    latin_1 = tmp_path / os.fsdecode(b"caf\xe9")
+    latin_1.write_text("")
+    run = subprocess.run([sys.executable, "-m", "ssimlib", "evaluate", "m", "x", "--out", str(latin_1)],
+                         capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert run.returncode == 2
+    assert run.stderr.decode("ascii") == f"error: --out: {tmp_path}/caf\\xe9 is a file, not a folder\n"

@@ -206,10 +206,13 @@ def test_bad_input_is_listed_and_the_rest_still_scored(model, tmp_path, capsys):
     _save(folder / "orphan_mask.png", np.zeros((64, 64)))
     out = tmp_path / "out"
     assert main(["evaluate", str(model), str(folder), "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
     assert len(err) == 3, err
     assert any("wrong_size_mask.png: mask is 64x48 but its image" in line and "wrong_size.png is 64x64" in line
-               for line in err)
+               and line.count("wrong_size.png") == 1 for line in err)  # the image named once, not twice
+    # the rule's count is of the images found: two of them could not be scored
+    assert "3 of 4 images have one" in captured.out and "; 2 of the 4 could not be scored (named below)" in captured.out
     assert any("broken_mask.png: could not read it" in line for line in err)
     assert any("orphan_mask.png: a mask without an image" in line for line in err)
     metrics = json.loads((out / "metrics.json").read_text())

@@ -15,11 +15,14 @@
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
+from collections import Counter
 from pathlib import Path
 
+from ssimlib.apps.file_names import STREAM_ERRORS
 from ssimlib.apps.quiet_keras import load_keras_quietly
 from ssimlib.arguments import at_least_one, random_seed
 from ssimlib.experiments.presets import LOSSES
@@ -79,7 +82,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     for stream in (sys.stdout, sys.stderr):  # a file name of bytes that are no UTF-8 printed escaped, no traceback
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=STREAM_ERRORS)  # as the CSVs name it (caf\xe9)
     try:
         return _command(argv)
     except KeyboardInterrupt:
@@ -211,9 +214,36 @@ def _command(argv):
 _REWRITTEN = " (rewritten without --report: --out held an earlier run's report.html)"
 
 
-def _one_line_warning(message, category, filename, lineno, file=None, line=None):
-    """A warning on the command line: one line, ``warning: <message>``, on stderr."""
-    print(f"warning: {message}", file=sys.stderr)
+SHOWN_ALIKE = 3  # warnings alike (the same but for the file they name) shown one by one; the rest counted
+
+
+@contextlib.contextmanager
+def _warnings_on_stderr():
+    """Warnings on the command line: one line each, ``warning: <message>``, on stderr; of warnings alike (``<file>:
+    <the same words>``, a colour image converted for every image of a folder, say) the first :data:`SHOWN_ALIKE`,
+    then one line that counts the rest, at the end."""
+    alike, of_files = Counter(), set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        head, _, words = str(message).partition(": ")
+        kind = words if words and ("/" in head or os.sep in head or Path(head).suffix) else str(message)
+        if kind is words:
+            of_files.add(kind)
+        alike[kind] += 1
+        if alike[kind] <= SHOWN_ALIKE:
+            print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            for kind, count in alike.items():
+                if count > SHOWN_ALIKE:
+                    more = count - SHOWN_ALIKE
+                    what = "file" if kind in of_files else "time"
+                    named = " (not named)" if kind in of_files else ""
+                    print(f"warning: {more} more {what}{'' if more == 1 else 's'}{named}: {kind}", file=sys.stderr)
 
 
 def _options_problem(args):
@@ -248,8 +278,7 @@ def _own_images(args):
     from ssimlib.train import CheckpointBusyError
 
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warning
+        with _warnings_on_stderr():
             return _own_images_command(args, own_images)
     except (own_images.InputError, CheckpointBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -300,8 +329,7 @@ def _evaluate(args):
 
     report = args.report or earlier_report(args.out, RUN_NAME)
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _one_line_warning
+        with _warnings_on_stderr():
             metrics, rows, rule, bad = evaluate_images(
                 args.model, args.inputs, args.out, args.masks, args.mask_suffix, args.threshold, args.precision,
                 report=report,

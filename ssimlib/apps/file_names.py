@@ -5,11 +5,25 @@ A file name is at most :data:`NAME_BYTES` bytes on most file systems; an output 
 (``<stem>_overlay.png``, written through ``.partial-<name>``) needs :data:`SUFFIX_ROOM` more than the stem.
 """
 
+import codecs
 import hashlib
 from pathlib import Path
 
 NAME_BYTES = 255  # NAME_MAX of ext4, XFS, Btrfs, APFS, NTFS (in UTF-16 units there)
 SUFFIX_ROOM = 32  # what an output adds to its image's stem: ".partial-" and "_overlay.png", with room to spare
+STREAM_ERRORS = "ssimlib-printable"  # the error handler of stdout and stderr on the command line
+
+
+def _escaped(error):
+    """Codec error handler :data:`STREAM_ERRORS`: what a stream cannot encode as :func:`printable` writes it (a
+    file name's byte that is no UTF-8 as ``\xe9``, not Python's ``\udce9``), any other character as
+    ``backslashreplace`` does."""
+    text = error.object[error.start : error.end]
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF
+                   else c.encode("ascii", "backslashreplace").decode() for c in text), error.end
+
+
+codecs.register_error(STREAM_ERRORS, _escaped)
 
 
 def printable(text):

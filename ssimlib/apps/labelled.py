@@ -20,7 +20,9 @@ image's ``kind``).  Masks are paired by one rule, the first that applies:
    nearly two-valued, and no copy of the image).
 
 Under every rule, a file named like a mask that is no image's mask is
-listed as a problem and left out, not scored as an image.
+listed as a problem and left out, not scored as an image.  Under rule 4, masks in a folder of their own
+given as inputs (NanoTWICE given whole: ``Anomalous/gt/ITIA1101_gt.png`` for ``Anomalous/images/ITIA1101.tif``,
+or an MVTec AD category's ``test`` and ``ground_truth``) are refused with the options that pair them.
 
 An MVTec AD category given alone is evaluated on its ``test/`` images, with the masks of its ``ground_truth/`` (or
 ``masks``) named ``<stem>_mask.png`` (or ``<stem><mask_suffix>``); given with other inputs it is refused (its
@@ -92,10 +94,10 @@ def _mvtec_category(path):
     return path.is_dir() and (path / "test").is_dir() and (path / "ground_truth").is_dir()
 
 
-def _found(inputs, skip, beside=lambda path: []):
+def _found(inputs, skip, beside=None):
     """``[(file, folder it was found in)]``, each file once, and ``[(path, problem)]`` for inputs that are neither
     file nor folder; files below the folders ``skip`` are left out.  An input file comes with the files
-    ``beside(file)`` (its masks, which the user need not name)."""
+    ``beside(file)``, where given (its masks, which the user need not name)."""
     found, bad, seen = [], [], set()
     for path in map(Path, inputs):
         if path.is_dir():
@@ -103,7 +105,7 @@ def _found(inputs, skip, beside=lambda path: []):
             if not files:
                 bad.append((path, "folder holds no images"))
         elif path.is_file():
-            files = [(p, path.parent) for p in (path, *beside(path))]
+            files = [(p, path.parent) for p in (path, *(beside(path) if beside else ()))]
         else:
             bad.append((path, "no such file or folder"))
             continue
@@ -114,14 +116,15 @@ def _found(inputs, skip, beside=lambda path: []):
     return found, bad
 
 
-def _masks_beside(path, mask_suffix=None):
-    """The files beside the image file ``path`` named as its mask: ``<stem><mask_suffix>``, or without a suffix
-    ``<stem>_mask.*`` (any ending :func:`ssimlib.data.mask_name_end` knows)."""
-    if mask_suffix is not None:
-        named = path.with_name(f"{path.stem}{mask_suffix}")
-        return [named] if named.is_file() and named != path else []
-    return sorted(q for q in path.parent.glob(f"{glob.escape(path.stem)}*") if q != path and is_image_file(q)
-                  and mask_name_end(q) is not None and q.stem[: mask_name_end(q)] == path.stem)
+def _masks_named_for(folder, stem, mask_suffix=None, any_type=False, image=None):
+    """The files in ``folder`` named as masks of an image of stem ``stem``: ``<stem><mask_suffix>``, or without a
+    suffix ``<stem>_mask.*`` (any ending :func:`ssimlib.data.mask_name_end` knows) and, where ``any_type``,
+    ``<stem>.*``; never the file ``image``."""
+    if mask_suffix:
+        named = folder / f"{stem}{mask_suffix}"
+        return [named] if named.is_file() and named != image else []
+    return sorted(q for q in folder.glob(f"{glob.escape(stem)}*") if q != image and is_image_file(q) and (
+        (any_type and q.stem == stem) or (mask_name_end(q) is not None and q.stem[: mask_name_end(q)] == stem)))
 
 
 def _beside(found, is_mask, image_stem):
@@ -150,18 +153,20 @@ def _beside(found, is_mask, image_stem):
     return pairs, images, bad
 
 
-def looks_like_mask(path, image_path):
+def looks_like_mask(path, image_path, other_size=True):
     """Whether the image at ``path`` looks like the defect mask of the image at ``image_path``: at least
     :data:`MASK_EXTREMES` of its pixels lie within a tenth of its range of its darkest or brightest gray value
     (a mask drawn or saved with soft edges does; a photograph does not), and it is no copy of that image (gray
-    values correlated above 0.9)."""
+    values correlated above 0.9); where not ``other_size``, it also has the image's height and width."""
     values = read_image(path, gray=True, warn_dim=False)[..., 0]
     low, high = float(values.min()), float(values.max())
     near = 0.1 * (high - low)
     if np.mean((values <= low + near) | (values >= high - near)) < MASK_EXTREMES:
         return False
     image = read_image(image_path, gray=True, warn_dim=False)[..., 0]
-    if image.shape != values.shape or values.std() == 0 or image.std() == 0:
+    if image.shape != values.shape:
+        return other_size
+    if values.std() == 0 or image.std() == 0:
         return True
     return np.corrcoef(values.ravel(), image.ravel())[0, 1] <= 0.9
 
@@ -188,10 +193,10 @@ def _same_stem(found):
     return pairs, images, bad + more_bad
 
 
-def _looks_like_mask(path, image_path):
+def _looks_like_mask(path, image_path, other_size=True):
     """:func:`looks_like_mask`, and False where a file cannot be read (it is listed when read as an image)."""
     try:
-        return looks_like_mask(path, image_path)
+        return looks_like_mask(path, image_path, other_size)
     except DatasetError:
         return False
 
@@ -201,12 +206,7 @@ def _parallel(found, masks_dir, mask_suffix):
     which some mask was found (paired, or left out because several fit or one fits several)."""
     pairs, bad = {}, []
     for p, root in found:
-        folder = masks_dir / p.parent.relative_to(root)
-        if mask_suffix:
-            candidates = [folder / f"{p.stem}{mask_suffix}"] if (folder / f"{p.stem}{mask_suffix}").is_file() else []
-        else:  # <stem>.*, or <stem>_mask.* (any ending mask_name_end knows)
-            candidates = sorted(q for q in folder.glob(f"{glob.escape(p.stem)}*") if is_image_file(q) and (
-                q.stem == p.stem or (mask_name_end(q) is not None and q.stem[: mask_name_end(q)] == p.stem)))
+        candidates = _masks_named_for(masks_dir / p.parent.relative_to(root), p.stem, mask_suffix, any_type=True)
         if len(candidates) == 1:
             pairs[p] = candidates[0]
         elif candidates:
@@ -253,8 +253,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         if masks is None:
             masks, mask_suffix = inputs[0] / "ground_truth", mask_suffix or "_mask.png"
         inputs = [inputs[0] / "test"]
-    found, bad = _found(inputs, [q for q in (masks, skip) if q is not None],
-                        (lambda path: []) if masks is not None else (lambda path: _masks_beside(path, mask_suffix)))
+    beside = None if masks is not None else lambda path: _masks_named_for(path.parent, path.stem, mask_suffix, image=path)
+    found, bad = _found(inputs, [q for q in (masks, skip) if q is not None], beside)
     if masks is not None:
         pairs, more_bad, fitted = _parallel(found, masks, mask_suffix)
         if category:  # a defect type's image without its mask is not defect-free: left out
@@ -286,6 +286,9 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                 f"as an image of another type for {len(same_stem_pairs)}")
         pairs.update(same_stem_pairs)
         bad += more_bad + same_stem_bad
+        elsewhere = _masks_elsewhere(found, pairs)
+        if elsewhere:  # masks in a folder of their own, given as images: every defective image would count defect-free
+            raise DatasetError(_masks_elsewhere_line(elsewhere))
     if masks is None and mask_suffix is not None:
         fitted = sum(p.name.endswith(mask_suffix) for p, _ in found)
     if asked != (None, None) and not fitted and any(p.parent.name.lower() != "good" for p, _ in found):
@@ -310,6 +313,41 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
     return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as "
                         f"defect-free{left_out}")
+
+
+def _masks_elsewhere(found, pairs):
+    """Files of ``found`` that rule 4 paired with no image but that are named ``<stem><ending>`` (the ending begins
+    with no letter or digit) for an image ``<stem>.*`` in another folder and look like its mask
+    (:func:`looks_like_mask`, of its size): ``[(mask, image)]`` (NanoTWICE given whole: ``gt/ITIA1101_gt.png`` and
+    ``images/ITIA1101.tif``)."""
+    masks = set(pairs.values())
+    by_stem = defaultdict(list)
+    for p, _ in found:
+        if p not in masks:
+            by_stem[p.stem].append(p)
+    hits = []
+    for q, _ in found:
+        if q in masks or q in pairs:
+            continue
+        for cut in (i for i, c in enumerate(q.stem) if i and not c.isalnum()):
+            images = [p for p in by_stem.get(q.stem[:cut], ()) if p.parent != q.parent]
+            if images and _looks_like_mask(q, images[0], other_size=False):
+                hits.append((q, images[0]))
+                break
+    return hits
+
+
+def _masks_elsewhere_line(elsewhere):
+    """The line that refuses masks given as images (:func:`_masks_elsewhere`), with the options that pair them."""
+    mask, image = elsewhere[0]
+    masks_dir, images_dir = mask.parent, image.parent
+    while masks_dir.name == images_dir.name and masks_dir != masks_dir.parent:  # ground_truth/crack, test/crack
+        masks_dir, images_dir = masks_dir.parent, images_dir.parent
+    ending = mask.name[len(image.stem):]
+    more = f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""
+    return (f"{mask}{more}: named and looking like the mask of {image}, but in another folder, where it is no "
+            f"image's mask, so {image.name} would count as defect-free; give the images' folder with the masks' folder as "
+            f"--masks, e.g. {images_dir} --masks {masks_dir} --mask-suffix {ending}; nothing was scored")
 
 
 def _no_mask_fits(found, masks, mask_suffix):

@@ -36,7 +36,7 @@ from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
 from ssimlib.apps.report import mark_report_stale
 from ssimlib.apps.scoring import Detector, as_model_channels
-from ssimlib.apps.spreadsheet import plain_row, safe_row
+from ssimlib.apps.spreadsheet import SafeWriter, plain_row
 from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
@@ -339,9 +339,8 @@ def _detect_into(out_dir, run, detector, files, names, bad):
         mark_report_stale(out_dir)
     write_json(out_dir / RUN_NAME, run)
     with open(out_dir / CSV_NAME, "w", newline="", encoding="utf-8") as csv_file:  # the finished rows again, a cut last line dropped
-        writer = csv.DictWriter(csv_file, CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(map(safe_row, rows))
+        writer = SafeWriter(csv_file, CSV_COLUMNS)
+        writer.writerows(rows)
         csv_file.flush()
         for path, (map_name, overlay_name) in zip(files, names):
             if map_name.as_posix() in finished:
@@ -366,7 +365,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
                 "verdict": "defective" if area else "good", "anomaly_map": map_name.as_posix(),
                 "overlay": overlay_name.as_posix(), "image_sha256": digest,
             })
-            writer.writerow(safe_row(rows[-1]))
+            writer.writerow(rows[-1])
             csv_file.flush()
     position = {map_name.as_posix(): i for i, (map_name, _) in enumerate(names)}
     in_order = sorted(rows, key=lambda row: position[row["anomaly_map"]])
@@ -379,7 +378,5 @@ def _write_csv(path, rows):
     """``rows`` as ``detections.csv`` at ``path``, atomically (through a hidden partial file beside it)."""
     partial = path.with_name(f".partial-{path.name}")
     with open(partial, "w", newline="", encoding="utf-8") as csv_file:
-        writer = csv.DictWriter(csv_file, CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(map(safe_row, rows))
+        SafeWriter(csv_file, CSV_COLUMNS).writerows(rows)
     os.replace(partial, path)

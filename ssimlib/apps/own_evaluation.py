@@ -37,7 +37,6 @@ defect-free.  All maps are held in memory: the ROC sorts every pixel of the set.
 """
 
 import contextlib
-import csv
 import json
 import os
 import warnings
@@ -57,7 +56,7 @@ from ssimlib.apps.own_detection import (check_not_other_command, check_same_run,
                                         load_detector, unchanged)
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
-from ssimlib.apps.spreadsheet import safe_row
+from ssimlib.apps.spreadsheet import SafeWriter
 from ssimlib.data import DatasetError, read_image, resize_square, warn_stretched
 from ssimlib.evaluate import summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
@@ -300,6 +299,8 @@ def evaluate_images(
         write_json(out_dir / RUN_NAME, run)
         with _noted(notes):
             rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
+            if len(rows) < len(items):  # the rule's count was of the images found, not of those scored
+                rule += f"; {len(items) - len(rows)} of the {len(items)} could not be scored (named below)"
             return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes)
 
 
@@ -355,7 +356,7 @@ def _score_all(out_dir, items, done, detector, bad):
                     progress.flush()
             except (DatasetError, ValueError) as error:  # a reader's message may run over several lines: keep one
                 message = " ".join(str(error).split())
-                bad.append(message if message.startswith(f"{item.path}: ") else f"{item.path}: {message}")
+                bad.append(message if str(item.path) in message else f"{item.path}: {message}")  # it once, not twice
                 continue
             rows.append(_row(out_dir, item, mask, anomaly_map, segmentation))
             maps.append(anomaly_map)
@@ -374,9 +375,7 @@ def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, thre
     metrics["figures"] = [p.name for p in figures]
     write_json(out_dir / METRICS_NAME, metrics)
     with open(out_dir / CSV_NAME, "w", newline="", encoding="utf-8") as file:
-        writer = csv.DictWriter(file, CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(map(safe_row, rows))
+        SafeWriter(file, CSV_COLUMNS).writerows(rows)
     if report:
         _report(out_dir, model, metrics, rows, figures)
     return metrics, rows, rule, bad

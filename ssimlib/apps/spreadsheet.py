@@ -7,6 +7,8 @@ A file name of bytes that are no UTF-8 is written escaped (:func:`ssimlib.apps.f
 reading back does not undo.
 """
 
+import csv
+
 from ssimlib.apps.file_names import printable
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")  # the apostrophe too, so that plain_row undoes safe_row
@@ -24,3 +26,18 @@ def plain_row(row):
     """A row read back from a CSV that :func:`safe_row` wrote: the apostrophe it added removed."""
     return {key: value[1:] if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(FORMULA_STARTS)
             else value for key, value in row.items()}
+
+
+class SafeWriter(csv.DictWriter):
+    """A ``csv.DictWriter`` of ``columns`` on the open text ``file`` that writes its header at once and every row
+    through :func:`safe_row` (the file opened with ``newline=""`` and ``encoding="utf-8"``)."""
+
+    def __init__(self, file, columns):
+        super().__init__(file, columns)
+        self.writeheader()
+
+    def writerow(self, row):
+        return super().writerow(safe_row(row))
+
+    def writerows(self, rows):
+        return super().writerows(map(safe_row, rows))

@@ -1,0 +1,61 @@
+"""Pairing images with masks (:mod:`ssimlib.apps.labelled`): masks in a folder of their own given as images."""
+
+import re
+
+import numpy as np
+import pytest
+import skimage.io
+
+from ssimlib.apps.labelled import find_labelled
+from ssimlib.data import DatasetError
+from ssimlib.synthetic import checkerboard, draw_defects
+
+
+def _save(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    skimage.io.imsave(path, (np.squeeze(array) * 255).round().astype(np.uint8), check_contrast=False)
+
+
+def _labelled(rng, image_path, mask_path):
+    image, mask = draw_defects(checkerboard(64, square=16, angle=10.0, phase=tuple(rng.uniform(0, 2, 2))), rng)
+    _save(image_path, image)
+    _save(mask_path, mask.astype(np.float32))
+
+
+def test_nanotwice_given_whole_is_refused_with_the_options_that_pair_its_masks(tmp_path):
+    # a tester's: its gt/ITIA1101_gt.png were scored as defect-free images, and so were the defective images
+    rng = np.random.default_rng(0)
+    for stem in ("ITIA1101", "ITIA1102"):
+        _labelled(rng, tmp_path / "Anomalous" / "images" / f"{stem}.tif", tmp_path / "Anomalous" / "gt" / f"{stem}_gt.png")
+    _save(tmp_path / "Normal" / "ITIA1141.tif", checkerboard(64, square=16, angle=10.0))
+    expected = (f"{tmp_path}/Anomalous/gt/ITIA1101_gt.png (and 1 more): named and looking like the mask of "
+                f"{tmp_path}/Anomalous/images/ITIA1101.tif, but in another folder, where it is no image's mask, so "
+                f"ITIA1101.tif would count as defect-free; give the images' folder with the masks' folder as --masks, "
+                f"e.g. {tmp_path}/Anomalous/images --masks {tmp_path}/Anomalous/gt --mask-suffix _gt.png; nothing "
+                "was scored")
+    with pytest.raises(DatasetError, match=f"^{re.escape(expected)}$"):
+        find_labelled([tmp_path])
+    items, bad, _ = find_labelled([tmp_path / "Anomalous" / "images", tmp_path / "Normal"],
+                                  masks=tmp_path / "Anomalous" / "gt", mask_suffix="_gt.png")
+    assert {item.key: item.mask and item.mask.name for item in items} == {
+        "Anomalous/images/ITIA1101": "ITIA1101_gt.png", "Anomalous/images/ITIA1102": "ITIA1102_gt.png",
+        "Normal/ITIA1141": None} and not bad
+
+
+def test_an_mvtec_categorys_test_and_ground_truth_given_together_are_refused(tmp_path):
+    rng = np.random.default_rng(1)
+    _labelled(rng, tmp_path / "test" / "crack" / "000.png", tmp_path / "ground_truth" / "crack" / "000_mask.png")
+    with pytest.raises(DatasetError, match=re.escape(f"e.g. {tmp_path}/test --masks {tmp_path}/ground_truth "
+                                                     "--mask-suffix _mask.png; nothing was scored")):
+        find_labelled([tmp_path / "test", tmp_path / "ground_truth"])
+
+
+def test_an_image_named_like_another_in_another_folder_is_no_mask_unless_it_looks_like_its_mask(tmp_path):
+    rng = np.random.default_rng(2)
+    board = checkerboard(64, square=16, angle=10.0)
+    _save(tmp_path / "photos" / "a.png", board)
+    _save(tmp_path / "small" / "a_small.png", board[::2, ::2])  # two-valued, but of another size
+    _save(tmp_path / "edits" / "a_edit.png", rng.random((64, 64)))  # its size, but no mask
+    items, bad, rule = find_labelled([tmp_path])
+    assert sorted(item.key for item in items) == ["edits/a_edit", "photos/a", "small/a_small"] and not bad
+    assert rule.endswith("so all 3 images count as defect-free")
