@@ -26,7 +26,8 @@ def test_nanotwice_given_whole_is_refused_with_the_options_that_pair_its_masks(t
     # a tester's: its gt/ITIA1101_gt.png were scored as defect-free images, and so were the defective images
     rng = np.random.default_rng(0)
     for stem in ("ITIA1101", "ITIA1102"):
-        _labelled(rng, tmp_path / "Anomalous" / "images" / f"{stem}.tif", tmp_path / "Anomalous" / "gt" / f"{stem}_gt.png")
+        _labelled(rng, tmp_path / "Anomalous" / "images" / f"{stem}.tif",
+                  tmp_path / "Anomalous" / "gt" / f"{stem}_gt.png")
     _save(tmp_path / "Normal" / "ITIA1141.tif", checkerboard(64, square=16, angle=10.0))
     expected = (f"{tmp_path}/Anomalous/gt/ITIA1101_gt.png (and 1 more): named and looking like the mask of "
                 f"{tmp_path}/Anomalous/images/ITIA1101.tif, but in another folder, where it is no image's mask, so "

@@ -94,10 +94,10 @@ def _mvtec_category(path):
     return path.is_dir() and (path / "test").is_dir() and (path / "ground_truth").is_dir()
 
 
-def _found(inputs, skip, beside=None):
+def _found(inputs, skip, beside):
     """``[(file, folder it was found in)]``, each file once, and ``[(path, problem)]`` for inputs that are neither
     file nor folder; files below the folders ``skip`` are left out.  An input file comes with the files
-    ``beside(file)``, where given (its masks, which the user need not name)."""
+    ``beside(file)`` (its masks, which the user need not name)."""
     found, bad, seen = [], [], set()
     for path in map(Path, inputs):
         if path.is_dir():
@@ -105,7 +105,7 @@ def _found(inputs, skip, beside=None):
             if not files:
                 bad.append((path, "folder holds no images"))
         elif path.is_file():
-            files = [(p, path.parent) for p in (path, *(beside(path) if beside else ()))]
+            files = [(p, path.parent) for p in (path, *beside(path))]
         else:
             bad.append((path, "no such file or folder"))
             continue
@@ -253,7 +253,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         if masks is None:
             masks, mask_suffix = inputs[0] / "ground_truth", mask_suffix or "_mask.png"
         inputs = [inputs[0] / "test"]
-    beside = None if masks is not None else lambda path: _masks_named_for(path.parent, path.stem, mask_suffix, image=path)
+
+    def beside(path):  # the masks named for an image given as a file (none where masks lie in a folder of their own)
+        return [] if masks is not None else _masks_named_for(path.parent, path.stem, mask_suffix, image=path)
+
     found, bad = _found(inputs, [q for q in (masks, skip) if q is not None], beside)
     if masks is not None:
         pairs, more_bad, fitted = _parallel(found, masks, mask_suffix)
@@ -346,8 +349,8 @@ def _masks_elsewhere_line(elsewhere):
     ending = mask.name[len(image.stem):]
     more = f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""
     return (f"{mask}{more}: named and looking like the mask of {image}, but in another folder, where it is no "
-            f"image's mask, so {image.name} would count as defect-free; give the images' folder with the masks' folder as "
-            f"--masks, e.g. {images_dir} --masks {masks_dir} --mask-suffix {ending}; nothing was scored")
+            f"image's mask, so {image.name} would count as defect-free; give the images' folder with the masks' "
+            f"folder as --masks, e.g. {images_dir} --masks {masks_dir} --mask-suffix {ending}; nothing was scored")
 
 
 def _no_mask_fits(found, masks, mask_suffix):

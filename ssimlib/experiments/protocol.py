@@ -265,7 +265,8 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
     Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
     crops (an array or a crop stream) and its manifest.
     """
-    name = name or f"{arm_name(crops, seed, budget['batch_size'], budget['decay'], budget['output'])}-e{budget['epochs']}"
+    arm = arm_name(crops, seed, budget["batch_size"], budget["decay"], budget["output"])
+    name = name or f"{arm}-e{budget['epochs']}"
     checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
     settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],
