@@ -57,3 +57,22 @@ def test_a_missing_reference_is_named_before_any_data_is_read_or_model_trained(t
         held_out_image.run_diagnostic(tmp_path / "r.json", data_root=tmp_path / "no-data",
                                       references=(tmp_path / "ssim_ae-fresh",))
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_table_puts_an_image_in_each_row_and_a_model_in_each_column():
+    relative = {"ITIA1141": 1.0, "ITIA1145": 1.25, "defect-free test crops": 1.5}
+    results = {
+        "held_out": "ITIA1145",
+        "held_out_model": {"relative_losses": relative, "epochs": 50, "val_loss": 0.15, "test_images": 40,
+                           "stride": 30, "pixel_auroc": 0.9, "au_pro_0_3": 0.8, "median_region_overlap_fpr_0_05": 0.7},
+        "reference_models": [{"model": "/m/ssim_ae-fresh", "epochs": 200,
+                              "relative_losses": {"ITIA1141": 1.0, "ITIA1145": 0.99, "defect-free test crops": 1.2}}],
+    }
+    assert held_out_image.format_results(results) == [
+        "                        held-out model  ssim_ae-fresh (200 epochs)",
+        "ITIA1141                         1.000                       1.000",
+        "ITIA1145 (held out)              1.250                       0.990",
+        "defect-free test crops           1.500                       1.200",
+        "held-out model (50 epochs, validation loss 0.1500) on all 40 test images at stride 30: pixel AUROC 0.900, "
+        "AU-PRO@0.3 0.800, median overlap at FPR 5% 0.70",
+    ]

@@ -20,12 +20,13 @@ A diagnostic only: it chooses nothing.  ``python -m ssimlib train-study held-out
 """
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from ssimlib import artifacts
 from ssimlib.data import sample_patches
-from ssimlib.evaluate import run_environment, write_json
+from ssimlib.evaluate import read_campaign, run_environment, write_json
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.protocol import BATCH, train_arm
 from ssimlib.experiments.sensitivity import TABLE2_BUDGET
@@ -114,3 +115,27 @@ def run_diagnostic(results_path=DEFAULT_RESULTS, budget=None, data_root=None, ca
     results["reference_models"] = [reference_losses(stem, dataset, budget, test_patches) for stem in references]
     write_json(results_path, results)
     return results
+
+
+def read_results(path=DEFAULT_RESULTS):
+    """The diagnostic's results (a dict), or None where it has not run."""
+    return read_campaign(path, "reference_models", None, "held-out-image results")
+
+
+def format_results(results):
+    """Lines of a table: each image's loss relative to the seen training images' (a row each), in the held-out
+    model and in each reference (a column each), then the held-out model's scores on the test images."""
+    held = results["held_out"]
+    models = [("held-out model", results["held_out_model"])] + [
+        (f"{Path(r['model']).name} ({r['epochs']} epochs)", r) for r in results["reference_models"]]
+    names = {row: row + " (held out)" if row == held else row for row in models[0][1]["relative_losses"]}
+    first = max(map(len, names.values()))
+    lines = [f"{'':{first}}  " + "  ".join(label for label, _ in models)]
+    for row, name in names.items():
+        lines.append(f"{name:{first}}  " + "  ".join(f"{m['relative_losses'][row]:{len(label)}.3f}"
+                                                      for label, m in models))
+    m = results["held_out_model"]
+    lines.append(f"held-out model ({m['epochs']} epochs, validation loss {m['val_loss']:.4f}) on all "
+                 f"{m['test_images']} test images at stride {m['stride']}: pixel AUROC {m['pixel_auroc']:.3f}, "
+                 f"AU-PRO@0.3 {m['au_pro_0_3']:.3f}, median overlap at FPR 5% {m['median_region_overlap_fpr_0_05']:.2f}")
+    return lines
