@@ -228,7 +228,8 @@ def gib(n_bytes):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each pipeline after one warm-up (median reported)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs of each pipeline after one warm-up (median reported)")
     parser.add_argument("--batch-size", type=int, default=256, help="patches per model call in the ssimlib pipeline")
     parser.add_argument("--height", type=int, default=696, help="image height for the timing (NanoTWICE: 696)")
     parser.add_argument("--width", type=int, default=1024, help="image width for the timing (NanoTWICE: 1024)")
@@ -261,13 +262,16 @@ def main():
         "ssimlib": f"ssimlib: batched ({t['batch_size']}) + overlap average + SSIM map + segment",
     }
     for name in ("naive", "ssimlib"):
-        print(f"| {labels[name]} | {t['wall'][name]:.2f} | {t['cpu'][name]:.2f} | {1e3 * t['wall'][name] / t['patches']:.2f} |")
+        print(f"| {labels[name]} | {t['wall'][name]:.2f} | {t['cpu'][name]:.2f} | "
+              f"{1e3 * t['wall'][name] / t['patches']:.2f} |")
     print("\nssimlib stages (median wall s): " + ", ".join(f"{k} {v:.3f}" for k, v in t["stages"].items()))
-    print(f"load average during timing (incl. this run): {t['load_before'][0]:.2f} before, {t['load_after'][0]:.2f} after")
+    print(f"load average during timing (incl. this run): {t['load_before'][0]:.2f} before, "
+          f"{t['load_after'][0]:.2f} after")
 
     peaks = {}
     if not args.no_memory:
-        print("\n| peak memory (fresh process, one cold run) | image | RSS before run GiB | peak RSS GiB | peak - before GiB |")
+        print("\n| peak memory (fresh process, one cold run) | image | RSS before run GiB | peak RSS GiB | "
+              "peak - before GiB |")
         print("|---|---|---:|---:|---:|")
         for height, width in ((args.height, args.width), (1024, 1024)):
             for variant in ("ssimlib", "naive"):
@@ -284,7 +288,8 @@ def main():
     print(f"ratio ssimlib per image / paper (3.61 s, V100): {per_image / PAPER_SECONDS_PER_IMAGE:.2f} "
           f"({per_image:.2f} s); target < 3.61 s: {verdict(per_image < PAPER_SECONDS_PER_IMAGE)}")
     network_ms = 1e3 * t["stages"]["reconstruct"] / t["patches"]
-    print(f"ratio batched forward per patch / paper (2.23 ms, V100): {network_ms / PAPER_MS_PER_PATCH:.2f} ({network_ms:.2f} ms)")
+    print(f"ratio batched forward per patch / paper (2.23 ms, V100): {network_ms / PAPER_MS_PER_PATCH:.2f} "
+          f"({network_ms:.2f} ms)")
     gflops = t["flops_per_patch"] / network_ms / 1e6
     print(f"ratio batched forward GFLOP/s / float32 matmul peak: {gflops / t['peak_gflops']:.2f} "
           f"({gflops:.1f} of {t['peak_gflops']:.1f} GFLOP/s; {t['flops_per_patch'] / 1e9:.3f} GFLOP per patch)")

@@ -77,11 +77,12 @@ def main():
         both = median_seconds(lambda: [g.numpy() for g in train_like(inputs)], args.repeats)
         total_fwd, total_train = total_fwd + fwd, total_train + both
         shapes = f"{'x'.join(map(str, layer.input.shape[1:]))} -> {'x'.join(map(str, layer.output.shape[1:]))}"
-        print(f"| {layer.name} | {shapes} | {flops / 1e9:.3f} | {1e3 * fwd:.1f} | {100 * flops / fwd / 1e9 / peak:.0f} | "
-              f"{1e3 * both:.1f} | {100 * 3 * flops / both / 1e9 / peak:.0f} |")
+        print(f"| {layer.name} | {shapes} | {flops / 1e9:.3f} | {1e3 * fwd:.1f} | "
+              f"{100 * flops / fwd / 1e9 / peak:.0f} | {1e3 * both:.1f} | {100 * 3 * flops / both / 1e9 / peak:.0f} |")
     flops = args.batch_size * forward_flops(model)
     print(f"| all convolutions, timed alone | | {flops / 1e9:.3f} | {1e3 * total_fwd:.1f} | "
-          f"{100 * flops / total_fwd / 1e9 / peak:.0f} | {1e3 * total_train:.1f} | {100 * 3 * flops / total_train / 1e9 / peak:.0f} |")
+          f"{100 * flops / total_fwd / 1e9 / peak:.0f} | {1e3 * total_train:.1f} | "
+          f"{100 * 3 * flops / total_train / 1e9 / peak:.0f} |")
 
     loss_fn = get_loss(args.loss)
     forward = tf.function(lambda t: model(t, training=True))
@@ -106,16 +107,19 @@ def main():
         f"{args.loss} loss forward + backward": median_seconds(lambda: loss_gradients(x).numpy(), args.repeats),
         "whole train_on_batch step": median_seconds(lambda: float(model.train_on_batch(batch, batch)), args.repeats),
     }
-    rest = stages["whole train_on_batch step"] - stages["network forward + backward"] - stages[f"{args.loss} loss forward + backward"]
+    rest = (stages["whole train_on_batch step"] - stages["network forward + backward"]
+            - stages[f"{args.loss} loss forward + backward"])
     print("\n| stage of one training step | ms | share of the step | % of fp32 peak |")
     print("|---|---:|---:|---:|")
     step = stages["whole train_on_batch step"]
     for name, seconds in stages.items():
-        work = {"network forward": flops, "network forward + backward": 3 * flops, "whole train_on_batch step": 3 * flops}.get(name)
+        work = {"network forward": flops, "network forward + backward": 3 * flops,
+                "whole train_on_batch step": 3 * flops}.get(name)
         share = "" if name.startswith("whole") else f"{100 * seconds / step:.0f} %"
         fraction = f"{100 * work / seconds / 1e9 / peak:.0f}" if work else ""
         print(f"| {name} | {1e3 * seconds:.1f} | {share} | {fraction} |")
-    print(f"| rest: Adam's update and Keras' bookkeeping (the difference) | {1e3 * rest:.1f} | {100 * rest / step:.0f} % | |")
+    print(f"| rest: Adam's update and Keras' bookkeeping (the difference) | {1e3 * rest:.1f} | "
+          f"{100 * rest / step:.0f} % | |")
     print(f"\nratio network forward + backward / whole step: {stages['network forward + backward'] / step:.2f}")
 
 

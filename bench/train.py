@@ -97,7 +97,8 @@ def run_backend(backend, args):
     """Run the worker under ``KERAS_BACKEND=backend``; its JSON result, or None with the error printed."""
     command = [sys.executable, os.path.abspath(__file__), "--worker", "--steps", str(args.steps),
                "--warmup", str(args.warmup), "--batch-sizes", *map(str, args.batch_sizes),
-               "--latent", *map(str, args.latent), "--patch-sizes", *map(str, args.patch_sizes), "--losses", *args.losses, "--policies", *args.policies]
+               "--latent", *map(str, args.latent), "--patch-sizes", *map(str, args.patch_sizes),
+               "--losses", *args.losses, "--policies", *args.policies]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": backend})
     if done.returncode != 0:
         print(f"{backend}: failed:\n{done.stderr[-2000:]}")
@@ -111,7 +112,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (tracing / compilation)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32, 128], help="patches per step")
     parser.add_argument("--latent", type=int, nargs="+", default=[500], help="latent dimensions d")
-    parser.add_argument("--patch-sizes", type=int, nargs="+", default=[PATCH], help="patch sides (32, 64, 128, 256, ...)")
+    parser.add_argument("--patch-sizes", type=int, nargs="+", default=[PATCH],
+                        help="patch sides (32, 64, 128, 256, ...)")
     parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], help="training losses (ssimlib.losses names)")
     parser.add_argument("--policies", nargs="+", default=["float32"],
                         help="Keras dtype policies (mixed_bfloat16: bfloat16 compute, float32 weights)")
@@ -145,9 +147,9 @@ def main():
             gflops = rate * 3 * row["flops_per_patch"] / 1e9
             hours = paper_schedule_steps(row["batch_size"]) * row["step_s"] / 3600
             rates[(backend, row["patch"], row["latent"], row["loss"], row["batch_size"], row["policy"])] = rate
-            print(f"| {backend} {result['version']} | {env['device']} | {row['patch']} | {row['latent']} | {row['loss']} | "
-                  f"{row['batch_size']} | {row['policy']} | {rate:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f} | "
-                  f"{row['cpu_s_per_step']:.2f} | {hours:.1f} | {row['load']:.1f} |")
+            print(f"| {backend} {result['version']} | {env['device']} | {row['patch']} | {row['latent']} | "
+                  f"{row['loss']} | {row['batch_size']} | {row['policy']} | {rate:.1f} | {gflops:.1f} | "
+                  f"{100 * gflops / peak:.0f} | {row['cpu_s_per_step']:.2f} | {hours:.1f} | {row['load']:.1f} |")
         before, after = result["peak_before_after"]
         print(f"\n{backend}: float32 matmul peak {peak:.1f} GFLOP/s (the higher of {before:.1f} before the rows "
               f"and {after:.1f} after)")

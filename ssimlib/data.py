@@ -126,7 +126,8 @@ def warn_stretched(path, shape, size):
 
 
 def _read_problem(path, error):
-    """Why ``path`` could not be read, in a few words (imageio's advice to install plugins is no help for a broken file)."""
+    """Why ``path`` could not be read, in a few words (imageio's advice to install plugins is no help for a broken
+    file)."""
     if path.is_file() and path.stat().st_size == 0:
         return "the file is empty, 0 bytes"
     if "Could not find a backend" in str(error) or isinstance(error, (UnidentifiedImageError, tifffile.TiffFileError)):

@@ -7,7 +7,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_root(name, given=None):
-    """Folder of dataset ``name``: ``given`` if set, else ``$SSIMLIB_DATA/name``, else ``../shared/data/name`` beside the repo."""
+    """Folder of dataset ``name``: ``given`` if set, else ``$SSIMLIB_DATA/name``, else ``../shared/data/name`` beside
+    the repo."""
     if given:
         return Path(given).expanduser()
     base = os.environ.get("SSIMLIB_DATA")

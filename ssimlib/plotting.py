@@ -32,7 +32,8 @@ def use_style():
 
 
 def save_figure(fig, name, figures_dir, pdf=True):
-    """Save ``fig`` as ``figures_dir/name.png`` (and ``.pdf``); returns the PNG path, or None if ``figures_dir`` is empty."""
+    """Save ``fig`` as ``figures_dir/name.png`` (and ``.pdf``); returns the PNG path, or None if ``figures_dir`` is
+    empty."""
     if not figures_dir:
         return None
     folder = Path(figures_dir)

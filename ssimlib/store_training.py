@@ -108,7 +108,8 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
         stored_alike = _trained_alike(manifest, settings)
         checkpointed = None if state is None else len(state["history"]["loss"])
         if stored_alike and done >= target and checkpointed in (None, done):
-            log(f"{name}: the stored model has {done} of {schedule_epochs} epochs; nothing to train up to epoch {target}")
+            log(f"{name}: the stored model has {done} of {schedule_epochs} epochs; nothing to train up to "
+                f"epoch {target}")
             return manifest
         if state is None:
             _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log)

@@ -34,7 +34,8 @@ def test_round_trip_gives_the_same_outputs(tmp_path, make):
     assert type(loaded) is type(model) and loaded_manifest == manifest
     np.testing.assert_array_equal(np.asarray(loaded.predict_on_batch(X)), np.asarray(model.predict_on_batch(X)))
     assert manifest["machine"]["cpu"] and manifest["training"]["epochs_done"] == 1
-    assert json.loads((tmp_path / "toy" / "m.json").read_text())["sha256"] == artifacts.sha256(tmp_path / "toy" / "m.weights.h5")
+    assert json.loads((tmp_path / "toy" / "m.json").read_text())["sha256"] == artifacts.sha256(
+        tmp_path / "toy" / "m.weights.h5")
 
 
 def test_artifact_holds_no_optimizer_state(tmp_path):
@@ -71,7 +72,8 @@ def test_missing_and_altered_files_are_named(tmp_path):
     ("channels", 3, r"m\.weights\.h5: does not fit the architecture in its manifest m\.json \(patch_size 32, "
                     r"channels 3, latent_dim 8\): the file holds arrays of shape \(1,\), \(3, 3, 1, 32\) where "
                     r"the architecture has \(3,\), \(3, 3, 3, 32\)"),
-    ("latent_dim", 9, r"holds arrays of shape \(8,\), \(8, 8, 32, 8\) where the architecture has \(8, 8, 32, 9\), \(9,\)"),
+    ("latent_dim", 9,
+     r"holds arrays of shape \(8,\), \(8, 8, 32, 8\) where the architecture has \(8, 8, 32, 9\), \(9,\)"),
     ("output", "tanh", r"m\.json: architecture output 'tanh': expected one of linear, sigmoid"),
 ])
 def test_an_edited_architecture_is_named_in_one_line(tmp_path, key, value, message):
@@ -118,7 +120,8 @@ def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_p
     assert nanotwice.schedule_label(first).endswith(" h on CPU A (AVX2, 2 cores)")
     # A machine without the checkpoint continues from the committed artifact, with a fresh Adam state.
     monkeypatch.setattr(train_module, "cpu_label", lambda: "CPU B (AMX, 2 cores)")
-    longer = studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 4}, checkpoint_dir=tmp_path / "b", **kwargs)
+    longer = studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 4}, checkpoint_dir=tmp_path / "b",
+                                           **kwargs)
     training = longer["training"]
     assert training["epochs_done"] == 4 and training["optimizer_restarts"] == [3]
     assert training["loss"][:3] == first["training"]["loss"]

@@ -17,8 +17,9 @@ from ssimlib.synthetic import write_synthetic_category
 
 # The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch (the ci profile
 # itself never trains; train_missing true makes it).
-TINY = ["--profile", "ci", "-p", "train_missing", "true", "-p", "patch_size", "32", "-p", "stride", "32", "-p", "n_patches", "64",
-        "-p", "epochs", "1", "-p", "batch_size", "32", "-p", "validation_fraction", "0.25", "-p", "n_examples", "2"]
+TINY = ["--profile", "ci", "-p", "train_missing", "true", "-p", "patch_size", "32", "-p", "stride", "32",
+        "-p", "n_patches", "64", "-p", "epochs", "1", "-p", "batch_size", "32", "-p", "validation_fraction", "0.25",
+        "-p", "n_examples", "2"]
 
 
 @pytest.fixture
@@ -93,7 +94,8 @@ def test_batch_runs_on_a_real_dask_cluster(categories, tmp_path, capsys, monkeyp
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
             worker_pids = set(client.run(os.getpid).values())
-        code = batch.main(_args(categories, tmp_path, "broken", "synth", extra=["--scheduler", cluster.scheduler_address]))
+        code = batch.main(_args(categories, tmp_path, "broken", "synth",
+                                extra=["--scheduler", cluster.scheduler_address]))
     out = capsys.readouterr()
     assert code == 1 and f"Dask scheduler {cluster.scheduler_address}" in out.out
     assert sorted(o["category"] for o in ran) == ["broken", "synth"]
@@ -119,10 +121,13 @@ def test_without_data_root_each_category_is_found_where_it_lies(tmp_path, monkey
     monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path))
     for root, category in (("mvtec_ad_grid_256", "grid"), ("mvtec_ad_bottle_320", "bottle")):  # as the shared copies
         (tmp_path / root / category / "train" / "good").mkdir(parents=True)
-    assert batch.located_categories() == {"bottle": tmp_path / "mvtec_ad_bottle_320", "grid": tmp_path / "mvtec_ad_grid_256"}
-    assert batch.located_categories(["grid", "mine"]) == {"grid": tmp_path / "mvtec_ad_grid_256", "mine": tmp_path / "mvtec_ad"}
+    assert batch.located_categories() == {"bottle": tmp_path / "mvtec_ad_bottle_320",
+                                          "grid": tmp_path / "mvtec_ad_grid_256"}
+    assert batch.located_categories(["grid", "mine"]) == {"grid": tmp_path / "mvtec_ad_grid_256",
+                                                          "mine": tmp_path / "mvtec_ad"}
     # A chosen category found nowhere fails in its own run, naming the folder it looked in.
-    code = batch.main(["--categories", "mine", "--profile", "ci", "-p", "train_missing", "true", "--workers", "1", "--results-dir", str(tmp_path / "results"),
+    code = batch.main(["--categories", "mine", "--profile", "ci", "-p", "train_missing", "true", "--workers", "1",
+                       "--results-dir", str(tmp_path / "results"),
                        "--output-dir", str(tmp_path / "runs"), "--figures-dir", ""])
     assert code == 1 and f"{tmp_path / 'mvtec_ad' / 'mine'} does not exist" in capsys.readouterr().out
     monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path / "empty"))

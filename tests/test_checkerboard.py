@@ -175,7 +175,8 @@ def test_training_exports_records_validation_and_continues(tmp_path):
     assert training["epochs_done"] == 2 and training["complete"] and first["study"] == "checkerboard"
     assert [e["epoch"] for e in training["validation"]] == [1, 2]
     assert all(0 < e["error_on_defects"] < 1 and 0 < e["error_off_defects"] < 1 for e in training["validation"])
-    assert training["settings"]["board_size"] == 32 and training["settings"]["squares"] == [1 / 16, 3 / 32, 1 / 8, 3 / 16]
+    assert (training["settings"]["board_size"] == 32
+            and training["settings"]["squares"] == [1 / 16, 3 / 32, 1 / 8, 3 / 16])
     assert sum("exported after epoch" in line for line in lines) == 2
     assert sum("validation, |reconstruction - clean board|" in line for line in lines) == 2
     models, manifests, missing = checkerboard.load_checkerboard_models(root)

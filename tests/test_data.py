@@ -101,7 +101,8 @@ def test_a_tiff_stack_is_read_as_its_first_page_with_a_warning(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", pages, photometric="minisblack")  # three gray frames
     with pytest.warns(UserWarning, match=r"stack.tif: a TIFF of 3 pages \(frames\); only the first is read"):
         image = read_image(tmp_path / "stack.tif")
-    np.testing.assert_array_equal(image[..., 0], pages[0] / np.float32(255))  # it was read as one RGB image of the three
+    np.testing.assert_array_equal(image[..., 0],
+                                  pages[0] / np.float32(255))  # it was read as one RGB image of the three
     rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
     np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), rgb / np.float32(255))

@@ -101,7 +101,8 @@ def test_extract_patches_order():
 def test_ssim_residual_is_one_minus_skimage_ssim():
     x = RNG.random((60, 70))
     y = np.clip(x + 0.1 * RNG.standard_normal(x.shape), 0, 1)
-    _, ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, full=True)
+    _, ref = structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1,
+                                   full=True)
     np.testing.assert_allclose(residual_map(x, y, kind="ssim", window="gaussian"), 1 - ref, atol=1e-5)
     _, ref = structural_similarity(x, y, win_size=11, use_sample_covariance=False, data_range=1, full=True)
     np.testing.assert_allclose(residual_map(x, y, kind="ssim"), 1 - ref, atol=1e-6)  # uniform by default (float32 map)

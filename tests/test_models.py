@@ -105,7 +105,8 @@ def test_feature_matching_adds_the_feature_term():
     x = np.random.default_rng(0).random((4, 32, 32, 1), dtype=np.float32)
     compile_autoencoder(fm, "fm")
     y = fm(x)
-    expected = np.mean((x - np.asarray(y)) ** 2) + 10.0 * np.mean((np.asarray(extractor(x)) - np.asarray(extractor(y))) ** 2)
+    expected = (np.mean((x - np.asarray(y)) ** 2)
+                + 10.0 * np.mean((np.asarray(extractor(x)) - np.asarray(extractor(y))) ** 2))
     assert float(fm.compute_loss(x, x, y, training=False)) == pytest.approx(expected, rel=1e-5)
     before = [np.asarray(w).copy() for w in extractor.weights]
     fm.train_on_batch(x, x)

@@ -1,4 +1,5 @@
-"""MVTec AD models in the model store: trained by the mvtec study, checked against the preset they are evaluated with."""
+"""MVTec AD models in the model store: trained by the mvtec study, checked against the preset they are evaluated
+with."""
 
 import numpy as np
 import pytest
@@ -33,7 +34,8 @@ def test_a_stored_model_is_checked_against_preset_and_validation_split(tmp_path,
     model, _ = mvtec.load_category_model(stem, preset, 0.25, 0)
     assert model.patch_size == 32
     with pytest.raises(artifacts.ArtifactError, match="patch_size"):
-        mvtec.load_category_model(stem, presets.configure("synth", patch_size=64, latent_dim=8, setup="cvpr2019"), 0.25, 0)
+        mvtec.load_category_model(stem, presets.configure("synth", patch_size=64, latent_dim=8, setup="cvpr2019"),
+                                  0.25, 0)
     with pytest.raises(artifacts.ArtifactError, match="validation_fraction"):
         mvtec.load_category_model(stem, preset, 0.1, 0)  # a threshold from images the model was trained on
 

@@ -82,9 +82,12 @@ def test_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys):
         (["train", str(empty), "--out", str(tmp_path / "m")], "empty: expected defect-free images"),
         (["train", str(two_bad), "--out", str(tmp_path / "m")],
          f"{two_bad / 'broken.png'}: could not read it as an image (its contents are not a PNG image); "
-         f"{two_bad / 'empty.tif'}: could not read it as an image (the file is empty, 0 bytes) (2 of 3 images unreadable)"),
-        (["train", str(category), "--out", str(tmp_path / "m"), "--patch-size", "128"], "smaller than the 128x128 patch (leave it out, or choose a smaller --patch-size)"),
-        (["detect", str(tmp_path / "no_model"), str(category), "--out", str(tmp_path / "o")], "no_model.json: no such model manifest"),
+         f"{two_bad / 'empty.tif'}: could not read it as an image (the file is empty, 0 bytes) "
+         "(2 of 3 images unreadable)"),
+        (["train", str(category), "--out", str(tmp_path / "m"), "--patch-size", "128"],
+         "smaller than the 128x128 patch (leave it out, or choose a smaller --patch-size)"),
+        (["detect", str(tmp_path / "no_model"), str(category), "--out", str(tmp_path / "o")],
+         "no_model.json: no such model manifest"),
     ]
     for argv, message in cases:
         assert main(argv) == 2

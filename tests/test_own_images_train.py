@@ -65,7 +65,8 @@ def with_option(argv, option, value):
 ])
 def test_a_bad_option_is_named_before_any_work(tmp_path, capsys, option, value):
     # The data folder does not exist: a run that checked it first would name it instead of the option.
-    argv = ["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "models" / "m"), *with_option(TINY, option, value)]
+    argv = ["train", str(tmp_path / "no_data"), "--out", str(tmp_path / "models" / "m"),
+            *with_option(TINY, option, value)]
     code, err = run_main(argv, capsys)
     assert code == 2 and len(err) == 1 and option in err[0], err
     assert not (tmp_path / "models").exists()
@@ -159,7 +160,8 @@ def wait_for(path, process, seconds=600):
 def test_a_second_run_waits_its_turn_and_a_killed_run_resumes(data, tmp_path, capsys):
     out = tmp_path / "m"
     # 3 epochs of 1,024 patches: about a second each, time to try a second run and kill the first after epoch 1.
-    argv = ["train", str(data[0]), "--out", str(out), *with_option(with_option(TINY, "--epochs", "3"), "--n-patches", "1024")]
+    argv = ["train", str(data[0]), "--out", str(out),
+            *with_option(with_option(TINY, "--epochs", "3"), "--n-patches", "1024")]
     first = cli_process(*argv)
     try:
         wait_for(out.with_name("m.checkpoint") / "state.json", first)
@@ -183,7 +185,8 @@ def test_a_second_run_waits_its_turn_and_a_killed_run_resumes(data, tmp_path, ca
 def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(data, tmp_path):
     # Ctrl-C printed a 20-frame KeyboardInterrupt traceback and did not say that the checkpoint is kept
     out = tmp_path / "m"
-    argv = ["train", str(data[0]), "--out", str(out), *with_option(with_option(TINY, "--epochs", "6"), "--n-patches", "1024")]
+    argv = ["train", str(data[0]), "--out", str(out),
+            *with_option(with_option(TINY, "--epochs", "6"), "--n-patches", "1024")]
     run = cli_process(*argv)
     try:
         wait_for(out.with_name("m.checkpoint") / "state.json", run)

@@ -73,7 +73,8 @@ def test_training_patches_flip_as_the_preset_says(flip):
     preset = presets.configure("my_parts", patch_size=32)
     preset = presets.CategoryPreset(**{**preset.as_dict(), "flip": flip})
     patches = mvtec.training_patches([_ramp()], preset, 64, seed=1).astype(np.float32)
-    assert patches.shape == (64, 32, 32, 1) and mvtec.training_patches([_ramp()], preset, 64, seed=1).dtype == np.float16
+    assert (patches.shape == (64, 32, 32, 1)
+            and mvtec.training_patches([_ramp()], preset, 64, seed=1).dtype == np.float16)
     right = np.sign(patches[:, :, -1].mean((1, 2)) - patches[:, :, 0].mean((1, 2)))
     down = np.sign(patches[:, -1].mean((1, 2)) - patches[:, 0].mean((1, 2)))
     assert (right < 0).any() == (flip != "none")
@@ -158,7 +159,8 @@ def test_summary_rows_mark_missing_categories(tmp_path):
               "metrics": {"pixel_auroc": 0.8, "au_pro@0.3": 0.5, "image_auroc": None,
                           "good_correct": None, "defective_correct": 0.7}}
     (tmp_path / "grid.json").write_text(json.dumps(record))
-    l2 = {**record, "setup": "cvpr2019", "settings": {"loss": "l2"}, "metrics": {**record["metrics"], "pixel_auroc": 0.7},
+    l2 = {**record, "setup": "cvpr2019", "settings": {"loss": "l2"},
+          "metrics": {**record["metrics"], "pixel_auroc": 0.7},
           "model_store": {"epochs_done": 50, "schedule_epochs": 200}}
     (tmp_path / "grid-l2-cvpr2019.json").write_text(json.dumps(l2))
     (tmp_path / "bad.json").write_text("{not json")
@@ -172,8 +174,10 @@ def test_summary_rows_mark_missing_categories(tmp_path):
     # each model beside its own Table 3 anchor (grid: SSIM-AE 0.94, L2-AE 0.90); a record without a setup
     # came from the re-implementation's presets
     # and says how many epochs of its schedule the model had, where the record says
-    assert "grid        SSIM-AE  reimplementation reduced-cpu        -        0.80   0.94       0.50         n/a" in table
-    assert "grid        L2-AE    cvpr2019         reduced-cpu   50/200        0.70   0.90       0.50         n/a" in table
+    assert ("grid        SSIM-AE  reimplementation reduced-cpu        -        0.80   0.94       0.50         n/a"
+            in table)
+    assert ("grid        L2-AE    cvpr2019         reduced-cpu   50/200        0.70   0.90       0.50         n/a"
+            in table)
     assert "carpet      -        -                missing" in table
     assert "SSIM-AE, mean of the 1 of 15 present" in table and "L2-AE, mean of the 1 of 15 present" in table
     assert mvtec.results_path(tmp_path, "metal_nut", "l2", "cvpr2019") == tmp_path / "metal_nut-l2-cvpr2019.json"
@@ -259,7 +263,8 @@ def test_stored_losses_are_read_from_the_manifests_of_one_setup(tmp_path):
 
 def test_cvpr2019_setup_is_what_the_paper_states():
     grid = presets.configure("grid", setup="cvpr2019")
-    assert (grid.setup, grid.latent_dim, grid.patch_size, grid.gray, grid.residual) == ("cvpr2019", 100, 128, True, "ssim")
+    assert (grid.setup, grid.latent_dim, grid.patch_size, grid.gray, grid.residual) == (
+        "cvpr2019", 100, 128, True, "ssim")
     assert grid.rotate and grid.rotate_crop
     # Objects: whole images at 256 px (one more stride-2 layer than Table I's 128 px), d = 100.
     bottle = presets.configure("bottle", setup="cvpr2019")

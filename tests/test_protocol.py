@@ -129,7 +129,8 @@ def test_an_arm_of_another_batch_size_is_a_protocol_of_its_own(tmp_path):
     assert len(results["runs"]) == 2 and results["batch_rule"] == protocol.BATCH_RULE
     assert protocol.result_for(results, "fresh", 0, 50, 128)["val_loss"][-1] == 0.10
     assert protocol.result_for(results, "fresh", 0, 50)["val_loss"][-1] == 0.14
-    assert protocol.arm_name("fresh", 0, 128) == "fresh-seed0-batch128" and protocol.arm_name("fresh", 0) == "fresh-seed0"
+    assert (protocol.arm_name("fresh", 0, 128) == "fresh-seed0-batch128"
+            and protocol.arm_name("fresh", 0) == "fresh-seed0")
     # far below every arm of batch 32, yet the crop-protocol rule reads batch 32 only
     assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _batch(_run("fixed", 2, 0.05), 128)]})[0] == "fresh"
 
@@ -149,7 +150,8 @@ def _table(runs):
 def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
     runs = [*FIXED_AND_FRESH, _batch(_run("fresh", 0, batch_loss), 128)]
     assert protocol.choose_variant({"runs": runs}, "batch_size", 128)[0] == chosen
-    assert protocol.choose_variant({"runs": runs[:3] + runs[4:]}, "batch_size", 128)[0] == 32  # one batch-32 seed: no verdict
+    assert protocol.choose_variant({"runs": runs[:3] + runs[4:]},
+                                   "batch_size", 128)[0] == 32  # one batch-32 seed: no verdict
     lines = _table(runs)
     # its row, its memorisation, its mean, its difference from fixed crops
     assert [line.split("  ")[0] for line in lines if line.startswith("fresh, batch 128")] == [
@@ -167,17 +169,23 @@ def _decay(run, decay):
 ])
 def test_an_arm_of_another_weight_decay_reading_is_judged_by_its_own_rule(tmp_path, decay_loss, chosen):
     runs = [*FIXED_AND_FRESH, _decay(_run("fresh", 0, decay_loss), "lr"), _batch(_run("fresh", 0, 0.10), 128)]
-    assert protocol.choose_variant({"runs": runs}, "decay", "lr")[0] == chosen  # the batch-128 arm's 0.10 is not this rule's
-    assert protocol.choose_variant({"runs": runs[1:4]}, "decay", "lr")[0] == "decoupled"  # no verdict without two plain seeds
-    assert protocol.choose_variant({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]}, "batch_size", 128)[0] == 32
+    assert protocol.choose_variant({"runs": runs},
+                                   "decay", "lr")[0] == chosen  # the batch-128 arm's 0.10 is not this rule's
+    assert protocol.choose_variant({"runs": runs[1:4]},
+                                   "decay", "lr")[0] == "decoupled"  # no verdict without two plain seeds
+    assert protocol.choose_variant({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]},
+                                   "batch_size", 128)[0] == 32
     assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _decay(_run("fixed", 2, 0.05), "lr")]})[0] == "fresh"
     assert protocol.arm_name("fresh", 0, 32, "lr") == "fresh-seed0-lrdecay"
     assert protocol.arm_name(*protocol.Arm("fresh", 0, output="sigmoid")) == "fresh-seed0-sigmoid"
     sigmoid = {**_run("fresh", 0, decay_loss), "budget": {"output": "sigmoid"}}
-    assert protocol.choose_variant({"runs": [*runs, sigmoid]}, "output", "sigmoid")[0] == ("sigmoid" if chosen == "lr" else "linear")
-    assert protocol.choose_variant({"runs": [*runs[:4], sigmoid]}, "decay", "lr")[0] == "decoupled"  # not the decay rule's arm
+    assert protocol.choose_variant({"runs": [*runs, sigmoid]}, "output", "sigmoid")[0] == (
+        "sigmoid" if chosen == "lr" else "linear")
+    assert protocol.choose_variant({"runs": [*runs[:4], sigmoid]},
+                                   "decay", "lr")[0] == "decoupled"  # not the decay rule's arm
     l2 = {**_run("fresh", 0, decay_loss), "budget": {"decay": "l2"}}  # DECAY_RULE's second reading
-    assert protocol.choose_variant({"runs": [*runs[:4], l2]}, "decay", "l2")[0] == ("l2" if chosen == "lr" else "decoupled")
+    assert protocol.choose_variant({"runs": [*runs[:4], l2]}, "decay", "l2")[0] == (
+        "l2" if chosen == "lr" else "decoupled")
     assert protocol.choose_variant({"runs": [*runs[:4], l2]}, "decay", "lr")[0] == "decoupled"
     for setting, value in (("decay", "sigmoid"), ("output", "linear"), ("crops", "fresh")):
         with pytest.raises(ValueError, match=f"got {setting}={value!r}"):
@@ -197,8 +205,8 @@ def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(n
     budget = {"n_patches": 32, "epochs": 2, "latent_dim": 10}
     kwargs = dict(budget=budget, data_root=nanotwice_root, models_root=tmp_path / "models", n_test_images=1,
                   stride=120, log=lambda line: None)
-    results = protocol.run_campaign(tmp_path / "p.json", arms=(protocol.Arm("fresh", 0, 32, "lr", "sigmoid"),), cache=tmp_path / "c1",
-                                    **kwargs)
+    results = protocol.run_campaign(tmp_path / "p.json", arms=(protocol.Arm("fresh", 0, 32, "lr", "sigmoid"),),
+                                    cache=tmp_path / "c1", **kwargs)
     (entry,) = results["runs"]
     assert (entry["crops"], entry["seed"], entry["epochs"], entry["budget"]["decay"], entry["budget"]["output"]) == (
         "fresh", 0, 2, "lr", "sigmoid")
@@ -219,7 +227,8 @@ def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(n
 def test_the_table_gives_each_protocols_mean_and_seed_spread():
     memo = {"training_crops": 0.1, "validation_crops": 0.14, "defect_free_test_crops": 0.16}
     runs = [{"crops": "fresh", "seed": s, "epochs": 50, "val_loss": [0.3, v], "pixel_auroc": a, "au_pro_0_3": 0.8,
-             "median_region_overlap_fpr_0_05": 0.7, "memorisation": memo} for s, v, a in ((0, 0.12, 0.93), (1, 0.13, 0.94))]
+             "median_region_overlap_fpr_0_05": 0.7, "memorisation": memo}
+            for s, v, a in ((0, 0.12, 0.93), (1, 0.13, 0.94))]
     lines = protocol.format_runs({"runs": runs + [{**runs[0], "crops": "fixed", "epochs": 200}]})
     assert not any(line.startswith("fixed") for line in lines)  # another budget
     mean_line = [line for line in lines if line.startswith("fresh") and "n = 2" in line]
@@ -285,14 +294,19 @@ def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     from ssimlib.experiments import studies
 
     # --epochs 0 once trained the whole 200-epoch schedule (0 read as "not given"); -5 exported an empty model
-    for argv, message in [(["nanotwice", "--epochs", "0"], "argument --epochs: expected a whole number of at least 1, got '0'"),
-                          (["nanotwice", "--epochs", "-5"], "argument --epochs: expected a whole number of at least 1, got '-5'"),
-                          (["nanotwice", "--export-every", "0"], "argument --export-every: expected a whole number of at least 1"),
+    for argv, message in [(["nanotwice", "--epochs", "0"],
+                           "argument --epochs: expected a whole number of at least 1, got '0'"),
+                          (["nanotwice", "--epochs", "-5"],
+                           "argument --epochs: expected a whole number of at least 1, got '-5'"),
+                          (["nanotwice", "--export-every", "0"],
+                           "argument --export-every: expected a whole number of at least 1"),
                           (["mvtec", "--setup", "cvpr"], "argument --setup: invalid choice: 'cvpr'"),
-                          (["nanotwice", "--seed", "-1"], "argument --seed: expected a whole number from 0 to 2**32 - 1, got '-1'"),
+                          (["nanotwice", "--seed", "-1"],
+                           "argument --seed: expected a whole number from 0 to 2**32 - 1, got '-1'"),
                           # options a study would have ignored: queue and protocol trained into the repository's models/
-                          (["queue", "--models-root", "/tmp/x"], "--models-root: the queue study does not take it (queue "
-                                                                  "runs every study with its defaults"),
+                          (["queue", "--models-root", "/tmp/x"],
+                           "--models-root: the queue study does not take it (queue "
+                           "runs every study with its defaults"),
                           (["table2", "--models-root", "/tmp/x", "--export-every", "5"],
                            "--export-every, --models-root: the table2 study does not take them")]:
         try:
@@ -322,10 +336,12 @@ def _store(root, name, crops, epochs_done, schedule_epochs=2, seed=0):
 
     keras.utils.set_random_seed(seed)
     model = ConvAutoencoder(32, 1, 8)
-    settings = {"loss": "l2", "seed": 0, "n_patches": 6, "patch_size": 32, **({} if crops == "fixed" else {"crops": crops})}
+    settings = {"loss": "l2", "seed": 0, "n_patches": 6, "patch_size": 32,
+                **({} if crops == "fixed" else {"crops": crops})}
     training = {"settings": settings, "epochs_done": epochs_done, "schedule_epochs": schedule_epochs,
                 "complete": epochs_done >= schedule_epochs}
-    artifacts.save_model(model, artifacts.study_model("nanotwice", name, root), artifacts.architecture_of(model), training)
+    artifacts.save_model(model, artifacts.study_model("nanotwice", name, root), artifacts.architecture_of(model),
+                         training)
     return model
 
 
@@ -355,6 +371,7 @@ def test_the_fig6_models_of_a_protocol_replace_the_fixed_crop_ones_once_finished
 
     # the crops a model saw last: its fixed set's first ones, or its last epoch's
     dataset = SimpleNamespace(train_images=IMAGES, train_paths=None)
-    manifest = {"training": {"settings": {"seed": 0, "n_patches": 6, "patch_size": 32, "crops": "fresh"}, "epochs_done": 2}}
+    manifest = {"training": {"settings": {"seed": 0, "n_patches": 6, "patch_size": 32, "crops": "fresh"},
+                             "epochs_done": 2}}
     last_epoch = nanotwice.own_training_crops(dataset, manifest, 4)
     np.testing.assert_array_equal(last_epoch, CropStream(IMAGES, 6, 32, seed=0).crops(1)[:4])

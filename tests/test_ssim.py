@@ -132,7 +132,9 @@ def test_components_on_the_papers_three_patch_pairs():
         "structure": (1.0 - base, (1.0, 1.0, (-(0.25**2) + c3) / (0.25**2 + c3))),
     }
     for name, (other, expected) in cases.items():
-        _, lum, con, struct = (np.asarray(m)[0, 8:-8, 8:-8, 0] for m in ssim_map(base[None, ..., None], other[None, ..., None], window="gaussian", return_components=True))
+        _, lum, con, struct = (np.asarray(m)[0, 8:-8, 8:-8, 0]
+                               for m in ssim_map(base[None, ..., None], other[None, ..., None], window="gaussian",
+                                                 return_components=True))
         for got, want in zip((lum, con, struct), expected):
             np.testing.assert_allclose(got, want, atol=2e-3, err_msg=name)
 
@@ -141,7 +143,8 @@ def test_exponents():
     x, y = _natural_pair()
     ssim, lum, con, struct = ssim_map(x[None, ..., None], y[None, ..., None], return_components=True)
     weighted = ssim_map(x[None, ..., None], y[None, ..., None], alpha=2.0, beta=1.0, gamma=1.0)
-    np.testing.assert_allclose(np.asarray(weighted), np.asarray(lum) ** 2 * np.asarray(con) * np.asarray(struct), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(weighted), np.asarray(lum) ** 2 * np.asarray(con) * np.asarray(struct),
+                               atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
@@ -179,7 +182,8 @@ def test_colour_is_per_channel_and_gray_conversion():
     y = np.clip(x + 0.1 * RNG.standard_normal(x.shape), 0, 1)
     per_channel = np.asarray(ssim_map(x, y))
     for c in range(3):
-        np.testing.assert_allclose(per_channel[..., c], np.asarray(ssim_map(x[..., c:c + 1], y[..., c:c + 1]))[..., 0], atol=1e-9)
+        np.testing.assert_allclose(per_channel[..., c], np.asarray(ssim_map(x[..., c:c + 1], y[..., c:c + 1]))[..., 0],
+                                   atol=1e-9)
     gray = np.asarray(rgb_to_gray(x))
     np.testing.assert_allclose(gray[..., 0], x @ np.array([0.299, 0.587, 0.114]), atol=1e-9)
 

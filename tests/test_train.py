@@ -102,7 +102,8 @@ def test_history_records_which_epochs_ran_on_which_machine(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("model_name, flags, expected", [
     ("Intel(R) Xeon(R) Processor", ["avx2", "avx512f", "amx_tile"], "Intel Xeon (AMX, 2 cores)"),
-    ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", ["avx2", "avx512f"], "Intel Xeon Platinum 8481C (AVX-512, 2 cores)"),
+    ("Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz", ["avx2", "avx512f"],
+     "Intel Xeon Platinum 8481C (AVX-512, 2 cores)"),
     ("AMD EPYC 7B13 64-Core Processor", ["avx", "avx2", "fma"], "AMD EPYC 7B13 64-Core (AVX2, 2 cores)"),
     ("AMD EPYC", [], "AMD EPYC (2 cores)"),
 ])

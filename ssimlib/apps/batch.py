@@ -26,8 +26,8 @@ from the model now stored (the same sha256), with the same parameters and data
 (:func:`ssimlib.apps.batch_results.result_differences`) and, for a profile that trains, from a
 model that finished the schedule asked for, is skipped unless ``--redo``; a model trained on since
 its evaluation (e.g. from 50 to 200 epochs) is evaluated again.  A stored model of another
-schedule or other settings than asked fails its run (it is never passed off as the one asked for).  Results and figures go to ``results/mvtec``
-and ``figures`` for ``full``, else under ``runs/<profile>/``.
+schedule or other settings than asked fails its run (it is never passed off as the one asked for).
+Results and figures go to ``results/mvtec`` and ``figures`` for ``full``, else under ``runs/<profile>/``.
 
 Where the runs go:
 
@@ -87,7 +87,8 @@ def find_categories(data_root, chosen=None):
         raise FileNotFoundError(
             f"{root}: no folder named as an MVTec AD category ({CATEGORIES[0]}, ...) with train/good; "
             + (f"name folders of your own with --categories ({', '.join(repr(c) for c in own[:3])}"
-               f"{', ...' if len(own) > 3 else ''} hold train/)" if own else "name folders of your own with --categories")
+               f"{', ...' if len(own) > 3 else ''} hold train/)"
+               if own else "name folders of your own with --categories")
         )
     return found
 
@@ -266,7 +267,8 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
         for address, gpu in zip(sorted(client.scheduler_info()["workers"]), gpus or []):
             client.run(_use_gpu, gpu, workers=[address])
     try:
-        futures = [client.submit(run_category, **job, key=f"ssimlib-batch-{run_name(job['category'], job['loss'], job['setup'])}",
+        futures = [client.submit(run_category, **job,
+                                 key=f"ssimlib-batch-{run_name(job['category'], job['loss'], job['setup'])}",
                                  pure=False) for job in jobs]
         outcomes = []
         for future in as_completed(futures):
@@ -307,7 +309,8 @@ def parse_args(argv=None):
     )
     parser.add_argument("--data-root", help="folder holding <category>/train/good, test/, ground_truth/ "
                         "(default: wherever ssimlib.experiments.mvtec.category_root finds each category)")
-    parser.add_argument("--categories", nargs="+", metavar="NAME", help="categories to run (default: every one of the 15 that is found)")
+    parser.add_argument("--categories", nargs="+", metavar="NAME",
+                        help="categories to run (default: every one of the 15 that is found)")
     parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS", choices=LOSSES,
                         help="models, by training loss: ssim (SSIM-AE), l2 (L2-AE), ssim_l1 (default: ssim l2)")
     parser.add_argument("--setup", default="cvpr2019", choices=SETUPS, help="the presets' setup (default: %(default)s)")
@@ -315,17 +318,19 @@ def parse_args(argv=None):
                         help="model store: stored models are evaluated, missing ones trained into it (default: the "
                              "profile's, for full the repository's models/)")
     parser.add_argument("--profile", default="full",
-                        help="full (the notebook's defaults) or a folder of notebooks/params: reduced (trains its own small "
-                             "models into runs/), ci (never trains: evaluates stored models only)")
+                        help="full (the notebook's defaults) or a folder of notebooks/params: reduced (trains its own "
+                             "small models into runs/), ci (never trains: evaluates stored models only)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                         help="override a notebook parameter; VALUE is read as YAML (2, 0.5, true, text)")
     parser.add_argument("--redo", action="store_true", help="run categories whose results file is already complete")
-    parser.add_argument("--output-dir", default="runs/batch", help="executed notebooks and checkpoints (default: runs/batch)")
+    parser.add_argument("--output-dir", default="runs/batch",
+                        help="executed notebooks and checkpoints (default: runs/batch)")
     parser.add_argument("--results-dir",
                         help="<category>-<loss>-<setup>.json files (default: results/mvtec for full, "
                              "else runs/<profile>/results/mvtec)")
-    parser.add_argument("--figures-dir", help="figures go to <figures-dir>/mvtec ('' = none; default: figures for full, "
-                        "else runs/<profile>/figures)")
+    parser.add_argument("--figures-dir",
+                        help="figures go to <figures-dir>/mvtec ('' = none; default: figures for full, "
+                             "else runs/<profile>/figures)")
     parser.add_argument("--gpus", nargs="+", metavar="ID", help="GPU ids of this machine: one worker per GPU")
     parser.add_argument("--workers", type=at_least_one, help="local worker processes (default: one per GPU, else 1)")
     parser.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://host:8786")
@@ -391,7 +396,8 @@ def main(argv=None):
         if absent:
             more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
             print(f"error: profile {args.profile} does not train (train_missing false) and needs a stored model: "
-                  f"{absent[0]} is missing{more}; use --profile reduced (small models) or full, or -p train_missing true",
+                  f"{absent[0]} is missing{more}; use --profile reduced (small models) or full, "
+                  "or -p train_missing true",
                   file=sys.stderr)
             return 2
     outcomes, jobs = [], []

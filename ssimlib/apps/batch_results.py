@@ -35,7 +35,8 @@ def result_epochs(path):
 
 
 def result_is_complete(path, label, since=None):
-    """True if ``path`` is a complete results file of profile ``label`` (written at or after ``since``, a time stamp)."""
+    """True if ``path`` is a complete results file of profile ``label`` (written at or after ``since``, a time
+    stamp)."""
     path = Path(path)
     record = _record(path)
     try:

@@ -155,7 +155,8 @@ def claim_out(out, run, restart=False):
             why = "a model or checkpoint that names no run"
         else:
             differing = sorted(k for k in run.keys() | identity.keys() if run.get(k) != identity.get(k))
-            if where.name == RUN_FILE and isinstance(identity.get("epochs"), int) and run["epochs"] > identity["epochs"]:
+            if (where.name == RUN_FILE and isinstance(identity.get("epochs"), int)
+                    and run["epochs"] > identity["epochs"]):
                 differing.remove("epochs")  # more epochs alone would continue the checkpoint: not what is in the way
             why = f"another run (it differs in {', '.join(differing)})"
         raise InputError(f"{where}: --out {out} holds {why}; add --restart to start over, or choose another --out")

@@ -46,7 +46,8 @@ def check_patch_option(patch_size):
     try:
         encoder_layer_spec(patch_size)
     except ValueError:
-        raise InputError(f"--patch-size must be 8 * 2**k with k >= 2 (32, 64, 128, 256, ...), got {patch_size}") from None
+        raise InputError(f"--patch-size must be 8 * 2**k with k >= 2 (32, 64, 128, 256, ...), "
+                         f"got {patch_size}") from None
 
 
 def check_out_folder(folder, option="--out"):

@@ -90,7 +90,8 @@ VALIDATION_FILE = "validation.json"  # beside the checkpoint: the settings and t
 
 
 def training_boards(n, size=128, squares=CHECKERBOARD_SCHEDULE["squares"], max_angle=45.0, seed=0):
-    """``n`` defect-free boards ``(n, size, size, 1)``; square sides are ``size * squares``, angles in ``±max_angle``."""
+    """``n`` defect-free boards ``(n, size, size, 1)``; square sides are ``size * squares``, angles in
+    ``±max_angle``."""
     rng = np.random.default_rng([seed, TRAIN_STREAM])
     boards = np.empty((n, size, size, 1), np.float32)
     for i in range(n):

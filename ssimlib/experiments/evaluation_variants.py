@@ -19,7 +19,8 @@ from ssimlib.ssim import ssim_map
 # The variants, in the order reported: label -> what differs from the evaluation as run.
 VARIANTS = {
     "as evaluated (section 4.2)": "reconstructions averaged, SSIM c1 = (0.01 L)^2, c2 = (0.03 L)^2, disk of diameter 4",
-    "residuals of each patch averaged": "1 - SSIM of every patch and its reconstruction, averaged where patches overlap",
+    "residuals of each patch averaged": "1 - SSIM of every patch and its reconstruction, averaged where patches "
+                                        "overlap",
     "SSIM constants literally 0.01, 0.03": "c1 = 0.01, c2 = 0.03 (images in [0, 1]) instead of (0.01 L)^2, (0.03 L)^2",
     "5-pixel image border left out": "the ROC counts no pixel within 5 px of the image edge",
     "opening disk of diameter 8": "the map opened with a disk twice as wide",
@@ -42,7 +43,8 @@ def patchwise_ssim_residual(model, image, patch_size=128, stride=30, window_size
 
 
 def literal_constants_residual(image, reconstruction, window_size=11, window="uniform"):
-    """``(H, W)``: ``1 - SSIM`` with ``c1 = 0.01`` and ``c2 = 0.03`` taken literally (``k1 = 0.1``, ``k2 = 0.03^0.5``)."""
+    """``(H, W)``: ``1 - SSIM`` with ``c1 = 0.01`` and ``c2 = 0.03`` taken literally (``k1 = 0.1``,
+    ``k2 = 0.03^0.5``)."""
     x, y = (np.asarray(a, np.float64).reshape(1, *np.shape(a)[:2], 1) for a in (image, reconstruction))
     similarity = ssim_map(x, y, window_size=window_size, window=window, k1=0.1, k2=0.03**0.5)
     return 1.0 - np.asarray(similarity)[0, ..., 0]
@@ -72,10 +74,12 @@ def pixel_auroc_by_variant(model, images, masks, maps, reconstructions, train_im
     return {
         "as evaluated (section 4.2)": pixel_auroc(maps, masks),
         "residuals of each patch averaged": pixel_auroc(
-            [open_anomaly_map(patchwise_ssim_residual(model, x, patch_size, stride, window_size, window)) for x in images],
+            [open_anomaly_map(patchwise_ssim_residual(model, x, patch_size, stride, window_size, window))
+             for x in images],
             masks),
         "SSIM constants literally 0.01, 0.03": pixel_auroc(
-            [open_anomaly_map(literal_constants_residual(x, y, window_size, window)) for x, y in zip(images, reconstructions)],
+            [open_anomaly_map(literal_constants_residual(x, y, window_size, window))
+             for x, y in zip(images, reconstructions)],
             masks),
         "5-pixel image border left out": pixel_auroc([m[inner] for m in maps], [m[inner] for m in masks]),
         "opening disk of diameter 8": pixel_auroc(

@@ -374,7 +374,8 @@ def metric_lines(metrics, category, profile, loss):
     anchor = PAPER_PIXEL_AUROC.get(category)
     pixel_anchor = f" (paper SSIM-AE {anchor['SSIM-AE']:.2f} | L2-AE {anchor['L2-AE']:.2f})" if anchor else ""
     pro_anchor = (
-        f" (paper, mean over 15 categories: SSIM-AE {PAPER_MEAN_AU_PRO['SSIM-AE']:.3f} | L2-AE {PAPER_MEAN_AU_PRO['L2-AE']:.3f})"
+        f" (paper, mean over 15 categories: SSIM-AE {PAPER_MEAN_AU_PRO['SSIM-AE']:.3f} | "
+        f"L2-AE {PAPER_MEAN_AU_PRO['L2-AE']:.3f})"
     )
     return [
         f"pixel AUROC, {where}: {model} {metrics['pixel_auroc']:.2f}{pixel_anchor}",
@@ -414,7 +415,8 @@ def _same_run(old, new):
 
 
 def results_stage(record):
-    """One stage of a results ``record``: epochs done of the schedule, model hash, finish time, :data:`PROGRESS_METRICS`."""
+    """One stage of a results ``record``: epochs done of the schedule, model hash, finish time,
+    :data:`PROGRESS_METRICS`."""
     store = record.get("model_store") or {}
     return {"epochs_done": store.get("epochs_done"), "schedule_epochs": store.get("schedule_epochs"),
             "sha256": store.get("sha256"), "finished": (record.get("time") or {}).get("finished"),

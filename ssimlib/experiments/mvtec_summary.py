@@ -69,7 +69,8 @@ def summary_rows(records):
         keys = sorted((k for k in records if k[0] == category), key=lambda k: (rank.get(k[1], len(rank)), k[1], k[2]))
         if not keys:
             rows.append({"category": category, "model": None, "setup": None, "profile": "missing", "paper": None,
-                         "epochs": None, **dict.fromkeys(("pixel_auroc", "au_pro", "image_auroc", "good_correct", "defective_correct"))})
+                         "epochs": None, **dict.fromkeys(("pixel_auroc", "au_pro", "image_auroc", "good_correct",
+                                                          "defective_correct"))})
         for key in keys:
             record, metrics = records[key], records[key]["metrics"]
             store = record.get("model_store") or {}
@@ -122,7 +123,8 @@ def format_table(rows):
     label_width = sum(width for _, width, _ in TABLE_COLUMNS[:LABEL_COLUMNS]) + LABEL_COLUMNS - 1
     mean_columns = (("label", label_width, "<"),) + TABLE_COLUMNS[LABEL_COLUMNS:LABEL_COLUMNS + 3]
     for model in MODEL_ORDER:
-        present = [r for r in rows if r["model"] == model and r["pixel_auroc"] is not None and r["category"] in CATEGORIES]
+        present = [r for r in rows if r["model"] == model and r["pixel_auroc"] is not None
+                   and r["category"] in CATEGORIES]
         if present:
             lines.append(_table_line([
                 f"{model}, mean of the {len(present)} of 15 present",
@@ -196,7 +198,8 @@ def format_progress(records):
             continue
         for stage in stages + [results_stage(record)]:
             lines.append(_table_line([
-                category, model, setup, record.get("profile", "?"), f"{stage['epochs_done']}/{stage['schedule_epochs']}",
+                category, model, setup, record.get("profile", "?"),
+                f"{stage['epochs_done']}/{stage['schedule_epochs']}",
                 *("n/a" if stage[k] is None else f"{stage[k]:.3f}" for k in PROGRESS_METRICS[:3]),
             ], columns))
     if len(lines) == 2:
@@ -212,7 +215,8 @@ def stored_losses(models_root=None, setup="cvpr2019"):
     """
     losses = {}
     for name in artifacts.list_models("mvtec", models_root):
-        training = (artifacts.read_manifest(artifacts.study_model("mvtec", name, models_root)) or {}).get("training", {})
+        training = (artifacts.read_manifest(artifacts.study_model("mvtec", name, models_root))
+                    or {}).get("training", {})
         preset = training.get("preset", {})
         suffix = f"-{preset.get('loss')}-{setup}"
         if preset.get("setup") == setup and name.endswith(suffix) and training.get("loss"):
@@ -229,7 +233,8 @@ def plot_training_losses(losses, mark=None, epochs=None, title=None):
     """
     fig, axes = plt.subplots(1, len(MODEL_ORDER), figsize=(7.2, 3.0))
     for ax, model in zip(axes, MODEL_ORDER):
-        curves = {f"{category} ({len(values)} epochs)": values for (category, m), values in losses.items() if m == model}
+        curves = {f"{category} ({len(values)} epochs)": values
+                  for (category, m), values in losses.items() if m == model}
         if curves:
             plot_losses(ax, curves, mark=mark, title=f"{model} ({'SSIM' if model == 'SSIM-AE' else 'L2'} loss)")
             ax.set_xlim(0, epochs)

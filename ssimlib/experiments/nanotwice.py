@@ -117,7 +117,8 @@ def load_trained_models(methods=None, models_root=None, crops="fixed", seed=FIG6
 
 
 def own_training_crops(dataset, manifest, n_patches):
-    """``n_patches`` crops ``(n, p, p, 1)`` a stored Fig. 6 model was trained on: of its fixed set, or of its last epoch."""
+    """``n_patches`` crops ``(n, p, p, 1)`` a stored Fig. 6 model was trained on: of its fixed set, or of its last
+    epoch."""
     s = manifest["training"]["settings"]
     crops = crops_of(manifest)
     if crops == "fixed":  # the first crops of its fixed set
@@ -131,7 +132,8 @@ def schedule_label(manifest):
     t = manifest["training"]
     s = t["settings"]
     window = f", SSIM window {s['window']} {s['window_size']}x{s['window_size']}" if s["loss"] == "ssim" else ""
-    restarts = f", Adam restarted at epoch {', '.join(map(str, t['optimizer_restarts']))}" if t["optimizer_restarts"] else ""
+    restarts = (f", Adam restarted at epoch {', '.join(map(str, t['optimizer_restarts']))}"
+                if t["optimizer_restarts"] else "")
     patches = "patches" if crops_of(manifest) == "fixed" else f"{crops_of(manifest)} crops each"
     return (
         f"{t['method']}: {t['epochs_done']} of {t['schedule_epochs']} epochs of {s['n_patches']:,} {patches} "
@@ -172,8 +174,8 @@ def scaled_stride(stride, patch_size):
     return max(1, int(round(stride * patch_size / PAPER_PATCH_SIZE)))
 
 
-def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extractor=DEFAULT_FEATURE_EXTRACTOR, fm_weight=1.0,
-                output=LINEAR):
+def build_model(method, patch_size=128, latent_dim=500, seed=0, feature_extractor=DEFAULT_FEATURE_EXTRACTOR,
+                fm_weight=1.0, output=LINEAR):
     """A fresh gray-scale model for ``method`` (a key of :data:`METHODS`), seeded with ``seed``; ``output`` is the
     SSIM-AE's and L2-AE's last activation (:class:`ssimlib.models.ConvAutoencoder`)."""
     if method not in METHODS:
@@ -348,6 +350,7 @@ def time_image_evaluation(model, image, stride=30, window_size=11, window=DEFAUL
 
     def run():
         reconstruction = reconstruct_image(model, image, model.patch_size, stride)
-        return open_anomaly_map(residual_map(image, reconstruction, kind="ssim", window_size=window_size, window=window))
+        return open_anomaly_map(residual_map(image, reconstruction, kind="ssim", window_size=window_size,
+                                             window=window))
 
     return median_seconds(run, repeats, warmup)

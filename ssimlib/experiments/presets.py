@@ -139,7 +139,8 @@ PRESETS = {
         _texture("grid", gray=True),  # everything on
         _object("hazelnut", rotate=True, rotate_crop=False, background="black"),  # off: rotate-crop
         _texture("leather"),
-        _object("metal_nut", rotate=True, rotate_crop=False, flip="none", background="black"),  # off: rotate-crop, flips
+        _object("metal_nut", rotate=True, rotate_crop=False, flip="none",
+                background="black"),  # off: rotate-crop, flips
         _object("pill", flip="none", background="black"),  # off: rotate, flips
         _object("screw", gray=True, background="white"),  # off: rotate
         _texture("tile"),
@@ -225,10 +226,12 @@ def describe(preset):
     if preset.rotate:
         how = "inner crop" if preset.rotate_crop else "whole image, corners filled"
         augment.append(f"rotation within {preset.max_angle:g} deg on {ROTATE_SHARE:.0%} of patches ({how})")
-    augment.append({"both": "horizontal and vertical flips", "horizontal": "horizontal flips", "none": "no flips"}[preset.flip])
+    augment.append({"both": "horizontal and vertical flips", "horizontal": "horizontal flips",
+                    "none": "no flips"}[preset.flip])
     mask = f"{preset.background} background masked" if preset.background else "no background mask"
     return (
-        f"{preset.name} ({preset.kind}, {preset.setup} setup): images {size}, {channels}, {preset.patch_size} px patches, "
+        f"{preset.name} ({preset.kind}, {preset.setup} setup): images {size}, {channels}, "
+        f"{preset.patch_size} px patches, "
         f"d = {preset.latent_dim}; augmentation: {', '.join(augment)}; {mask}; residual {preset.residual}"
     )
 
