@@ -21,7 +21,8 @@ def test_demo_prints_a_pixel_auroc(capsys):
     assert "pixel AUROC" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--epochs", "-1"), ("--n-train", "0"), ("--n-train", "x")])
+@pytest.mark.parametrize("option, value", [("--epochs", "0"), ("--epochs", "-1"), ("--n-train", "0"),
+                                           ("--n-train", "x")])
 def test_demo_refuses_a_count_below_one(option, value, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["demo", option, value])
@@ -169,7 +170,8 @@ def test_numbers_in_e_notation_are_numbers():
     from ssimlib.apps.notebooks import check_parameters, parameter_value
 
     assert parameter_value("1e-4") == pytest.approx(1e-4) and parameter_value("1e3") == 1000
-    assert isinstance(parameter_value("1e3"), int) and parameter_value("2.0") == 2.0 and parameter_value("grid") == "grid"
+    assert (isinstance(parameter_value("1e3"), int) and parameter_value("2.0") == 2.0
+            and parameter_value("grid") == "grid")
     check_parameters("04_mvtec_category", {"learning_rate": parameter_value("1e-4"), "epochs": parameter_value("1e3"),
                                            "patch_size": 64, "residual": "ssim_l1", "data_root": None})
     check_parameters("02_roc_comparison", {"figures_dir": None, "crops": "fresh"})  # its cell says None: not saved
@@ -213,7 +215,8 @@ def test_a_cell_that_fails_is_one_line_naming_the_cell_and_the_notebook_with_its
 def test_a_real_kernel_adds_no_start_up_log_to_the_one_line(tmp_path):
     # The kernel's TensorFlow start-up log and its TCP warning went to the terminal before the error line.
     run = subprocess.run([sys.executable, "-m", "ssimlib", "notebook", "04_mvtec_category", "--profile", "ci",
-                          "-p", "category", "no_such_category", "-o", str(tmp_path / "out.ipynb")], capture_output=True, text=True)
+                          "-p", "category", "no_such_category", "-o", str(tmp_path / "out.ipynb")],
+                         capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert run.stderr.startswith("error: notebook 04_mvtec_category stopped in cell ["), run.stderr
 
@@ -240,7 +243,8 @@ def test_profiles_other_than_full_write_nothing_committed(name):
 def papermill_defaults(name):
     import papermill
 
-    return {key: ast.literal_eval(p["default"]) for key, p in papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")).items()}
+    return {key: ast.literal_eval(p["default"])
+            for key, p in papermill.inspect_notebook(str(NOTEBOOK_DIR / f"{name}.ipynb")).items()}
 
 
 def test_a_ci_run_of_a_notebook_writes_under_runs(tmp_path, monkeypatch):

@@ -81,7 +81,8 @@ def _inputs(paths, out_dir):
                               "to score it; evaluate scores images against their masks)", stacklevel=3)
             if outputs:
                 warnings.warn(f"{path}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} in --out or beside a "
-                              f"{CSV_NAME} taken for an earlier run's maps and overlays, not scored ({', '.join(outputs[:3])}"
+                              f"{CSV_NAME} taken for an earlier run's maps and overlays, not scored "
+                              f"({', '.join(outputs[:3])}"
                               f"{', ...' if len(outputs) > 3 else ''})", stacklevel=3)
             if not found:
                 below = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -338,7 +339,8 @@ def _detect_into(out_dir, run, detector, files, names, bad):
     if dropped or len(finished) < len(files):
         mark_report_stale(out_dir)
     write_json(out_dir / RUN_NAME, run)
-    with open(out_dir / CSV_NAME, "w", newline="", encoding="utf-8") as csv_file:  # the finished rows again, a cut last line dropped
+    # the finished rows again, a cut last line dropped
+    with open(out_dir / CSV_NAME, "w", newline="", encoding="utf-8") as csv_file:
         writer = SafeWriter(csv_file, CSV_COLUMNS)
         writer.writerows(rows)
         csv_file.flush()

@@ -137,5 +137,6 @@ def format_results(results):
     m = results["held_out_model"]
     lines.append(f"held-out model ({m['epochs']} epochs, validation loss {m['val_loss']:.4f}) on all "
                  f"{m['test_images']} test images at stride {m['stride']}: pixel AUROC {m['pixel_auroc']:.3f}, "
-                 f"AU-PRO@0.3 {m['au_pro_0_3']:.3f}, median overlap at FPR 5% {m['median_region_overlap_fpr_0_05']:.2f}")
+                 f"AU-PRO@0.3 {m['au_pro_0_3']:.3f}, median overlap at FPR 5% "
+                 f"{m['median_region_overlap_fpr_0_05']:.2f}")
     return lines

@@ -29,9 +29,10 @@ losses only, never a test image, of the arms at the campaign's budget and batch 
 size (the paper does not state its own) is a protocol of its own in the table (``"fresh, batch 128"``), judged by
 :data:`BATCH_RULE`, written before it was trained; so is an arm with another reading of the weight decay
 (``"fresh, lr decay"``, ``"fresh, L2 decay"``), judged by :data:`DECAY_RULE`, and one with a sigmoid output
-(``"fresh, sigmoid output"``), judged by :data:`OUTPUT_RULE`, each written before its arm was trained.  Entries of another budget are
-diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its 200-epoch checkpoint
-(``run_campaign(arms=(Arm("fresh", 0),), budget={"epochs": 250})`` with that checkpoint copied to the arm's folder).
+(``"fresh, sigmoid output"``), judged by :data:`OUTPUT_RULE`, each written before its arm was trained.  Entries of
+another budget are diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its
+200-epoch checkpoint (``run_campaign(arms=(Arm("fresh", 0),), budget={"epochs": 250})`` with that checkpoint
+copied to the arm's folder).
 """
 
 from pathlib import Path
@@ -151,7 +152,8 @@ def protocol_of(entry):
     """The protocol an entry stands for in the table: its crops, ``"fresh, batch 128"`` at another batch size,
     ``"fresh, lr decay"`` with another weight-decay reading, ``"fresh, sigmoid output"`` with another output."""
     return (entry["crops"] + ("" if batch_of(entry) == BATCH else f", batch {batch_of(entry)}")
-            + "".join(f", {VARIANT_LABELS[v]}" for v in (decay_of(entry), output_of(entry)) if v not in (DECAY, LINEAR)))
+            + "".join(f", {VARIANT_LABELS[v]}" for v in (decay_of(entry), output_of(entry))
+                      if v not in (DECAY, LINEAR)))
 
 
 def arm_key(entry):
@@ -179,7 +181,8 @@ def result_for(results, crops, seed, epochs, batch_size=BATCH, decay=DECAY, outp
 def add_result(path, entry):
     """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
     return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE,
-                           first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE, decay_rule=DECAY_RULE, output_rule=OUTPUT_RULE)
+                           first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE, decay_rule=DECAY_RULE,
+                           output_rule=OUTPUT_RULE)
 
 
 def memorisation(model, training_crops, validation, test_patches, batch_size=32):
@@ -195,8 +198,8 @@ def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
     """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
 
     Reads each run's ``val_loss`` only, of the runs at the campaign's batch size, weight-decay reading and output
-    (:func:`choose_variant` judges the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against fixed crops by
-    more than the seed spread.
+    (:func:`choose_variant` judges the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against
+    fixed crops by more than the seed spread.
     """
     by_protocol = {}
     for run in results["runs"]:
@@ -302,7 +305,8 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
 
     ``budget`` overrides entries of :data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET` (the seed,
-    the batch size, the weight-decay reading and the output are the arm's; ``arms`` are :class:`Arm` s).  Each finished arm is added to ``results_path`` at once.
+    the batch size, the weight-decay reading and the output are the arm's; ``arms`` are :class:`Arm` s).  Each
+    finished arm is added to ``results_path`` at once.
     """
     artifacts.code_commit()
     budget = {**TABLE2_BUDGET, **(budget or {})}
@@ -340,8 +344,9 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
             "validation": f"{len(validation)} crops of the training images, seed {nanotwice.VALIDATION_SEED}",
             "training_seconds": history["seconds"],
             "optimizer_restarts": history["optimizer_restarts"], "machines": history["machines"],
-            "budget": {**{key: arm_budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs", "batch_size",
-                                                       "learning_rate", "weight_decay", "window", "window_size")},
+            "budget": {**{key: arm_budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs",
+                                                       "batch_size", "learning_rate", "weight_decay", "window",
+                                                       "window_size")},
                        **{key: value for key, value in (("decay", arm.decay), ("output", arm.output))
                           if value not in (DECAY, LINEAR)}},
             "code_commit": artifacts.code_commit(),
@@ -378,8 +383,8 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     lines.append("memorisation, SSIM loss on: its own training crops / the validation crops / defect-free test crops")
     for run in runs:
         memo = run["memorisation"]
-        lines.append(f"{protocol_of(run):{w}} {run['seed']:>4} {memo['training_crops']:.4f} / {memo['validation_crops']:.4f}"
-                     f" / {memo['defect_free_test_crops']:.4f}")
+        lines.append(f"{protocol_of(run):{w}} {run['seed']:>4} {memo['training_crops']:.4f} / "
+                     f"{memo['validation_crops']:.4f} / {memo['defect_free_test_crops']:.4f}")
     lines.append("per protocol: mean (seed spread: max - min over its seeds)")
     values = _measures_by_protocol(runs)
     for crops, measures in values.items():

@@ -206,11 +206,13 @@ def main(argv=None):
                              f"mvtec: the paper's 200, every model first to {MVTEC_FIRST_STAGE})")
     parser.add_argument("--crops", default="fixed", choices=list(nanotwice.CROP_PROTOCOLS),
                         help="nanotwice: how the training crops are drawn (default: %(default)s, one set for all "
-                             "epochs; another protocol trains models of their own, e.g. models/nanotwice/ssim_ae-fresh)")
+                             "epochs; another protocol trains models of their own, e.g. "
+                             "models/nanotwice/ssim_ae-fresh)")
     parser.add_argument("--seed", type=random_seed, default=nanotwice.FIG6_SCHEDULE["seed"],
                         help="nanotwice: seed of the crops and the initial weights (default: %(default)s; another "
                              "trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
-    parser.add_argument("--export-every", type=at_least_one, default=10, help="write the model into models/ every N epochs")
+    parser.add_argument("--export-every", type=at_least_one, default=10,
+                        help="write the model into models/ every N epochs")
     parser.add_argument("--data-root", help="NanoTWICE folder, or for mvtec the folder holding the categories "
                                              "(default: $SSIMLIB_DATA or ../shared/data, see mvtec.category_root)")
     parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
