@@ -284,7 +284,8 @@ def read_mask(path, shape=None, image_path=None):
     edges) or a lossy one (JPEG, whose noise leaves low values on black), the pixels above one half.  Values are
     :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
     error), where given; warns of a label image with values on both sides of half and of a mostly-defect mask;
-    refuses a JPEG that marks nothing but holds faint values (a 0/1 mask saved lossily: its defect is lost)."""
+    refuses a mask of soft edges or a JPEG that marks nothing but holds values above 0 (a 0/1 mask saved lossily,
+    8-bit values in a 16-bit file: its defect would be lost)."""
     values = mask_values(path)
     levels = np.unique(values)
     if not is_lossy(path) and levels.size <= LABEL_LEVELS and levels[0] == 0:
@@ -296,10 +297,14 @@ def read_mask(path, shape=None, image_path=None):
                           f"{LABEL_LEVELS} gray values", stacklevel=2)
     else:
         mask = values > 0.5
-        if is_lossy(path) and not mask.any() and values.max() > 0:  # 0/1 masks saved as JPEG read as 0 and ~1/255
-            raise DatasetError(f"{path}: a JPEG mask that marks nothing, though {np.count_nonzero(values)} of its "
-                               f"pixels are faintly above 0 (up to {values.max() * 255:.0f}/255): a 0/1 mask saved as "
-                               "JPEG? Save masks as PNG, defects 255 (or 1) on 0")
+        if not mask.any() and values.max() > 0:  # its defects too dark to count: it would read as marking nothing
+            if is_lossy(path):  # 0/1 masks saved as JPEG read as 0 and ~1/255
+                raise DatasetError(f"{path}: a JPEG mask that marks nothing, though {np.count_nonzero(values)} of its "
+                                   f"pixels are faintly above 0 (up to {values.max() * 255:.0f}/255): a 0/1 mask "
+                                   "saved as JPEG? Save masks as PNG, defects 255 (or 1) on 0")
+            raise DatasetError(f"{path}: a mask of {levels.size} gray values that marks nothing: its brightest pixels "
+                               f"reach {values.max():.1%} of its type's maximum, and a mask of soft edges marks from "
+                               "half of it (8-bit values in a 16-bit file?); save defects bright (255 in 8 bits) on 0")
     if shape is not None and mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")

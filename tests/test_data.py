@@ -1,5 +1,6 @@
 """Loaders on the real shared data (skipped when absent) and on generated folders with bad input."""
 
+import re
 import warnings
 
 import numpy as np
@@ -195,6 +196,22 @@ def test_a_mask_of_zeros_and_ones_saved_as_jpeg_is_refused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert read_mask(tmp_path / "ok.jpg").sum() == 128
+
+
+def test_a_mask_of_soft_edges_too_dark_to_mark_anything_is_refused(tmp_path):
+    # a tester's: soft edges up to 100/255, or 8-bit values in a 16-bit PNG, read as marking nothing (defect-free)
+    from ssimlib.data import DatasetError, read_mask
+
+    yy, xx = np.mgrid[:32, :32]
+    soft = np.clip(1 - np.hypot(yy - 16, xx - 16) / 10, 0, 1)  # a disc fading out: many gray values
+    Image.fromarray((soft * 100).round().astype(np.uint8)).save(tmp_path / "dark.png")
+    Image.fromarray((soft * 255).round().astype(np.uint16)).save(tmp_path / "sixteen.png")
+    for name, top in (("dark.png", "39.2%"), ("sixteen.png", "0.4%")):
+        with pytest.raises(DatasetError, match=rf"{name}: a mask of \d+ gray values that marks nothing: its brightest "
+                                               rf"pixels reach {re.escape(top)} of its type's maximum"):
+            read_mask(tmp_path / name)
+    Image.fromarray((soft * 255).round().astype(np.uint8)).save(tmp_path / "bright.png")
+    assert read_mask(tmp_path / "bright.png").sum() == np.count_nonzero(np.round(soft * 255) >= 128)  # above 127.5
 
 
 @pytest.fixture

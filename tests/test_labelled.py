@@ -31,9 +31,10 @@ def test_nanotwice_given_whole_is_refused_with_the_options_that_pair_its_masks(t
     _save(tmp_path / "Normal" / "ITIA1141.tif", checkerboard(64, square=16, angle=10.0))
     expected = (f"{tmp_path}/Anomalous/gt/ITIA1101_gt.png (and 1 more): named and looking like the mask of "
                 f"{tmp_path}/Anomalous/images/ITIA1101.tif, but in another folder, where it is no image's mask, so "
-                f"ITIA1101.tif would count as defect-free; give the images' folder with the masks' folder as --masks, "
-                f"e.g. {tmp_path}/Anomalous/images --masks {tmp_path}/Anomalous/gt --mask-suffix _gt.png; nothing "
-                "was scored")
+                f"ITIA1101.tif would count as defect-free; give the images' folders with the masks' folder as "
+                f"--masks: {tmp_path}/Anomalous/images {tmp_path}/Normal --masks {tmp_path}/Anomalous/gt "
+                "--mask-suffix _gt.png (or, if it is an image, the ending of the masks beside the images as "
+                "--mask-suffix); nothing was scored")
     with pytest.raises(DatasetError, match=f"^{re.escape(expected)}$"):
         find_labelled([tmp_path])
     items, bad, _ = find_labelled([tmp_path / "Anomalous" / "images", tmp_path / "Normal"],
@@ -44,11 +45,27 @@ def test_nanotwice_given_whole_is_refused_with_the_options_that_pair_its_masks(t
 
 
 def test_an_mvtec_categorys_test_and_ground_truth_given_together_are_refused(tmp_path):
+    # a tester's: with good/ sorting before the defect type, the hint named test/good and ground_truth/scratch
     rng = np.random.default_rng(1)
-    _labelled(rng, tmp_path / "test" / "crack" / "000.png", tmp_path / "ground_truth" / "crack" / "000_mask.png")
-    with pytest.raises(DatasetError, match=re.escape(f"e.g. {tmp_path}/test --masks {tmp_path}/ground_truth "
-                                                     "--mask-suffix _mask.png; nothing was scored")):
+    _labelled(rng, tmp_path / "test" / "scratch" / "000.png", tmp_path / "ground_truth" / "scratch" / "000_mask.png")
+    _save(tmp_path / "test" / "good" / "000.png", checkerboard(64, square=16, angle=10.0))
+    with pytest.raises(DatasetError, match=re.escape(f"the mask of {tmp_path}/test/scratch/000.png, ") + ".*"
+                       + re.escape(f"--masks: {tmp_path}/test --masks {tmp_path}/ground_truth --mask-suffix _mask.png "
+                                   "(or")):
         find_labelled([tmp_path / "test", tmp_path / "ground_truth"])
+    items, bad, _ = find_labelled([tmp_path / "test"], masks=tmp_path / "ground_truth", mask_suffix="_mask.png")
+    assert {item.key: item.mask and item.mask.name for item in items} == {"good/000": None,
+                                                                          "scratch/000": "000_mask.png"}
+
+
+def test_an_image_that_has_its_mask_beside_it_brings_no_refusal(tmp_path):
+    # a tester's: good/0001_ref.png, nearly two-valued, was taken for the mask of scratch/0001.png, which has one
+    rng = np.random.default_rng(3)
+    _labelled(rng, tmp_path / "scratch" / "0001.png", tmp_path / "scratch" / "0001_mask.png")
+    _save(tmp_path / "good" / "0001_ref.png", checkerboard(64, square=16, angle=30.0))
+    items, bad, _ = find_labelled([tmp_path])
+    assert {item.key: item.mask and item.mask.name for item in items} == {"good/0001_ref": None,
+                                                                          "scratch/0001": "0001_mask.png"}
 
 
 def test_an_image_named_like_another_in_another_folder_is_no_mask_unless_it_looks_like_its_mask(tmp_path):
@@ -60,3 +77,16 @@ def test_an_image_named_like_another_in_another_folder_is_no_mask_unless_it_look
     items, bad, rule = find_labelled([tmp_path])
     assert sorted(item.key for item in items) == ["edits/a_edit", "photos/a", "small/a_small"] and not bad
     assert rule.endswith("so all 3 images count as defect-free")
+
+
+@pytest.mark.parametrize("good", ["Normal", "OK", "defect-free"])
+def test_an_image_without_a_mask_beside_a_folder_of_defect_free_images_is_left_out(tmp_path, good):
+    # a tester's: Normal/ + Anomalous/ (NanoTWICE's names), an unlabelled defective image was counted defect-free
+    rng = np.random.default_rng(4)
+    _labelled(rng, tmp_path / "Anomalous" / "a.png", tmp_path / "Anomalous" / "a_mask.png")
+    _save(tmp_path / "Anomalous" / "b.png", checkerboard(64, square=16, angle=20.0))
+    _save(tmp_path / good / "c.png", checkerboard(64, square=16, angle=40.0))
+    items, bad, _ = find_labelled([tmp_path])
+    assert {item.key: item.mask and item.mask.name for item in items} == {"Anomalous/a": "a_mask.png", f"{good}/c": None}
+    assert bad == [(tmp_path / "Anomalous" / "b.png", f"lies in a defect type's folder (Anomalous/, beside {good}/) but "
+                    "has no mask: left out, not counted defect-free")]

@@ -27,10 +27,10 @@ or an MVTec AD category's ``test`` and ``ground_truth``) are refused with the op
 An MVTec AD category given alone is evaluated on its ``test/`` images, with the masks of its ``ground_truth/`` (or
 ``masks``) named ``<stem>_mask.png`` (or ``<stem><mask_suffix>``); given with other inputs it is refused (its
 ``train/`` would be scored).  ``masks`` or ``mask_suffix`` that fit no mask at all, where some image lies outside a
-``good`` folder, are refused (a mistyped option), before anything is scored.
+folder of defect-free images (``good``, or another name of :data:`GOOD_FOLDERS`: ``Normal``, ``OK``, ...), are refused (a mistyped option), before anything is scored.
 
 An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
-folder (below the folder given, a sibling of a ``good`` folder) without a mask: it is listed as a problem and
+folder (below the folder given, a sibling of a ``good``, ``Normal`` or ``OK`` folder) without a mask: it is listed as a problem and
 left out.  Masks
 are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
 values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
@@ -52,6 +52,12 @@ EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writ
 EVALUATION_RUN = "evaluation.run.json"  # the record of an evaluation's run: a folder holding it is one (maybe stopped)
 DETECTION_RUN = "detections.run.json"  # the record of a detect run (ssimlib.apps.own_detection): its maps are no input
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
+GOOD_FOLDERS = ("good", "normal", "ok", "defect-free", "defect_free")  # names (in any case) of defect-free folders
+
+
+def is_good_folder(folder):
+    """Whether the folder ``folder`` (a path) is named as one of defect-free images (:data:`GOOD_FOLDERS`)."""
+    return Path(folder).name.lower() in GOOD_FOLDERS
 
 
 @dataclass
@@ -291,10 +297,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         bad += more_bad + same_stem_bad
         elsewhere = _masks_elsewhere(found, pairs)
         if elsewhere:  # masks in a folder of their own, given as images: every defective image would count defect-free
-            raise DatasetError(_masks_elsewhere_line(elsewhere))
+            raise DatasetError(_masks_elsewhere_line(elsewhere, found))
     if masks is None and mask_suffix is not None:
         fitted = sum(p.name.endswith(mask_suffix) for p, _ in found)
-    if asked != (None, None) and not fitted and any(p.parent.name.lower() != "good" for p, _ in found):
+    if asked != (None, None) and not fitted and any(not is_good_folder(p.parent) for p, _ in found):
         # a mistyped option: refused before anything is written (a folder of good images needs no mask)
         raise DatasetError(_no_mask_fits(found, *asked))
     misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
@@ -304,8 +310,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     folders = {(p.parent, Path(root)) for p, root in images}  # each folder's siblings listed once, not per image
     defect_folders = {(folder, root) for folder, root in folders if _is_defect_folder(folder, root)}
     unlabelled = [p for p, root in images if p not in pairs and (p.parent, Path(root)) in defect_folders]
-    bad += [(p, f"lies in a defect type's folder ({p.parent.name}/, beside good/) but has no mask: left out, not "
-             "counted defect-free") for p in unlabelled]
+    bad += [(p, f"lies in a defect type's folder ({p.parent.name}/, beside {_good_sibling(p.parent)}/) but has no "
+             "mask: left out, not counted defect-free") for p in unlabelled]
     images = [(p, root) for p, root in images if p not in unlabelled]
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)
@@ -320,37 +326,47 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
 
 def _masks_elsewhere(found, pairs):
     """Files of ``found`` that rule 4 paired with no image but that are named ``<stem><ending>`` (the ending begins
-    with no letter or digit) for an image ``<stem>.*`` in another folder and look like its mask
-    (:func:`looks_like_mask`, of its size): ``[(mask, image)]`` (NanoTWICE given whole: ``gt/ITIA1101_gt.png`` and
-    ``images/ITIA1101.tif``)."""
+    with no letter or digit) for an image ``<stem>.*`` without a mask in another folder (one of the same folder
+    name first: ``ground_truth/scratch/000_mask.png`` is ``test/scratch/000.png``'s, not ``test/good/000.png``'s)
+    and look like its mask (:func:`looks_like_mask`, of its size): ``[(mask, image)]`` (NanoTWICE given whole:
+    ``gt/ITIA1101_gt.png`` and ``images/ITIA1101.tif``)."""
     masks = set(pairs.values())
     by_stem = defaultdict(list)
     for p, _ in found:
-        if p not in masks:
+        if p not in masks and p not in pairs:
             by_stem[p.stem].append(p)
     hits = []
     for q, _ in found:
         if q in masks or q in pairs:
             continue
         for cut in (i for i, c in enumerate(q.stem) if i and not c.isalnum()):
-            images = [p for p in by_stem.get(q.stem[:cut], ()) if p.parent != q.parent]
+            images = sorted((p for p in by_stem.get(q.stem[:cut], ()) if p.parent != q.parent),
+                            key=lambda p: p.parent.name != q.parent.name)
             if images and _looks_like_mask(q, images[0], other_size=False):
                 hits.append((q, images[0]))
                 break
     return hits
 
 
-def _masks_elsewhere_line(elsewhere):
-    """The line that refuses masks given as images (:func:`_masks_elsewhere`), with the options that pair them."""
+def _masks_elsewhere_line(elsewhere, found):
+    """The line that refuses masks given as images (:func:`_masks_elsewhere`), with the options that pair them: the
+    images' folder and every other folder of ``found`` that holds images (the defect-free ones), the masks' folder."""
     mask, image = elsewhere[0]
     masks_dir, images_dir = mask.parent, image.parent
     while masks_dir.name == images_dir.name and masks_dir != masks_dir.parent:  # ground_truth/crack, test/crack
         masks_dir, images_dir = masks_dir.parent, images_dir.parent
+    given_masks = {q for q, _ in elsewhere}
+    folders = {images_dir}
+    for folder in sorted({p.parent for p, _ in found if p not in given_masks}, key=lambda f: len(f.parts)):
+        if not any(top == folder or top in folder.parents for top in (*folders, masks_dir)):
+            folders.add(folder)
+    inputs = " ".join(map(str, sorted(folders)))
     ending = mask.name[len(image.stem):]
     more = f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""
     return (f"{mask}{more}: named and looking like the mask of {image}, but in another folder, where it is no "
-            f"image's mask, so {image.name} would count as defect-free; give the images' folder with the masks' "
-            f"folder as --masks, e.g. {images_dir} --masks {masks_dir} --mask-suffix {ending}; nothing was scored")
+            f"image's mask, so {image.name} would count as defect-free; give the images' folders with the masks' "
+            f"folder as --masks: {inputs} --masks {masks_dir} --mask-suffix {ending} (or, if it is an image, the "
+            "ending of the masks beside the images as --mask-suffix); nothing was scored")
 
 
 def _no_mask_fits(found, masks, mask_suffix):
@@ -378,11 +394,16 @@ def _common_ending(found, masks):
     return endings.most_common(1)[0][0] if endings else None
 
 
+def _good_sibling(folder):
+    """The name of a folder beside ``folder`` named as one of defect-free images (:func:`is_good_folder`), or None."""
+    return next((d.name for d in sorted(folder.parent.iterdir()) if d != folder and is_good_folder(d) and d.is_dir()),
+                None)
+
+
 def _is_defect_folder(folder, root):
-    """Whether ``folder`` is a defect type's: below the input folder ``root`` it was found in, not named ``good``,
-    with a sibling folder named ``good`` (in any case)."""
-    return (folder != root and folder.name.lower() != "good"
-            and any(d.name.lower() == "good" and d.is_dir() for d in folder.parent.iterdir()))
+    """Whether ``folder`` is a defect type's: below the input folder ``root`` it was found in, not named as one of
+    defect-free images, with a sibling folder that is (``good``, ``Normal``, ``OK``, ...: :data:`GOOD_FOLDERS`)."""
+    return folder != root and not is_good_folder(folder) and _good_sibling(folder) is not None
 
 
 def _items(images, pairs):

@@ -49,7 +49,8 @@ from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
 from ssimlib.apps.file_names import output_path
-from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
+from ssimlib.apps.labelled import (EVALUATION_FILES, EVALUATION_RUN, find_labelled, is_good_folder,
+                                   read_labelled_mask)
 from ssimlib.apps.report import DIGITS, Entry, mark_report_stale, write_report
 from ssimlib.apps import own_detection
 from ssimlib.apps.own_detection import (check_not_other_command, check_same_run, detection_run, image_digest,
@@ -227,8 +228,9 @@ def _row(out_dir, item, mask, anomaly_map, segmentation):
     ``out_dir``."""
     _, view, overlay = _output_paths(out_dir, item.key)
     label = "defective" if mask.any() else "good"
-    if label == "defective" and Path(item.kind).name == "good":
-        warnings.warn(f"{item.path}: lies in a folder named good, but its mask {item.mask} marks a defect: "
+    if label == "defective" and item.kind and is_good_folder(item.kind):
+        warnings.warn(f"{item.path}: lies in a folder named {Path(item.kind).name}, as defect-free images' are, but "
+                      f"its mask {item.mask} marks a defect: "
                       "counted defective", stacklevel=3)
     verdict = "defective" if segmentation.any() else "good"
     return {
