@@ -304,3 +304,15 @@ def test_a_file_name_of_bytes_that_are_no_utf8_is_printed_as_the_csvs_write_it(t
                          capture_output=True, env={**os.environ, "LC_ALL": "C.UTF-8"})
     assert run.returncode == 2
     assert run.stderr.decode("ascii") == f"error: --out: {tmp_path}/caf\\xe9 is a file, not a folder\n"
+
+
+def test_evaluate_names_every_problem_when_nothing_is_left_to_score_and_refuses_an_empty_mask_suffix(tmp_path,
+                                                                                                     capsys):
+    # a tester's: only the first problem was named, "(and 3 more problems)"; --mask-suffix '' named a mask instead
+    model = Path(__file__).parents[1] / "models" / "checkerboard" / "ssim_ae"
+    missing = [tmp_path / name for name in ("a", "b", "c")]
+    assert main(["evaluate", str(model), *map(str, missing), "--threshold", "0.5", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {path}: no such file or folder" for path in missing]
+    assert main(["evaluate", str(model), str(tmp_path), "--mask-suffix", "", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == ("error: --mask-suffix: expected the end of a mask's name after its image's stem, "
+                                       "e.g. _mask.png, got ''\n")

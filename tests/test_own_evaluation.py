@@ -669,6 +669,11 @@ def test_names_of_latin_1_bytes_and_names_too_long_for_outputs_are_scored_and_wr
     assert all((out / row["anomaly_map"]).is_file() and (out / row["overlay"]).is_file() for row in rows)
     assert "caf\\xe9" in (out / "report.html").read_text(encoding="utf-8")
     assert json.loads((out / "metrics.json").read_text())["images"]["scored"] == 4
+    _save(tmp_path / "more" / f"{latin_1}_mask.png", np.zeros((64, 64)))  # a mask without an image: a problem
+    _save(tmp_path / "more" / "good.png", _board(rng, 64, 64))
+    assert main(["evaluate", str(model), str(tmp_path / "more"), "--out", str(tmp_path / "out2")]) == 2
+    problems = json.loads((tmp_path / "out2" / "metrics.json").read_text())["problems"]
+    assert problems[0].startswith(f"{tmp_path}/more/caf\\xe9_mask.png: a mask without an image"), problems
     detected = tmp_path / "detected"
     for _ in range(2):  # the second run keeps every row of the first
         assert main(["detect", str(model), str(folder), str(folder / latin_1), "--out", str(detected), "--report"]) == 0

@@ -261,6 +261,9 @@ def _options_problem(args):
             check_train_options(args.kind, args.loss, args.patch_size, args.latent_dim, args.epochs, args.n_patches,
                                 args.batch_size, args.validation_fraction, args.min_defect_area, args.out)
             return None
+        if getattr(args, "mask_suffix", None) is not None and not args.mask_suffix.strip():
+            raise InputError("--mask-suffix: expected the end of a mask's name after its image's stem, e.g. "
+                             f"_mask.png, got {args.mask_suffix!r}")
         if args.threshold is not None:
             check_threshold(args.threshold)
         if getattr(args, "min_defect_area", None) is not None:
@@ -335,7 +338,8 @@ def _evaluate(args):
                 report=report,
             )
     except (InputError, DatasetError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        for line in str(error).splitlines():  # nothing to score: every problem, a line each
+            print(f"error: {line}", file=sys.stderr)
         return 2
     print(rule)
 

@@ -48,7 +48,7 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
-from ssimlib.apps.file_names import output_path
+from ssimlib.apps.file_names import output_path, printable
 from ssimlib.apps.labelled import (EVALUATION_FILES, EVALUATION_RUN, find_labelled, is_good_folder,
                                    read_labelled_mask)
 from ssimlib.apps.report import DIGITS, Entry, mark_report_stale, write_report
@@ -291,8 +291,7 @@ def evaluate_images(
         items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]
     if not items:  # nothing to score: say why, and write nothing that would block the corrected run
-        raise InputError((bad or ["no image found in the inputs"])[0]
-                         + (f" (and {len(bad) - 1} more problems)" if len(bad) > 1 else ""))
+        raise InputError("\n".join(bad) or "no image found in the inputs")  # a line per problem
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(out_dir / LOCK_NAME, f"evaluating into --out {out_dir}"):
         done = _finished_keys(out_dir, run)  # again, now that no other run can write here
@@ -370,8 +369,9 @@ def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, thre
     """Write the metrics, the CSV, the curves and (``report``) the report; :func:`evaluate_images`'s return
     (``notes``: the run's warnings, :func:`_noted`)."""
     metrics = {
-        "model": str(model), "mask_rule": rule, **_metrics(maps, gts, detector, bad),
-        "threshold_from": "validation" if threshold is None else "--threshold", "problems": bad, "warnings": notes,
+        "model": printable(str(model)), "mask_rule": printable(rule), **_metrics(maps, gts, detector, bad),
+        "threshold_from": "validation" if threshold is None else "--threshold",
+        "problems": list(map(printable, bad)), "warnings": list(map(printable, notes)),  # caf\xe9, as the CSV writes
     }
     figures = _figures(out_dir, maps, gts, metrics) if metrics["pixel_auroc"] is not None else []
     metrics["figures"] = [p.name for p in figures]
