@@ -370,6 +370,23 @@ def test_a_warning_about_an_image_is_given_once_with_a_report(tiny_model, tmp_pa
     assert code == 0 and sum("16-bit pixels reach only" in line for line in err) == 1, err
 
 
+def test_warnings_counted_on_the_command_line_are_named_in_the_csv(tiny_model, tmp_path, capsys):
+    # a tester's: after the first three, "3 more files (not named)", and nothing said which images they were
+    category, model = tiny_model
+    images = tmp_path / "images"
+    images.mkdir()
+    board = skimage.io.imread(category / "test" / "good" / "000.png")
+    for i in range(5):
+        skimage.io.imsave(images / f"c{i}.png", np.stack([board] * 3, axis=-1), check_contrast=False)  # colour
+    skimage.io.imsave(images / "gray.png", board, check_contrast=False)
+    code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d")], capsys)
+    colour = "colour image converted to gray for a gray (1-channel) model"
+    assert code == 0 and sum(colour in line for line in err) == 4, err
+    assert err[-1] == f"warning: 2 more files (named in detections.csv): {colour}", err
+    notes = {Path(row["path"]).name: row["warnings"] for row in read_rows(tmp_path / "d")}
+    assert notes == {**{f"c{i}.png": colour for i in range(5)}, "gray.png": ""}, notes
+
+
 def test_a_report_leaves_the_other_files_of_its_thumbnail_folder_alone(tiny_model, tmp_path):
     # a new report removed the whole report/ folder: a user's notes, or maps of an input folder named report
     category, model = tiny_model

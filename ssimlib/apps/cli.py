@@ -218,10 +218,10 @@ SHOWN_ALIKE = 3  # warnings alike (the same but for the file they name) shown on
 
 
 @contextlib.contextmanager
-def _warnings_on_stderr():
+def _warnings_on_stderr(named_in=None):
     """Warnings on the command line: one line each, ``warning: <message>``, on stderr; of warnings alike (``<file>:
     <the same words>``, a colour image converted for every image of a folder, say) the first :data:`SHOWN_ALIKE`,
-    then one line that counts the rest, at the end."""
+    then one line that counts the rest, at the end, and says where they are named (``named_in``, else not)."""
     alike, of_files = Counter(), set()
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -242,7 +242,7 @@ def _warnings_on_stderr():
                 if count > SHOWN_ALIKE:
                     more = count - SHOWN_ALIKE
                     what = "file" if kind in of_files else "time"
-                    named = " (not named)" if kind in of_files else ""
+                    named = f" ({'named in ' + named_in if named_in else 'not named'})" if kind in of_files else ""
                     print(f"warning: {more} more {what}{'' if more == 1 else 's'}{named}: {kind}", file=sys.stderr)
 
 
@@ -281,7 +281,7 @@ def _own_images(args):
     from ssimlib.train import CheckpointBusyError
 
     try:
-        with _warnings_on_stderr():
+        with _warnings_on_stderr("detections.csv" if args.command == "detect" else None):
             return _own_images_command(args, own_images)
     except (own_images.InputError, CheckpointBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -332,7 +332,7 @@ def _evaluate(args):
 
     report = args.report or earlier_report(args.out, RUN_NAME)
     try:
-        with _warnings_on_stderr():
+        with _warnings_on_stderr(METRICS_NAME):
             metrics, rows, rule, bad = evaluate_images(
                 args.model, args.inputs, args.out, args.masks, args.mask_suffix, args.threshold, args.precision,
                 report=report,

@@ -3,7 +3,8 @@
 For every image it writes its anomaly map (``<stem>_map.png``, 0 to twice the threshold as black to white) and an
 overlay of the segmentation on the image (``<stem>_overlay.png``) under DIR at the image's path relative to the
 folder the inputs share, and a row of ``DIR/detections.csv``: path, image score (the map's maximum), defect area in
-pixels, the verdict at the threshold, the two files and the image file's sha256.  Rows are written one by one after
+pixels, the verdict at the threshold, the two files, the image file's sha256 and what was warned of it (a warning
+the command line counts rather than shows is named there).  Rows are written one by one after
 their files, so a killed run leaves a CSV that lists exactly the images finished (a finished run lists them in the
 order given).  ``DIR/detections.run.json`` records what makes the run
 (:func:`detection_run`: the model's weights, threshold, smallest defect area, precision and the inputs): the same
@@ -37,6 +38,7 @@ from ssimlib.apps.own_options import InputError, check_count, check_out_folder, 
 from ssimlib.apps.report import mark_report_stale
 from ssimlib.apps.scoring import Detector, as_model_channels
 from ssimlib.apps.spreadsheet import SafeWriter, plain_row
+from ssimlib.apps.warning_notes import noted
 from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
@@ -45,7 +47,8 @@ from ssimlib.inference import RESIDUAL_KINDS, with_precision
 CSV_NAME = "detections.csv"
 RUN_NAME = DETECTION_RUN
 LOCK_NAME = "detections.lock"
-CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay", "image_sha256")
+# warnings: what was warned of the image, its path left out ("; " between two); empty in rows of older versions
+CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay", "image_sha256", "warnings")
 OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")
 DEFAULT_MIN_DEFECT_AREA = 64
 
@@ -347,11 +350,13 @@ def _detect_into(out_dir, run, detector, files, names, bad):
         for path, (map_name, overlay_name) in zip(files, names):
             if map_name.as_posix() in finished:
                 continue
+            notes = []
             try:
-                digest = image_digest(path)
-                image = as_model_channels(read_image(path, size=detector.preset.resize), detector.network.channels,
-                                          path)
-                anomaly_map = detector.anomaly_map(image, path)
+                with noted(notes):  # kept in its row too: a warning counted on the command line is named there
+                    digest = image_digest(path)
+                    image = as_model_channels(read_image(path, size=detector.preset.resize),
+                                              detector.network.channels, path)
+                    anomaly_map = detector.anomaly_map(image, path)
             except (DatasetError, ValueError) as error:
                 bad.append((path, str(error).removeprefix(f"{path}: ")))
                 continue
@@ -366,6 +371,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
                 "path": str(path), "score": float(anomaly_map.max()), "defect_area_px": area,
                 "verdict": "defective" if area else "good", "anomaly_map": map_name.as_posix(),
                 "overlay": overlay_name.as_posix(), "image_sha256": digest,
+                "warnings": "; ".join(note.removeprefix(f"{path}: ") for note in notes),
             })
             writer.writerow(rows[-1])
             csv_file.flush()

@@ -58,6 +58,7 @@ from ssimlib.apps.own_detection import (check_not_other_command, check_same_run,
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.spreadsheet import SafeWriter
+from ssimlib.apps.warning_notes import noted
 from ssimlib.data import DatasetError, read_image, resize_square, warn_stretched
 from ssimlib.evaluate import summary_metrics, write_json
 from ssimlib.metrics import pixel_roc, pro_curve
@@ -287,7 +288,7 @@ def evaluate_images(
            "mask_suffix": mask_suffix}
     _finished_keys(out_dir, run)  # another evaluation in --out is refused before any work
     notes = []
-    with _noted(notes):
+    with noted(notes):
         items, unpaired, rule = find_labelled(inputs, masks, mask_suffix, skip=out_dir)
     bad = [f"{path}: {problem}" for path, problem in unpaired]
     if not items:  # nothing to score: say why, and write nothing that would block the corrected run
@@ -298,31 +299,11 @@ def evaluate_images(
         if not unpaired:  # every input listed and paired: an earlier image not among them now is gone
             _remove_gone(out_dir, done, {item.key for item in items})
         write_json(out_dir / RUN_NAME, run)
-        with _noted(notes):
+        with noted(notes):
             rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
             if len(rows) < len(items):  # the rule's count was of the images found, not of those scored
                 rule += f"; {len(items) - len(rows)} of the {len(items)} could not be scored (named below)"
             return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes)
-
-
-@contextlib.contextmanager
-def _noted(notes):
-    """Warnings shown as before, and each one shown appended to ``notes`` once (for ``metrics.json``: a mask that
-    looks inverted, say, is used but its warning kept beside the metrics it went into; what the warnings filter
-    hides, ``-W ignore`` say, is neither shown nor kept)."""
-    show = warnings.showwarning
-
-    def note(message, *args, **kwargs):
-        line = " ".join(str(message).split())
-        if line not in notes:
-            notes.append(line)
-        show(message, *args, **kwargs)
-
-    warnings.showwarning = note
-    try:
-        yield
-    finally:
-        warnings.showwarning = show
 
 
 def _score_all(out_dir, items, done, detector, bad):
@@ -367,7 +348,7 @@ def _score_all(out_dir, items, done, detector, bad):
 
 def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes):
     """Write the metrics, the CSV, the curves and (``report``) the report; :func:`evaluate_images`'s return
-    (``notes``: the run's warnings, :func:`_noted`)."""
+    (``notes``: the run's warnings, :func:`ssimlib.apps.warning_notes.noted`)."""
     metrics = {
         "model": printable(str(model)), "mask_rule": printable(rule), **_metrics(maps, gts, detector, bad),
         "threshold_from": "validation" if threshold is None else "--threshold",
