@@ -90,3 +90,20 @@ def test_an_image_without_a_mask_beside_a_folder_of_defect_free_images_is_left_o
     assert {item.key: item.mask and item.mask.name for item in items} == {"Anomalous/a": "a_mask.png", f"{good}/c": None}
     assert bad == [(tmp_path / "Anomalous" / "b.png", f"lies in a defect type's folder (Anomalous/, beside {good}/) but "
                     "has no mask: left out, not counted defect-free")]
+
+
+def test_a_name_so_typed_and_a_latin_1_name_that_escape_alike_get_outputs_of_their_own(tmp_path):
+    # a tester's: caf\xe9.tif (so named) beside a Latin-1 café.tif shared one map, and the rerun read it for both
+    import os
+
+    from ssimlib.apps.file_names import output_path
+    from ssimlib.apps.own_detection import output_names
+
+    board = checkerboard(64, square=16, angle=10.0)
+    files = [tmp_path / "good" / "caf\\xe9.tif", tmp_path / "good" / os.fsdecode(b"caf\xe9.tif")]
+    for path in files:
+        _save(path, board)
+    items, _, _ = find_labelled([tmp_path])
+    assert len(items) == 2 and len({output_path(item.key) for item in items}) == 2
+    maps = [m for m, _ in output_names(files)]
+    assert len(set(maps)) == 2 and all(m.name.startswith("caf\\xe9") for m in maps), maps

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssimlib.apps.file_names import output_path
 from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask, resize_square,
                           warn_unread)
 
@@ -411,15 +412,15 @@ def _items(images, pairs):
     if not images:
         return []
     common = os.path.commonpath([os.path.abspath(root) for _, root in images])
-    items, keys = [], set()
+    items, outputs = [], set()  # the keys' outputs' names (output_path), which must differ as the keys do
     for p, _ in images:
         relative = Path(os.path.relpath(os.path.abspath(p), common))  # links named as given, not by their targets
         key = relative.with_suffix("").as_posix()
-        if key in keys:  # a.jpg beside a.bmp, both images
+        if output_path(key) in outputs:  # a.jpg beside a.bmp, both images
             key = relative.as_posix()
-        while key in keys:  # a.png beside a.png.jpg, whose key without its suffix is a.png
+        while output_path(key) in outputs:  # a.png beside a.png.jpg; caf\xe9 so named beside a Latin-1 café
             key += "~"
-        keys.add(key)
+        outputs.add(output_path(key))
         kind = relative.parent.as_posix()
         items.append(Labelled(p, pairs.get(p), key, "" if kind == "." else kind))
     return items

@@ -19,6 +19,7 @@ Bad input raises :class:`ssimlib.apps.own_options.InputError` with one line nami
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import warnings
@@ -110,17 +111,21 @@ def output_names(files):
     Each keeps its image's folder relative to the folder all ``files`` share, and is
     named ``<stem>_map.png`` / ``<stem>_overlay.png``; where two images of one folder
     share a stem (``a.png``, ``a.tif``) their whole names replace the stem (:func:`output_stem`: a stem too long
-    for a file name is cut, one of bytes that are no UTF-8 escaped, as are its folders: :func:`output_path`).
+    for a file name is cut, one of bytes that are no UTF-8 escaped, as are its folders: :func:`output_path`; where
+    two names are still alike, each ends in ``~`` and 8 hex digits of the sha256 of its image's path).
     """
     resolved = [Path(os.path.abspath(f)) for f in files]  # a link named as given, not by its target
     if not resolved:
         return []
     common = Path(os.path.commonpath([r.parent for r in resolved]))
     stems = Counter((r.parent, output_stem(r.stem)) for r in resolved)
+    outputs = [(output_path(r.parent.relative_to(common)),
+                output_stem(r.stem if stems[(r.parent, output_stem(r.stem))] == 1 else r.name)) for r in resolved]
+    taken = Counter(outputs)
     names = []
-    for r in resolved:
-        base = output_stem(r.stem if stems[(r.parent, output_stem(r.stem))] == 1 else r.name)
-        folder = output_path(r.parent.relative_to(common))
+    for r, (folder, base) in zip(resolved, outputs):
+        if taken[folder, base] > 1:  # alike once escaped: caf\xe9.tif so named, and a Latin-1 café.tif beside it
+            base += "~" + hashlib.sha256(os.fsencode(r)).hexdigest()[:8]
         names.append(tuple(folder / f"{base}{suffix}" for suffix in OUTPUT_SUFFIXES))
     return names
 
