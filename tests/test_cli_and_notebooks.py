@@ -314,5 +314,5 @@ def test_evaluate_names_every_problem_when_nothing_is_left_to_score_and_refuses_
     assert main(["evaluate", str(model), *map(str, missing), "--threshold", "0.5", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.splitlines() == [f"error: {path}: no such file or folder" for path in missing]
     assert main(["evaluate", str(model), str(tmp_path), "--mask-suffix", "", "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == ("error: --mask-suffix: expected the end of a mask's name after its image's stem, "
-                                       "e.g. _mask.png, got ''\n")
+    assert capsys.readouterr().err == ("error: --mask-suffix: expected the end of a mask's name after its image's "
+                                       "stem, e.g. _mask.png, got ''\n")

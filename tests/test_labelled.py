@@ -87,9 +87,10 @@ def test_an_image_without_a_mask_beside_a_folder_of_defect_free_images_is_left_o
     _save(tmp_path / "Anomalous" / "b.png", checkerboard(64, square=16, angle=20.0))
     _save(tmp_path / good / "c.png", checkerboard(64, square=16, angle=40.0))
     items, bad, _ = find_labelled([tmp_path])
-    assert {item.key: item.mask and item.mask.name for item in items} == {"Anomalous/a": "a_mask.png", f"{good}/c": None}
-    assert bad == [(tmp_path / "Anomalous" / "b.png", f"lies in a defect type's folder (Anomalous/, beside {good}/) but "
-                    "has no mask: left out, not counted defect-free")]
+    assert {item.key: item.mask and item.mask.name for item in items} == {"Anomalous/a": "a_mask.png",
+                                                                          f"{good}/c": None}
+    assert bad == [(tmp_path / "Anomalous" / "b.png", f"lies in a defect type's folder (Anomalous/, beside {good}/) "
+                    "but has no mask: left out, not counted defect-free")]
 
 
 def test_a_name_so_typed_and_a_latin_1_name_that_escape_alike_get_outputs_of_their_own(tmp_path):
@@ -107,3 +108,17 @@ def test_a_name_so_typed_and_a_latin_1_name_that_escape_alike_get_outputs_of_the
     assert len(items) == 2 and len({output_path(item.key) for item in items}) == 2
     maps = [m for m, _ in output_names(files)]
     assert len(set(maps)) == 2 and all(m.name.startswith("caf\\xe9") for m in maps), maps
+
+
+def test_masks_of_the_images_stems_in_a_folder_of_their_own_are_pointed_to(tmp_path):
+    # a tester's: images/X.tif beside masks/X.png, given whole, scored the masks as images, with no word of --masks
+    rng = np.random.default_rng(5)
+    _labelled(rng, tmp_path / "defect" / "images" / "X.tif", tmp_path / "defect" / "masks" / "X.png")
+    _save(tmp_path / "good" / "Y.png", checkerboard(64, square=16, angle=20.0))
+    _, _, rule = find_labelled([tmp_path])
+    assert rule.endswith(f"so all 3 images count as defect-free; {tmp_path}/defect/masks/X.png looks like the mask of "
+                         f"{tmp_path}/defect/images/X.tif: if the masks lie there, give {tmp_path}/defect/images "
+                         f"{tmp_path}/good --masks {tmp_path}/defect/masks"), rule
+    items, bad, _ = find_labelled([tmp_path / "defect" / "images", tmp_path / "good"],
+                                  masks=tmp_path / "defect" / "masks")
+    assert {item.key: item.mask and item.mask.name for item in items} == {"defect/images/X": "X.png", "good/Y": None}

@@ -27,11 +27,12 @@ or an MVTec AD category's ``test`` and ``ground_truth``) are refused with the op
 An MVTec AD category given alone is evaluated on its ``test/`` images, with the masks of its ``ground_truth/`` (or
 ``masks``) named ``<stem>_mask.png`` (or ``<stem><mask_suffix>``); given with other inputs it is refused (its
 ``train/`` would be scored).  ``masks`` or ``mask_suffix`` that fit no mask at all, where some image lies outside a
-folder of defect-free images (``good``, or another name of :data:`GOOD_FOLDERS`: ``Normal``, ``OK``, ...), are refused (a mistyped option), before anything is scored.
+folder of defect-free images (``good``, or another name of :data:`GOOD_FOLDERS`: ``Normal``, ``OK``, ...), are
+refused (a mistyped option), before anything is scored.
 
 An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
-folder (below the folder given, a sibling of a ``good``, ``Normal`` or ``OK`` folder) without a mask: it is listed as a problem and
-left out.  Masks
+folder (below the folder given, a sibling of a ``good``, ``Normal`` or ``OK`` folder) without a mask: it is listed
+as a problem and left out.  Masks
 are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
 values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
 """
@@ -317,9 +318,12 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     items = _items(images, pairs)
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
+        alike = _same_stem_elsewhere(found)
+        hint = (f"; {alike[0]} looks like the mask of {alike[1]}: if the masks lie there, give "
+                f"{_pairing_options(*alike, found)}") if alike else ""
         return items, bad, ("masks: none found beside the images (looked for <stem>_mask.*, then a PNG of "
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
-                            f"otherwise), so all {len(items)} images count as defect-free")
+                            f"otherwise), so all {len(items)} images count as defect-free{hint}")
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
     return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as "
                         f"defect-free{left_out}")
@@ -349,25 +353,38 @@ def _masks_elsewhere(found, pairs):
     return hits
 
 
-def _masks_elsewhere_line(elsewhere, found):
-    """The line that refuses masks given as images (:func:`_masks_elsewhere`), with the options that pair them: the
-    images' folder and every other folder of ``found`` that holds images (the defect-free ones), the masks' folder."""
-    mask, image = elsewhere[0]
+def _pairing_options(mask, image, found):
+    """The inputs and ``--masks`` that pair ``mask`` with ``image`` (and masks so laid out with theirs): the images'
+    folder and every other folder of ``found`` that holds images (the defect-free ones), then the masks' folder."""
     masks_dir, images_dir = mask.parent, image.parent
     while masks_dir.name == images_dir.name and masks_dir != masks_dir.parent:  # ground_truth/crack, test/crack
         masks_dir, images_dir = masks_dir.parent, images_dir.parent
-    given_masks = {q for q, _ in elsewhere}
     folders = {images_dir}
-    for folder in sorted({p.parent for p, _ in found if p not in given_masks}, key=lambda f: len(f.parts)):
+    for folder in sorted({p.parent for p, _ in found}, key=lambda f: len(f.parts)):
         if not any(top == folder or top in folder.parents for top in (*folders, masks_dir)):
             folders.add(folder)
-    inputs = " ".join(map(str, sorted(folders)))
+    return f"{' '.join(map(str, sorted(folders)))} --masks {masks_dir}"
+
+
+def _masks_elsewhere_line(elsewhere, found):
+    """The line that refuses masks given as images (:func:`_masks_elsewhere`), with the options that pair them."""
+    mask, image = elsewhere[0]
     ending = mask.name[len(image.stem):]
     more = f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""
     return (f"{mask}{more}: named and looking like the mask of {image}, but in another folder, where it is no "
             f"image's mask, so {image.name} would count as defect-free; give the images' folders with the masks' "
-            f"folder as --masks: {inputs} --masks {masks_dir} --mask-suffix {ending} (or, if it is an image, the "
-            "ending of the masks beside the images as --mask-suffix); nothing was scored")
+            f"folder as --masks: {_pairing_options(mask, image, found)} --mask-suffix {ending} (or, if it is an "
+            "image, the ending of the masks beside the images as --mask-suffix); nothing was scored")
+
+
+def _same_stem_elsewhere(found, limit=20):
+    """``(mask, image)``: a file of ``found`` with the stem of an image in another folder that looks like its mask
+    (``masks/X.png`` for ``images/X.tif``), or None; at most ``limit`` pairs are read."""
+    by_stem = defaultdict(list)
+    for p, _ in found:
+        by_stem[p.stem].append(p)
+    pairs = [(q, p) for paths in by_stem.values() for q in paths for p in paths if p.parent != q.parent]
+    return next(((q, p) for q, p in pairs[:limit] if _looks_like_mask(q, p, other_size=False)), None)
 
 
 def _no_mask_fits(found, masks, mask_suffix):
