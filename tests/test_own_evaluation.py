@@ -58,7 +58,8 @@ def model(tiny_model):
 
 @pytest.fixture(scope="module")
 def evaluated(model, tmp_path_factory):
-    """`ssimlib evaluate --report` on the labelled set: ``(labelled folder, out folder, exit status, stdout, stderr)``."""
+    """`ssimlib evaluate --report` on the labelled set:
+    ``(labelled folder, out folder, exit status, stdout, stderr)``."""
     root = tmp_path_factory.mktemp("evaluated")
     labelled = write_labelled_set(root)
     out = root / "out"
@@ -118,7 +119,8 @@ def test_mask_layouts(tmp_path):
 
     touch("a/good/1.png", "a/bad/2.jpg", "gt/bad/2_m.png", "gt/bad/9_m.png")
     items, bad, rule = find_labelled([tmp_path / "a"], masks=tmp_path / "gt", mask_suffix="_m.png")
-    assert [(i.key, i.kind, i.mask and i.mask.name) for i in items] == [("bad/2", "bad", "2_m.png"), ("good/1", "good", None)]
+    assert [(i.key, i.kind, i.mask and i.mask.name) for i in items] == [("bad/2", "bad", "2_m.png"),
+                                                                        ("good/1", "good", None)]
     assert bad == [(tmp_path / "gt/bad/9_m.png", "a mask without an image")] and "parallel folder" in rule
     touch("b/x.jpg", "b/x_mask.png", "b/y.jpg", "b/z_mask.png")
     items, bad, rule = find_labelled([tmp_path / "b"])
@@ -525,7 +527,8 @@ def test_a_mask_is_a_mask_and_a_missing_one_is_not_defect_free(model, tmp_path, 
         _save(copies / f"{name}.tif", image, bits=16)
         _save(copies / f"{name}.png", image)
     items, bad, rule = find_labelled([copies])
-    assert [(i.path.name, i.mask) for i in items] == [(f"{n}.{s}", None) for n in ("board", "photo") for s in ("png", "tif")]
+    assert [(i.path.name, i.mask) for i in items] == [(f"{n}.{s}", None) for n in ("board", "photo")
+                                                      for s in ("png", "tif")]
     assert not bad
     # an MVTec AD category whose ground_truth lacks one mask counted that defective image defect-free
     category = tmp_path / "cat"

@@ -8,8 +8,8 @@
 ``python -m ssimlib train-study nanotwice [--models SSIM-AE ...]``  train the study's models into models/ (hours)
 ``python -m ssimlib train DATA --out MODEL``     train on a folder of your own defect-free images
                                                  (see ssimlib.apps.own_images)
-``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  anomaly maps, overlays and a CSV for new images
-                                                 (see ssimlib.apps.own_detection)
+``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  anomaly maps, overlays and a CSV
+                                                 for new images (see ssimlib.apps.own_detection)
 ``python -m ssimlib evaluate MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  metrics on images with defect masks
                                                  (see ssimlib.apps.own_evaluation)
 """
@@ -110,12 +110,14 @@ def _command(argv):
     commands = parser.add_subparsers(dest="command", required=True)
     p_demo = commands.add_parser("demo", help=demo.__doc__.splitlines()[0])
     p_demo.add_argument("--epochs", type=at_least_one, default=20)
-    p_demo.add_argument("--n-train", type=at_least_one, default=1000, help="defect-free training boards (default: 1000)")
+    p_demo.add_argument("--n-train", type=at_least_one, default=1000,
+                        help="defect-free training boards (default: 1000)")
     p_demo.add_argument("--seed", type=random_seed, default=0)
     p_nb = commands.add_parser("notebook", help="run one notebook with papermill")
     p_nb.add_argument("name", help="notebook name without .ipynb, e.g. 01_checkerboard_toy")
-    p_nb.add_argument("--profile", default="full", help="full (the notebook's defaults) or a folder of notebooks/params "
-                      "(ci, reduced): its executed notebook, figures and results go to runs/<profile>/")
+    p_nb.add_argument("--profile", default="full",
+                      help="full (the notebook's defaults) or a folder of notebooks/params "
+                           "(ci, reduced): its executed notebook, figures and results go to runs/<profile>/")
     p_nb.add_argument("-o", "--output", help="executed notebook (default: for full the notebook itself, "
                       "else runs/<profile>/<name>.ipynb)")
     p_nb.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
@@ -141,8 +143,10 @@ def _command(argv):
     colour.add_argument("--color", dest="gray", action="store_const", const=False, help="keep or make RGB")
     p_train.add_argument("--validation-fraction", type=float, default=0.1,
                          help="share of the images held out to set the threshold (default: 0.1)")
-    p_train.add_argument("--min-defect-area", type=int, default=64, help="smallest defect region in pixels (default: 64)")
-    p_train.add_argument("--seed", type=random_seed, default=0, help="seeds the weights, patches and split (default: 0)")
+    p_train.add_argument("--min-defect-area", type=int, default=64,
+                         help="smallest defect region in pixels (default: 64)")
+    p_train.add_argument("--seed", type=random_seed, default=0,
+                         help="seeds the weights, patches and split (default: 0)")
     p_train.add_argument("--restart", action="store_true",
                          help="start over when OUT holds a checkpoint or model of another run (default: refuse)")
     p_detect = commands.add_parser("detect", help="anomaly maps, overlays and a CSV for new images")
@@ -154,12 +158,14 @@ def _command(argv):
     p_detect.add_argument("--min-defect-area", type=int,
                           help="smallest defect region in pixels (default: the model's, else 64)")
     p_detect.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
-                          help="network arithmetic; bfloat16 pays only on CPUs with AVX512_BF16/AMX or GPUs (bench/README.md)")
+                          help="network arithmetic; bfloat16 pays only on CPUs with AVX512_BF16/AMX or GPUs "
+                               "(bench/README.md)")
     p_detect.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")
     p_eval = commands.add_parser("evaluate", help="pixel and image AUROC, AU-PRO, per-image CSV on images with masks")
     p_eval.add_argument("model", help="model path without suffix, as given to train --out")
     p_eval.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER",
-                        help="images, folders of them (searched below, e.g. good/ and scratch/) or an MVTec AD category")
+                        help="images, folders of them (searched below, e.g. good/ and scratch/) "
+                             "or an MVTec AD category")
     p_eval.add_argument("--out", required=True, help="folder for metrics.json, evaluation.csv, curves and maps")
     p_eval.add_argument("--masks", metavar="DIR", help="parallel folder of masks: DIR/<folder>/<stem><--mask-suffix>, "
                                                        "or DIR/<folder>/<stem>.* without --mask-suffix")
@@ -315,7 +321,8 @@ def _own_images_command(args, own_images):
         from ssimlib.apps.report import detections_report
         from ssimlib.artifacts import read_manifest
 
-        threshold = args.threshold if args.threshold is not None else read_manifest(args.model)["detection"]["threshold"]
+        threshold = (args.threshold if args.threshold is not None
+                     else read_manifest(args.model)["detection"]["threshold"])
         print(f"report: {detections_report(args.out, rows, threshold, args.model)}{_REWRITTEN * (not args.report)}")
     for path, problem in bad:
         print(f"error: {path}: {problem}", file=sys.stderr)

@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from ssimlib.apps.file_names import output_path
-from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask, resize_square,
-                          warn_unread)
+from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask,
+                          resize_square, warn_unread)
 
 EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writes: a folder holding both is one
 EVALUATION_RUN = "evaluation.run.json"  # the record of an evaluation's run: a folder holding it is one (maybe stopped)
