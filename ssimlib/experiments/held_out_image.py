@@ -73,7 +73,8 @@ def reference_losses(stem, dataset, budget, test_patches):
     compile_autoencoder(model, "ssim", budget["learning_rate"], budget["weight_decay"], budget["window_size"],
                         budget["window"])
     losses = image_losses(model, dataset, budget["patch_size"], test_patches=test_patches)
-    return {"model": str(stem), "epochs": manifest["training"]["epochs_done"], "image_losses": losses,
+    return {"model": "/".join(Path(stem).parts[-2:]), "epochs": manifest["training"]["epochs_done"],
+            "image_losses": losses,
             "relative_losses": relative_losses(losses)}
 
 
