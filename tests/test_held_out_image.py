@@ -76,3 +76,9 @@ def test_the_table_puts_an_image_in_each_row_and_a_model_in_each_column():
         "held-out model (50 epochs, validation loss 0.1500) on all 40 test images at stride 30: pixel AUROC 0.900, "
         "AU-PRO@0.3 0.800, median overlap at FPR 5% 0.70",
     ]
+
+
+def test_each_image_held_out_has_a_results_file_of_its_own():
+    assert held_out_image.results_file() == held_out_image.DEFAULT_RESULTS
+    assert held_out_image.results_file("ITIA1141") == held_out_image.DEFAULT_RESULTS.with_name(
+        "nanotwice_held_out-ITIA1141.json")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ssimlib import artifacts
-from ssimlib.data import sample_patches
+from ssimlib.data import DatasetError, sample_patches
 from ssimlib.evaluate import read_campaign, run_environment, write_json
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.protocol import BATCH, train_arm
@@ -34,16 +34,21 @@ from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.paths import REPO_ROOT
 from ssimlib.train import DECAY, compile_autoencoder, mean_loss
 
-HELD_OUT = "ITIA1145"  # the last of NanoTWICE's five training images by name
-DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_held_out.json"
+HELD_OUT = "ITIA1145"  # the last of NanoTWICE's five training images by name: the first held out
+DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_held_out.json"  # HELD_OUT's; another image's beside it
+
+
+def results_file(held_out=HELD_OUT):
+    """The results file of the diagnostic that holds out the image ``held_out``."""
+    return DEFAULT_RESULTS if held_out == HELD_OUT else DEFAULT_RESULTS.with_name(f"nanotwice_held_out-{held_out}.json")
 OVERLAP_FPR = 0.05
 
 
 def without_image(dataset, stem=HELD_OUT):
-    """``dataset`` with the training image named ``stem`` removed; ValueError (one line) if it has none."""
+    """``dataset`` with the training image named ``stem`` removed; DatasetError (one line) if it has none."""
     stems = [path.stem for path in dataset.train_paths]
     if stem not in stems:
-        raise ValueError(f"no training image named {stem!r}; the training images are {', '.join(stems)}")
+        raise DatasetError(f"no training image named {stem!r}; the training images are {', '.join(stems)}")
     keep = [i for i, s in enumerate(stems) if s != stem]
     return replace(dataset, train_images=[dataset.train_images[i] for i in keep],
                    train_paths=[dataset.train_paths[i] for i in keep])
@@ -67,7 +72,7 @@ def relative_losses(losses, held_out=HELD_OUT):
     return {stem: loss / seen for stem, loss in losses.items()}
 
 
-def reference_losses(stem, dataset, budget, test_patches):
+def reference_losses(stem, dataset, budget, test_patches, held_out=HELD_OUT):
     """:func:`image_losses` of the stored model ``stem`` (one that saw every training image), with its epochs."""
     model, manifest = artifacts.load_model(stem)
     compile_autoencoder(model, "ssim", budget["learning_rate"], budget["weight_decay"], budget["window_size"],
@@ -75,22 +80,23 @@ def reference_losses(stem, dataset, budget, test_patches):
     losses = image_losses(model, dataset, budget["patch_size"], test_patches=test_patches)
     return {"model": "/".join(Path(stem).parts[-2:]), "epochs": manifest["training"]["epochs_done"],
             "image_losses": losses,
-            "relative_losses": relative_losses(losses)}
+            "relative_losses": relative_losses(losses, held_out)}
 
 
-def run_diagnostic(results_path=DEFAULT_RESULTS, budget=None, data_root=None, cache=None, models_root=None,
+def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=None, cache=None, models_root=None,
                    references=(), n_test_images=None, stride=30, log=print):
-    """Train (or resume) the held-out model, measure it and each of ``references`` (model store stems of models
-    that saw all five images), write ``results_path``; returns the results."""
+    """Train (or resume) the model without the training image ``held_out``, measure it and each of ``references``
+    (model store stems of models that saw all five images), write ``results_path`` (default:
+    :func:`results_file`); returns the results."""
     for stem in references:  # a missing reference is named before hours of training, not after
         if artifacts.read_manifest(stem) is None:
             raise artifacts.ArtifactError(f"{artifacts.model_files(stem)[1]}: no such model manifest (a reference "
                                           "model that saw every training image is expected there)")
     budget = {**TABLE2_BUDGET, "batch_size": BATCH, "decay": DECAY, "output": "linear", **(budget or {})}
     dataset = nanotwice.load_dataset(data_root)
-    four = without_image(dataset)
+    four = without_image(dataset, held_out)
     p = budget["patch_size"]
-    name = f"fresh-seed0-without-{HELD_OUT}-e{budget['epochs']}"
+    name = f"fresh-seed0-without-{held_out}-e{budget['epochs']}"
     model, _, manifest = train_arm(four, "fresh", 0, budget, nanotwice.validation_patches(four, p), models_root,
                                    cache, log, name=name)
     test_patches = nanotwice.defect_free_test_patches(dataset, p)
@@ -100,10 +106,10 @@ def run_diagnostic(results_path=DEFAULT_RESULTS, budget=None, data_root=None, ca
                                            window_size=budget["window_size"], window=budget["window"])
     overlap = region_overlap_quantiles(evaluation.maps, test_masks, OVERLAP_FPR, (0.5,))
     results = {
-        "dataset": "NanoTWICE", "held_out": HELD_OUT, "purpose": __doc__.split("\n\n")[0],
+        "dataset": "NanoTWICE", "held_out": held_out, "purpose": __doc__.split("\n\n")[0],
         "held_out_model": {
             "model": name, "epochs": manifest["training"]["epochs_done"], "image_losses": losses,
-            "relative_losses": relative_losses(losses), "val_loss": manifest["training"]["val_loss"][-1],
+            "relative_losses": relative_losses(losses, held_out), "val_loss": manifest["training"]["val_loss"][-1],
             "pixel_auroc": evaluation.pixel_auroc, "au_pro_0_3": evaluation.au_pro,
             "median_region_overlap_fpr_0_05": float(overlap[0]), "test_images": len(test_images),
             "stride": stride, "training_seconds": manifest["training"]["seconds"],
@@ -112,9 +118,11 @@ def run_diagnostic(results_path=DEFAULT_RESULTS, budget=None, data_root=None, ca
         "code_commit": artifacts.code_commit(), "machine": run_environment(),
     }
     log(f"{name}: pixel AUROC {evaluation.pixel_auroc:.3f}, AU-PRO@0.3 {evaluation.au_pro:.3f}, median overlap "
-        f"{overlap[0]:.3f}; relative losses " + ", ".join(f"{k} {v:.3f}" for k, v in relative_losses(losses).items()))
-    results["reference_models"] = [reference_losses(stem, dataset, budget, test_patches) for stem in references]
-    write_json(results_path, results)
+        f"{overlap[0]:.3f}; relative losses "
+        + ", ".join(f"{k} {v:.3f}" for k, v in relative_losses(losses, held_out).items()))
+    results["reference_models"] = [reference_losses(stem, dataset, budget, test_patches, held_out)
+                                   for stem in references]
+    write_json(results_path or results_file(held_out), results)
     return results
 
 
