@@ -10,7 +10,7 @@ its training images (SSIM loss 0.117 against 0.100 after 200 epochs; notebook 02
 
 This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops, seed 0, 50 epochs, the Fig. 6
 schedule otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name, chosen
-before training), and measures the SSIM loss on crops of each training image (one set per image, the
+before training; ``--held-out STEM`` another), and measures the SSIM loss on crops of each training image (one set per image, the
 validation seed) and on defect-free crops of the test images.  The same measures of a model that saw
 all five images (a reference) tell how hard each image is by itself: the held-out image's loss
 *relative to the seen images'*, in the held-out model against in the reference, is what this measures.
@@ -36,12 +36,12 @@ from ssimlib.train import DECAY, compile_autoencoder, mean_loss
 
 HELD_OUT = "ITIA1145"  # the last of NanoTWICE's five training images by name: the first held out
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_held_out.json"  # HELD_OUT's; another image's beside it
+OVERLAP_FPR = 0.05
 
 
 def results_file(held_out=HELD_OUT):
     """The results file of the diagnostic that holds out the image ``held_out``."""
     return DEFAULT_RESULTS if held_out == HELD_OUT else DEFAULT_RESULTS.with_name(f"nanotwice_held_out-{held_out}.json")
-OVERLAP_FPR = 0.05
 
 
 def without_image(dataset, stem=HELD_OUT):
