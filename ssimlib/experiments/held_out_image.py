@@ -8,11 +8,11 @@ its training images (SSIM loss 0.117 against 0.100 after 200 epochs; notebook 02
 * the model is fitted to the images it saw, so that any image it has not seen reconstructs worse
   (an *image gap*: more images, or a stronger prior, would narrow it).
 
-This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops, seed 0, 50 epochs, the Fig. 6
-schedule otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name, chosen
-before training; ``--held-out STEM`` another), and measures the SSIM loss on crops of each training image
-(one set per image, the validation seed) and on defect-free crops of the test images.  The same measures of a model that saw
-all five images (a reference) tell how hard each image is by itself: the held-out image's loss
+This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops, seed 0, 50 epochs, the Fig. 6 schedule
+otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name, chosen before training;
+``--held-out STEM`` another), and measures the SSIM loss on crops of each training image (one set per image, the
+validation seed) and on defect-free crops of the test images. The same measures of a model that saw all five
+images (a reference) tell how hard each image is by itself: the held-out image's loss
 *relative to the seen images'*, in the held-out model against in the reference, is what this measures.
 A diagnostic only: it chooses nothing.  ``python -m ssimlib train-study held-out`` runs
 :func:`run_diagnostic` (resumable, like the campaign's arms); its results go to
