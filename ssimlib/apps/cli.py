@@ -232,8 +232,9 @@ def _warnings_on_stderr(named_in=None):
 
     def show(message, category, filename, lineno, file=None, line=None):
         head, _, words = str(message).partition(": ")
-        kind = words if words and ("/" in head or os.sep in head or Path(head).suffix) else str(message)
-        if kind is words:
+        of_file = bool(words) and ("/" in head or os.sep in head or bool(Path(head).suffix))  # "<file>: <words>"
+        kind = words if of_file else str(message)
+        if of_file:
             of_files.add(kind)
         alike[kind] += 1
         if alike[kind] <= SHOWN_ALIKE:

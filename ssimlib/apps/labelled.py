@@ -38,6 +38,7 @@ values) every pixel that is not 0 is a defect, in a mask of more gray values a p
 """
 
 import glob
+import itertools
 import os
 import warnings
 from collections import Counter, defaultdict
@@ -383,8 +384,9 @@ def _same_stem_elsewhere(found, limit=20):
     by_stem = defaultdict(list)
     for p, _ in found:
         by_stem[p.stem].append(p)
-    pairs = [(q, p) for paths in by_stem.values() for q in paths for p in paths if p.parent != q.parent]
-    return next(((q, p) for q, p in pairs[:limit] if _looks_like_mask(q, p, other_size=False)), None)
+    pairs = ((q, p) for paths in by_stem.values() for q in paths for p in paths if p.parent != q.parent)
+    return next(((q, p) for q, p in itertools.islice(pairs, limit) if _looks_like_mask(q, p, other_size=False)),
+                None)
 
 
 def _no_mask_fits(found, masks, mask_suffix):

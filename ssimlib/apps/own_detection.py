@@ -118,9 +118,10 @@ def output_names(files):
     if not resolved:
         return []
     common = Path(os.path.commonpath([r.parent for r in resolved]))
-    stems = Counter((r.parent, output_stem(r.stem)) for r in resolved)
-    outputs = [(output_path(r.parent.relative_to(common)),
-                output_stem(r.stem if stems[(r.parent, output_stem(r.stem))] == 1 else r.name)) for r in resolved]
+    escaped = [output_stem(r.stem) for r in resolved]
+    stems = Counter(zip((r.parent for r in resolved), escaped))
+    outputs = [(output_path(r.parent.relative_to(common)), stem if stems[r.parent, stem] == 1 else output_stem(r.name))
+               for r, stem in zip(resolved, escaped)]
     taken = Counter(outputs)
     names = []
     for r, (folder, base) in zip(resolved, outputs):

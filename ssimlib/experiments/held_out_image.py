@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ssimlib import artifacts
+from ssimlib.architecture import LINEAR
 from ssimlib.data import DatasetError, sample_patches
 from ssimlib.evaluate import read_campaign, run_environment, write_json
 from ssimlib.experiments import nanotwice
@@ -92,7 +93,7 @@ def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=
         if artifacts.read_manifest(stem) is None:
             raise artifacts.ArtifactError(f"{artifacts.model_files(stem)[1]}: no such model manifest (a reference "
                                           "model that saw every training image is expected there)")
-    budget = {**TABLE2_BUDGET, "batch_size": BATCH, "decay": DECAY, "output": "linear", **(budget or {})}
+    budget = {**TABLE2_BUDGET, "batch_size": BATCH, "decay": DECAY, "output": LINEAR, **(budget or {})}
     dataset = nanotwice.load_dataset(data_root)
     four = without_image(dataset, held_out)
     p = budget["patch_size"]
