@@ -214,7 +214,11 @@ def load_model(stem):
         raise ArtifactError(f"{manifest_path}: its architecture is missing or not an object")
     if not weights.exists():
         raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names are missing")
-    actual = sha256(weights)
+    try:
+        actual = sha256(weights)
+    except OSError as error:  # a folder of that name, a file it may not read
+        raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names cannot be read "
+                            f"({error.strerror or type(error).__name__})") from None
     if actual != manifest.get("sha256"):
         raise ArtifactError(
             f"{weights}: sha256 {actual[:12]}... differs from its manifest's {str(manifest.get('sha256'))[:12]}...; "

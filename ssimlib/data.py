@@ -396,13 +396,16 @@ def load_nanotwice(root):
 
 
 def check_patch_size(images, patch_size, paths=None):
-    """Raise :class:`DatasetError` naming the first image smaller than ``patch_size``."""
-    for i, image in enumerate(images):
-        if min(image.shape[:2]) < patch_size:
-            where = paths[i] if paths else f"image {i}"
-            raise DatasetError(
-                f"{where}: image is {image.shape[1]}x{image.shape[0]}, smaller than the {patch_size}x{patch_size} patch"
-            )
+    """Raise :class:`DatasetError` naming the first image smaller than ``patch_size``, and how many more are (with
+    the names of three)."""
+    small = [i for i, image in enumerate(images) if min(image.shape[:2]) < patch_size]
+    if not small:
+        return
+    name = [paths[i] if paths else f"image {i}" for i in small]
+    h, w = images[small[0]].shape[:2]
+    more = (f"; so are {len(small) - 1} more ({', '.join(str(Path(n).name) for n in name[1:4])}"
+            f"{', ...' if len(small) > 4 else ''})") if len(small) > 1 else ""
+    raise DatasetError(f"{name[0]}: image is {w}x{h}, smaller than the {patch_size}x{patch_size} patch{more}")
 
 
 def sample_patches(images, n_patches, patch_size, seed=0, rotate=False, max_angle=180.0, flip=False, paths=None,

@@ -37,6 +37,24 @@ def _trained_alike(manifest, settings):
     return all(stored.get(k) == settings.get(k) for k in {*settings, *OPTIONAL_SETTINGS} if k != "epochs")
 
 
+TRAINING_RECORD = {"epochs_done": int, "settings": dict, "loss": list, "seconds": (int, float)}  # what is read
+
+
+def _check_training_record(stem, manifest):
+    """ArtifactError (one line, naming the manifest) where a stored model's training record lacks what continuing it
+    reads (:data:`TRAINING_RECORD`)."""
+    training = manifest.get("training")
+    path = artifacts.model_files(stem)[1]
+    if not isinstance(training, dict):
+        raise artifacts.ArtifactError(f"{path}: its training record is missing or not an object; restore the "
+                                      "manifest (`git checkout -- <file>` for a committed model) or move it aside")
+    for key, kind in TRAINING_RECORD.items():
+        if isinstance(training.get(key), bool) or not isinstance(training.get(key), kind):
+            raise artifacts.ArtifactError(f"{path}: its training record lacks {key} (or it is not a "
+                                          f"{getattr(kind, '__name__', 'number')}); restore the manifest "
+                                          "(`git checkout -- <file>` for a committed model) or move it aside")
+
+
 def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
     """Seed an empty checkpoint folder from a stored model trained with the same settings (but epochs)."""
     training = manifest["training"]
@@ -104,6 +122,7 @@ def train_into_store(fit, stem, checkpoint_dir, settings, record, schedule_epoch
     manifest = artifacts.read_manifest(stem)
     state = read_checkpoint_state(checkpoint_dir)
     if manifest is not None:
+        _check_training_record(stem, manifest)
         done = manifest["training"]["epochs_done"]
         stored_alike = _trained_alike(manifest, settings)
         checkpointed = None if state is None else len(state["history"]["loss"])

@@ -147,3 +147,35 @@ def test_a_folder_of_models_given_for_a_model_is_named_with_an_example(tmp_path)
     with pytest.raises(ArtifactError, match=rf"^{re.escape(str(tmp_path))}: a folder; expected a model, .*e\.g\. "
                                             rf"{re.escape(str(tmp_path / 'grid-ssim'))}$"):
         load_model(tmp_path)
+
+
+def test_weights_that_cannot_be_read_are_named_in_one_line(tmp_path):
+    # a tester's: a folder in the place of the weights file gave an IsADirectoryError traceback
+    _save(_trained(ConvAutoencoder(32, 1, 8)), tmp_path)
+    weights = tmp_path / "toy" / "m.weights.h5"
+    weights.unlink()
+    weights.mkdir()
+    with pytest.raises(artifacts.ArtifactError, match=r"^.*m\.weights\.h5: the weights its manifest m\.json names "
+                                                      r"cannot be read \(Is a directory\)$"):
+        artifacts.load_model(tmp_path / "toy" / "m")
+
+
+@pytest.mark.parametrize("drop", ["training", "epochs_done", "settings", "loss"])
+def test_a_stored_model_without_its_training_record_is_named_not_continued(nanotwice_root, tmp_path, drop):
+    # a tester's: a committed manifest without training.epochs_done stopped train-study with a KeyError traceback
+    from ssimlib.experiments import studies
+
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=1, batch_size=16)
+    kwargs = dict(data_root=nanotwice_root, models_root=tmp_path / "models", log=lambda line: None)
+    studies.train_nanotwice_model("SSIM-AE", schedule, checkpoint_dir=tmp_path / "a", **kwargs)
+    manifest_path = tmp_path / "models" / "nanotwice" / "ssim_ae.json"
+    manifest = json.loads(manifest_path.read_text())
+    if drop == "training":
+        del manifest["training"]
+    else:
+        del manifest["training"][drop]
+    manifest_path.write_text(json.dumps(manifest))
+    what = "its training record is missing or not an object" if drop == "training" else \
+        f"its training record lacks {drop} "
+    with pytest.raises(artifacts.ArtifactError, match=rf"^{re.escape(str(manifest_path))}: {what}"):
+        studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 2}, checkpoint_dir=tmp_path / "b", **kwargs)

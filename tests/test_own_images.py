@@ -85,7 +85,8 @@ def test_bad_input_exits_2_with_one_line(tiny_model, tmp_path, capsys):
          f"{two_bad / 'empty.tif'}: could not read it as an image (the file is empty, 0 bytes) "
          "(2 of 3 images unreadable)"),
         (["train", str(category), "--out", str(tmp_path / "m"), "--patch-size", "128"],
-         "smaller than the 128x128 patch (leave it out, or choose a smaller --patch-size)"),
+         "smaller than the 128x128 patch; so are 7 more (001.png, 002.png, 003.png, ...) (choose a smaller "
+         "--patch-size)"),
         (["detect", str(tmp_path / "no_model"), str(category), "--out", str(tmp_path / "o")],
          "no_model.json: no such model manifest"),
     ]

@@ -274,3 +274,83 @@ def test_a_killed_save_leaves_one_whole_model(tmp_path, kill_at, survivor):
     _, manifest = artifacts.load_model(stem)  # checks the weights' sha256 against the manifest
     assert manifest["training"]["epochs_done"] == {"old": 1, "new": 2}[survivor]
     assert files_in(tmp_path) == ["m.json", "m.weights.h5"]
+
+
+def test_a_stopped_run_makes_the_model_of_its_finished_epochs_and_an_empty_checkpoint_is_no_run(data, tmp_path,
+                                                                                                 capsys, monkeypatch):
+    # a tester's round: the epochs a Ctrl-C left could not become a model (only --restart, which deletes them, was
+    # offered); a run stopped before its first epoch guarded its empty checkpoint and said it would resume from it
+    out = tmp_path / "m"
+    assert main(["train", str(data[0]), "--out", str(out), *TINY]) == 0
+    run_file = out.with_name("m.checkpoint") / "run.json"
+    run = json.loads(run_file.read_text())
+    run_file.write_text(json.dumps({**run, "epochs": 6}))  # as a run asked for 6 epochs and stopped after 2
+    for suffix in (".json", ".weights.h5"):
+        out.with_name("m" + suffix).unlink()
+    capsys.readouterr()
+    code, err = run_main(["train", str(data[0]), "--out", str(out), *with_option(TINY, "--epochs", "1")], capsys)
+    assert code == 2 and err == [f"error: {run_file}: --out {out} holds this run's checkpoint of 2 finished epochs, "
+                                 "more than --epochs 1; --epochs 2 makes the model of those, more go on (--restart "
+                                 "starts over)"], err
+    assert main(["train", str(data[0]), "--out", str(out), *TINY]) == 0  # TINY: --epochs 2
+    assert json.loads(out.with_name("m.json").read_text())["training"]["epochs_done"] == 2
+
+    capsys.readouterr()
+    other = tmp_path / "n"
+    other.with_name("n.checkpoint").mkdir()
+    other.with_name("n.checkpoint").joinpath("run.json").write_text(json.dumps({**run, "patch_size": 64}))
+    monkeypatch.setattr("ssimlib.apps.cli._command", lambda argv: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, err = run_main(["train", str(data[0]), "--out", f"{other}.json", *TINY], capsys)
+    assert code == 130 and err == ["interrupted: no epoch had finished, so nothing was kept; the same command starts "
+                                   "again"], err
+    monkeypatch.undo()
+    assert main(["train", str(data[0]), "--out", f"{other}.json", *TINY]) == 0  # --out with the manifest's ending
+    capsys.readouterr()
+    assert sorted(p.name for p in tmp_path.glob("n*")) == ["n.checkpoint", "n.json", "n.weights.h5"]
+
+
+def test_a_name_of_bytes_that_are_no_utf8_trains_and_a_detect_runs_outputs_are_left_out(data, tmp_path, capsys):
+    # a tester's round: a Latin-1 file name (a Windows share's) stopped train with a UnicodeEncodeError traceback;
+    # detect's maps and overlays beside its detections.csv in the folder were trained on as defect-free images
+    folder = tmp_path / "own"
+    shutil.copytree(data[0] / "train" / "good", folder)
+    first = sorted(folder.iterdir())[0]
+    first.rename(folder / os.fsdecode(b"caf\xe9.png"))
+    for name in ("000_map.png", "001_overlay.png"):
+        shutil.copyfile(sorted(folder.iterdir())[1], folder / name)
+    (folder / "detections.csv").write_text("path\n")
+    out = tmp_path / "m"
+    code, err = run_main(["train", str(folder), "--out", f"{out}.weights.h5", *TINY], capsys)
+    assert code == 0 and [line for line in err if "detections.csv" in line] == [
+        f"warning: {folder}: 2 files beside a detections.csv taken for an earlier detect run's maps and overlays, "
+        "not trained on (000_map.png, 001_overlay.png)"], err
+    training = json.loads(out.with_name("m.json").read_text())["training"]
+    assert training["training_images"] + len(training["validation_images"]) == 8  # the 8 boards, no map or overlay
+
+
+def test_every_image_smaller_than_the_patch_is_counted_in_one_line(tmp_path, capsys):
+    # a tester's: each too small image was named by a run of its own
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for name, side in (("a", 64), ("b", 64), ("t1", 20), ("t2", 20), ("t3", 16)):
+        skimage.io.imsave(folder / f"{name}.png", np.full((side, side), 99, np.uint8), check_contrast=False)
+    code, err = run_main(["train", str(folder), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert code == 2 and err == [f"error: {folder / 't1.png'}: image is 20x20, smaller than the 32x32 patch; so are 2 "
+                                 "more (t2.png, t3.png) (leave them out, or choose a smaller --patch-size)"], err
+
+
+def test_a_model_trained_with_gray_converts_colour_images_without_a_warning(data, tmp_path, capsys):
+    # a tester's: every colour image detect was given warned that it was converted, as the model was trained to
+    folder = tmp_path / "colour"
+    folder.mkdir()
+    for path in sorted((data[0] / "train" / "good").iterdir()):
+        skimage.io.imsave(folder / path.name, np.repeat(skimage.io.imread(path)[..., None], 3, -1),
+                          check_contrast=False)
+    for gray, warned in (("--gray", False), (None, True)):
+        model = tmp_path / ("gray" if gray else "plain")
+        source = folder if gray else data[0] / "train" / "good"  # the plain one is trained on gray images
+        assert main(["train", str(source), "--out", str(model), *TINY, *([gray] if gray else [])]) == 0
+        capsys.readouterr()
+        code, err = run_main(["detect", str(model), str(folder / "000.png"), "--out", str(tmp_path / f"d-{gray}")],
+                             capsys)
+        assert code == 0 and any("converted to gray" in line for line in err) == warned, (gray, err)

@@ -89,9 +89,18 @@ def main(argv=None):
         command = next((a for a in argv if not a.startswith("-")), "")
         out = next((b for a, b in zip(argv, argv[1:]) if a == "--out"), None) or next(
             (a.removeprefix("--out=") for a in argv if a.startswith("--out=")), "MODEL")
+        out = _model_stem(out) if command == "train" else out
         note = INTERRUPTED[command].format(out=out) if command in INTERRUPTED else ""
+        # state.json: ssimlib.train.STATE_FILE, not imported here (it loads Keras)
+        if command == "train" and not (Path(f"{out}.checkpoint") / "state.json").exists():
+            note = "no epoch had finished, so nothing was kept; the same command starts again"
         print(f"interrupted{': ' + note if note else ''}", file=sys.stderr)
         return 130
+
+
+def _model_stem(out):
+    """``train``'s ``--out`` without an ending of a model's files (``.json``, ``.weights.h5``)."""
+    return next((out.removesuffix(end) for end in (".weights.h5", ".json") if out.endswith(end)), out)
 
 
 def _command(argv):
@@ -175,6 +184,8 @@ def _command(argv):
     p_eval.add_argument("--precision", choices=["float32", "bfloat16"], default="float32")
     p_eval.add_argument("--report", action="store_true", help="also write OUT/report.html (opens without a server)")
     args = parser.parse_args(argv)
+    if args.command == "train":  # a model's path given with an ending of its files: the model is the stem
+        args.out = _model_stem(args.out)
     if args.command in ("train", "detect", "evaluate"):
         problem = _options_problem(args)
         if problem:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 NAME_BYTES = 255  # NAME_MAX of ext4, XFS, Btrfs, APFS, NTFS (in UTF-16 units there)
 SUFFIX_ROOM = 32  # what an output adds to its image's stem: ".partial-" and "_overlay.png", with room to spare
+DETECTIONS_CSV = "detections.csv"  # what a detect run writes beside its maps and overlays
+DETECTION_OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")  # the ends of a detect run's outputs for one image
 STREAM_ERRORS = "ssimlib-printable"  # the error handler of stdout and stderr on the command line
 
 
@@ -48,3 +50,12 @@ def output_stem(stem):
         return text
     digest = hashlib.sha256(stem.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return text.encode()[: room - len(digest) - 1].decode("utf-8", "ignore") + f"~{digest}"
+
+
+def is_detection_output(file, out_dir=None):
+    """Whether ``file`` is a detect run's map or overlay (:data:`DETECTION_OUTPUT_SUFFIXES`) in or under ``out_dir``
+    or a folder holding a :data:`DETECTIONS_CSV`: an earlier run's output, no image to score or train on."""
+    file = Path(file).resolve()
+    return file.name.endswith(DETECTION_OUTPUT_SUFFIXES) and (
+        (out_dir is not None and file.is_relative_to(Path(out_dir).resolve()))
+        or any((folder / DETECTIONS_CSV).is_file() for folder in file.parents))

@@ -32,12 +32,13 @@ import skimage.io
 from skimage.color import gray2rgb
 
 from ssimlib import artifacts
-from ssimlib.apps.file_names import output_path, output_stem
+from ssimlib.apps.file_names import (DETECTIONS_CSV, DETECTION_OUTPUT_SUFFIXES, is_detection_output, output_path,
+                                     output_stem)
 from ssimlib.apps.labelled import DETECTION_RUN, EVALUATION_RUN
 from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
 from ssimlib.apps.report import mark_report_stale
-from ssimlib.apps.scoring import Detector, as_model_channels
+from ssimlib.apps.scoring import Detector
 from ssimlib.apps.spreadsheet import SafeWriter, plain_row
 from ssimlib.apps.warning_notes import noted
 from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
@@ -45,12 +46,11 @@ from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
 
-CSV_NAME = "detections.csv"
+CSV_NAME = DETECTIONS_CSV
 RUN_NAME = DETECTION_RUN
 LOCK_NAME = "detections.lock"
 # warnings: what was warned of the image, its path left out ("; " between two); empty in rows of older versions
 CSV_COLUMNS = ("path", "score", "defect_area_px", "verdict", "anomaly_map", "overlay", "image_sha256", "warnings")
-OUTPUT_SUFFIXES = ("_map.png", "_overlay.png")
 DEFAULT_MIN_DEFECT_AREA = 64
 
 
@@ -62,18 +62,11 @@ def _inputs(paths, out_dir):
     image beside them (``x_mask.png`` with ``x.png``, :func:`ssimlib.data.mask_name_end`) found in a folder are
     not inputs; a warning names them.
     """
-    out_dir = out_dir.resolve()
-
-    def is_output(file):
-        file = file.resolve()
-        return file.name.endswith(OUTPUT_SUFFIXES) and (
-            file.is_relative_to(out_dir) or any((folder / CSV_NAME).is_file() for folder in file.parents))
-
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
         if path.is_dir():
             listed = image_files(path)
-            taken = [is_output(f) for f in listed]
+            taken = [is_detection_output(f, out_dir) for f in listed]
             stems = {f.stem for f in listed}  # a mask beside its image: x_mask.png with x.png (not gas-mask.png alone)
             masks = [f.name for f, output in zip(listed, taken)
                      if not output and mask_name_end(f) is not None and f.stem[: mask_name_end(f)] in stems]
@@ -127,7 +120,7 @@ def output_names(files):
     for r, (folder, base) in zip(resolved, outputs):
         if taken[folder, base] > 1:  # alike once escaped: caf\xe9.tif so named, and a Latin-1 café.tif beside it
             base += "~" + hashlib.sha256(os.fsencode(r)).hexdigest()[:8]
-        names.append(tuple(folder / f"{base}{suffix}" for suffix in OUTPUT_SUFFIXES))
+        names.append(tuple(folder / f"{base}{suffix}" for suffix in DETECTION_OUTPUT_SUFFIXES))
     return names
 
 
@@ -213,7 +206,10 @@ def load_detector(model, threshold=None, precision="float32", min_defect_area=No
     preset, stride, threshold, min_area = detection_settings(
         manifest, artifacts.model_files(model)[1], threshold, min_defect_area
     )
-    return Detector(with_precision(network, precision), preset, threshold, min_area, stride, manifest["sha256"])
+    training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
+    run = training.get("run") if isinstance(training.get("run"), dict) else {}
+    return Detector(with_precision(network, precision), preset, threshold, min_area, stride, manifest["sha256"],
+                    converts_channels=run.get("gray") in (True, False))  # trained with --gray or --color
 
 
 def detection_run(inputs, detector, precision):
@@ -294,7 +290,7 @@ def _remove_outputs(out_dir, rows):
     for row in rows:
         for key in ("anomaly_map", "overlay"):
             path = (out_dir / row[key]).resolve()
-            if path.is_relative_to(inside) and path.name.endswith(OUTPUT_SUFFIXES):
+            if path.is_relative_to(inside) and path.name.endswith(DETECTION_OUTPUT_SUFFIXES):
                 path.unlink(missing_ok=True)
 
 
@@ -360,8 +356,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
             try:
                 with noted(notes):  # kept in its row too: a warning counted on the command line is named there
                     digest = image_digest(path)
-                    image = as_model_channels(read_image(path, size=detector.preset.resize),
-                                              detector.network.channels, path)
+                    image = detector.as_model_channels(read_image(path, size=detector.preset.resize), path)
                     anomaly_map = detector.anomaly_map(image, path)
             except (DatasetError, ValueError) as error:
                 bad.append((path, str(error).removeprefix(f"{path}: ")))

@@ -33,6 +33,7 @@ from pathlib import Path
 import keras
 
 from ssimlib import artifacts
+from ssimlib.apps.file_names import DETECTIONS_CSV, is_detection_output
 from ssimlib.apps.own_options import InputError, check_train_options
 from ssimlib.data import (IMAGE_SUFFIXES, DatasetError, check_patch_size, image_files, is_image_file, mask_name_end,
                           not_a_folder, read_image)
@@ -61,6 +62,12 @@ def defect_free_images(data, gray=None):
         raise InputError(f"{data}: holds images at its top and an MVTec AD-style train/good; which are the "
                          f"defect-free ones? Give {folder}, or move train/ out of {data}")
     paths = image_files(folder)
+    outputs = [path.name for path in paths if is_detection_output(path)]
+    if outputs:  # detect run with --out in the folder: its maps and overlays are no defect-free images
+        warnings.warn(f"{folder}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} beside a {DETECTIONS_CSV} "
+                      f"taken for an earlier detect run's maps and overlays, not trained on ({', '.join(outputs[:3])}"
+                      f"{', ...' if len(outputs) > 3 else ''})", stacklevel=2)
+        paths = [path for path in paths if path.name not in outputs]
     if not paths:
         raise InputError(f"{folder}: expected defect-free images ({', '.join(IMAGE_SUFFIXES)}), found none")
     masks = [path.name for path in paths if mask_name_end(path) is not None]
@@ -97,7 +104,7 @@ def data_fingerprint(paths):
     """Hex sha256 over the names and contents of the files ``paths``, in order."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(f"{path.name}\0{path.stat().st_size}\0".encode())
+        digest.update(os.fsencode(path.name) + f"\0{path.stat().st_size}\0".encode())  # any name's bytes
         digest.update(artifacts.sha256(path).encode())
     return digest.hexdigest()
 
@@ -129,35 +136,56 @@ def _stored_run(out):
     return manifest_path, training.get("run") if isinstance(training, dict) else None
 
 
+def _epochs_done(checkpoint):
+    """Epochs the checkpoint folder ``checkpoint`` holds (0 where it holds none, or cannot be read)."""
+    try:
+        return len(json.loads((Path(checkpoint) / STATE_FILE).read_text())["history"]["loss"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def _continues(stored, run):
-    """Whether ``run`` is the checkpointed run ``stored`` (:func:`_stored_run`) asked for more epochs."""
+    """Whether ``run`` is the checkpointed run ``stored`` (:func:`_stored_run`) asked for other epochs, no fewer than
+    its checkpoint has done (more go on; as many make the model of the epochs done: a stopped run's)."""
     where, identity = stored
     if where.name != RUN_FILE or not isinstance(identity, dict) or not isinstance(identity.get("epochs"), int):
         return False
     others = {k for k in run.keys() | identity.keys() if run.get(k) != identity.get(k)}
-    return others == {"epochs"} and run["epochs"] > identity["epochs"]
+    return others == {"epochs"} and run["epochs"] >= _epochs_done(where.parent)
+
+
+def _holds_nothing(stored, out):
+    """Whether ``stored`` is a checkpoint with no finished epoch and no model at ``out``: nothing to keep there."""
+    where, _ = stored
+    return (where.name == RUN_FILE and not (where.parent / STATE_FILE).exists()
+            and not artifacts.model_files(out)[1].exists())
 
 
 def claim_out(out, run, restart=False):
-    """Make ``out`` the place of ``run``: resume a checkpoint of the same run (also to more epochs than it was
-    asked for before), or start over with ``restart``.
+    """Make ``out`` the place of ``run``: resume a checkpoint of the same run (also to other epochs than it was
+    asked for before, no fewer than it has done), take a checkpoint that has no finished epoch and no model, or start
+    over with ``restart``.
 
     Raises :class:`InputError` when ``out`` holds another run (or one of unknown
     identity) and ``restart`` is False; with ``restart`` the checkpoint is removed
     (the model already there stays until the new one replaces it).
     """
     stored = _stored_run(out)
-    if stored is not None and _continues(stored, run):
-        stored = None  # the same run with more epochs: its checkpoint resumes (Adam's state included)
+    if stored is not None and (_continues(stored, run) or _holds_nothing(stored, out)):
+        stored = None  # the same run with other epochs: its checkpoint resumes (Adam's state included)
     if stored is not None and stored[1] != run and not restart:
         where, identity = stored
         if identity is None:
             why = "a model or checkpoint that names no run"
         else:
             differing = sorted(k for k in run.keys() | identity.keys() if run.get(k) != identity.get(k))
-            if (where.name == RUN_FILE and isinstance(identity.get("epochs"), int)
-                    and run["epochs"] > identity["epochs"]):
-                differing.remove("epochs")  # more epochs alone would continue the checkpoint: not what is in the way
+            done = _epochs_done(where.parent) if where.name == RUN_FILE else None
+            if "epochs" in differing and done is not None and run["epochs"] >= done:
+                differing.remove("epochs")  # other epochs alone would continue the checkpoint: not what is in the way
+            elif done is not None and differing == ["epochs"]:
+                raise InputError(f"{where}: --out {out} holds this run's checkpoint of {done} finished epochs, more "
+                                 f"than --epochs {run['epochs']}; --epochs {done} makes the model of those, more "
+                                 "go on (--restart starts over)")
             why = f"another run (it differs in {', '.join(differing)})"
         raise InputError(f"{where}: --out {out} holds {why}; add --restart to start over, or choose another --out")
     checkpoint = Path(f"{out}.checkpoint")
@@ -223,7 +251,9 @@ def train_model(
         check_patch_size(images, patch_size, paths)
         fit_images, validation_images, held_out = split_validation(images, validation_fraction, seed)
     except DatasetError as error:
-        hint = " (leave it out, or choose a smaller --patch-size)" if "smaller than the" in str(error) else ""
+        small = sum(min(image.shape[:2]) < patch_size for image in images)
+        leave = "" if small == len(images) else f"leave {'them' if small > 1 else 'it'} out, or "
+        hint = f" ({leave}choose a smaller --patch-size)" if "smaller than the" in str(error) else ""
         raise InputError(f"{error}{hint}") from None
     except ValueError:  # too few images to hold some out
         raise InputError(f"{paths[0].parent}: {len(images)} image{'' if len(images) == 1 else 's'}; training needs "

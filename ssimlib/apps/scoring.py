@@ -29,13 +29,15 @@ def pad_to_patch(image, patch_size):
     return padded, (slice(ph // 2, ph // 2 + h), slice(pw // 2, pw // 2 + w))
 
 
-def as_model_channels(image, channels, path):
-    """``image`` ``(H, W, C)`` with ``channels`` channels (converted with a warning when it has others)."""
+def as_model_channels(image, channels, path, warn=True):
+    """``image`` ``(H, W, C)`` with ``channels`` channels (converted, with a warning unless ``warn`` is False: a
+    model trained with ``--gray`` or ``--color`` converted its own images so)."""
     if image.shape[-1] == channels:
         return image
     kinds = {1: "gray", 3: "colour"}
-    warnings.warn(f"{path}: {kinds[image.shape[-1]]} image converted to {kinds[channels]} for a {kinds[channels]} "
-                  f"({channels}-channel) model", stacklevel=3)
+    if warn:
+        warnings.warn(f"{path}: {kinds[image.shape[-1]]} image converted to {kinds[channels]} for a {kinds[channels]} "
+                      f"({channels}-channel) model", stacklevel=3)
     if channels == 1:
         return rgb2gray(image).astype(np.float32)[..., None]
     return gray2rgb(image[..., 0]).astype(np.float32)
@@ -68,7 +70,8 @@ def segmentation(anomaly_map, threshold, min_area):
 @dataclass
 class Detector:
     """A trained network with the detection settings of its manifest (threshold in map units, areas in pixels)
-    and the sha256 of its weights file."""
+    and the sha256 of its weights file; ``converts_channels``: trained with ``--gray`` or ``--color``, it converts
+    images of the other kind as it converted its training images, without a warning."""
 
     network: object
     preset: CategoryPreset
@@ -76,10 +79,15 @@ class Detector:
     min_area: int
     stride: int
     weights_sha256: str
+    converts_channels: bool = False
+
+    def as_model_channels(self, image, path):
+        """:func:`as_model_channels` for this model."""
+        return as_model_channels(image, self.network.channels, path, warn=not self.converts_channels)
 
     def anomaly_map(self, image, path):
         """:func:`anomaly_map` of ``image`` (any size and channel count) with this model."""
-        image = as_model_channels(image, self.network.channels, path)
+        image = self.as_model_channels(image, path)
         if image.shape[0] * image.shape[1] < self.min_area:
             warnings.warn(f"{path}: image of {image.shape[0] * image.shape[1]} pixels, fewer than the smallest defect "
                           f"area ({self.min_area} px): no defect can be found in it", stacklevel=2)
