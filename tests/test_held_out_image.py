@@ -1,5 +1,6 @@
 """The held-out-image diagnostic's steps: which image leaves, the loss per image, the relative losses."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +83,74 @@ def test_each_image_held_out_has_a_results_file_of_its_own():
     assert held_out_image.results_file() == held_out_image.DEFAULT_RESULTS
     assert held_out_image.results_file("ITIA1141") == held_out_image.DEFAULT_RESULTS.with_name(
         "nanotwice_held_out-ITIA1141.json")
+    assert held_out_image.results_file(seed=1) == held_out_image.DEFAULT_RESULTS.with_name(
+        "nanotwice_held_out-ITIA1145-seed1.json")
+
+
+def test_exports_taken_as_it_trained_are_listed_by_epoch_and_named_by_their_weights(monkeypatch):
+    # stem: epochs, held-out and test relative losses, then their losses
+    measured = {"e30": (30, 1.2, 1.4, 0.12, 0.14), "e10": (10, 1.1, 1.3, 0.11, 0.13)}
+
+    def reference_losses(stem, dataset, budget, test_patches, held_out):
+        epochs, held, test, held_loss, test_loss = measured[stem]
+        return {"epochs": epochs, "relative_losses": {held_out: held, "ITIA1141": 1.0, "defect-free test crops": test},
+                "image_losses": {held_out: held_loss, "ITIA1141": 0.1, "defect-free test crops": test_loss}}
+
+    monkeypatch.setattr(held_out_image, "reference_losses", reference_losses)
+    monkeypatch.setattr(held_out_image.artifacts, "read_manifest", lambda stem: {"sha256": "sha-" + stem})
+    assert held_out_image.losses_by_epoch(["e30", "e10"], None, None, None, "ITIA1145") == [
+        {"epochs": 10, "held_out": 1.1, "test": 1.3, "held_out_loss": 0.11, "test_loss": 0.13,
+         "weights_sha256": "sha-e10"},
+        {"epochs": 30, "held_out": 1.2, "test": 1.4, "held_out_loss": 0.12, "test_loss": 0.14,
+         "weights_sha256": "sha-e30"},
+    ]
+
+
+def test_the_losses_by_epoch_get_a_line_before_the_scores():
+    results = {
+        "held_out": "ITIA1141",
+        "held_out_model": {"relative_losses": {"ITIA1141": 1.25}, "epochs": 50, "val_loss": 0.15, "test_images": 40,
+                           "stride": 30, "pixel_auroc": 0.9, "au_pro_0_3": 0.8, "median_region_overlap_fpr_0_05": 0.7},
+        "reference_models": [],
+        "seed": 1,
+        "held_out_model_by_epoch": [{"epochs": 20, "held_out": 1.3, "test": 1.5, "held_out_loss": 0.2},
+                                    {"epochs": 50, "held_out": 1.25, "test": 1.45, "held_out_loss": 0.15}],
+    }
+    assert held_out_image.format_results(results)[-2] == (
+        "held-out model by epoch (20, 50): ITIA1141 1.300 / 1.250, defect-free test crops 1.500 / 1.450 (SSIM loss of "
+        "ITIA1141 0.2000 / 0.1500)")
+    assert held_out_image.format_results(results)[-1].startswith("held-out model (seed 1, 50 epochs, validation loss")
+
+
+def test_every_image_held_out_is_read_the_first_one_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(held_out_image, "DEFAULT_RESULTS", tmp_path / "nanotwice_held_out.json")
+    assert held_out_image.read_all_results() == []
+    for name, held in (("nanotwice_held_out-ITIA1141.json", "ITIA1141"), ("nanotwice_held_out.json", "ITIA1145")):
+        (tmp_path / name).write_text(json.dumps({"held_out": held, "reference_models": []}))
+    assert [r["held_out"] for r in held_out_image.read_all_results()] == ["ITIA1145", "ITIA1141"]
+
+
+def test_each_training_image_gets_its_share_of_pixels_above_the_test_images_threshold(monkeypatch):
+    # test maps: 100 defect-free pixels scoring 0..99 and a defect; at FPR 5 % the threshold leaves 95..99 above
+    test_map = np.append(np.arange(100.0), 500.0).reshape(1, 101)
+    test_mask = np.append(np.zeros(100, bool), True).reshape(1, 101)
+    training_maps = {0.1: np.zeros((4, 5)), 0.2: np.where(np.arange(20).reshape(4, 5) < 10, 200.0, 94.0),
+                     0.3: np.full((4, 5), 95.0)}  # by the flat value of each stand-in training image
+    monkeypatch.setattr(held_out_image, "anomaly_maps",
+                        lambda model, images, **kw: ([training_maps[round(float(x.mean()), 1)] for x in images], None))
+    budget = {"patch_size": 16, "window_size": 11, "window": "uniform"}
+    assert held_out_image.training_image_fpr(None, _dataset(), [test_map], [test_mask], budget) == pytest.approx(
+        {"ITIA1141": 0.0, "ITIA1142": 0.5, "ITIA1145": 1.0})
+
+
+def test_the_shares_above_the_threshold_get_a_line_with_the_held_out_image_marked():
+    results = {
+        "held_out": "ITIA1141",
+        "held_out_model": {"relative_losses": {"ITIA1141": 1.25}, "epochs": 50, "val_loss": 0.15, "test_images": 40,
+                           "stride": 30, "pixel_auroc": 0.9, "au_pro_0_3": 0.8, "median_region_overlap_fpr_0_05": 0.7,
+                           "training_image_fpr": {"ITIA1141": 0.041, "ITIA1142": 0.0125}},
+        "reference_models": [],
+    }
+    assert held_out_image.format_results(results)[-2] == (
+        "held-out model, share of each training image's pixels above the threshold at the test images' pixel FPR 5%: "
+        "ITIA1141 (held out) 4.1%, ITIA1142 1.2%")

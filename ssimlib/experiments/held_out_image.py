@@ -8,15 +8,19 @@ its training images (SSIM loss 0.117 against 0.100 after 200 epochs; notebook 02
 * the model is fitted to the images it saw, so that any image it has not seen reconstructs worse
   (an *image gap*: more images, or a stronger prior, would narrow it).
 
-This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops, seed 0, 50 epochs, the Fig. 6 schedule
-otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name, chosen before training;
+This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops, seed 0 unless ``--seed`` says, 50
+epochs, the Fig. 6 schedule otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name, chosen before training;
 ``--held-out STEM`` another), and measures the SSIM loss on crops of each training image (one set per image, the
 validation seed) and on defect-free crops of the test images. The same measures of a model that saw all five
 images (a reference) tell how hard each image is by itself: the held-out image's loss
 *relative to the seen images'*, in the held-out model against in the reference, is what this measures.
-A diagnostic only: it chooses nothing.  ``python -m ssimlib train-study held-out`` runs
+It also measures how many pixels of each training image score above the threshold at the test images' pixel FPR
+of 5 % (:func:`training_image_fpr`): an unseen image scoring like the test images ties the loss gap to the false
+positives.  A diagnostic only: it chooses nothing.  ``python -m ssimlib train-study held-out`` runs
 :func:`run_diagnostic` (resumable, like the campaign's arms); its results go to
-``results/nanotwice_held_out.json``.
+``results/nanotwice_held_out.json``.  :func:`add_training_image_fpr` and :func:`add_losses_by_epoch` add those
+measures to the results of a run made before them (by hand: from the held-out model's checkpoint, and from copies
+of its exports taken as it trained).
 """
 
 from dataclasses import replace
@@ -27,12 +31,13 @@ import numpy as np
 from ssimlib import artifacts
 from ssimlib.architecture import LINEAR
 from ssimlib.data import DatasetError, sample_patches
-from ssimlib.evaluate import read_campaign, run_environment, write_json
+from ssimlib.evaluate import anomaly_maps, read_campaign, run_environment, write_json
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.protocol import BATCH, train_arm
 from ssimlib.experiments.sensitivity import TABLE2_BUDGET
 from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.paths import REPO_ROOT
+from ssimlib.thresholds import threshold_at_fpr
 from ssimlib.train import DECAY, compile_autoencoder, mean_loss
 
 HELD_OUT = "ITIA1145"  # the last of NanoTWICE's five training images by name: the first held out
@@ -40,9 +45,11 @@ DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_held_out.json"  # HELD_OUT'
 OVERLAP_FPR = 0.05
 
 
-def results_file(held_out=HELD_OUT):
-    """The results file of the diagnostic that holds out the image ``held_out``."""
-    return DEFAULT_RESULTS if held_out == HELD_OUT else DEFAULT_RESULTS.with_name(f"nanotwice_held_out-{held_out}.json")
+def results_file(held_out=HELD_OUT, seed=0):
+    """The results file of the diagnostic that holds out the image ``held_out``, trained with ``seed``."""
+    if (held_out, seed) == (HELD_OUT, 0):
+        return DEFAULT_RESULTS
+    return DEFAULT_RESULTS.with_name(f"nanotwice_held_out-{held_out}{f'-seed{seed}' if seed else ''}.json")
 
 
 def without_image(dataset, stem=HELD_OUT):
@@ -84,11 +91,60 @@ def reference_losses(stem, dataset, budget, test_patches, held_out=HELD_OUT):
             "relative_losses": relative_losses(losses, held_out)}
 
 
+def training_image_fpr(model, dataset, test_maps, test_masks, budget, stride=30, fpr=OVERLAP_FPR):
+    """Share of each training image's pixels whose anomaly map (as the test images') lies above the threshold that
+    leaves ``fpr`` of the test images' defect-free pixels above it: ``{stem: share}``.  An image the model has not
+    seen that scores like the test images (near ``fpr``) makes the image gap the false positives' source."""
+    threshold = float(threshold_at_fpr(test_maps, test_masks, fpr))
+    maps, _ = anomaly_maps(model, dataset.train_images, kind="ssim", patch_size=budget["patch_size"], stride=stride,
+                           window_size=budget["window_size"], window=budget["window"])
+    return {path.stem: float(np.mean(m > threshold)) for path, m in zip(dataset.train_paths, maps)}
+
+
+def add_training_image_fpr(model, held_out=HELD_OUT, results_path=None, data_root=None):
+    """Measure :func:`training_image_fpr` of the held-out model ``model`` (its test maps made again, at the results'
+    stride) and add it to the diagnostic's results file (``held_out_model.training_image_fpr``)."""
+    path = results_path or results_file(held_out)
+    results = _results_to_add_to(path)
+    dataset = nanotwice.load_dataset(data_root)
+    _, test_images, test_masks = nanotwice.test_subset(dataset, results["held_out_model"]["test_images"])
+    budget, stride = TABLE2_BUDGET, results["held_out_model"]["stride"]
+    test_maps, _ = anomaly_maps(model, test_images, kind="ssim", patch_size=budget["patch_size"], stride=stride,
+                                window_size=budget["window_size"], window=budget["window"])
+    results["held_out_model"]["training_image_fpr"] = training_image_fpr(model, dataset, test_maps, test_masks,
+                                                                         budget, stride)
+    write_json(path, results)
+    return results
+
+
+def _results_to_add_to(path):
+    results = read_results(path)
+    if results is None:
+        raise FileNotFoundError(f"{path}: no held-out-image results to add to (run the diagnostic first)")
+    return results
+
+
+def losses_by_epoch(stems, dataset, budget, test_patches, held_out=HELD_OUT):
+    """The held-out image's and the defect-free test crops' relative losses (:func:`relative_losses`) in exports of
+    the held-out model taken as it trained (model store stems, any order): ``[{"epochs", "held_out", "test",
+    "held_out_loss", "test_loss"}]`` (relative, then the SSIM losses themselves), by epoch, each export named by the
+    sha256 of its weights."""
+    rows = []
+    for stem in stems:
+        measured = reference_losses(stem, dataset, budget, test_patches, held_out)
+        rows.append({"epochs": measured["epochs"], "held_out": measured["relative_losses"][held_out],
+                     "test": measured["relative_losses"]["defect-free test crops"],
+                     "held_out_loss": measured["image_losses"][held_out],
+                     "test_loss": measured["image_losses"]["defect-free test crops"],
+                     "weights_sha256": artifacts.read_manifest(stem)["sha256"]})
+    return sorted(rows, key=lambda row: row["epochs"])
+
+
 def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=None, cache=None, models_root=None,
-                   references=(), n_test_images=None, stride=30, log=print):
-    """Train (or resume) the model without the training image ``held_out``, measure it and each of ``references``
-    (model store stems of models that saw all five images), write ``results_path`` (default:
-    :func:`results_file`); returns the results."""
+                   references=(), n_test_images=None, stride=30, seed=0, log=print):
+    """Train (or resume) the model without the training image ``held_out`` (crops and initial weights of ``seed``),
+    measure it and each of ``references`` (model store stems of models that saw all five images), write
+    ``results_path`` (default: :func:`results_file`); returns the results."""
     for stem in references:  # a missing reference is named before hours of training, not after
         if artifacts.read_manifest(stem) is None:
             raise artifacts.ArtifactError(f"{artifacts.model_files(stem)[1]}: no such model manifest (a reference "
@@ -97,8 +153,8 @@ def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=
     dataset = nanotwice.load_dataset(data_root)
     four = without_image(dataset, held_out)
     p = budget["patch_size"]
-    name = f"fresh-seed0-without-{held_out}-e{budget['epochs']}"
-    model, _, manifest = train_arm(four, "fresh", 0, budget, nanotwice.validation_patches(four, p), models_root,
+    name = f"fresh-seed{seed}-without-{held_out}-e{budget['epochs']}"
+    model, _, manifest = train_arm(four, "fresh", seed, budget, nanotwice.validation_patches(four, p), models_root,
                                    cache, log, name=name)
     test_patches = nanotwice.defect_free_test_patches(dataset, p)
     losses = image_losses(model, dataset, p, test_patches=test_patches)
@@ -107,12 +163,13 @@ def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=
                                            window_size=budget["window_size"], window=budget["window"])
     overlap = region_overlap_quantiles(evaluation.maps, test_masks, OVERLAP_FPR, (0.5,))
     results = {
-        "dataset": "NanoTWICE", "held_out": held_out, "purpose": __doc__.split("\n\n")[0],
+        "dataset": "NanoTWICE", "held_out": held_out, "seed": seed, "purpose": __doc__.split("\n\n")[0],
         "held_out_model": {
             "model": name, "epochs": manifest["training"]["epochs_done"], "image_losses": losses,
             "relative_losses": relative_losses(losses, held_out), "val_loss": manifest["training"]["val_loss"][-1],
             "pixel_auroc": evaluation.pixel_auroc, "au_pro_0_3": evaluation.au_pro,
             "median_region_overlap_fpr_0_05": float(overlap[0]), "test_images": len(test_images),
+            "training_image_fpr": training_image_fpr(model, dataset, evaluation.maps, test_masks, budget, stride),
             "stride": stride, "training_seconds": manifest["training"]["seconds"],
             "machines": manifest["training"]["machines"],
         },
@@ -123,13 +180,32 @@ def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=
         + ", ".join(f"{k} {v:.3f}" for k, v in relative_losses(losses, held_out).items()))
     results["reference_models"] = [reference_losses(stem, dataset, budget, test_patches, held_out)
                                    for stem in references]
-    write_json(results_path or results_file(held_out), results)
+    write_json(results_path or results_file(held_out, seed), results)
+    return results
+
+
+def add_losses_by_epoch(stems, held_out=HELD_OUT, results_path=None, data_root=None):
+    """Measure :func:`losses_by_epoch` of the exports ``stems`` (copies of the held-out model's exports, taken every
+    10 epochs as it trained) and add them to the diagnostic's results file as ``held_out_model_by_epoch``."""
+    path = results_path or results_file(held_out)
+    results = _results_to_add_to(path)
+    budget = {**TABLE2_BUDGET, "decay": DECAY}
+    dataset = nanotwice.load_dataset(data_root)
+    test_patches = nanotwice.defect_free_test_patches(dataset, budget["patch_size"])
+    results["held_out_model_by_epoch"] = losses_by_epoch(stems, dataset, budget, test_patches, held_out)
+    write_json(path, results)
     return results
 
 
 def read_results(path=DEFAULT_RESULTS):
     """The diagnostic's results (a dict), or None where it has not run."""
     return read_campaign(path, "reference_models", None, "held-out-image results")
+
+
+def read_all_results():
+    """The results of every image held out so far (:data:`HELD_OUT`'s first, then by name): a list of dicts."""
+    others = sorted(DEFAULT_RESULTS.parent.glob(results_file("*").name))
+    return [r for r in map(read_results, [DEFAULT_RESULTS, *others]) if r is not None]
 
 
 def format_results(results):
@@ -144,8 +220,21 @@ def format_results(results):
     for row, name in names.items():
         lines.append(f"{name:{first}}  " + "  ".join(f"{m['relative_losses'][row]:{len(label)}.3f}"
                                                       for label, m in models))
+    by_epoch = results.get("held_out_model_by_epoch")
+    if by_epoch:
+        lines.append(f"held-out model by epoch ({', '.join(str(row['epochs']) for row in by_epoch)}): {held} "
+                     + " / ".join(f"{row['held_out']:.3f}" for row in by_epoch) + ", defect-free test crops "
+                     + " / ".join(f"{row['test']:.3f}" for row in by_epoch)
+                     + (f" (SSIM loss of {held} " + " / ".join(f"{row['held_out_loss']:.4f}" for row in by_epoch) + ")"
+                        if all("held_out_loss" in row for row in by_epoch) else ""))
     m = results["held_out_model"]
-    lines.append(f"held-out model ({m['epochs']} epochs, validation loss {m['val_loss']:.4f}) on all "
+    shares = m.get("training_image_fpr")
+    if shares:
+        lines.append(f"held-out model, share of each training image's pixels above the threshold at the test images' "
+                     f"pixel FPR {OVERLAP_FPR:.0%}: " + ", ".join(
+                         f"{stem}{' (held out)' if stem == held else ''} {share:.1%}" for stem, share in shares.items()))
+    seed = f"seed {results['seed']}, " if "seed" in results else ""
+    lines.append(f"held-out model ({seed}{m['epochs']} epochs, validation loss {m['val_loss']:.4f}) on all "
                  f"{m['test_images']} test images at stride {m['stride']}: pixel AUROC {m['pixel_auroc']:.3f}, "
                  f"AU-PRO@0.3 {m['au_pro_0_3']:.3f}, median overlap at FPR 5% "
                  f"{m['median_region_overlap_fpr_0_05']:.2f}")

@@ -10,7 +10,7 @@ so one command restarts the whole campaign.
 ``python -m ssimlib train-study protocol`` runs the crop-protocol campaign
 (:mod:`ssimlib.experiments.protocol`: fixed against fresh training crops, with seeds).
 
-``python -m ssimlib train-study held-out [--held-out STEM]`` trains the SSIM-AE with one training image held out
+``python -m ssimlib train-study held-out [--held-out STEM] [--seed N]`` trains the SSIM-AE with one training image held out
 (ITIA1145 unless named) and measures which images it reconstructs worse (:mod:`ssimlib.experiments.held_out_image`:
 a diagnostic).
 
@@ -183,7 +183,7 @@ OPTIONS_USED = {  # the options each study reads (argparse's names); another giv
     "checkerboard": {"models", "epochs", "export_every", "models_root"},
     "table2": {"epochs", "data_root", "results"},
     "protocol": {"epochs", "data_root", "models_root", "results"},
-    "held-out": {"epochs", "held_out", "data_root", "models_root", "results"},
+    "held-out": {"epochs", "held_out", "seed", "data_root", "models_root", "results"},
     "mvtec": {"models", "categories", "setup", "epochs", "export_every", "data_root", "models_root"},
     "queue": set(),
 }
@@ -211,8 +211,8 @@ def main(argv=None):
                              "epochs; another protocol trains models of their own, e.g. "
                              "models/nanotwice/ssim_ae-fresh)")
     parser.add_argument("--seed", type=random_seed, default=nanotwice.FIG6_SCHEDULE["seed"],
-                        help="nanotwice: seed of the crops and the initial weights (default: %(default)s; another "
-                             "trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
+                        help="nanotwice, held-out: seed of the crops and the initial weights (default: %(default)s; "
+                             "another trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
     parser.add_argument("--held-out", default=HELD_OUT, metavar="STEM",
                         help="held-out: the training image held out (default: %(default)s)")
     parser.add_argument("--export-every", type=at_least_one, default=10,
@@ -222,7 +222,7 @@ def main(argv=None):
     parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
     parser.add_argument("--results", help="table2, protocol, held-out: the results file runs are added to (default: "
                                            "results/nanotwice_sensitivity.json, results/nanotwice_protocol.json, "
-                                           "results/nanotwice_held_out[-STEM].json)")
+                                           "results/nanotwice_held_out[-STEM][-seedN].json)")
     args = parser.parse_args(argv)
     problem = _option_problem(args, parser)
     if problem:  # one line, as for any bad input (parser.error would print the whole usage first)
@@ -272,7 +272,7 @@ def _train_study(args):
         from ssimlib.experiments import held_out_image
 
         reference = artifacts.study_model("nanotwice", nanotwice.fig6_model_name("SSIM-AE", "fresh"), args.models_root)
-        held_out_image.run_diagnostic(args.results, args.held_out, budget=schedule,
+        held_out_image.run_diagnostic(args.results, args.held_out, budget=schedule, seed=args.seed,
                                       data_root=args.data_root, models_root=args.models_root, references=(reference,),
                                       log=lambda line: print(line, flush=True))
         return 0
