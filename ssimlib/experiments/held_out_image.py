@@ -9,10 +9,10 @@ its training images (SSIM loss 0.117 against 0.100 after 200 epochs; notebook 02
   (an *image gap*: more images, or a stronger prior, would narrow it).
 
 This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops, seed 0 unless ``--seed`` says, 50
-epochs, the Fig. 6 schedule otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name, chosen before training;
-``--held-out STEM`` another), and measures the SSIM loss on crops of each training image (one set per image, the
-validation seed) and on defect-free crops of the test images. The same measures of a model that saw all five
-images (a reference) tell how hard each image is by itself: the held-out image's loss
+epochs, the Fig. 6 schedule otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name,
+chosen before training; ``--held-out STEM`` another), and measures the SSIM loss on crops of each training image
+(one set per image, the validation seed) and on defect-free crops of the test images. The same measures of a model
+that saw all five images (a reference) tell how hard each image is by itself: the held-out image's loss
 *relative to the seen images'*, in the held-out model against in the reference, is what this measures.
 It also measures how many pixels of each training image score above the threshold at the test images' pixel FPR
 of 5 % (:func:`training_image_fpr`): an unseen image scoring like the test images ties the loss gap to the false
@@ -230,9 +230,9 @@ def format_results(results):
     m = results["held_out_model"]
     shares = m.get("training_image_fpr")
     if shares:
+        named = [f"{stem}{' (held out)' if stem == held else ''} {share:.1%}" for stem, share in shares.items()]
         lines.append(f"held-out model, share of each training image's pixels above the threshold at the test images' "
-                     f"pixel FPR {OVERLAP_FPR:.0%}: " + ", ".join(
-                         f"{stem}{' (held out)' if stem == held else ''} {share:.1%}" for stem, share in shares.items()))
+                     f"pixel FPR {OVERLAP_FPR:.0%}: " + ", ".join(named))
     seed = f"seed {results['seed']}, " if "seed" in results else ""
     lines.append(f"held-out model ({seed}{m['epochs']} epochs, validation loss {m['val_loss']:.4f}) on all "
                  f"{m['test_images']} test images at stride {m['stride']}: pixel AUROC {m['pixel_auroc']:.3f}, "

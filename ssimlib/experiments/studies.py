@@ -10,9 +10,9 @@ so one command restarts the whole campaign.
 ``python -m ssimlib train-study protocol`` runs the crop-protocol campaign
 (:mod:`ssimlib.experiments.protocol`: fixed against fresh training crops, with seeds).
 
-``python -m ssimlib train-study held-out [--held-out STEM] [--seed N]`` trains the SSIM-AE with one training image held out
-(ITIA1145 unless named) and measures which images it reconstructs worse (:mod:`ssimlib.experiments.held_out_image`:
-a diagnostic).
+``python -m ssimlib train-study held-out [--held-out STEM] [--seed N]`` trains the SSIM-AE with one training image
+held out (ITIA1145 unless named) and measures which images it reconstructs worse
+(:mod:`ssimlib.experiments.held_out_image`: a diagnostic).
 
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`
