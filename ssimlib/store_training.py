@@ -37,18 +37,19 @@ def _trained_alike(manifest, settings):
     return all(stored.get(k) == settings.get(k) for k in {*settings, *OPTIONAL_SETTINGS} if k != "epochs")
 
 
-TRAINING_RECORD = {"epochs_done": int, "settings": dict, "loss": list, "seconds": (int, float)}  # what is read
+TRAINING_RECORD = {"epochs_done": int, "settings": dict}  # what every training into the store reads
+CONTINUED_RECORD = {"loss": list, "seconds": (int, float)}  # what continuing from the stored model reads too
 
 
-def _check_training_record(stem, manifest):
-    """ArtifactError (one line, naming the manifest) where a stored model's training record lacks what continuing it
-    reads (:data:`TRAINING_RECORD`)."""
+def _check_training_record(stem, manifest, record=TRAINING_RECORD):
+    """ArtifactError (one line, naming the manifest) where a stored model's training record lacks what training
+    into the store reads (``record``: :data:`TRAINING_RECORD`, :data:`CONTINUED_RECORD`)."""
     training = manifest.get("training")
     path = artifacts.model_files(stem)[1]
     if not isinstance(training, dict):
         raise artifacts.ArtifactError(f"{path}: its training record is missing or not an object; restore the "
                                       "manifest (`git checkout -- <file>` for a committed model) or move it aside")
-    for key, kind in TRAINING_RECORD.items():
+    for key, kind in record.items():
         if isinstance(training.get(key), bool) or not isinstance(training.get(key), kind):
             raise artifacts.ArtifactError(f"{path}: its training record lacks {key} (or it is not a "
                                           f"{getattr(kind, '__name__', 'number')}); restore the manifest "
@@ -61,6 +62,7 @@ def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
     if not _trained_alike(manifest, settings):
         log(f"{manifest['name']}: committed model was trained with other settings; starting afresh")
         return
+    _check_training_record(stem, manifest, CONTINUED_RECORD)
     model, _ = artifacts.load_model(stem)
     compile_autoencoder(
         model, settings["loss"], settings["learning_rate"], settings["weight_decay"],

@@ -160,7 +160,7 @@ def test_weights_that_cannot_be_read_are_named_in_one_line(tmp_path):
         artifacts.load_model(tmp_path / "toy" / "m")
 
 
-@pytest.mark.parametrize("drop", ["training", "epochs_done", "settings", "loss"])
+@pytest.mark.parametrize("drop", ["training", "epochs_done", "settings", "loss", "seconds"])
 def test_a_stored_model_without_its_training_record_is_named_not_continued(nanotwice_root, tmp_path, drop):
     # a tester's: a committed manifest without training.epochs_done stopped train-study with a KeyError traceback
     from ssimlib.experiments import studies

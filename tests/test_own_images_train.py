@@ -292,8 +292,16 @@ def test_a_stopped_run_makes_the_model_of_its_finished_epochs_and_an_empty_check
     assert code == 2 and err == [f"error: {run_file}: --out {out} holds this run's checkpoint of 2 finished epochs, "
                                  "more than --epochs 1; --epochs 2 makes the model of those, more go on (--restart "
                                  "starts over)"], err
+    state = json.loads((out.with_name("m.checkpoint") / "state.json").read_text())
     assert main(["train", str(data[0]), "--out", str(out), *TINY]) == 0  # TINY: --epochs 2
-    assert json.loads(out.with_name("m.json").read_text())["training"]["epochs_done"] == 2
+    training = json.loads(out.with_name("m.json").read_text())["training"]
+    assert training["epochs_done"] == 2 and training["run"]["epochs"] == training["settings"]["epochs"] == 2
+    assert training["seconds"] == state["history"]["seconds"]  # the checkpoint's epochs, none trained again
+    # a run stopped before its first epoch beside a model of another run: the model's run is the one there
+    (out.with_name("m.checkpoint") / "state.json").unlink()
+    run_file.write_text(json.dumps({**run, "patch_size": 64}))
+    capsys.readouterr()
+    assert main(["train", str(data[0]), "--out", str(out), *TINY]) == 0
 
     capsys.readouterr()
     other = tmp_path / "n"
@@ -318,6 +326,10 @@ def test_a_name_of_bytes_that_are_no_utf8_trains_and_a_detect_runs_outputs_are_l
     first.rename(folder / os.fsdecode(b"caf\xe9.png"))
     for name in ("000_map.png", "001_overlay.png"):
         shutil.copyfile(sorted(folder.iterdir())[1], folder / name)
+    (tmp_path / "detections.csv").write_text("path\n")  # a detect run's above the folder: its images are still images
+    assert main(["train", str(folder), "--out", str(tmp_path / "all"), *TINY]) == 0
+    training = json.loads((tmp_path / "all.json").read_text())["training"]
+    assert training["training_images"] + len(training["validation_images"]) == 10
     (folder / "detections.csv").write_text("path\n")
     out = tmp_path / "m"
     code, err = run_main(["train", str(folder), "--out", f"{out}.weights.h5", *TINY], capsys)

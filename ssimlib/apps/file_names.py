@@ -52,10 +52,12 @@ def output_stem(stem):
     return text.encode()[: room - len(digest) - 1].decode("utf-8", "ignore") + f"~{digest}"
 
 
-def is_detection_output(file, out_dir=None):
+def is_detection_output(file, out_dir=None, within=None):
     """Whether ``file`` is a detect run's map or overlay (:data:`DETECTION_OUTPUT_SUFFIXES`) in or under ``out_dir``
-    or a folder holding a :data:`DETECTIONS_CSV`: an earlier run's output, no image to score or train on."""
+    or a folder holding a :data:`DETECTIONS_CSV` (of those, only ``within`` and the folders below it where given):
+    an earlier run's output, no image to score or train on."""
     file = Path(file).resolve()
+    folders = [f for f in file.parents if within is None or f.is_relative_to(Path(within).resolve())]
     return file.name.endswith(DETECTION_OUTPUT_SUFFIXES) and (
         (out_dir is not None and file.is_relative_to(Path(out_dir).resolve()))
-        or any((folder / DETECTIONS_CSV).is_file() for folder in file.parents))
+        or any((folder / DETECTIONS_CSV).is_file() for folder in folders))

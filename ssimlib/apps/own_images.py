@@ -62,7 +62,7 @@ def defect_free_images(data, gray=None):
         raise InputError(f"{data}: holds images at its top and an MVTec AD-style train/good; which are the "
                          f"defect-free ones? Give {folder}, or move train/ out of {data}")
     paths = image_files(folder)
-    outputs = [path.name for path in paths if is_detection_output(path)]
+    outputs = [path.name for path in paths if is_detection_output(path, within=folder)]
     if outputs:  # detect run with --out in the folder: its maps and overlays are no defect-free images
         warnings.warn(f"{folder}: {len(outputs)} file{'s' if len(outputs) > 1 else ''} beside a {DETECTIONS_CSV} "
                       f"taken for an earlier detect run's maps and overlays, not trained on ({', '.join(outputs[:3])}"
@@ -117,10 +117,11 @@ def run_identity(paths, **settings):
 def _stored_run(out):
     """``(file, identity)`` of the run already at ``out``: its checkpoint's, else its model's; None if neither.
 
-    ``identity`` is None when the file names no run (from before runs were recorded, or broken).
+    ``identity`` is None when the file names no run (from before runs were recorded, or broken).  A checkpoint
+    without a finished epoch (a run stopped before its first) keeps nothing: the model's run is the one there.
     """
     checkpoint = Path(f"{out}.checkpoint")
-    if (checkpoint / RUN_FILE).exists() or (checkpoint / STATE_FILE).exists():
+    if (checkpoint / STATE_FILE).exists():
         try:
             return checkpoint / RUN_FILE, json.loads((checkpoint / RUN_FILE).read_text())
         except (OSError, ValueError):
@@ -137,11 +138,11 @@ def _stored_run(out):
 
 
 def _epochs_done(checkpoint):
-    """Epochs the checkpoint folder ``checkpoint`` holds (0 where it holds none, or cannot be read)."""
+    """Epochs the checkpoint folder ``checkpoint`` holds, or None where its state cannot be read."""
     try:
         return len(json.loads((Path(checkpoint) / STATE_FILE).read_text())["history"]["loss"])
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        return None
 
 
 def _continues(stored, run):
@@ -151,27 +152,21 @@ def _continues(stored, run):
     if where.name != RUN_FILE or not isinstance(identity, dict) or not isinstance(identity.get("epochs"), int):
         return False
     others = {k for k in run.keys() | identity.keys() if run.get(k) != identity.get(k)}
-    return others == {"epochs"} and run["epochs"] >= _epochs_done(where.parent)
-
-
-def _holds_nothing(stored, out):
-    """Whether ``stored`` is a checkpoint with no finished epoch and no model at ``out``: nothing to keep there."""
-    where, _ = stored
-    return (where.name == RUN_FILE and not (where.parent / STATE_FILE).exists()
-            and not artifacts.model_files(out)[1].exists())
+    done = _epochs_done(where.parent)
+    return others == {"epochs"} and done is not None and run["epochs"] >= done
 
 
 def claim_out(out, run, restart=False):
     """Make ``out`` the place of ``run``: resume a checkpoint of the same run (also to other epochs than it was
-    asked for before, no fewer than it has done), take a checkpoint that has no finished epoch and no model, or start
-    over with ``restart``.
+    asked for before, no fewer than it has done), or start over with ``restart``; a checkpoint without a finished
+    epoch is no run in the way (:func:`_stored_run`).
 
     Raises :class:`InputError` when ``out`` holds another run (or one of unknown
     identity) and ``restart`` is False; with ``restart`` the checkpoint is removed
     (the model already there stays until the new one replaces it).
     """
     stored = _stored_run(out)
-    if stored is not None and (_continues(stored, run) or _holds_nothing(stored, out)):
+    if stored is not None and _continues(stored, run):
         stored = None  # the same run with other epochs: its checkpoint resumes (Adam's state included)
     if stored is not None and stored[1] != run and not restart:
         where, identity = stored
@@ -239,11 +234,13 @@ def train_model(
     batch_size=32, learning_rate=2e-4, gray=None, validation_fraction=0.1, min_defect_area=64, stride=None,
     seed=0, restart=False, progress=True,
 ):
-    """Train on the defect-free images of ``data`` and write the model at ``out``; returns its manifest.
+    """Train on the defect-free images of ``data`` and write the model at ``out`` (given with or without the ending
+    of its files); returns its manifest.
 
     Every option is checked before any image is read; ``seed`` seeds Keras, the
     patches and the validation split, so one command repeats itself on one machine.
     """
+    out = str(artifacts.model_files(out)[1])[: -len(".json")]  # the model's stem: its checkpoint and lock beside it
     check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, batch_size, validation_fraction,
                         min_defect_area, out)
     images, paths = defect_free_images(data, gray)

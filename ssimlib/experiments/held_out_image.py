@@ -101,10 +101,10 @@ def training_image_fpr(model, dataset, test_maps, test_masks, budget, stride=30,
     return {path.stem: float(np.mean(m > threshold)) for path, m in zip(dataset.train_paths, maps)}
 
 
-def add_training_image_fpr(model, held_out=HELD_OUT, results_path=None, data_root=None):
+def add_training_image_fpr(model, held_out=HELD_OUT, results_path=None, data_root=None, seed=0):
     """Measure :func:`training_image_fpr` of the held-out model ``model`` (its test maps made again, at the results'
     stride) and add it to the diagnostic's results file (``held_out_model.training_image_fpr``)."""
-    path = results_path or results_file(held_out)
+    path = results_path or results_file(held_out, seed)
     results = _results_to_add_to(path)
     dataset = nanotwice.load_dataset(data_root)
     _, test_images, test_masks = nanotwice.test_subset(dataset, results["held_out_model"]["test_images"])
@@ -184,10 +184,10 @@ def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=
     return results
 
 
-def add_losses_by_epoch(stems, held_out=HELD_OUT, results_path=None, data_root=None):
+def add_losses_by_epoch(stems, held_out=HELD_OUT, results_path=None, data_root=None, seed=0):
     """Measure :func:`losses_by_epoch` of the exports ``stems`` (copies of the held-out model's exports, taken every
     10 epochs as it trained) and add them to the diagnostic's results file as ``held_out_model_by_epoch``."""
-    path = results_path or results_file(held_out)
+    path = results_path or results_file(held_out, seed)
     results = _results_to_add_to(path)
     budget = {**TABLE2_BUDGET, "decay": DECAY}
     dataset = nanotwice.load_dataset(data_root)
@@ -203,7 +203,8 @@ def read_results(path=DEFAULT_RESULTS):
 
 
 def read_all_results():
-    """The results of every image held out so far (:data:`HELD_OUT`'s first, then by name): a list of dicts."""
+    """The results of every image held out so far, each seed's (:data:`HELD_OUT`'s seed 0 first, then by file name):
+    a list of dicts (each names its ``held_out`` and ``seed``)."""
     others = sorted(DEFAULT_RESULTS.parent.glob(results_file("*").name))
     return [r for r in map(read_results, [DEFAULT_RESULTS, *others]) if r is not None]
 

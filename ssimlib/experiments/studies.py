@@ -271,10 +271,13 @@ def _train_study(args):
     if args.study == "held-out":
         from ssimlib.experiments import held_out_image
 
-        reference = artifacts.study_model("nanotwice", nanotwice.fig6_model_name("SSIM-AE", "fresh"), args.models_root)
+        # the 200-epoch models that saw all five images: seed 0's, and the run's own seed's where there is one
+        references = [artifacts.study_model("nanotwice", nanotwice.fig6_model_name("SSIM-AE", "fresh", seed),
+                                            args.models_root) for seed in sorted({0, args.seed})]
+        references = [stem for stem in references if stem == references[0] or artifacts.read_manifest(stem)]
         held_out_image.run_diagnostic(args.results, args.held_out, budget=schedule, seed=args.seed,
-                                      data_root=args.data_root, models_root=args.models_root, references=(reference,),
-                                      log=lambda line: print(line, flush=True))
+                                      data_root=args.data_root, models_root=args.models_root,
+                                      references=references, log=lambda line: print(line, flush=True))
         return 0
     if args.study == "mvtec":
         return _train_mvtec(args, schedule)
