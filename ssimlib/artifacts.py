@@ -7,8 +7,8 @@ A model is two files that share a path *stem* (the study's models live at
 * ``<stem>.json``: its manifest, with the architecture (enough to rebuild the
   model), the training record (settings, epochs done, loss per epoch, wall time,
   which epochs ran on which CPU), the machine of the last export, the commit of
-  the code that trained it, the sha256 of the weights file, and whatever else its
-  maker adds (e.g. a detection threshold).
+  the code that trained it, the sha256 of the weights file and of the architecture it was saved with, and
+  whatever else its maker adds (e.g. a detection threshold).
 
 :func:`save_model` writes both as a pair: into a hidden staging folder
 ``.<name>.saving/`` beside them first, then moved into place, weights before
@@ -54,6 +54,12 @@ def model_files(stem):
 def study_model(study, name, root=None):
     """Stem of model ``name`` of ``study`` in the model store ``root`` (default: the repository's ``models/``)."""
     return Path(root or MODELS_DIR) / study / name
+
+
+def architecture_digest(architecture):
+    """Hex sha256 of ``architecture`` as JSON with sorted keys: a manifest's ``architecture_sha256``, which tells an
+    architecture edited after the save (an ``output`` changed loads the weights under another activation)."""
+    return hashlib.sha256(json.dumps(architecture, sort_keys=True).encode()).hexdigest()
 
 
 def sha256(path):
@@ -172,6 +178,7 @@ def save_model(model, stem, architecture, training, **extra):
         "weights": weights.name,
         "sha256": sha256(staging / weights.name),
         "architecture": architecture,
+        "architecture_sha256": architecture_digest(architecture),
         "training": training,
         **extra,
         "machine": run_environment(),
@@ -212,6 +219,11 @@ def load_model(stem):
         raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README)")
     if not isinstance(manifest.get("architecture"), dict):
         raise ArtifactError(f"{manifest_path}: its architecture is missing or not an object")
+    saved_with = manifest.get("architecture_sha256")  # models saved before it was recorded have none
+    if saved_with is not None and saved_with != architecture_digest(manifest["architecture"]):
+        raise ArtifactError(f"{manifest_path}: its architecture is not the one its weights were saved with (its "
+                            "architecture_sha256 differs; restore the manifest: `git checkout -- <file>` for a "
+                            "committed model)")
     if not weights.exists():
         raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names are missing")
     try:

@@ -1,5 +1,6 @@
 """Model artifacts: round trip, no optimizer state, hash check, clear errors; the study's training job."""
 
+import hashlib
 import json
 import re
 
@@ -81,6 +82,7 @@ def test_an_edited_architecture_is_named_in_one_line(tmp_path, key, value, messa
     manifest_path = tmp_path / "toy" / "m.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["architecture"][key] = value
+    del manifest["architecture_sha256"]  # as a manifest saved before it was recorded: the edit is named by its parts
     manifest_path.write_text(json.dumps(manifest))
     with pytest.raises(artifacts.ArtifactError, match=message) as raised:
         artifacts.load_model(tmp_path / "toy" / "m")
@@ -96,7 +98,7 @@ def test_a_sigmoid_model_is_stored_as_one_and_loads_as_one(tmp_path):
     x = np.random.default_rng(1).random((1, 32, 32, 1), dtype=np.float32)
     np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
     # its weights fit a linear network too: the manifest is what tells them apart
-    del manifest["architecture"]["output"]
+    del manifest["architecture"]["output"], manifest["architecture_sha256"]  # (without the digest of the save)
     (tmp_path / "toy" / "m.json").write_text(json.dumps(manifest))
     linear, _ = artifacts.load_model(tmp_path / "toy" / "m")
     assert linear.output_activation == "linear"
@@ -179,3 +181,19 @@ def test_a_stored_model_without_its_training_record_is_named_not_continued(nanot
         f"its training record lacks {drop} "
     with pytest.raises(artifacts.ArtifactError, match=rf"^{re.escape(str(manifest_path))}: {what}"):
         studies.train_nanotwice_model("SSIM-AE", {**schedule, "epochs": 2}, checkpoint_dir=tmp_path / "b", **kwargs)
+
+
+def test_an_architecture_edited_after_the_save_is_named(tmp_path):
+    # a tester's: "output": "sigmoid" added to a linear model's manifest loaded its weights under a sigmoid, silently
+    _save(_trained(ConvAutoencoder(32, 1, 8)), tmp_path)
+    path = tmp_path / "toy" / "m.json"
+    manifest = json.loads(path.read_text())
+    expected = hashlib.sha256(json.dumps(manifest["architecture"], sort_keys=True).encode()).hexdigest()
+    assert manifest["architecture_sha256"] == expected
+    path.write_text(json.dumps({**manifest, "architecture": {**manifest["architecture"], "output": "sigmoid"}}))
+    with pytest.raises(artifacts.ArtifactError, match=r"m\.json: its architecture is not the one its weights were "
+                                                      r"saved with"):
+        artifacts.load_model(tmp_path / "toy" / "m")
+    del manifest["architecture_sha256"]  # as the models saved before it was recorded: loaded as they are
+    path.write_text(json.dumps(manifest))
+    assert artifacts.load_model(tmp_path / "toy" / "m")[0].output_activation == "linear"
