@@ -57,7 +57,9 @@ def is_detection_output(file, out_dir=None, within=None):
     or a folder holding a :data:`DETECTIONS_CSV` (of those, only ``within`` and the folders below it where given):
     an earlier run's output, no image to score or train on."""
     file = Path(file).resolve()
-    folders = [f for f in file.parents if within is None or f.is_relative_to(Path(within).resolve())]
-    return file.name.endswith(DETECTION_OUTPUT_SUFFIXES) and (
-        (out_dir is not None and file.is_relative_to(Path(out_dir).resolve()))
-        or any((folder / DETECTIONS_CSV).is_file() for folder in folders))
+    if not file.name.endswith(DETECTION_OUTPUT_SUFFIXES):  # most files: no path resolved, no folder looked into
+        return False
+    top = None if within is None else Path(within).resolve()
+    return ((out_dir is not None and file.is_relative_to(Path(out_dir).resolve()))
+            or any((folder / DETECTIONS_CSV).is_file() for folder in file.parents
+                   if top is None or folder.is_relative_to(top)))

@@ -96,9 +96,14 @@ def training_image_fpr(model, dataset, test_maps, test_masks, budget, stride=30,
     leaves ``fpr`` of the test images' defect-free pixels above it: ``{stem: share}``.  An image the model has not
     seen that scores like the test images (near ``fpr``) makes the image gap the false positives' source."""
     threshold = float(threshold_at_fpr(test_maps, test_masks, fpr))
-    maps, _ = anomaly_maps(model, dataset.train_images, kind="ssim", patch_size=budget["patch_size"], stride=stride,
-                           window_size=budget["window_size"], window=budget["window"])
+    maps = _ssim_maps(model, dataset.train_images, budget, stride)
     return {path.stem: float(np.mean(m > threshold)) for path, m in zip(dataset.train_paths, maps)}
+
+
+def _ssim_maps(model, images, budget, stride):
+    """The SSIM-AE's post-processed anomaly maps of ``images``, as the diagnostic's evaluation makes them."""
+    return anomaly_maps(model, images, kind="ssim", patch_size=budget["patch_size"], stride=stride,
+                        window_size=budget["window_size"], window=budget["window"])[0]
 
 
 def add_training_image_fpr(model, held_out=HELD_OUT, results_path=None, data_root=None, seed=0):
@@ -109,8 +114,7 @@ def add_training_image_fpr(model, held_out=HELD_OUT, results_path=None, data_roo
     dataset = nanotwice.load_dataset(data_root)
     _, test_images, test_masks = nanotwice.test_subset(dataset, results["held_out_model"]["test_images"])
     budget, stride = TABLE2_BUDGET, results["held_out_model"]["stride"]
-    test_maps, _ = anomaly_maps(model, test_images, kind="ssim", patch_size=budget["patch_size"], stride=stride,
-                                window_size=budget["window_size"], window=budget["window"])
+    test_maps = _ssim_maps(model, test_images, budget, stride)
     results["held_out_model"]["training_image_fpr"] = training_image_fpr(model, dataset, test_maps, test_masks,
                                                                          budget, stride)
     write_json(path, results)
@@ -189,10 +193,9 @@ def add_losses_by_epoch(stems, held_out=HELD_OUT, results_path=None, data_root=N
     10 epochs as it trained) and add them to the diagnostic's results file as ``held_out_model_by_epoch``."""
     path = results_path or results_file(held_out, seed)
     results = _results_to_add_to(path)
-    budget = {**TABLE2_BUDGET, "decay": DECAY}
     dataset = nanotwice.load_dataset(data_root)
-    test_patches = nanotwice.defect_free_test_patches(dataset, budget["patch_size"])
-    results["held_out_model_by_epoch"] = losses_by_epoch(stems, dataset, budget, test_patches, held_out)
+    test_patches = nanotwice.defect_free_test_patches(dataset, TABLE2_BUDGET["patch_size"])
+    results["held_out_model_by_epoch"] = losses_by_epoch(stems, dataset, TABLE2_BUDGET, test_patches, held_out)
     write_json(path, results)
     return results
 
