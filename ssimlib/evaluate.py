@@ -18,7 +18,7 @@ from ssimlib.inference import reconstruct_image, residual_map, vae_residual_map
 from ssimlib.metrics import au_pro, image_auroc, pixel_auroc
 from ssimlib.models import VariationalAutoencoder
 from ssimlib.postprocess import PAPER_OPENING_DIAMETER, open_anomaly_map
-from ssimlib.ssim import DEFAULT_WINDOW
+from ssimlib.ssim import DEFAULT_WINDOW, STANDARD
 
 
 def anomaly_maps(
@@ -32,12 +32,14 @@ def anomaly_maps(
     opening_diameter=PAPER_OPENING_DIAMETER,
     batch_size=256,
     vae_samples=6,
+    constants=STANDARD,
 ):
     """Post-processed anomaly maps ``[(H, W), ...]`` and reconstructions ``[(H, W, C), ...]`` of ``images``.
 
     ``kind`` is a residual of :func:`ssimlib.inference.residual_map`; a
     :class:`~ssimlib.models.VariationalAutoencoder` always uses its
-    reconstruction-probability residual over ``vae_samples`` samples.
+    reconstruction-probability residual over ``vae_samples`` samples; ``constants`` reads the SSIM residual's
+    constants (:data:`ssimlib.ssim.SSIM_CONSTANTS`).
     """
     maps, reconstructions = [], []
     for image in images:
@@ -45,7 +47,8 @@ def anomaly_maps(
         if isinstance(model, VariationalAutoencoder):
             residual = vae_residual_map(model, image, vae_samples, patch_size, stride, batch_size)
         else:
-            residual = residual_map(image, reconstruction, kind=kind, window_size=window_size, window=window)
+            residual = residual_map(image, reconstruction, kind=kind, window_size=window_size, window=window,
+                                    constants=constants)
         maps.append(open_anomaly_map(residual, opening_diameter))
         reconstructions.append(reconstruction)
     return maps, reconstructions

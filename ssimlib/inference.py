@@ -9,7 +9,7 @@ that reconstruction is the anomaly map.
 import numpy as np
 from keras import ops
 
-from ssimlib.ssim import DEFAULT_WINDOW, rgb_to_gray, ssim_map, ssim_window
+from ssimlib.ssim import DEFAULT_WINDOW, STANDARD, constants_k, rgb_to_gray, ssim_map, ssim_window
 
 RESIDUAL_KINDS = ("ssim", "l2", "ssim_l1")
 # An SSIM residual of a larger image is computed in strips of rows of about this many pixels (float64 SSIM holds
@@ -140,7 +140,8 @@ def reconstruct_image(model, image, patch_size=128, stride=30, batch_size=256, p
 
 
 def residual_map(
-    image, reconstruction, kind="ssim", window_size=11, window=DEFAULT_WINDOW, sigma=1.5, components="lcs", alpha=0.84
+    image, reconstruction, kind="ssim", window_size=11, window=DEFAULT_WINDOW, sigma=1.5, components="lcs", alpha=0.84,
+    constants=STANDARD,
 ):
     """Per-pixel anomaly map ``(H, W)`` (float32) of an image and its reconstruction.
 
@@ -148,7 +149,8 @@ def residual_map(
     * ``"ssim"``: ``1 - SSIM`` with a ``window`` window (``"uniform"`` or ``"gaussian"``) of side
       ``window_size``, mean over channels; ``components`` picks which of
       luminance ``l``, contrast ``c`` and structure ``s`` enter the product (``"lcs"``
-      is plain SSIM, ``"cs"`` drops luminance, ...).
+      is plain SSIM, ``"cs"`` drops luminance, ...), its constants read as ``constants`` says
+      (:data:`ssimlib.ssim.SSIM_CONSTANTS`).
     * ``"ssim_l1"``: for colour defects, ``alpha * (1 - SSIM)`` on the gray image plus
       ``(1 - alpha) * |x - x_hat|`` averaged over the colour channels.
 
@@ -170,11 +172,13 @@ def residual_map(
     if not components or set(components) - set("lcs"):
         raise ValueError(f"components must be letters from 'lcs', got {components!r}")
 
+    k = constants_k(constants)
+
     def similarity(a, b):  # (1, h, W, C) -> the product of the components, as a NumPy array
         if components == "lcs":
-            return np.asarray(ssim_map(a, b, window_size=window_size, window=window, sigma=sigma))
+            return np.asarray(ssim_map(a, b, window_size=window_size, window=window, sigma=sigma, **k))
         _, lum, con, struct = ssim_map(a, b, window_size=window_size, window=window, sigma=sigma,
-                                       return_components=True)
+                                       return_components=True, **k)
         maps = {"l": lum, "c": con, "s": struct}
         product = 1.0
         for letter in components:

@@ -10,7 +10,7 @@ per-pixel L2 loss: the VAE's KL term and the feature-matching term are added by
 import keras
 from keras import ops
 
-from ssimlib.ssim import DEFAULT_WINDOW, ms_ssim_loss, ssim_loss
+from ssimlib.ssim import DEFAULT_WINDOW, STANDARD, constants_k, ms_ssim_loss, ssim_loss
 
 LOSS_NAMES = ("l2", "ssim", "ms_ssim", "ssim_l1", "vae", "fm")
 
@@ -19,23 +19,26 @@ LOSS_NAMES = ("l2", "ssim", "ms_ssim", "ssim_l1", "vae", "fm")
 class SSIMLoss(keras.losses.Loss):
     """``1 - mean SSIM`` over each patch (paper eq. 8 with the mean over the patch).
 
-    ``window`` is the SSIM window's kind, ``"uniform"`` or ``"gaussian"`` (see :mod:`ssimlib.ssim`).
+    ``window`` is the SSIM window's kind, ``"uniform"`` or ``"gaussian"``, and ``constants`` the reading of its
+    constants, ``"standard"`` or ``"literal"`` (see :mod:`ssimlib.ssim`).
     """
 
-    def __init__(self, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, name="ssim", **kwargs):
+    def __init__(self, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, name="ssim", constants=STANDARD, **kwargs):
         super().__init__(name=name, **kwargs)
         self.window_size = window_size
         self.window = window
         self.sigma = sigma
+        self.constants = constants
+        constants_k(constants)  # a misspelt reading fails here, not at the first batch
 
     def _window_args(self):
         return {"window_size": self.window_size, "window": self.window, "sigma": self.sigma}
 
     def call(self, y_true, y_pred):
-        return ssim_loss(y_true, y_pred, **self._window_args())
+        return ssim_loss(y_true, y_pred, **self._window_args(), **constants_k(self.constants))
 
     def get_config(self):
-        return {**super().get_config(), **self._window_args()}
+        return {**super().get_config(), **self._window_args(), "constants": self.constants}
 
 
 @keras.saving.register_keras_serializable(package="ssimlib")
@@ -65,12 +68,13 @@ class SSIML1Loss(SSIMLoss):
         return {**super().get_config(), "alpha": self.alpha}
 
 
-def get_loss(name, window_size=11, window=DEFAULT_WINDOW, sigma=1.5):
-    """The training loss called ``name`` (one of :data:`LOSS_NAMES`); the window arguments apply to SSIM losses."""
+def get_loss(name, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, constants=STANDARD):
+    """The training loss called ``name`` (one of :data:`LOSS_NAMES`); the window arguments apply to SSIM losses,
+    ``constants`` (:data:`ssimlib.ssim.SSIM_CONSTANTS`) to ``ssim`` alone."""
     if name in ("l2", "vae", "fm"):
         return keras.losses.MeanSquaredError(name=name)
     if name == "ssim":
-        return SSIMLoss(window_size, window, sigma)
+        return SSIMLoss(window_size, window, sigma, constants=constants)
     if name == "ms_ssim":
         return MSSSIMLoss(window_size, window, sigma)
     if name == "ssim_l1":

@@ -23,6 +23,10 @@ paper's Table II varies with K beyond 11, which a sigma-1.5 Gaussian (its weight
 fall below 1e-4 beyond a radius of 5 px) could not do, and because it separates
 defects better on NanoTWICE (evidence in notebook 02).
 
+The constants are ``c1 = (k1 L)^2`` and ``c2 = (k2 L)^2`` with Wang et al.'s ``k1 = 0.01``, ``k2 = 0.03``
+(:data:`SSIM_CONSTANTS` ``"standard"``); the paper's section 3.1.4 writes "c1 = 0.01 and c2 = 0.03", which
+``"literal"`` takes as written (``k1 = 0.1``, ``k2 = 0.03^0.5``).
+
 Borders are handled by mirror padding (``scipy.ndimage``'s ``reflect`` mode), so
 the map has the input's spatial size and equals scikit-image's ``full=True`` map.
 
@@ -50,6 +54,17 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 WINDOWS = ("uniform", "gaussian")
 DEFAULT_WINDOW = "uniform"
+# (k1, k2) by how the paper's "c1 = 0.01 and c2 = 0.03" is read (module docstring); "standard" everywhere but one
+# arm of the crop-protocol campaign.
+SSIM_CONSTANTS = {"standard": (0.01, 0.03), "literal": (0.1, 0.03**0.5)}
+STANDARD = "standard"
+
+
+def constants_k(constants=STANDARD):
+    """``{"k1", "k2"}`` of the SSIM constants' reading ``constants`` (a key of :data:`SSIM_CONSTANTS`)."""
+    if constants not in SSIM_CONSTANTS:
+        raise ValueError(f"SSIM constants must be one of {', '.join(SSIM_CONSTANTS)}, got {constants!r}")
+    return dict(zip(("k1", "k2"), SSIM_CONSTANTS[constants]))
 
 
 def gaussian_window(window_size=11, sigma=1.5):

@@ -33,7 +33,7 @@ from ssimlib.data import CropStream
 from ssimlib.evaluate import cpu_label
 from ssimlib.losses import get_loss
 from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
-from ssimlib.ssim import DEFAULT_WINDOW
+from ssimlib.ssim import DEFAULT_WINDOW, STANDARD
 
 STATE_FILE = "state.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -119,10 +119,12 @@ def adam(learning_rate=2e-4, weight_decay=1e-5, decay=DECAY):
 
 
 def compile_autoencoder(
-    model, loss="ssim", learning_rate=2e-4, weight_decay=1e-5, window_size=11, window=DEFAULT_WINDOW, decay=DECAY
+    model, loss="ssim", learning_rate=2e-4, weight_decay=1e-5, window_size=11, window=DEFAULT_WINDOW, decay=DECAY,
+    constants=STANDARD,
 ):
     """Compile ``model`` with Adam (paper: lr 2e-4, weight decay 1e-5, read as ``decay`` says: :func:`adam`)
-    and the named loss.
+    and the named loss (the SSIM loss with the reading ``constants`` of its constants,
+    :data:`ssimlib.ssim.SSIM_CONSTANTS`).
 
     By default Keras' Adam applies the weight decay decoupled from the gradient (AdamW
     style), not as an L2 penalty (README, "Where we differ": both are small at 1e-5).
@@ -134,7 +136,8 @@ def compile_autoencoder(
     optimizer = adam(learning_rate, weight_decay, decay)
     # XLA (jit_compile) is 3-4x slower than plain TensorFlow on a small CPU.
     jit = keras.backend.backend() != "tensorflow"
-    model.compile(optimizer=optimizer, loss=get_loss(loss, window_size=window_size, window=window), jit_compile=jit)
+    model.compile(optimizer=optimizer, loss=get_loss(loss, window_size=window_size, window=window, constants=constants),
+                  jit_compile=jit)
     return model
 
 
@@ -172,17 +175,17 @@ def load_checkpoint(model, directory):
 
 
 # settings a run records only where they are not the default (every model before them did not record them)
-OPTIONAL_SETTINGS = ("crops", "decay", "output")
+OPTIONAL_SETTINGS = ("crops", "decay", "output", "ssim_constants")
 
 
 def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, n_patches,
-                      crops="fixed", decay=DECAY, output=LINEAR):
+                      crops="fixed", decay=DECAY, output=LINEAR, constants=STANDARD):
     """The settings :func:`train` records in a checkpoint (a resumed run must have the same, but for ``epochs``).
 
     ``crops`` is ``"fixed"`` (one set of patches every epoch; not recorded, as in every
     model trained before crop streams existed) or a :attr:`ssimlib.data.CropStream.label`; ``decay``
-    (:func:`adam`) and the network's ``output`` (its weights fit either) are recorded only where they are not the
-    default.
+    (:func:`adam`), the network's ``output`` (its weights fit either) and the SSIM loss's ``constants``
+    (``ssim_constants``) are recorded only where they are not the default.
     """
     return {
         "loss": loss,
@@ -197,6 +200,7 @@ def training_settings(loss, epochs, batch_size, learning_rate, weight_decay, win
         **({} if crops == "fixed" else {"crops": crops}),
         **({} if decay == DECAY else {"decay": decay}),
         **({} if output == LINEAR else {"output": output}),
+        **({} if constants == STANDARD else {"ssim_constants": constants}),
     }
 
 
@@ -256,6 +260,7 @@ def train(
     on_epoch=None,
     validation=None,
     decay=DECAY,
+    constants=STANDARD,
 ):
     """Train an autoencoder to reconstruct ``patches`` ``(N, p, p, C)`` in ``[0, 1]``.
 
@@ -263,8 +268,8 @@ def train(
     (fresh crops every epoch).  With ``validation`` patches ``(M, p, p, C)`` the mean loss on
     them is logged after every epoch (``history["val_loss"]``).
     ``loss`` is one of :data:`ssimlib.losses.LOSS_NAMES`; ``decay`` says how ``weight_decay`` is read
-    (:func:`adam`).  With ``checkpoint_dir``
-    the weights, optimizer state and loss history are saved after every epoch and
+    (:func:`adam`), ``constants`` how the SSIM loss's constants are (:data:`ssimlib.ssim.SSIM_CONSTANTS`).
+    With ``checkpoint_dir`` the weights, optimizer state and loss history are saved after every epoch and
     a later call with the same arguments resumes after the last saved epoch.
     ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).
     While it trains, the checkpoint folder is held (:func:`checkpoint_lock`): a second training
@@ -282,10 +287,10 @@ def train(
             raise ValueError(f"{name} must be (N, {', '.join(map(str, expected))}) for this model, got {shape}")
     settings = training_settings(
         loss, epochs, batch_size, learning_rate, weight_decay, window_size, window, seed, patches.shape[0],
-        "fixed" if stream is None else stream.label, decay, model.output_activation,
+        "fixed" if stream is None else stream.label, decay, model.output_activation, constants,
     )
     with contextlib.nullcontext() if checkpoint_dir is None else checkpoint_lock(checkpoint_dir):
-        compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window, decay)
+        compile_autoencoder(model, loss, learning_rate, weight_decay, window_size, window, decay, constants)
         history = {"loss": [], "seconds": 0.0}
         if checkpoint_dir is not None:
             state = read_checkpoint_state(checkpoint_dir)

@@ -39,7 +39,7 @@ def test_overlapping_patch_residuals_are_averaged():
     assert patchwise.shape == image.shape
 
 
-def test_literal_constants_follow_the_ssim_formula_with_c1_001_and_c2_003():
+def test_literal_constants_residual_follows_the_ssim_formula_with_c1_001_and_c2_003():
     x, y = _image(2), _image(3) * 0.3 + 0.4
     k = 11
     mean = lambda a: uniform_filter(a.astype(np.float64), k)  # noqa: E731
@@ -47,7 +47,7 @@ def test_literal_constants_follow_the_ssim_formula_with_c1_001_and_c2_003():
     vx, vy, cxy = mean(x * x) - mx**2, mean(y * y) - my**2, mean(x * y) - mx * my
     ssim = (2 * mx * my + 0.01) * (2 * cxy + 0.03) / ((mx**2 + my**2 + 0.01) * (vx + vy + 0.03))
     inner = (slice(k, -k), slice(k, -k))  # away from the border, where padding differs
-    got = evaluation_variants.literal_constants_residual(x, y, window_size=k)
+    got = residual_map(x, y, "ssim", window_size=k, constants="literal")
     np.testing.assert_allclose(got[inner], 1 - ssim[inner], atol=1e-9)
 
 

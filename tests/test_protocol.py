@@ -6,8 +6,11 @@ import keras
 import numpy as np
 import pytest
 
+from skimage.metrics import structural_similarity
+
+from ssimlib import artifacts
 from ssimlib.data import CropStream
-from ssimlib.experiments import protocol
+from ssimlib.experiments import nanotwice, protocol
 from ssimlib.models import ConvAutoencoder
 from ssimlib.train import train
 
@@ -222,6 +225,35 @@ def test_campaign_stores_each_arm_and_resumes_an_export_without_its_checkpoint(n
                                   cache=tmp_path / "c2", **kwargs)
     assert again["runs"][0]["loss"] == entry["loss"] and again["runs"][0]["pixel_auroc"] == entry["pixel_auroc"]
     assert not (tmp_path / "c2").exists()
+
+
+def test_the_arm_of_literal_ssim_constants_trains_and_is_measured_with_them(nanotwice_root, tmp_path):
+    arm = protocol.Arm("fresh", 0, constants="literal")
+    results = protocol.run_campaign(tmp_path / "p.json", arms=(arm,), budget={"n_patches": 32, "epochs": 1,
+                                    "latent_dim": 10}, data_root=nanotwice_root, models_root=tmp_path / "models",
+                                    n_test_images=1, stride=120, cache=tmp_path / "c", log=lambda line: None)
+    (entry,) = results["runs"]
+    assert entry["budget"]["ssim_constants"] == "literal" and "decay" not in entry["budget"]
+    assert protocol.protocol_of(entry) == "fresh, literal SSIM constants" and not protocol.is_plain(entry)
+    assert protocol.result_for(results, "fresh", 0, 1, constants="literal") is entry
+    assert protocol.result_for(results, "fresh", 0, 1) is None and results["constants_rule"] == protocol.CONSTANTS_RULE
+    stem = tmp_path / "models" / "protocol" / "fresh-seed0-literalssim-e1"
+    assert json.loads(stem.with_suffix(".json").read_text())["training"]["settings"]["ssim_constants"] == "literal"
+    # its losses are 1 - SSIM with c1 = 0.01, c2 = 0.03 (skimage's K1 = 0.1, K2 = 0.03 ** 0.5), not the standard
+    model, _ = artifacts.load_model(stem)
+    dataset = nanotwice.load_dataset(nanotwice_root)
+    crops = nanotwice.validation_patches(dataset, 128)[:64]
+    output = np.asarray(model.predict_on_batch(crops), np.float64)
+
+    def ssim_loss(k1, k2):
+        return np.mean([1 - structural_similarity(x[..., 0].astype(np.float64), y[..., 0], win_size=11, K1=k1,
+                                                  K2=k2, use_sample_covariance=False, data_range=1) for x, y in
+                        zip(crops, output)])
+
+    literal, standard = ssim_loss(0.1, 0.03**0.5), ssim_loss(0.01, 0.03)
+    protocol.compile_autoencoder(model, "ssim", constants="literal")
+    measured = protocol.mean_loss(model, crops)
+    assert measured == pytest.approx(literal, abs=2e-3) and abs(literal - standard) > 0.02
 
 
 def test_the_table_gives_each_protocols_mean_and_seed_spread():

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import keras
 import skimage.data
 import skimage.filters
 from skimage.metrics import structural_similarity
 
+from ssimlib.losses import SSIMLoss
 from ssimlib.ssim import gaussian_window, ms_ssim, ms_ssim_scales, rgb_to_gray, ssim_loss, ssim_map
 
 RNG = np.random.default_rng(0)
@@ -55,6 +57,21 @@ def test_uniform_window_matches_skimage_everywhere(window_size):
     np.testing.assert_allclose(
         _ours(x, y, window_size=window_size), _skimage_map(x, y, window_size, "uniform"), atol=1e-10
     )
+
+
+@pytest.mark.parametrize("constants", ["standard", "literal"])
+def test_ssim_loss_with_either_reading_of_the_constants_matches_skimage(constants):
+    # the paper's "c1 = 0.01 and c2 = 0.03" as written is skimage's K1 = 0.1, K2 = 0.03 ** 0.5 (c = (K L)^2)
+    x, y = _natural_pair()
+    k1, k2 = {"standard": (0.01, 0.03), "literal": (0.1, 0.03**0.5)}[constants]
+    _, full = structural_similarity(x, y, win_size=11, use_sample_covariance=False, data_range=1, full=True,
+                                    K1=k1, K2=k2)
+    loss = SSIMLoss(constants=constants)
+    got = float(loss.call(x[None, ..., None].astype("float64"), y[None, ..., None].astype("float64"))[0])
+    assert got == pytest.approx(1 - full.mean(), abs=1e-9)
+    assert keras.losses.deserialize(keras.losses.serialize(loss)).constants == constants
+    with pytest.raises(ValueError, match="SSIM constants must be one of standard, literal, got 'literl'"):
+        SSIMLoss(constants="literl")
 
 
 def test_default_window_is_uniform():

@@ -42,14 +42,6 @@ def patchwise_ssim_residual(model, image, patch_size=128, stride=30, window_size
     return overlap_average(np.concatenate(residuals), starts, (*np.shape(image)[:2], 1))[..., 0]
 
 
-def literal_constants_residual(image, reconstruction, window_size=11, window="uniform"):
-    """``(H, W)``: ``1 - SSIM`` with ``c1 = 0.01`` and ``c2 = 0.03`` taken literally (``k1 = 0.1``,
-    ``k2 = 0.03^0.5``)."""
-    x, y = (np.asarray(a, np.float64).reshape(1, *np.shape(a)[:2], 1) for a in (image, reconstruction))
-    similarity = ssim_map(x, y, window_size=window_size, window=window, k1=0.1, k2=0.03**0.5)
-    return 1.0 - np.asarray(similarity)[0, ..., 0]
-
-
 def brightness_matched(image, train_images):
     """``image`` shifted and scaled so that its mean and standard deviation are those of all ``train_images``'
     pixels, clipped to ``[0, 1]`` (float32, its shape)."""
@@ -78,7 +70,7 @@ def pixel_auroc_by_variant(model, images, masks, maps, reconstructions, train_im
              for x in images],
             masks),
         "SSIM constants literally 0.01, 0.03": pixel_auroc(
-            [open_anomaly_map(literal_constants_residual(x, y, window_size, window))
+            [open_anomaly_map(residual_map(x, y, "ssim", window_size, window, constants="literal"))
              for x, y in zip(images, reconstructions)],
             masks),
         "5-pixel image border left out": pixel_auroc([m[inner] for m in maps], [m[inner] for m in masks]),

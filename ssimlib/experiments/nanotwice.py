@@ -25,7 +25,7 @@ from ssimlib.models import ConvAutoencoder, FeatureMatchingAutoencoder, Variatio
 from ssimlib.experiments.presets import CROP_PROTOCOLS
 from ssimlib.paths import data_root as resolve_data_root
 from ssimlib.postprocess import open_anomaly_map
-from ssimlib.ssim import DEFAULT_WINDOW
+from ssimlib.ssim import DEFAULT_WINDOW, STANDARD
 from ssimlib.train import DECAY, train
 
 # Method name -> training loss of ssimlib.train.train.
@@ -255,12 +255,13 @@ def train_config(
     validation=None,
     decay=DECAY,
     output=LINEAR,
+    constants=STANDARD,
 ):
     """Build and train ``method`` on ``patches`` ``(N, p, p, 1)`` (or a crop stream); returns ``(model, history)``.
 
     ``validation`` patches, if given, get their loss logged every epoch, and ``decay`` says how
-    ``weight_decay`` is read (:func:`ssimlib.train.train`); ``output`` is the network's last activation
-    (:func:`build_model`).
+    ``weight_decay`` is read and ``constants`` the SSIM loss's constants (:func:`ssimlib.train.train`);
+    ``output`` is the network's last activation (:func:`build_model`).
 
     With ``checkpoint_dir`` a finished run is reloaded instead of retrained.
     ``window_size`` and ``window`` matter only for the SSIM-AE's loss.
@@ -270,7 +271,7 @@ def train_config(
         model, patches, loss=METHODS[method], epochs=epochs, batch_size=batch_size,
         learning_rate=learning_rate, weight_decay=weight_decay, window_size=window_size,
         window=window, seed=seed, checkpoint_dir=checkpoint_dir, progress=progress, on_epoch=on_epoch,
-        validation=validation, decay=decay,
+        validation=validation, decay=decay, constants=constants,
     )
     return model, history
 
@@ -289,12 +290,12 @@ class Evaluation:
 
 def evaluate_config(
     model, method, images, masks, patch_size=128, stride=30, window_size=11, window=DEFAULT_WINDOW,
-    vae_samples=6, seed=0, au_pro_limit=0.3,
+    vae_samples=6, seed=0, au_pro_limit=0.3, constants=STANDARD,
 ):
     """Sliding-window evaluation of a trained model on ``images`` with the paper's post-processing.
 
-    Residual: SSIM (a ``window`` window of side ``window_size``) for the SSIM-AE, per-pixel L2 for
-    L2-AE and FM-AE, the reconstruction probability over ``vae_samples`` samples
+    Residual: SSIM (a ``window`` window of side ``window_size``, its constants read as ``constants`` says) for the
+    SSIM-AE, per-pixel L2 for L2-AE and FM-AE, the reconstruction probability over ``vae_samples`` samples
     for the VAE; every map is opened with a disk of diameter 4.  The VAE's
     sampling restarts from ``seed``, so a reloaded model gives the same maps as
     a freshly trained one.
@@ -304,7 +305,7 @@ def evaluate_config(
         model.seed_generator.state.assign(np.array([seed, 0], dtype=model.seed_generator.state.dtype))
     maps, reconstructions = anomaly_maps(
         model, images, kind=kind, patch_size=patch_size, stride=stride,
-        window_size=window_size, window=window, vae_samples=vae_samples,
+        window_size=window_size, window=window, vae_samples=vae_samples, constants=constants,
     )
     fpr, tpr, _ = pixel_roc(maps, masks)
     return Evaluation(

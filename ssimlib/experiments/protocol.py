@@ -6,8 +6,9 @@ same images).  This campaign trains the SSIM-AE at the Table II budget
 (:data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET`: the Fig. 6 schedule, 50 epochs, from
 scratch) under each *arm* of :data:`ARMS` (an :class:`Arm`: a crop protocol of
 :data:`ssimlib.experiments.nanotwice.CROP_PROTOCOLS`, a seed, a batch size, a reading of the paper's
-"weight decay", :data:`ssimlib.train.DECAYS`, and the network's last activation,
-:data:`ssimlib.architecture.OUTPUTS`), and adds one entry per
+"weight decay", :data:`ssimlib.train.DECAYS`, the network's last activation,
+:data:`ssimlib.architecture.OUTPUTS`, and the reading of the SSIM constants, :data:`ssimlib.ssim.SSIM_CONSTANTS`),
+and adds one entry per
 finished arm to ``results/nanotwice_protocol.json``:
 
 * the validation loss of every epoch, on :func:`ssimlib.experiments.nanotwice.validation_patches`
@@ -29,7 +30,11 @@ losses only, never a test image, of the arms at the campaign's budget and batch 
 size (the paper does not state its own) is a protocol of its own in the table (``"fresh, batch 128"``), judged by
 :data:`BATCH_RULE`, written before it was trained; so is an arm with another reading of the weight decay
 (``"fresh, lr decay"``, ``"fresh, L2 decay"``), judged by :data:`DECAY_RULE`, and one with a sigmoid output
-(``"fresh, sigmoid output"``), judged by :data:`OUTPUT_RULE`, each written before its arm was trained.  Entries of
+(``"fresh, sigmoid output"``), judged by :data:`OUTPUT_RULE`, each written before its arm was trained.  An arm with
+the SSIM constants of the paper's text taken literally (``"fresh, literal SSIM constants"``: its training loss and
+its anomaly maps) trains another loss, so its validation loss compares with no other arm's: :data:`CONSTANTS_RULE`,
+written before it was trained, makes it a reading of the paper reported beside the others, adopted by none of its
+numbers.  Entries of
 another budget are diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its
 200-epoch checkpoint (``run_campaign(arms=(Arm("fresh", 0),), budget={"epochs": 250})`` with that checkpoint
 copied to the arm's folder).
@@ -46,6 +51,7 @@ from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.sensitivity import TABLE2_BUDGET
 from ssimlib.metrics import region_overlap_quantiles
+from ssimlib.ssim import STANDARD
 from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir, train_into_store
 from ssimlib.train import DECAY, DECAYS, compile_autoencoder, mean_loss, training_settings
@@ -61,12 +67,14 @@ class Arm(NamedTuple):
     batch_size: int = BATCH
     decay: str = DECAY  # how the paper's "weight decay" is read (ssimlib.train.adam)
     output: str = LINEAR  # the network's last activation (ssimlib.models.build_decoder)
+    constants: str = STANDARD  # how the paper's SSIM constants are read, in the loss and the maps (ssimlib.ssim)
 
 
 # Every arm, in the order the campaign trains them: the two arms that tell most first (fresh crops against the
 # fixed set's spread), then their second seeds; then a third protocol, fresh crops at the batch size of the
 # authors' MVTec AD paper (128), with the weight decay read as Keras 2's learning-rate decay, with a sigmoid
-# output, and with the weight decay read as an L2 penalty (DECAY_RULE's second reading).
+# output, and with the weight decay read as an L2 penalty (DECAY_RULE's second reading); then the paper's SSIM
+# constants as written (CONSTANTS_RULE).
 ARMS = (
     Arm("fresh", 0),
     Arm("fixed", 1),
@@ -77,9 +85,10 @@ ARMS = (
     Arm("fresh", 0, decay="lr"),
     Arm("fresh", 0, output="sigmoid"),
     Arm("fresh", 0, decay="l2"),
+    Arm("fresh", 0, constants="literal"),
 )
 # how the table names an arm of another weight-decay reading or last activation
-VARIANT_LABELS = {"l2": "L2 decay", "lr": "lr decay", "sigmoid": "sigmoid output"}
+VARIANT_LABELS = {"l2": "L2 decay", "lr": "lr decay", "sigmoid": "sigmoid output", "literal": "literal SSIM constants"}
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_protocol.json"
 OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
 # Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.
@@ -124,13 +133,24 @@ OUTPUT_RULE = (
     "fresh-crop seeds' (batch 32, decoupled decay, linear output) by more than those two seeds' range; otherwise "
     "the linear output stays. Test images and masks are not read."
 )
+# Written down on 2026-12-06, before the arm of the literal SSIM constants was trained.
+CONSTANTS_RULE = (
+    "Fresh crops with the paper's SSIM constants taken as written (c1 = 0.01, c2 = 0.03 for images in [0, 1], in "
+    "the training loss and in the anomaly maps; one seed) train another loss, whose validation loss compares with "
+    "no other arm's. The arm is a reading of the paper, reported beside the others with its test scores, and "
+    "replaces the standard constants (c1 = 0.0001, c2 = 0.0009) for no 200-epoch model by any number of this "
+    "campaign: if its test scores lie above the plain fresh-crop arms' by more than their seed spread, a measure "
+    "on defect-free data that compares the two losses is to be written before a 200-epoch model of it is trained."
+)
 
 
-def arm_name(crops, seed, batch_size=BATCH, decay=DECAY, output=LINEAR):
+def arm_name(crops, seed, batch_size=BATCH, decay=DECAY, output=LINEAR, constants=STANDARD):
     """``"fresh-seed0"`` for ``Arm("fresh", 0)``; ``"fresh-seed0-batch128"`` for another batch size,
-    ``"fresh-seed0-lrdecay"`` for another weight-decay reading, ``"fresh-seed0-sigmoid"`` for another output."""
+    ``"fresh-seed0-lrdecay"`` for another weight-decay reading, ``"fresh-seed0-sigmoid"`` for another output,
+    ``"fresh-seed0-literalssim"`` for the SSIM constants read literally."""
     return (f"{crops}-seed{seed}" + ("" if batch_size == BATCH else f"-batch{batch_size}")
-            + ("" if decay == DECAY else f"-{decay}decay") + ("" if output == LINEAR else f"-{output}"))
+            + ("" if decay == DECAY else f"-{decay}decay") + ("" if output == LINEAR else f"-{output}")
+            + ("" if constants == STANDARD else f"-{constants}ssim"))
 
 
 def batch_of(entry):
@@ -148,23 +168,33 @@ def output_of(entry):
     return entry.get("budget", {}).get("output", LINEAR)
 
 
+def constants_of(entry):
+    """The reading of the SSIM constants an entry was trained and evaluated with (:data:`STANDARD` where none is
+    listed)."""
+    return entry.get("budget", {}).get("ssim_constants", STANDARD)
+
+
 def protocol_of(entry):
     """The protocol an entry stands for in the table: its crops, ``"fresh, batch 128"`` at another batch size,
-    ``"fresh, lr decay"`` with another weight-decay reading, ``"fresh, sigmoid output"`` with another output."""
+    ``"fresh, lr decay"`` with another weight-decay reading, ``"fresh, sigmoid output"`` with another output,
+    ``"fresh, literal SSIM constants"``."""
     return (entry["crops"] + ("" if batch_of(entry) == BATCH else f", batch {batch_of(entry)}")
-            + "".join(f", {VARIANT_LABELS[v]}" for v in (decay_of(entry), output_of(entry))
-                      if v not in (DECAY, LINEAR)))
+            + "".join(f", {VARIANT_LABELS[v]}" for v in (decay_of(entry), output_of(entry), constants_of(entry))
+                      if v not in (DECAY, LINEAR, STANDARD)))
 
 
 def arm_key(entry):
-    """``(epochs, crops, seed, batch size, decay, output)``: what tells one arm's entry from another's, and their
-    order."""
-    return entry["epochs"], entry["crops"], entry["seed"], batch_of(entry), decay_of(entry), output_of(entry)
+    """``(epochs, crops, seed, batch size, decay, output, constants)``: what tells one arm's entry from another's,
+    and their order."""
+    return (entry["epochs"], entry["crops"], entry["seed"], batch_of(entry), decay_of(entry), output_of(entry),
+            constants_of(entry))
 
 
 def is_plain(entry):
-    """Whether an entry is at the campaign's batch size, weight-decay reading and output (a crop protocol's arm)."""
-    return batch_of(entry) == BATCH and decay_of(entry) == DECAY and output_of(entry) == LINEAR
+    """Whether an entry is at the campaign's batch size, weight-decay reading, output and SSIM constants (a crop
+    protocol's arm)."""
+    return (batch_of(entry), decay_of(entry), output_of(entry), constants_of(entry)) == (BATCH, DECAY, LINEAR,
+                                                                                         STANDARD)
 
 
 def read_results(path=DEFAULT_RESULTS):
@@ -173,16 +203,18 @@ def read_results(path=DEFAULT_RESULTS):
                          "protocol campaign")
 
 
-def result_for(results, crops, seed, epochs, batch_size=BATCH, decay=DECAY, output=LINEAR):
-    """The entry of arm ``Arm(crops, seed, batch_size, decay, output)`` trained ``epochs`` epochs, or None."""
-    return next((r for r in results["runs"] if arm_key(r) == (epochs, crops, seed, batch_size, decay, output)), None)
+def result_for(results, crops, seed, epochs, batch_size=BATCH, decay=DECAY, output=LINEAR, constants=STANDARD):
+    """The entry of arm ``Arm(crops, seed, batch_size, decay, output, constants)`` trained ``epochs`` epochs, or
+    None."""
+    key = (epochs, crops, seed, batch_size, decay, output, constants)
+    return next((r for r in results["runs"] if arm_key(r) == key), None)
 
 
 def add_result(path, entry):
     """Add (or replace) one arm's entry in the results file at ``path``, atomically; returns the results."""
     return add_to_campaign(path, read_results(path), "runs", entry, arm_key, decision_rule=DECISION_RULE,
                            first_decision_rule=FIRST_DECISION_RULE, batch_rule=BATCH_RULE, decay_rule=DECAY_RULE,
-                           output_rule=OUTPUT_RULE)
+                           output_rule=OUTPUT_RULE, constants_rule=CONSTANTS_RULE)
 
 
 def memorisation(model, training_crops, validation, test_patches, batch_size=32):
@@ -268,13 +300,14 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
     Returns ``(model, patches, manifest)``: the stored model compiled with the SSIM loss, the arm's
     crops (an array or a crop stream) and its manifest.
     """
-    arm = arm_name(crops, seed, budget["batch_size"], budget["decay"], budget["output"])
+    constants = budget.get("ssim_constants", STANDARD)
+    arm = arm_name(crops, seed, budget["batch_size"], budget["decay"], budget["output"], constants)
     name = name or f"{arm}-e{budget['epochs']}"
     checkpoint_dir = Path(cache or cache_dir()) / "checkpoints" / "protocol" / name
     patches = nanotwice.training_patches(dataset, budget["n_patches"], budget["patch_size"], seed, crops)
     settings = training_settings("ssim", budget["epochs"], budget["batch_size"], budget["learning_rate"],
                                  budget["weight_decay"], budget["window_size"], budget["window"], seed,
-                                 budget["n_patches"], crops, budget["decay"], budget["output"])
+                                 budget["n_patches"], crops, budget["decay"], budget["output"], constants)
     record = {
         "method": "SSIM-AE",
         "data": f"NanoTWICE, {len(dataset.train_images)} defect-free images",
@@ -288,7 +321,7 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
             window=budget["window"], epochs=budget["epochs"], batch_size=budget["batch_size"],
             learning_rate=budget["learning_rate"], weight_decay=budget["weight_decay"], seed=seed,
             checkpoint_dir=checkpoint_dir, progress=False, on_epoch=on_epoch, validation=validation,
-            decay=budget["decay"], output=budget["output"],
+            decay=budget["decay"], output=budget["output"], constants=constants,
         )
 
     stem = artifacts.study_model("protocol", name, models_root)
@@ -296,7 +329,7 @@ def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=
                      study="protocol")
     model, manifest = artifacts.load_model(stem)
     compile_autoencoder(model, "ssim", budget["learning_rate"], budget["weight_decay"], budget["window_size"],
-                        budget["window"])  # for the losses of the memorisation measure
+                        budget["window"], constants=constants)  # for the losses of the memorisation measure
     return model, patches, manifest
 
 
@@ -305,8 +338,8 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     """Train and evaluate every arm of ``arms`` missing from the results file; returns the results.
 
     ``budget`` overrides entries of :data:`ssimlib.experiments.sensitivity.TABLE2_BUDGET` (the seed,
-    the batch size, the weight-decay reading and the output are the arm's; ``arms`` are :class:`Arm` s).  Each
-    finished arm is added to ``results_path`` at once.
+    the batch size, the weight-decay reading, the output and the SSIM constants are the arm's; ``arms`` are
+    :class:`Arm` s).  Each finished arm is added to ``results_path`` at once.
     """
     artifacts.code_commit()
     budget = {**TABLE2_BUDGET, **(budget or {})}
@@ -324,14 +357,15 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
     for arm in todo:
         crops, seed = arm.crops, arm.seed
         name = arm_name(*arm)
-        arm_budget = {**budget, "batch_size": arm.batch_size, "decay": arm.decay, "output": arm.output}
+        arm_budget = {**budget, "batch_size": arm.batch_size, "decay": arm.decay, "output": arm.output,
+                      "ssim_constants": arm.constants}
         model, patches, manifest = train_arm(dataset, crops, seed, arm_budget, validation, models_root, cache, log)
         history = manifest["training"]
         last_crops = patches if crops == "fixed" else patches.crops(budget["epochs"] - 1)
         memorised = memorisation(model, last_crops[: len(validation)], validation, test_patches)
         evaluation = nanotwice.evaluate_config(
             model, "SSIM-AE", test_images, test_masks, patch_size=p, stride=stride,
-            window_size=budget["window_size"], window=budget["window"],
+            window_size=budget["window_size"], window=budget["window"], constants=arm.constants,
         )
         overlap = region_overlap_quantiles(evaluation.maps, test_masks, OVERLAP_FPR, (0.5,))
         entry = {
@@ -347,8 +381,9 @@ def run_campaign(results_path=DEFAULT_RESULTS, arms=ARMS, budget=None, data_root
             "budget": {**{key: arm_budget[key] for key in ("n_patches", "patch_size", "latent_dim", "epochs",
                                                        "batch_size", "learning_rate", "weight_decay", "window",
                                                        "window_size")},
-                       **{key: value for key, value in (("decay", arm.decay), ("output", arm.output))
-                          if value not in (DECAY, LINEAR)}},
+                       **{key: value for key, value in (("decay", arm.decay), ("output", arm.output),
+                                                        ("ssim_constants", arm.constants))
+                          if value not in (DECAY, LINEAR, STANDARD)}},
             "code_commit": artifacts.code_commit(),
             "machine": run_environment(),
         }
@@ -372,7 +407,8 @@ def _measure(run, key):
 def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
     """Lines of a table: every arm of ``epochs`` epochs, then each protocol's mean and seed spread (max - min)."""
     runs = sorted((r for r in results["runs"] if r["epochs"] == epochs),
-                  key=lambda r: (batch_of(r), decay_of(r) != DECAY, output_of(r) != LINEAR, r["crops"], r["seed"]))
+                  key=lambda r: (batch_of(r), decay_of(r) != DECAY, output_of(r) != LINEAR,
+                                 constants_of(r) != STANDARD, r["crops"], r["seed"]))
     if not runs:
         return [f"no arm of {epochs} epochs has finished yet"]
     w = max(len(protocol_of(run)) for run in runs) + 3  # the protocol column: "<protocol> - fixed" fits w + 5
