@@ -25,8 +25,8 @@ def test_gpu_run_writes_every_result_at_a_tiny_size(nanotwice_root, tmp_path):
     assert read["timing.json"]["forward_ms_batch_1"] > 0 and read["timing.json"]["image_s"] > 0
     assert [(r["policy"], r["batch_size"]) for r in read["throughput.json"]["rows"]] == [
         ("float32", 8), ("mixed_bfloat16", 8)]
-    model, manifest = artifacts.load_model(out / "ssim_ae-fresh-seed1")  # the store's name: the CPU can continue it
+    model, manifest = artifacts.load_model(out / "ssim_ae-fresh-seed2")  # the store's name: the CPU can continue it
     assert manifest["gpu"] == "none (CPU)"
     assert manifest["training"]["epochs_done"] == 1 and manifest["training"]["schedule_epochs"] == 200
-    assert manifest["training"]["settings"]["seed"] == 1 and model.latent_dim == 500
+    assert manifest["training"]["settings"]["seed"] == 2 and model.latent_dim == 500
     assert manifest["training"]["settings"]["crops"] == "fresh" and len(manifest["training"]["val_loss"]) == 1
