@@ -256,6 +256,20 @@ def test_the_arm_of_literal_ssim_constants_trains_and_is_measured_with_them(nano
     assert measured == pytest.approx(literal, abs=2e-3) and abs(literal - standard) > 0.02
 
 
+@pytest.mark.parametrize("scores, above", [((0.94, 0.85, 0.80), True), ((0.94, 0.85, 0.76), False),
+                                           ((0.932, 0.85, 0.80), False)])
+def test_the_constants_rule_asks_for_all_three_test_scores_above_the_fresh_seeds_by_their_range(scores, above):
+    # plain fresh seeds: pixel AUROC 0.927 / 0.930 (range 0.003), AU-PRO 0.80 / 0.81, overlap 0.75 / 0.76
+    plain = [{**_run("fresh", s, 0.15), "pixel_auroc": a, "au_pro_0_3": b, "median_region_overlap_fpr_0_05": c}
+             for s, a, b, c in ((0, 0.927, 0.80, 0.75), (1, 0.930, 0.81, 0.76))]
+    literal = {**_run("fresh", 0, 0.05), "budget": {"ssim_constants": "literal"},
+               **dict(zip(("pixel_auroc", "au_pro_0_3", "median_region_overlap_fpr_0_05"), scores))}
+    verdict, reason = protocol.constants_verdict({"runs": [*FIXED_AND_FRESH[:2], *plain, literal]})
+    assert verdict is above and "pixel AUROC" in reason and "0.927-0.930" in reason
+    assert protocol.constants_verdict({"runs": plain})[0] is None
+    assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, literal]})[0] == "fresh"  # 0.05 is another loss
+
+
 def test_the_table_gives_each_protocols_mean_and_seed_spread():
     memo = {"training_crops": 0.1, "validation_crops": 0.14, "defect_free_test_crops": 0.16}
     runs = [{"crops": "fresh", "seed": s, "epochs": 50, "val_loss": [0.3, v], "pixel_auroc": a, "au_pro_0_3": 0.8,

@@ -293,6 +293,28 @@ def choose_variant(results, setting, value, epochs=TABLE2_BUDGET["epochs"]):
     return (value if below else KEPT[setting]), reason
 
 
+def constants_verdict(results, epochs=TABLE2_BUDGET["epochs"]):
+    """``(whether, reason)`` of :data:`CONSTANTS_RULE`: whether the arm of literal SSIM constants scores above both
+    plain fresh-crop seeds on the test images by more than their range in pixel AUROC, AU-PRO@0.3 and median
+    overlap alike (then a defect-free measure is to be written before a 200-epoch model of it); None where the
+    arms are missing.  Reads test scores: it adopts nothing."""
+    fresh = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"]
+    plain = [r for r in fresh if is_plain(r)]
+    literal = [r for r in fresh if protocol_of(r) == f"fresh, {VARIANT_LABELS['literal']}"]
+    if len(plain) < 2 or not literal:
+        return None, "no verdict yet: needs two plain fresh-crop seeds and the arm of literal SSIM constants"
+    parts, above = [], True
+    for key, label in MEASURES[1:]:
+        values = [r[key] for r in plain]
+        bar = max(values) + float(np.ptp(values))
+        above &= literal[0][key] > bar
+        parts.append(f"{label} {literal[0][key]:.3f} against {min(values):.3f}-{max(values):.3f}")
+    return above, (f"literal SSIM constants: {', '.join(parts)} (the plain fresh-crop seeds); "
+                   + ("above them by more than their range in all three: a defect-free measure comparing the two "
+                      "losses is to be written before a 200-epoch model" if above else
+                      "not above them by more than their range in all three: the standard constants stay"))
+
+
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print, name=None):
     """Train one arm into the model store ``models/protocol/<name>`` (resumable; ``name`` defaults to
     ``<arm>-e<epochs>``).
@@ -421,6 +443,9 @@ def format_runs(results, epochs=TABLE2_BUDGET["epochs"]):
         memo = run["memorisation"]
         lines.append(f"{protocol_of(run):{w}} {run['seed']:>4} {memo['training_crops']:.4f} / "
                      f"{memo['validation_crops']:.4f} / {memo['defect_free_test_crops']:.4f}")
+    if any(constants_of(run) != STANDARD for run in runs):
+        lines.append("(literal SSIM constants: validation and memorisation losses in its own loss, comparable with no "
+                     "other arm's)")
     lines.append("per protocol: mean (seed spread: max - min over its seeds)")
     values = _measures_by_protocol(runs)
     for crops, measures in values.items():
