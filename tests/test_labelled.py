@@ -115,10 +115,83 @@ def test_masks_of_the_images_stems_in_a_folder_of_their_own_are_pointed_to(tmp_p
     rng = np.random.default_rng(5)
     _labelled(rng, tmp_path / "defect" / "images" / "X.tif", tmp_path / "defect" / "masks" / "X.png")
     _save(tmp_path / "good" / "Y.png", checkerboard(64, square=16, angle=20.0))
-    _, _, rule = find_labelled([tmp_path])
-    assert rule.endswith(f"so all 3 images count as defect-free; {tmp_path}/defect/masks/X.png looks like the mask of "
+    _, bad, rule = find_labelled([tmp_path])  # defect/ lies beside good/: its images without a mask are left out
+    assert [p.name for p, _ in bad] == ["X.tif", "X.png"]
+    assert rule.endswith(f"so the 1 image counts as defect-free; {tmp_path}/defect/masks/X.png looks like the mask of "
                          f"{tmp_path}/defect/images/X.tif: if the masks lie there, give {tmp_path}/defect/images "
                          f"{tmp_path}/good --masks {tmp_path}/defect/masks"), rule
     items, bad, _ = find_labelled([tmp_path / "defect" / "images", tmp_path / "good"],
                                   masks=tmp_path / "defect" / "masks")
     assert {item.key: item.mask and item.mask.name for item in items} == {"defect/images/X": "X.png", "good/Y": None}
+
+
+def _noise(rng, path, defect=False):
+    """A textured 64 px image; with ``defect``, a bright 16 px square, and its mask beside it at ``<stem>_mask.png``
+    (returned)."""
+    image = rng.uniform(0.25, 0.7, (64, 64))
+    if defect:
+        image[20:36, 20:36] = 1.0
+        mask = np.zeros((64, 64))
+        mask[20:36, 20:36] = 1.0
+        _save(path.with_name(path.stem + "_mask.png"), mask)
+    _save(path, image)
+
+
+@pytest.mark.parametrize("given", [["good", "scratch"], ["good/g0.png", "scratch/d0.png", "scratch/d1.png"],
+                                   ["."]])
+def test_a_defect_types_image_without_a_mask_is_left_out_however_its_folder_is_given(tmp_path, given):
+    # a tester's: `evaluate M d/good d/scratch` (or d/*/*.png) counted scratch/d1.png, maskless, defect-free
+    rng = np.random.default_rng(2)
+    _noise(rng, tmp_path / "good" / "g0.png")
+    _noise(rng, tmp_path / "scratch" / "d0.png", defect=True)
+    _noise(rng, tmp_path / "scratch" / "d1.png")
+    items, bad, _ = find_labelled([tmp_path / name for name in given])
+    assert sorted(item.path.name for item in items) == ["d0.png", "g0.png"]
+    assert bad == [(tmp_path / "scratch" / "d1.png", "lies in a defect type's folder (scratch/, beside good/) but "
+                    "has no mask: left out, not counted defect-free")]
+    assert {item.path.name: item.in_defect_folder for item in items} == {"d0.png": True, "g0.png": False}
+    # the defect type's folder given alone, its good sibling not: its maskless images count defect-free, as before
+    items, bad, _ = find_labelled([tmp_path / "scratch"])
+    assert sorted(item.path.name for item in items) == ["d0.png", "d1.png"] and not bad
+
+
+def test_a_defect_type_below_a_folder_beside_the_good_one_is_one_too(tmp_path):
+    # a tester's: OK/ beside NG/dent/ (a plant's layout) counted NG/dent/d1.png, maskless, defect-free
+    rng = np.random.default_rng(3)
+    _noise(rng, tmp_path / "OK" / "g0.png")
+    _noise(rng, tmp_path / "NG" / "dent" / "d0.png", defect=True)
+    _noise(rng, tmp_path / "NG" / "dent" / "d1.png")
+    _noise(rng, tmp_path / "OK" / "sub" / "g1.png")  # below the good folder: defect-free
+    items, bad, _ = find_labelled([tmp_path])
+    assert sorted(item.key for item in items) == ["NG/dent/d0", "OK/g0", "OK/sub/g1"]
+    assert bad == [(tmp_path / "NG" / "dent" / "d1.png", "lies in a defect type's folder (dent/ in NG/, beside OK/) "
+                    "but has no mask: left out, not counted defect-free")]
+
+
+def test_a_two_valued_png_beside_a_photo_of_a_bright_defect_is_its_mask(tmp_path):
+    # a tester's: the mask of a bright stain on a smooth part correlates with it above 0.9 and was taken for a copy
+    rng = np.random.default_rng(4)
+    image = 0.4 + rng.normal(0, 0.02, (96, 96))
+    image[30:66, 30:66] = 1.0
+    mask = np.zeros((96, 96))
+    mask[30:66, 30:66] = 1.0
+    assert np.corrcoef(image.ravel(), mask.ravel())[0, 1] > 0.9
+    _save(tmp_path / "d1.jpg", image)
+    _save(tmp_path / "d1.png", mask)
+    _save(tmp_path / "d2.jpg", mask)  # a two-valued image and its copy: both images, as before
+    _save(tmp_path / "d2.png", mask)
+    items, bad, _ = find_labelled([tmp_path])
+    assert {item.key: item.mask and item.mask.name for item in items} == {"d1": "d1.png", "d2": None,
+                                                                          "d2.png": None}
+
+
+def test_masks_with_an_ending_of_their_own_beside_the_images_are_hinted_at(tmp_path):
+    rng = np.random.default_rng(5)
+    _noise(rng, tmp_path / "good" / "g0.png")
+    _noise(rng, tmp_path / "scratch" / "d0.png", defect=True)
+    (tmp_path / "scratch" / "d0_mask.png").rename(tmp_path / "scratch" / "d0_gt.png")
+    _, _, rule = find_labelled([tmp_path])
+    assert rule.endswith(f"; {tmp_path}/scratch/d0_gt.png looks like the mask of d0.png beside it: if the masks are "
+                         "so named, give --mask-suffix _gt.png")
+    items, bad, _ = find_labelled([tmp_path], mask_suffix="_gt.png")
+    assert {item.key: item.mask and item.mask.name for item in items} == {"good/g0": None, "scratch/d0": "d0_gt.png"}

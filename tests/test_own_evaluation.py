@@ -750,3 +750,20 @@ def test_the_maps_of_an_image_gone_are_kept_while_another_file_is_unpaired(model
     assert main(argv) == 2 and all(p.exists() for p in gone_maps)
     (folder / "orphan_mask.png").unlink()
     assert main(argv) == 0 and not any(p.exists() for p in gone_maps)
+
+
+def test_an_empty_mask_in_a_defect_types_folder_is_warned_of(model, tmp_path, capsys):
+    # a tester's: scratch/d1_mask.png exported before anything was painted counted d1 defect-free without a word
+    rng = np.random.default_rng(6)
+    image, mask = draw_defects(_board(rng, 64, 64), rng)
+    _save(tmp_path / "set" / "scratch" / "d0.png", image)
+    _save(tmp_path / "set" / "scratch" / "d0_mask.png", mask.astype(np.float32))
+    _save(tmp_path / "set" / "scratch" / "d1.png", _board(rng, 64, 64))
+    _save(tmp_path / "set" / "scratch" / "d1_mask.png", np.zeros((64, 64), np.float32))
+    _save(tmp_path / "set" / "good" / "g0.png", _board(rng, 64, 64))
+    out = tmp_path / "out"
+    assert main(["evaluate", str(model), str(tmp_path / "set"), "--out", str(out)]) == 0
+    expected = (f"{tmp_path / 'set' / 'scratch' / 'd1.png'}: lies in a defect type's folder (scratch/), but its mask "
+                f"{tmp_path / 'set' / 'scratch' / 'd1_mask.png'} marks nothing: counted defect-free")
+    assert expected in capsys.readouterr().err
+    assert any(expected in line for line in json.loads((out / "metrics.json").read_text())["warnings"])

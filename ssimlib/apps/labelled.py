@@ -31,8 +31,9 @@ folder of defect-free images (``good``, or another name of :data:`GOOD_FOLDERS`:
 refused (a mistyped option), before anything is scored.
 
 An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
-folder (below the folder given, a sibling of a ``good``, ``Normal`` or ``OK`` folder) without a mask: it is listed
-as a problem and left out.  Masks
+folder without a mask: it is listed as a problem and left out.  A defect type's folder is a sibling of a ``good``,
+``Normal`` or ``OK`` folder, or lies in one (``NG/dent/`` beside ``OK/``), below the folder given, or given itself
+with that folder of defect-free images (``good scratch``).  Masks
 are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
 values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
 """
@@ -68,13 +69,15 @@ class Labelled:
     """One image, its mask file (None: defect-free) and where it lies.
 
     ``key`` is its path below the common folder of the inputs, without suffix
-    (``good/003``): unique, it names the image's outputs; ``kind`` is its folder there.
+    (``good/003``): unique, it names the image's outputs; ``kind`` is its folder there; ``in_defect_folder``:
+    whether it lies in a defect type's folder (where a mask that marks nothing is warned of).
     """
 
     path: Path
     mask: Path | None
     key: str
     kind: str
+    in_defect_folder: bool = False  # below a defect type's folder (:func:`_defect_type`)
 
 
 def _files(folder, skip=()):
@@ -162,20 +165,26 @@ def _beside(found, is_mask, image_stem):
     return pairs, images, bad
 
 
-def looks_like_mask(path, image_path, other_size=True):
-    """Whether the image at ``path`` looks like the defect mask of the image at ``image_path``: at least
-    :data:`MASK_EXTREMES` of its pixels lie within a tenth of its range of its darkest or brightest gray value
-    (a mask drawn or saved with soft edges does; a photograph does not), and it is no copy of that image (gray
-    values correlated above 0.9); where not ``other_size``, it also has the image's height and width."""
-    values = read_image(path, gray=True, warn_dim=False)[..., 0]
+def _two_valued(values):
+    """Whether at least :data:`MASK_EXTREMES` of the gray ``values`` lie within a tenth of their range of the
+    darkest or the brightest (a mask drawn or saved with soft edges does; a photograph does not)."""
     low, high = float(values.min()), float(values.max())
     near = 0.1 * (high - low)
-    if np.mean((values <= low + near) | (values >= high - near)) < MASK_EXTREMES:
+    return np.mean((values <= low + near) | (values >= high - near)) >= MASK_EXTREMES
+
+
+def looks_like_mask(path, image_path, other_size=True):
+    """Whether the image at ``path`` looks like the defect mask of the image at ``image_path``: it is two-valued
+    (:func:`_two_valued`), and no copy of that image (which would be two-valued too, its gray values correlated
+    above 0.9; a bright defect on a smooth part correlates so with its mask, and is no two-valued image); where
+    not ``other_size``, it also has the image's height and width."""
+    values = read_image(path, gray=True, warn_dim=False)[..., 0]
+    if not _two_valued(values):
         return False
     image = read_image(image_path, gray=True, warn_dim=False)[..., 0]
     if image.shape != values.shape:
         return other_size
-    if values.std() == 0 or image.std() == 0:
+    if values.std() == 0 or image.std() == 0 or not _two_valued(image):
         return True
     return np.corrcoef(values.ravel(), image.ravel())[0, 1] <= 0.9
 
@@ -310,21 +319,28 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
              "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
-    folders = {(p.parent, Path(root)) for p, root in images}  # each folder's siblings listed once, not per image
-    defect_folders = {(folder, root) for folder, root in folders if _is_defect_folder(folder, root)}
-    unlabelled = [p for p, root in images if p not in pairs and (p.parent, Path(root)) in defect_folders]
-    bad += [(p, f"lies in a defect type's folder ({p.parent.name}/, beside {_good_sibling(p.parent)}/) but has no "
-             "mask: left out, not counted defect-free") for p in unlabelled]
-    images = [(p, root) for p, root in images if p not in unlabelled]
-    items = _items(images, pairs)
+    given = [q.resolve() for q in inputs]
+    # each folder's siblings listed once, not per image
+    defect_type = {key: _defect_type(*key, given) for key in {(p.parent, Path(root)) for p, root in images}}
+    unlabelled = [(p, defect_type[p.parent, Path(root)]) for p, root in images
+                  if p not in pairs and defect_type[p.parent, Path(root)]]
+    bad += [(p, f"lies in a defect type's folder ({_where(p.parent, *where)}) but has no mask: left out, not counted "
+             "defect-free") for p, where in unlabelled]
+    left_out = {p for p, _ in unlabelled}
+    images = [(p, root) for p, root in images if p not in left_out]
+    items = _items(images, pairs, {p for p, root in images if defect_type[p.parent, Path(root)]})
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
-        alike = _same_stem_elsewhere(found)
+        alike, named = _same_stem_elsewhere(found), _named_beside(found)
+        counted = "the 1 image counts" if len(items) == 1 else f"all {len(items)} images count"
         hint = (f"; {alike[0]} looks like the mask of {alike[1]}: if the masks lie there, give "
                 f"{_pairing_options(*alike, found)}") if alike else ""
+        if named:
+            hint += (f"; {named[0]} looks like the mask of {named[1].name} beside it: if the masks are so named, "
+                     f"give --mask-suffix {named[0].name[len(named[1].stem):]}")
         return items, bad, ("masks: none found beside the images (looked for <stem>_mask.*, then a PNG of "
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
-                            f"otherwise), so all {len(items)} images count as defect-free{hint}")
+                            f"otherwise), so {counted} as defect-free{hint}")
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
     return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as "
                         f"defect-free{left_out}")
@@ -389,6 +405,17 @@ def _same_stem_elsewhere(found, limit=20):
                 None)
 
 
+def _named_beside(found, limit=20):
+    """``(mask, image)``: a file of ``found`` named ``<stem><ending>`` (the ending begins with no letter or digit:
+    ``d1_gt.png``) for an image ``<stem>.*`` beside it, that looks like its mask, or None; at most ``limit`` pairs
+    are read."""
+    by_stem = {(p.parent, p.stem): p for p, _ in found}
+    pairs = ((q, by_stem[q.parent, q.stem[:cut]]) for q, _ in found
+             for cut in range(1, len(q.stem)) if not q.stem[cut].isalnum() and (q.parent, q.stem[:cut]) in by_stem)
+    return next(((q, p) for q, p in itertools.islice(pairs, limit) if _looks_like_mask(q, p, other_size=False)),
+                None)
+
+
 def _no_mask_fits(found, masks, mask_suffix):
     """The line that says no mask fitted any image under ``--masks`` / ``--mask-suffix`` as given, with a hint."""
     if masks is not None:
@@ -420,14 +447,37 @@ def _good_sibling(folder):
                 None)
 
 
-def _is_defect_folder(folder, root):
-    """Whether ``folder`` is a defect type's: below the input folder ``root`` it was found in, not named as one of
-    defect-free images, with a sibling folder that is (``good``, ``Normal``, ``OK``, ...: :data:`GOOD_FOLDERS`)."""
-    return folder != root and not is_good_folder(folder) and _good_sibling(folder) is not None
+def _defect_type(folder, root, given):
+    """``(level, good)`` where ``folder`` is a defect type's: it, or a folder above it (``NG/`` of ``NG/dent/``),
+    lies beside ``good``, a folder named as one of defect-free images (``good``, ``Normal``, ``OK``, ...:
+    :data:`GOOD_FOLDERS`), and none on the way is one; above the input folder ``root`` it was found in, not
+    looked; ``root`` itself counts only where that folder of defect-free images is among the inputs ``given``
+    (resolved paths) or holds one (``good scratch`` given, or files of both).  None otherwise."""
+    for level in (folder, *folder.parents):
+        if is_good_folder(level):
+            return None
+        good = _good_sibling(level)
+        if good is not None and (level != root or _holds_one_of(level.parent / good, given)):
+            return level, good
+        if level == root:
+            return None
+    return None
 
 
-def _items(images, pairs):
-    """:class:`Labelled` items with keys below the common folder of ``images`` ``[(file, root)]``."""
+def _holds_one_of(folder, given):
+    """Whether one of the resolved paths ``given`` is the folder ``folder`` or lies below it."""
+    folder = folder.resolve()
+    return any(path == folder or folder in path.parents for path in given)
+
+
+def _where(folder, level, good):
+    """``"scratch/, beside good/"``; ``"dent/ in NG/, beside OK/"`` where ``level`` lies above ``folder``."""
+    return f"{folder.name}/" + ("" if level == folder else f" in {level.name}/") + f", beside {good}/"
+
+
+def _items(images, pairs, in_defect_folders=frozenset()):
+    """:class:`Labelled` items with keys below the common folder of ``images`` ``[(file, root)]``; those of
+    ``in_defect_folders`` lie in a defect type's folder."""
     if not images:
         return []
     common = os.path.commonpath([os.path.abspath(root) for _, root in images])
@@ -441,7 +491,7 @@ def _items(images, pairs):
             key += "~"
         outputs.add(output_path(key))
         kind = relative.parent.as_posix()
-        items.append(Labelled(p, pairs.get(p), key, "" if kind == "." else kind))
+        items.append(Labelled(p, pairs.get(p), key, "" if kind == "." else kind, p in in_defect_folders))
     return items
 
 

@@ -233,6 +233,9 @@ def _row(out_dir, item, mask, anomaly_map, segmentation):
         warnings.warn(f"{item.path}: lies in a folder named {Path(item.kind).name}, as defect-free images' are, but "
                       f"its mask {item.mask} marks a defect: "
                       "counted defective", stacklevel=3)
+    if label == "good" and item.mask is not None and item.in_defect_folder:
+        warnings.warn(f"{item.path}: lies in a defect type's folder ({Path(item.kind).name}/), but its mask "
+                      f"{item.mask} marks nothing: counted defect-free", stacklevel=3)
     verdict = "defective" if segmentation.any() else "good"
     return {
         "path": str(item.path), "key": item.key, "kind": item.kind, "mask": str(item.mask or ""), "label": label,
