@@ -264,13 +264,14 @@ def is_lossy(path):
 
 
 def mask_values(path):
-    """The gray values ``(H, W)`` in ``[0, 1]`` of the mask file at ``path``: its luminance, and where its alpha
+    """The gray values ``(H, W)`` in ``[0, 1]`` of the mask file at ``path``: its brightest channel (a defect painted
+    red on black, soft edges and all, marks as one painted white; a gray mask's value), and where its alpha
     varies, what an editor's layer drawn on a transparent background marks: the alpha alone when the paint (the
     pixels not fully transparent) is of one colour, whatever lies under the transparent ones, else the colour laid
     over black.  An alpha that is the same everywhere (all opaque, or all 0) is left out."""
     pixels = _read_pixels(path, warn_dim=False)  # 16-bit masks of 0 and 1 are meant, not dim
     colour = pixels[..., :-1] if pixels.shape[-1] in (2, 4) else pixels
-    gray = rgb2gray(colour).astype(np.float32) if colour.shape[-1] == 3 else colour[..., 0]
+    gray = colour.max(axis=-1).astype(np.float32)
     if colour is pixels or pixels[..., -1].min() == pixels[..., -1].max():
         return gray
     alpha = pixels[..., -1]

@@ -214,6 +214,18 @@ def test_a_mask_of_soft_edges_too_dark_to_mark_anything_is_refused(tmp_path):
     assert read_mask(tmp_path / "bright.png").sum() == np.count_nonzero(np.round(soft * 255) >= 128)  # above 127.5
 
 
+def test_a_mask_painted_red_with_soft_edges_marks_where_its_red_is_above_half(tmp_path):
+    # a tester's: its luminance (0.21 of red's) never reached half, and it was refused as "8-bit values in 16 bits?"
+    from ssimlib.data import read_mask
+
+    yy, xx = np.mgrid[:32, :32]
+    soft = np.round(np.clip(1 - np.hypot(yy - 16, xx - 16) / 10, 0, 1) * 255).astype(np.uint8)
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = soft
+    Image.fromarray(red).save(tmp_path / "red.png")
+    assert read_mask(tmp_path / "red.png").sum() == np.count_nonzero(soft >= 128)
+
+
 @pytest.fixture
 def category(tmp_path):
     return write_synthetic_category(tmp_path, "cat", n_train=2, n_good=1, n_defective=1, size=64)

@@ -1,5 +1,6 @@
 """Pairing images with masks (:mod:`ssimlib.apps.labelled`): masks in a folder of their own given as images."""
 
+import os
 import re
 
 import numpy as np
@@ -195,3 +196,20 @@ def test_masks_with_an_ending_of_their_own_beside_the_images_are_hinted_at(tmp_p
                          "so named, give --mask-suffix _gt.png")
     items, bad, _ = find_labelled([tmp_path], mask_suffix="_gt.png")
     assert {item.key: item.mask and item.mask.name for item in items} == {"good/g0": None, "scratch/d0": "d0_gt.png"}
+
+
+def test_a_folder_that_cannot_be_read_is_warned_of(tmp_path, monkeypatch):
+    # a tester's reading: os.walk skipped a folder without read permission without a word
+    rng = np.random.default_rng(6)
+    _noise(rng, tmp_path / "good" / "g0.png")
+    walk = os.walk
+
+    def walk_failing_below(top, **kwargs):
+        kwargs["onerror"](PermissionError(13, "Permission denied", str(tmp_path / "locked")))
+        return walk(top, **kwargs)
+
+    monkeypatch.setattr(os, "walk", walk_failing_below)
+    with pytest.warns(UserWarning, match=re.escape(f"{tmp_path / 'locked'}: cannot be read (Permission denied), not "
+                                                   "searched: its images are left out")):
+        items, _, _ = find_labelled([tmp_path])
+    assert [item.key for item in items] == ["good/g0"]

@@ -82,10 +82,16 @@ class Labelled:
 
 def _files(folder, skip=()):
     """Image files below ``folder``, following links to folders (each once), sorted, leaving out those below
-    the folders ``skip`` and below an earlier evaluation's or a detect run's output folder (with a warning)."""
+    the folders ``skip`` and below an earlier evaluation's or a detect run's output folder (with a warning); a
+    folder that cannot be read is warned of."""
     skip = [Path(q).resolve() for q in skip]
     files, visited = [], set()
-    for here, folders, names in os.walk(folder, followlinks=True):
+
+    def unreadable(error):
+        warnings.warn(f"{error.filename}: cannot be read ({error.strerror or type(error).__name__}), not searched: "
+                      "its images are left out", stacklevel=3)
+
+    for here, folders, names in os.walk(folder, followlinks=True, onerror=unreadable):
         real = Path(here).resolve()
         if real in visited or any(real == q or q in real.parents for q in skip):
             folders[:] = []  # a link back up the tree, or a folder left out
