@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 
 from ssimlib import artifacts
+from ssimlib.ssim import STANDARD
 from ssimlib.train import (DECAY, OPTIONAL_SETTINGS, compile_autoencoder, epoch_line, read_checkpoint_state,
                            save_checkpoint)
 
@@ -67,6 +68,7 @@ def _resume_from_artifact(stem, manifest, checkpoint_dir, settings, log):
     compile_autoencoder(
         model, settings["loss"], settings["learning_rate"], settings["weight_decay"],
         settings["window_size"], settings["window"], settings.get("decay", DECAY),
+        settings.get("ssim_constants", STANDARD),
     )
     # A fresh Adam state, its step count from 0: Adam's bias correction needs it so, and a learning-rate schedule
     # (decay "lr") starts over with it; the restart is listed in the history.

@@ -151,8 +151,11 @@ def test_a_defect_types_image_without_a_mask_is_left_out_however_its_folder_is_g
     assert bad == [(tmp_path / "scratch" / "d1.png", "lies in a defect type's folder (scratch/, beside good/) but "
                     "has no mask: left out, not counted defect-free")]
     assert {item.path.name: item.in_defect_folder for item in items} == {"d0.png": True, "g0.png": False}
-    # the defect type's folder given alone, its good sibling not: its maskless images count defect-free, as before
-    items, bad, _ = find_labelled([tmp_path / "scratch"])
+    # the defect type's folder given alone, its good sibling not: its maskless images count defect-free, as before,
+    # with a warning
+    with pytest.warns(UserWarning, match=re.escape(f"{tmp_path / 'scratch'}: 1 of its 2 images has no mask and count "
+                                                   "as defect-free, though it lies beside good/")):
+        items, bad, _ = find_labelled([tmp_path / "scratch"])
     assert sorted(item.path.name for item in items) == ["d0.png", "d1.png"] and not bad
 
 

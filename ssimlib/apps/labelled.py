@@ -334,6 +334,7 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
              "defect-free") for p, where in unlabelled]
     left_out = {p for p, _ in unlabelled}
     images = [(p, root) for p, root in images if p not in left_out]
+    _warn_of_a_defect_type_given_alone(images, pairs)
     items = _items(images, pairs, {p for p, root in images if defect_type[p.parent, Path(root)]})
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
@@ -468,6 +469,22 @@ def _defect_type(folder, root, given):
         if level == root:
             return None
     return None
+
+
+def _warn_of_a_defect_type_given_alone(images, pairs):
+    """Warn where an input folder beside a folder of defect-free images, not given with it (``scratch`` of ``good
+    scratch``), holds images with a mask and images without: those count as defect-free, maybe wrongly."""
+    by_root = defaultdict(list)
+    for p, root in images:
+        by_root[Path(root)].append(p in pairs)
+    for root, masked in by_root.items():
+        good = None if is_good_folder(root) else _good_sibling(root)
+        if good and any(masked) and not all(masked):
+            n = masked.count(False)
+            warnings.warn(f"{root}: {n} of its {len(masked)} images {'has' if n == 1 else 'have'} no mask and count as "
+                          f"defect-free, though it lies beside {good}/ as a defect type's folder does; if they are "
+                          f"defective, give it with {good}/ (they are then left out and named) or give their masks",
+                          stacklevel=3)
 
 
 def _holds_one_of(folder, given):
