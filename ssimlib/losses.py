@@ -49,7 +49,7 @@ class MSSSIMLoss(SSIMLoss):
         super().__init__(window_size, window, sigma, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        return ms_ssim_loss(y_true, y_pred, **self._window_args())
+        return ms_ssim_loss(y_true, y_pred, **self._window_args(), **constants_k(self.constants))
 
 
 @keras.saving.register_keras_serializable(package="ssimlib")
@@ -69,14 +69,16 @@ class SSIML1Loss(SSIMLoss):
 
 
 def get_loss(name, window_size=11, window=DEFAULT_WINDOW, sigma=1.5, constants=STANDARD):
-    """The training loss called ``name`` (one of :data:`LOSS_NAMES`); the window arguments apply to SSIM losses,
-    ``constants`` (:data:`ssimlib.ssim.SSIM_CONSTANTS`) to ``ssim`` alone."""
+    """The training loss called ``name`` (one of :data:`LOSS_NAMES`); the window arguments and ``constants``
+    (:data:`ssimlib.ssim.SSIM_CONSTANTS`) apply to SSIM losses; other constants for another loss are refused."""
     if name in ("l2", "vae", "fm"):
+        if constants != STANDARD:
+            raise ValueError(f"SSIM constants {constants!r} given for the {name} loss, which has none")
         return keras.losses.MeanSquaredError(name=name)
     if name == "ssim":
         return SSIMLoss(window_size, window, sigma, constants=constants)
     if name == "ms_ssim":
-        return MSSSIMLoss(window_size, window, sigma)
+        return MSSSIMLoss(window_size, window, sigma, constants=constants)
     if name == "ssim_l1":
-        return SSIML1Loss(window_size, window, sigma)
+        return SSIML1Loss(window_size, window, sigma, constants=constants)
     raise ValueError(f"loss must be one of {', '.join(LOSS_NAMES)}; got {name!r}")

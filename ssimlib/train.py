@@ -268,7 +268,7 @@ def train(
     (fresh crops every epoch).  With ``validation`` patches ``(M, p, p, C)`` the mean loss on
     them is logged after every epoch (``history["val_loss"]``).
     ``loss`` is one of :data:`ssimlib.losses.LOSS_NAMES`; ``decay`` says how ``weight_decay`` is read
-    (:func:`adam`), ``constants`` how the SSIM loss's constants are (:data:`ssimlib.ssim.SSIM_CONSTANTS`).
+    (:func:`adam`), ``constants`` how the SSIM loss's constants are read (:data:`ssimlib.ssim.SSIM_CONSTANTS`).
     With ``checkpoint_dir`` the weights, optimizer state and loss history are saved after every epoch and
     a later call with the same arguments resumes after the last saved epoch.
     ``on_epoch(model, history)``, if given, is called after every epoch (and its checkpoint).

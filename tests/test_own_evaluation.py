@@ -293,6 +293,14 @@ def test_a_study_model_is_evaluated_at_a_given_threshold(tiny_model, tmp_path, c
     assert main(["evaluate", str(study), str(category), "--out", str(tmp_path / "b"), "--threshold", "0.5"]) == 0
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["images"] == {
         "scored": 5, "defect_free": 2, "defective": 3}
+    # a campaign arm trained with the SSIM constants read literally: detect would score it with the standard ones
+    literal = tmp_path / "literal"
+    manifest["training"]["settings"]["ssim_constants"] = "literal"
+    literal.with_name("literal.json").write_text(json.dumps({**manifest, "weights": "literal.weights.h5"}))
+    literal.with_name("literal.weights.h5").write_bytes(model.with_name("parts.weights.h5").read_bytes())
+    capsys.readouterr()
+    assert main(["evaluate", str(literal), str(category), "--out", str(tmp_path / "c"), "--threshold", "0.5"]) == 2
+    assert "trained with the SSIM constants read 'literal'" in capsys.readouterr().err
 
 
 def test_an_earlier_evaluation_is_not_replaced(tiny_model, tmp_path, capsys):

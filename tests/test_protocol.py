@@ -268,6 +268,12 @@ def test_the_constants_rule_asks_for_all_three_test_scores_above_the_fresh_seeds
     assert verdict is above and "pixel AUROC" in reason and "0.927-0.930" in reason
     assert protocol.constants_verdict({"runs": plain})[0] is None
     assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, literal]})[0] == "fresh"  # 0.05 is another loss
+    memo = {"memorisation": {"training_crops": 0.1, "validation_crops": 0.1, "defect_free_test_crops": 0.1}}
+    runs = [{**run, **memo, "pixel_auroc": 0.9, "au_pro_0_3": 0.8, "median_region_overlap_fpr_0_05": 0.7}
+            for run in FIXED_AND_FRESH[:2]] + [{**run, **memo} for run in (*plain, literal)]
+    (against,) = [line for line in protocol.format_runs({"runs": runs}) if line.startswith("fresh, literal SSIM c")
+                  and "- fixed" in line]
+    assert against.split()[6] == "(another" and "(one seed)" in against
 
 
 def test_the_table_gives_each_protocols_mean_and_seed_spread():

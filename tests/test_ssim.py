@@ -7,7 +7,7 @@ import skimage.data
 import skimage.filters
 from skimage.metrics import structural_similarity
 
-from ssimlib.losses import SSIMLoss
+from ssimlib.losses import SSIMLoss, get_loss
 from ssimlib.ssim import gaussian_window, ms_ssim, ms_ssim_scales, rgb_to_gray, ssim_loss, ssim_map
 
 RNG = np.random.default_rng(0)
@@ -72,6 +72,11 @@ def test_ssim_loss_with_either_reading_of_the_constants_matches_skimage(constant
     assert keras.losses.deserialize(keras.losses.serialize(loss)).constants == constants
     with pytest.raises(ValueError, match="SSIM constants must be one of standard, literal, got 'literl'"):
         SSIMLoss(constants="literl")
+    pair = x[None, ..., None].astype("float64"), y[None, ..., None].astype("float64")
+    for name in ("ms_ssim", "ssim_l1"):  # the other SSIM losses read them too
+        assert float(get_loss(name, constants="literal").call(*pair)[0]) != float(get_loss(name).call(*pair)[0])
+    with pytest.raises(ValueError, match="SSIM constants 'literal' given for the l2 loss, which has none"):
+        get_loss("l2", constants="literal")
 
 
 def test_default_window_is_uniform():

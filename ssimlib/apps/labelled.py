@@ -325,16 +325,16 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
              "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
-    given = [q.resolve() for q in inputs]
+    given, listings = [q.resolve() for q in inputs], {}
     # each folder's siblings listed once, not per image
-    defect_type = {key: _defect_type(*key, given) for key in {(p.parent, Path(root)) for p, root in images}}
+    defect_type = {key: _defect_type(*key, given, listings) for key in {(p.parent, Path(root)) for p, root in images}}
     unlabelled = [(p, defect_type[p.parent, Path(root)]) for p, root in images
                   if p not in pairs and defect_type[p.parent, Path(root)]]
-    bad += [(p, f"lies in a defect type's folder ({_where(p.parent, *where)}) but has no mask: left out, not counted "
-             "defect-free") for p, where in unlabelled]
-    left_out = {p for p, _ in unlabelled}
-    images = [(p, root) for p, root in images if p not in left_out]
-    _warn_of_a_defect_type_given_alone(images, pairs)
+    bad += [(p, f"lies in a defect type's folder ({_where(p.parent.resolve(), *where)}) but has no mask: left out, "
+             "not counted defect-free") for p, where in unlabelled]
+    unlabelled_images = {p for p, _ in unlabelled}
+    images = [(p, root) for p, root in images if p not in unlabelled_images]
+    _warn_of_a_defect_type_given_alone(images, pairs, listings)
     items = _items(images, pairs, {p for p, root in images if defect_type[p.parent, Path(root)]})
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
@@ -448,49 +448,61 @@ def _common_ending(found, masks):
     return endings.most_common(1)[0][0] if endings else None
 
 
-def _good_sibling(folder):
-    """The name of a folder beside ``folder`` named as one of defect-free images (:func:`is_good_folder`), or None."""
-    return next((d.name for d in sorted(folder.parent.iterdir()) if d != folder and is_good_folder(d) and d.is_dir()),
-                None)
+def _good_siblings(folder, listings):
+    """The folders beside the resolved ``folder`` named as ones of defect-free images (:func:`is_good_folder`),
+    sorted; ``listings`` caches each parent's (a dict, one per search)."""
+    parent = folder.parent
+    if parent not in listings:
+        try:
+            listings[parent] = [] if parent == folder else sorted(
+                d for d in parent.iterdir() if is_good_folder(d) and d.is_dir())
+        except OSError:  # a folder above the inputs that may not be read
+            listings[parent] = []
+    return [d for d in listings[parent] if d != folder]
 
 
-def _defect_type(folder, root, given):
+def _defect_type(folder, root, given, listings):
     """``(level, good)`` where ``folder`` is a defect type's: it, or a folder above it (``NG/`` of ``NG/dent/``),
     lies beside ``good``, a folder named as one of defect-free images (``good``, ``Normal``, ``OK``, ...:
-    :data:`GOOD_FOLDERS`), and none on the way is one; above the input folder ``root`` it was found in, not
-    looked; ``root`` itself counts only where that folder of defect-free images is among the inputs ``given``
-    (resolved paths) or holds one (``good scratch`` given, or files of both).  None otherwise."""
+    :data:`GOOD_FOLDERS`; its name), and none on the way is one.  Below the input folder ``root`` it was found in,
+    any such sibling counts; at ``root`` and above, only one among the inputs ``given`` (resolved paths), holding
+    one, or below one (``good scratch``, ``OK NG/dent``, files of both).  Paths are taken resolved (links to where
+    they point); ``listings`` as :func:`_good_siblings`.  None otherwise."""
+    folder, root = folder.resolve(), root.resolve()
     for level in (folder, *folder.parents):
         if is_good_folder(level):
             return None
-        good = _good_sibling(level)
-        if good is not None and (level != root or _holds_one_of(level.parent / good, given)):
-            return level, good
-        if level == root:
-            return None
+        inside = root in level.parents
+        good = next((g for g in _good_siblings(level, listings) if inside or _holds_one_of(g, given)), None)
+        if good is not None:
+            return level, good.name
     return None
 
 
-def _warn_of_a_defect_type_given_alone(images, pairs):
-    """Warn where an input folder beside a folder of defect-free images, not given with it (``scratch`` of ``good
-    scratch``), holds images with a mask and images without: those count as defect-free, maybe wrongly."""
+def _warn_of_a_defect_type_given_alone(images, pairs, listings):
+    """Warn where an input folder beside a folder of defect-free images, neither given nor holding one (``scratch``
+    of ``good scratch`` given alone), holds images with a mask and images without: those count as defect-free,
+    maybe wrongly."""
     by_root = defaultdict(list)
     for p, root in images:
-        by_root[Path(root)].append(p in pairs)
-    for root, masked in by_root.items():
-        good = None if is_good_folder(root) else _good_sibling(root)
-        if good and any(masked) and not all(masked):
-            n = masked.count(False)
-            warnings.warn(f"{root}: {n} of its {len(masked)} images {'has' if n == 1 else 'have'} no mask and count as "
-                          f"defect-free, though it lies beside {good}/ as a defect type's folder does; if they are "
-                          f"defective, give it with {good}/ (they are then left out and named) or give their masks",
-                          stacklevel=3)
+        by_root[Path(root)].append(p)
+    for root, files in by_root.items():
+        real = root.resolve()
+        goods = _good_siblings(real, listings)
+        if (not goods or any(map(is_good_folder, (real, *real.parents)))
+                or any(map(is_good_folder, (q for p in files for q in p.relative_to(root).parents)))):
+            continue
+        n = sum(p not in pairs for p in files)
+        if 0 < n < len(files):
+            warnings.warn(f"{root}: {n} of its {len(files)} images {'has' if n == 1 else 'have'} no mask and count as "
+                          f"defect-free, though it lies beside {goods[0].name}/ as a defect type's folder does; if "
+                          f"they are defective, give it with {goods[0].name}/ (they are then left out and named) or "
+                          "give their masks", stacklevel=3)
 
 
 def _holds_one_of(folder, given):
-    """Whether one of the resolved paths ``given`` is the folder ``folder`` or lies below it."""
-    folder = folder.resolve()
-    return any(path == folder or folder in path.parents for path in given)
+    """Whether one of the resolved paths ``given`` is the resolved folder ``folder``, lies below it, or holds it."""
+    return any(path == folder or folder in path.parents or path in folder.parents for path in given)
 
 
 def _where(folder, level, good):

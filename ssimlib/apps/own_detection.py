@@ -45,6 +45,7 @@ from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
+from ssimlib.ssim import STANDARD
 
 CSV_NAME = DETECTIONS_CSV
 RUN_NAME = DETECTION_RUN
@@ -146,6 +147,9 @@ def detection_settings(manifest, where, threshold=None, min_defect_area=None):
             preset = _stored_preset(stored, where, patch_size)
         else:
             settings = training.get("settings") if isinstance(training.get("settings"), dict) else {}
+            if settings.get("ssim_constants", STANDARD) != STANDARD:
+                raise InputError(f"{where}: trained with the SSIM constants read {settings['ssim_constants']!r} (an "
+                                 "arm of the crop-protocol campaign); detect scores with the standard ones")
             loss = settings.get("loss")
             residual = loss if loss in RESIDUAL_KINDS else "ssim" if loss == "ms_ssim" else "l2"
             preset = replace(DEFAULT_PRESET, name=str(manifest.get("name")), patch_size=patch_size,

@@ -234,7 +234,7 @@ def _row(out_dir, item, mask, anomaly_map, segmentation):
                       f"its mask {item.mask} marks a defect: "
                       "counted defective", stacklevel=3)
     if label == "good" and item.mask is not None and item.in_defect_folder:
-        warnings.warn(f"{item.path}: lies in a defect type's folder ({Path(item.kind).name}/), but its mask "
+        warnings.warn(f"{item.path}: lies in a defect type's folder ({item.path.parent.name}/), but its mask "
                       f"{item.mask} marks nothing: counted defect-free", stacklevel=3)
     verdict = "defective" if segmentation.any() else "good"
     return {
