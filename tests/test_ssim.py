@@ -68,7 +68,7 @@ def test_ssim_loss_with_either_reading_of_the_constants_matches_skimage(constant
                                     K1=k1, K2=k2)
     loss = SSIMLoss(constants=constants)
     got = float(loss.call(x[None, ..., None].astype("float64"), y[None, ..., None].astype("float64"))[0])
-    assert got == pytest.approx(1 - full.mean(), abs=1e-9)
+    assert got == pytest.approx(1 - full.mean(), abs=1e-6)  # float64 here, float32 under Keras' JAX loss
     assert keras.losses.deserialize(keras.losses.serialize(loss)).constants == constants
     with pytest.raises(ValueError, match="SSIM constants must be one of standard, literal, got 'literl'"):
         SSIMLoss(constants="literl")

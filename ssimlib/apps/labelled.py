@@ -27,8 +27,8 @@ or an MVTec AD category's ``test`` and ``ground_truth``) are refused with the op
 An MVTec AD category given alone is evaluated on its ``test/`` images, with the masks of its ``ground_truth/`` (or
 ``masks``) named ``<stem>_mask.png`` (or ``<stem><mask_suffix>``); given with other inputs it is refused (its
 ``train/`` would be scored).  ``masks`` or ``mask_suffix`` that fit no mask at all, where some image lies outside a
-folder of defect-free images (``good``, or another name of :data:`GOOD_FOLDERS`: ``Normal``, ``OK``, ...), are
-refused (a mistyped option), before anything is scored.
+folder of defect-free images (``good``, or another name of :data:`ssimlib.apps.defect_folders.GOOD_FOLDERS`:
+``Normal``, ``OK``, ...), are refused (a mistyped option), before anything is scored.
 
 An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
 folder without a mask: it is listed as a problem and left out.  A defect type's folder is a sibling of a ``good``,
@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ssimlib.apps.defect_folders import defect_type, is_good_folder, place, warn_of_a_defect_type_given_alone
 from ssimlib.apps.file_names import output_path
 from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask,
                           resize_square, warn_unread)
@@ -56,12 +57,6 @@ EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writ
 EVALUATION_RUN = "evaluation.run.json"  # the record of an evaluation's run: a folder holding it is one (maybe stopped)
 DETECTION_RUN = "detections.run.json"  # the record of a detect run (ssimlib.apps.own_detection): its maps are no input
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
-GOOD_FOLDERS = ("good", "normal", "ok", "defect-free", "defect_free")  # names (in any case) of defect-free folders
-
-
-def is_good_folder(folder):
-    """Whether the folder ``folder`` (a path) is named as one of defect-free images (:data:`GOOD_FOLDERS`)."""
-    return Path(folder).name.lower() in GOOD_FOLDERS
 
 
 @dataclass
@@ -77,7 +72,7 @@ class Labelled:
     mask: Path | None
     key: str
     kind: str
-    in_defect_folder: bool = False  # below a defect type's folder (:func:`_defect_type`)
+    in_defect_folder: bool = False  # below a defect type's folder (:func:`ssimlib.apps.defect_folders.defect_type`)
 
 
 def _files(folder, skip=()):
@@ -327,15 +322,15 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     images = [(p, root) for p, root in images if p not in misnamed]
     given, listings = [q.resolve() for q in inputs], {}
     # each folder's siblings listed once, not per image
-    defect_type = {key: _defect_type(*key, given, listings) for key in {(p.parent, Path(root)) for p, root in images}}
-    unlabelled = [(p, defect_type[p.parent, Path(root)]) for p, root in images
-                  if p not in pairs and defect_type[p.parent, Path(root)]]
-    bad += [(p, f"lies in a defect type's folder ({_where(p.parent.resolve(), *where)}) but has no mask: left out, "
+    defect_types = {key: defect_type(*key, given, listings) for key in {(p.parent, Path(root)) for p, root in images}}
+    unlabelled = [(p, defect_types[p.parent, Path(root)]) for p, root in images
+                  if p not in pairs and defect_types[p.parent, Path(root)]]
+    bad += [(p, f"lies in a defect type's folder ({place(p.parent.resolve(), *where)}) but has no mask: left out, "
              "not counted defect-free") for p, where in unlabelled]
     unlabelled_images = {p for p, _ in unlabelled}
     images = [(p, root) for p, root in images if p not in unlabelled_images]
-    _warn_of_a_defect_type_given_alone(images, pairs, listings)
-    items = _items(images, pairs, {p for p, root in images if defect_type[p.parent, Path(root)]})
+    warn_of_a_defect_type_given_alone(images, pairs, listings)
+    items = _items(images, pairs, {p for p, root in images if defect_types[p.parent, Path(root)]})
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
         alike, named = _same_stem_elsewhere(found), _named_beside(found)
@@ -446,68 +441,6 @@ def _common_ending(found, masks):
         endings.update(q.name[len(p.stem):] for q in folder.glob(f"{glob.escape(p.stem)}?*")
                        if is_image_file(q) and not q.name[len(p.stem)].isalnum())
     return endings.most_common(1)[0][0] if endings else None
-
-
-def _good_siblings(folder, listings):
-    """The folders beside the resolved ``folder`` named as ones of defect-free images (:func:`is_good_folder`),
-    sorted; ``listings`` caches each parent's (a dict, one per search)."""
-    parent = folder.parent
-    if parent not in listings:
-        try:
-            listings[parent] = [] if parent == folder else sorted(
-                d for d in parent.iterdir() if is_good_folder(d) and d.is_dir())
-        except OSError:  # a folder above the inputs that may not be read
-            listings[parent] = []
-    return [d for d in listings[parent] if d != folder]
-
-
-def _defect_type(folder, root, given, listings):
-    """``(level, good)`` where ``folder`` is a defect type's: it, or a folder above it (``NG/`` of ``NG/dent/``),
-    lies beside ``good``, a folder named as one of defect-free images (``good``, ``Normal``, ``OK``, ...:
-    :data:`GOOD_FOLDERS`; its name), and none on the way is one.  Below the input folder ``root`` it was found in,
-    any such sibling counts; at ``root`` and above, only one among the inputs ``given`` (resolved paths), holding
-    one, or below one (``good scratch``, ``OK NG/dent``, files of both).  Paths are taken resolved (links to where
-    they point); ``listings`` as :func:`_good_siblings`.  None otherwise."""
-    folder, root = folder.resolve(), root.resolve()
-    for level in (folder, *folder.parents):
-        if is_good_folder(level):
-            return None
-        inside = root in level.parents
-        good = next((g for g in _good_siblings(level, listings) if inside or _holds_one_of(g, given)), None)
-        if good is not None:
-            return level, good.name
-    return None
-
-
-def _warn_of_a_defect_type_given_alone(images, pairs, listings):
-    """Warn where an input folder beside a folder of defect-free images, neither given nor holding one (``scratch``
-    of ``good scratch`` given alone), holds images with a mask and images without: those count as defect-free,
-    maybe wrongly."""
-    by_root = defaultdict(list)
-    for p, root in images:
-        by_root[Path(root)].append(p)
-    for root, files in by_root.items():
-        real = root.resolve()
-        goods = _good_siblings(real, listings)
-        if (not goods or any(map(is_good_folder, (real, *real.parents)))
-                or any(map(is_good_folder, (q for p in files for q in p.relative_to(root).parents)))):
-            continue
-        n = sum(p not in pairs for p in files)
-        if 0 < n < len(files):
-            warnings.warn(f"{root}: {n} of its {len(files)} images {'has' if n == 1 else 'have'} no mask and count as "
-                          f"defect-free, though it lies beside {goods[0].name}/ as a defect type's folder does; if "
-                          f"they are defective, give it with {goods[0].name}/ (they are then left out and named) or "
-                          "give their masks", stacklevel=3)
-
-
-def _holds_one_of(folder, given):
-    """Whether one of the resolved paths ``given`` is the resolved folder ``folder``, lies below it, or holds it."""
-    return any(path == folder or folder in path.parents or path in folder.parents for path in given)
-
-
-def _where(folder, level, good):
-    """``"scratch/, beside good/"``; ``"dent/ in NG/, beside OK/"`` where ``level`` lies above ``folder``."""
-    return f"{folder.name}/" + ("" if level == folder else f" in {level.name}/") + f", beside {good}/"
 
 
 def _items(images, pairs, in_defect_folders=frozenset()):

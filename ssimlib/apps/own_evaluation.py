@@ -48,9 +48,9 @@ import skimage.io
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
+from ssimlib.apps.defect_folders import is_good_folder
 from ssimlib.apps.file_names import output_path, printable
-from ssimlib.apps.labelled import (EVALUATION_FILES, EVALUATION_RUN, find_labelled, is_good_folder,
-                                   read_labelled_mask)
+from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelled, read_labelled_mask
 from ssimlib.apps.report import DIGITS, Entry, mark_report_stale, write_report
 from ssimlib.apps import own_detection
 from ssimlib.apps.own_detection import (check_not_other_command, check_same_run, detection_run, image_digest,
