@@ -29,13 +29,13 @@ class SSIMLoss(keras.losses.Loss):
         self.window = window
         self.sigma = sigma
         self.constants = constants
-        constants_k(constants)  # a misspelt reading fails here, not at the first batch
+        self._k = constants_k(constants)  # a misspelt reading fails here, not at the first batch
 
     def _window_args(self):
         return {"window_size": self.window_size, "window": self.window, "sigma": self.sigma}
 
     def call(self, y_true, y_pred):
-        return ssim_loss(y_true, y_pred, **self._window_args(), **constants_k(self.constants))
+        return ssim_loss(y_true, y_pred, **self._window_args(), **self._k)
 
     def get_config(self):
         return {**super().get_config(), **self._window_args(), "constants": self.constants}
@@ -49,7 +49,7 @@ class MSSSIMLoss(SSIMLoss):
         super().__init__(window_size, window, sigma, name=name, **kwargs)
 
     def call(self, y_true, y_pred):
-        return ms_ssim_loss(y_true, y_pred, **self._window_args(), **constants_k(self.constants))
+        return ms_ssim_loss(y_true, y_pred, **self._window_args(), **self._k)
 
 
 @keras.saving.register_keras_serializable(package="ssimlib")

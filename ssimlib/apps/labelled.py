@@ -363,8 +363,8 @@ def _masks_elsewhere(found, pairs):
     for q, _ in found:
         if q in masks or q in pairs:
             continue
-        for cut in (i for i, c in enumerate(q.stem) if i and not c.isalnum()):
-            images = sorted((p for p in by_stem.get(q.stem[:cut], ()) if p.parent != q.parent),
+        for stem in _stems_named_in(q.stem):
+            images = sorted((p for p in by_stem.get(stem, ()) if p.parent != q.parent),
                             key=lambda p: p.parent.name != q.parent.name)
             if images and _looks_like_mask(q, images[0], other_size=False):
                 hits.append((q, images[0]))
@@ -407,13 +407,19 @@ def _same_stem_elsewhere(found, limit=20):
                 None)
 
 
+def _stems_named_in(stem):
+    """The image stems a mask's ``stem`` may be ``<stem><ending>`` of, the ending beginning with no letter or digit
+    (``d1`` and ``d1_gt`` of ``d1_gt.v2``), shortest first."""
+    return [stem[:cut] for cut in range(1, len(stem)) if not stem[cut].isalnum()]
+
+
 def _named_beside(found, limit=20):
     """``(mask, image)``: a file of ``found`` named ``<stem><ending>`` (the ending begins with no letter or digit:
     ``d1_gt.png``) for an image ``<stem>.*`` beside it, that looks like its mask, or None; at most ``limit`` pairs
     are read."""
     by_stem = {(p.parent, p.stem): p for p, _ in found}
-    pairs = ((q, by_stem[q.parent, q.stem[:cut]]) for q, _ in found
-             for cut in range(1, len(q.stem)) if not q.stem[cut].isalnum() and (q.parent, q.stem[:cut]) in by_stem)
+    pairs = ((q, by_stem[q.parent, stem]) for q, _ in found for stem in _stems_named_in(q.stem)
+             if (q.parent, stem) in by_stem)
     return next(((q, p) for q, p in itertools.islice(pairs, limit) if _looks_like_mask(q, p, other_size=False)),
                 None)
 
