@@ -77,6 +77,8 @@ def test_the_table_puts_an_image_in_each_row_and_a_model_in_each_column():
         "held-out model (50 epochs, validation loss 0.1500) on all 40 test images at stride 30: pixel AUROC 0.900, "
         "AU-PRO@0.3 0.800, median overlap at FPR 5% 0.70",
     ]
+    flipped = held_out_image.format_results({**results, "crops": "fresh+flips+rot90", "seed": 0})[-1]
+    assert flipped.startswith("held-out model (fresh+flips+rot90 crops, seed 0, 50 epochs,")
 
 
 def test_each_image_held_out_has_a_results_file_of_its_own():
@@ -85,6 +87,8 @@ def test_each_image_held_out_has_a_results_file_of_its_own():
         "nanotwice_held_out-ITIA1141.json")
     assert held_out_image.results_file(seed=1) == held_out_image.DEFAULT_RESULTS.with_name(
         "nanotwice_held_out-ITIA1145-seed1.json")
+    assert held_out_image.results_file(seed=1, crops="fresh+flips+rot90") == held_out_image.DEFAULT_RESULTS.with_name(
+        "nanotwice_held_out-ITIA1145-fresh+flips+rot90-seed1.json")
 
 
 def test_exports_taken_as_it_trained_are_listed_by_epoch_and_named_by_their_weights(monkeypatch):

@@ -10,9 +10,9 @@ so one command restarts the whole campaign.
 ``python -m ssimlib train-study protocol`` runs the crop-protocol campaign
 (:mod:`ssimlib.experiments.protocol`: fixed against fresh training crops, with seeds).
 
-``python -m ssimlib train-study held-out [--held-out STEM] [--seed N]`` trains the SSIM-AE with one training image
-held out (ITIA1145 unless named) and measures which images it reconstructs worse
-(:mod:`ssimlib.experiments.held_out_image`: a diagnostic).
+``python -m ssimlib train-study held-out [--held-out STEM] [--seed N] [--crops PROTOCOL]`` trains the SSIM-AE with
+one training image held out (ITIA1145 unless named; fresh crops unless named) and measures which images it
+reconstructs worse (:mod:`ssimlib.experiments.held_out_image`: a diagnostic).
 
 ``python -m ssimlib train-study nanotwice --models SSIM-AE L2-AE VAE FM-AE`` trains
 the models of paper Fig. 6 one after another at :data:`ssimlib.experiments.nanotwice.FIG6_SCHEDULE`
@@ -183,7 +183,7 @@ OPTIONS_USED = {  # the options each study reads (argparse's names); another giv
     "checkerboard": {"models", "epochs", "export_every", "models_root"},
     "table2": {"epochs", "data_root", "results"},
     "protocol": {"epochs", "data_root", "models_root", "results"},
-    "held-out": {"epochs", "held_out", "seed", "data_root", "models_root", "results"},
+    "held-out": {"epochs", "held_out", "seed", "crops", "data_root", "models_root", "results"},
     "mvtec": {"models", "categories", "setup", "epochs", "export_every", "data_root", "models_root"},
     "queue": set(),
 }
@@ -206,10 +206,10 @@ def main(argv=None):
     parser.add_argument("--epochs", type=at_least_one,
                         help=f"override the schedule's epochs (nanotwice: the paper's 200; table2: {TABLE2_EPOCHS}; "
                              f"mvtec: the paper's 200, every model first to {MVTEC_FIRST_STAGE})")
-    parser.add_argument("--crops", default="fixed", choices=list(nanotwice.CROP_PROTOCOLS),
-                        help="nanotwice: how the training crops are drawn (default: %(default)s, one set for all "
-                             "epochs; another protocol trains models of their own, e.g. "
-                             "models/nanotwice/ssim_ae-fresh)")
+    parser.add_argument("--crops", choices=list(nanotwice.CROP_PROTOCOLS),
+                        help="nanotwice, held-out: how the training crops are drawn (default: nanotwice fixed, one "
+                             "set for all epochs; held-out fresh, as the campaign adopted; another protocol trains "
+                             "models of their own, e.g. models/nanotwice/ssim_ae-fresh)")
     parser.add_argument("--seed", type=random_seed, default=nanotwice.FIG6_SCHEDULE["seed"],
                         help="nanotwice, held-out: seed of the crops and the initial weights (default: %(default)s; "
                              "another trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
@@ -277,7 +277,8 @@ def _train_study(args):
         references = [stem for stem in references if stem == references[0] or artifacts.read_manifest(stem)]
         held_out_image.run_diagnostic(args.results, args.held_out, budget=schedule, seed=args.seed,
                                       data_root=args.data_root, models_root=args.models_root,
-                                      references=references, log=lambda line: print(line, flush=True))
+                                      references=references, log=lambda line: print(line, flush=True),
+                                      crops=args.crops or held_out_image.CROPS)
         return 0
     if args.study == "mvtec":
         return _train_mvtec(args, schedule)
@@ -286,7 +287,7 @@ def _train_study(args):
     for method in args.models or nanotwice.TRAINING_ORDER:
         manifest = train_nanotwice_model(
             method, {**(schedule or {}), "seed": args.seed}, args.data_root, args.models_root,
-            export_every=args.export_every, log=lambda line: print(line, flush=True), crops=args.crops,
+            export_every=args.export_every, log=lambda line: print(line, flush=True), crops=args.crops or "fixed",
         )
         training = manifest["training"]
         print(f"{method}: {training['epochs_done']} of {training['schedule_epochs']} epochs, "
