@@ -54,6 +54,7 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 WINDOWS = ("uniform", "gaussian")
 DEFAULT_WINDOW = "uniform"
+DEFAULT_WINDOW_SIZE = 11  # the paper's K
 # (k1, k2) by how the paper's "c1 = 0.01 and c2 = 0.03" is read (module docstring); "standard" everywhere but one
 # arm of the crop-protocol campaign.
 SSIM_CONSTANTS = {"standard": (0.01, 0.03), "literal": (0.1, 0.03**0.5)}

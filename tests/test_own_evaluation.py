@@ -293,14 +293,48 @@ def test_a_study_model_is_evaluated_at_a_given_threshold(tiny_model, tmp_path, c
     assert main(["evaluate", str(study), str(category), "--out", str(tmp_path / "b"), "--threshold", "0.5"]) == 0
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["images"] == {
         "scored": 5, "defect_free": 2, "defective": 3}
-    # a campaign arm trained with the SSIM constants read literally: detect would score it with the standard ones
-    literal = tmp_path / "literal"
-    manifest["training"]["settings"]["ssim_constants"] = "literal"
-    literal.with_name("literal.json").write_text(json.dumps({**manifest, "weights": "literal.weights.h5"}))
-    literal.with_name("literal.weights.h5").write_bytes(model.with_name("parts.weights.h5").read_bytes())
-    capsys.readouterr()
-    assert main(["evaluate", str(literal), str(category), "--out", str(tmp_path / "c"), "--threshold", "0.5"]) == 2
-    assert "trained with the SSIM constants read 'literal'" in capsys.readouterr().err
+
+
+def _study_model_with(settings, tiny_model, folder):
+    """A copy of the tiny model as a study model (no threshold of its own) whose training settings say ``settings``."""
+    _, model = tiny_model
+    manifest = json.loads(model.with_name("parts.json").read_text())
+    del manifest["detection"]
+    manifest["training"]["settings"].update(settings)
+    stem = folder / "study"
+    stem.with_name("study.json").write_text(json.dumps({**manifest, "weights": "study.weights.h5"}))
+    stem.with_name("study.weights.h5").write_bytes(model.with_name("parts.weights.h5").read_bytes())
+    return stem
+
+
+@pytest.mark.parametrize("settings", [{"ssim_constants": "literal"}, {"window_size": 7, "window": "gaussian"}])
+def test_a_study_model_is_scored_with_the_ssim_it_was_trained_with(tiny_model, tmp_path, settings):
+    # a campaign arm trained with the SSIM constants read literally (or a Table II model of another window) was
+    # scored with the standard constants and the 11x11 uniform window: maps of another residual than its loss
+    from ssimlib.apps.own_detection import load_detector
+    from ssimlib.evaluate import anomaly_maps
+
+    category, _ = tiny_model
+    detector = load_detector(str(_study_model_with(settings, tiny_model, tmp_path)), threshold=0.5)
+    path = sorted((category / "test" / "stroke").glob("*.png"))[0]
+    pixels = skimage.io.imread(path).astype(np.float32) / 255
+    image = detector.as_model_channels(pixels[..., None] if pixels.ndim == 2 else pixels, path)
+    reading = {"constants": settings.get("ssim_constants", "standard"), "window_size": settings.get("window_size", 11),
+               "window": settings.get("window", "uniform")}
+    common = {"kind": "ssim", "patch_size": detector.network.patch_size, "stride": detector.stride}
+    (trained,), _ = anomaly_maps(detector.network, [image], **common, **reading)
+    (standard,), _ = anomaly_maps(detector.network, [image], **common)
+    got = detector.anomaly_map(image, path)
+    assert np.allclose(got, trained, atol=1e-6) and not np.allclose(got, standard, atol=1e-3)
+
+
+@pytest.mark.parametrize("settings", [{"ssim_constants": "loose"}, {"window_size": 4}, {"window": "box"}])
+def test_a_study_model_of_an_unknown_ssim_is_refused_in_one_line(tiny_model, tmp_path, capsys, settings):
+    category, _ = tiny_model
+    study = _study_model_with(settings, tiny_model, tmp_path)
+    assert main(["evaluate", str(study), str(category), "--out", str(tmp_path / "c"), "--threshold", "0.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "study.json" in err and "SSIM window" in err
 
 
 def test_an_earlier_evaluation_is_not_replaced(tiny_model, tmp_path, capsys):

@@ -45,7 +45,7 @@ from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
-from ssimlib.ssim import STANDARD
+from ssimlib.ssim import DEFAULT_WINDOW, DEFAULT_WINDOW_SIZE, SSIM_CONSTANTS, STANDARD, WINDOWS
 
 CSV_NAME = DETECTIONS_CSV
 RUN_NAME = DETECTION_RUN
@@ -146,11 +146,7 @@ def detection_settings(manifest, where, threshold=None, min_defect_area=None):
         if isinstance(stored, dict):
             preset = _stored_preset(stored, where, patch_size)
         else:
-            settings = training.get("settings") if isinstance(training.get("settings"), dict) else {}
-            if settings.get("ssim_constants", STANDARD) != STANDARD:
-                raise InputError(f"{where}: trained with the SSIM constants read {settings['ssim_constants']!r} (an "
-                                 "arm of the crop-protocol campaign); detect scores with the standard ones")
-            loss = settings.get("loss")
+            loss = _training_settings(manifest).get("loss")
             residual = loss if loss in RESIDUAL_KINDS else "ssim" if loss == "ms_ssim" else "l2"
             preset = replace(DEFAULT_PRESET, name=str(manifest.get("name")), patch_size=patch_size,
                              latent_dim=manifest["architecture"]["latent_dim"], residual=residual)
@@ -166,6 +162,28 @@ def detection_settings(manifest, where, threshold=None, min_defect_area=None):
     preset = _stored_preset(detection.get("preset"), where, patch_size)
     return (preset, detection["stride"], threshold or detection["threshold"],
             min_defect_area or detection["min_defect_area"])
+
+
+def _training_settings(manifest):
+    training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
+    return training.get("settings") if isinstance(training.get("settings"), dict) else {}
+
+
+def ssim_settings(manifest, where):
+    """The SSIM window and constants the model of ``manifest`` was trained with, where they are not the defaults
+    (``{"window_size", "window", "constants"}``, each only where set): what its SSIM residual must use.
+    :class:`InputError` naming ``where`` for a value no residual takes."""
+    settings = _training_settings(manifest)
+    chosen = {"window_size": settings.get("window_size", DEFAULT_WINDOW_SIZE),
+              "window": settings.get("window", DEFAULT_WINDOW), "constants": settings.get("ssim_constants", STANDARD)}
+    size = chosen["window_size"]
+    if (not isinstance(size, int) or isinstance(size, bool) or size < 3 or size % 2 == 0
+            or chosen["window"] not in WINDOWS or chosen["constants"] not in SSIM_CONSTANTS):
+        raise InputError(f"{where}: its training settings' SSIM window ({size!r}, {chosen['window']!r}) or constants "
+                         f"({chosen['constants']!r}) are not ones detect can use (an odd size of at least 3; "
+                         f"{', '.join(WINDOWS)}; {', '.join(SSIM_CONSTANTS)})")
+    defaults = {"window_size": DEFAULT_WINDOW_SIZE, "window": DEFAULT_WINDOW, "constants": STANDARD}
+    return {key: value for key, value in chosen.items() if value != defaults[key]}
 
 
 def _stored_preset(stored, where, patch_size):
@@ -213,7 +231,8 @@ def load_detector(model, threshold=None, precision="float32", min_defect_area=No
     training = manifest.get("training") if isinstance(manifest.get("training"), dict) else {}
     run = training.get("run") if isinstance(training.get("run"), dict) else {}
     return Detector(with_precision(network, precision), preset, threshold, min_area, stride, manifest["sha256"],
-                    converts_channels=run.get("gray") in (True, False))  # trained with --gray or --color
+                    converts_channels=run.get("gray") in (True, False),  # trained with --gray or --color
+                    ssim=ssim_settings(manifest, artifacts.model_files(model)[1]))
 
 
 def detection_run(inputs, detector, precision):

@@ -6,7 +6,7 @@ image, with one warning; nothing is skipped for its size.
 """
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from skimage.color import gray2rgb, rgb2gray
@@ -43,10 +43,11 @@ def as_model_channels(image, channels, path, warn=True):
     return gray2rgb(image[..., 0]).astype(np.float32)
 
 
-def anomaly_map(network, image, preset, stride, path):
+def anomaly_map(network, image, preset, stride, path, ssim=None):
     """Post-processed anomaly map ``(H, W)`` of ``image`` ``(H, W, C)`` in ``[0, 1]``, of any size.
 
-    Padded to the patch (:func:`pad_to_patch`, with a warning naming ``path``) when smaller.
+    Padded to the patch (:func:`pad_to_patch`, with a warning naming ``path``) when smaller.  ``ssim``: the SSIM
+    residual's ``window_size``, ``window`` and ``constants`` where they are not the defaults.
     """
     h, w = image.shape[:2]
     p = network.patch_size
@@ -55,7 +56,7 @@ def anomaly_map(network, image, preset, stride, path):
         warnings.warn(f"{path}: image is {w}x{h}, smaller than the {p}x{p} patch: padded (reflect) to it, "
                       "its map cropped back", stacklevel=3)
         image, crop = pad_to_patch(image, p)
-    (result,), _ = category_maps(network, [image], preset, stride)
+    (result,), _ = category_maps(network, [image], preset, stride, **(ssim or {}))
     return result[crop]
 
 
@@ -71,7 +72,8 @@ def segmentation(anomaly_map, threshold, min_area):
 class Detector:
     """A trained network with the detection settings of its manifest (threshold in map units, areas in pixels)
     and the sha256 of its weights file; ``converts_channels``: trained with ``--gray`` or ``--color``, it converts
-    images of the other kind as it converted its training images, without a warning."""
+    images of the other kind as it converted its training images, without a warning; ``ssim``: the SSIM window and
+    constants it was trained with (``window_size``, ``window``, ``constants``), which its SSIM residual uses."""
 
     network: object
     preset: CategoryPreset
@@ -80,6 +82,7 @@ class Detector:
     stride: int
     weights_sha256: str
     converts_channels: bool = False
+    ssim: dict = field(default_factory=dict)
 
     def as_model_channels(self, image, path):
         """:func:`as_model_channels` for this model."""
@@ -91,7 +94,7 @@ class Detector:
         if image.shape[0] * image.shape[1] < self.min_area:
             warnings.warn(f"{path}: image of {image.shape[0] * image.shape[1]} pixels, fewer than the smallest defect "
                           f"area ({self.min_area} px): no defect can be found in it", stacklevel=2)
-        return anomaly_map(self.network, image, self.preset, self.stride, path)
+        return anomaly_map(self.network, image, self.preset, self.stride, path, self.ssim)
 
     def segmentation(self, anomaly_map):
         """:func:`segmentation` at this model's threshold and smallest defect area."""

@@ -24,7 +24,7 @@ from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
 from ssimlib.experiments.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
 from ssimlib.models import ConvAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
-from ssimlib.ssim import DEFAULT_WINDOW
+from ssimlib.ssim import DEFAULT_WINDOW, STANDARD
 from ssimlib.store_training import cache_dir, stage_end, train_into_store
 from ssimlib.thresholds import classification_ratios, max_region_threshold
 from ssimlib.train import train, training_settings
@@ -324,15 +324,16 @@ def suppress_background(anomaly_map, image, background):
     return np.where(object_mask(image, background), anomaly_map, 0.0).astype(np.float32)
 
 
-def category_maps(model, images, preset, stride, window_size=11, batch_size=64):
+def category_maps(model, images, preset, stride, window_size=11, batch_size=64, window=DEFAULT_WINDOW,
+                  constants=STANDARD):
     """Post-processed anomaly maps ``[(H, W)]`` and reconstructions of ``images`` for ``preset``.
 
-    Sliding-window reconstruction, ``preset.residual`` residual, grey opening
-    (:func:`ssimlib.evaluate.anomaly_maps`), then :func:`suppress_background`.
+    Sliding-window reconstruction, ``preset.residual`` residual (an SSIM one with the window and constants given),
+    grey opening (:func:`ssimlib.evaluate.anomaly_maps`), then :func:`suppress_background`.
     """
     maps, reconstructions = anomaly_maps(
         model, images, kind=preset.residual, patch_size=preset.patch_size, stride=stride,
-        window_size=window_size, batch_size=batch_size,
+        window_size=window_size, batch_size=batch_size, window=window, constants=constants,
     )
     maps = [suppress_background(m, x, preset.background) for m, x in zip(maps, images)]
     return maps, reconstructions
