@@ -9,8 +9,8 @@ its training images (SSIM loss 0.117 against 0.100 after 200 epochs; notebook 02
   (an *image gap*: more images, or a stronger prior, would narrow it).
 
 This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops unless ``--crops`` says, seed 0 unless
-``--seed`` says, 50 epochs, the Fig. 6 schedule otherwise) on four training images, holding out :data:`HELD_OUT` (the last by name,
-chosen before training; ``--held-out STEM`` another), and measures the SSIM loss on crops of each training image
+``--seed`` says, 50 epochs, the Fig. 6 schedule otherwise) on four training images, holding out :data:`HELD_OUT`
+(the last by name, chosen before training; ``--held-out STEM`` another), and measures the SSIM loss on crops of each training image
 (one set per image, the validation seed) and on defect-free crops of the test images. The same measures of a model
 that saw all five images (a reference) tell how hard each image is by itself: the held-out image's loss
 *relative to the seen images'*, in the held-out model against in the reference, is what this measures.
