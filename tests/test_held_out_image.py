@@ -158,3 +158,21 @@ def test_the_shares_above_the_threshold_get_a_line_with_the_held_out_image_marke
     assert held_out_image.format_results(results)[-2] == (
         "held-out model, share of each training image's pixels above the threshold at the test images' pixel FPR 5%: "
         "ITIA1141 (held out) 4.1%, ITIA1142 1.2%")
+
+
+def _run(crops, seed, relative, auroc):
+    return {"held_out": "ITIA1145", "crops": crops, "seed": seed,
+            "held_out_model": {"epochs": 50, "relative_losses": {"ITIA1145": relative}, "pixel_auroc": auroc}}
+
+
+@pytest.mark.parametrize("relative, auroc, whether, says", [
+    (1.10, 0.95, False, "does not generalise better"),  # within the seeds' reach: below 1.104 - 0.011 needed
+    (1.05, 0.93, True, "is not what limits the pixel AUROC"),  # generalises, AUROC within 0.926 + 0.007
+    (1.05, 0.94, True, "rises above both seeds"),
+])
+def test_the_generalisation_rule_reads_the_loss_first_and_the_test_scores_only_then(relative, auroc, whether, says):
+    runs = [_run("fresh", 0, 1.104, 0.919), _run("fresh", 1, 1.115, 0.926), _run("fresh+flips+rot90", 0, relative,
+                                                                                auroc)]
+    assert held_out_image.generalisation_verdict(runs[:2])[0] is None
+    verdict, reason = held_out_image.generalisation_verdict(runs)
+    assert verdict is whether and says in reason and "below 1.093 needed" in reason

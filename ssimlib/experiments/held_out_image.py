@@ -214,6 +214,32 @@ def add_losses_by_epoch(stems, held_out=HELD_OUT, results_path=None, data_root=N
     return results
 
 
+def generalisation_verdict(all_results, arm="fresh+flips+rot90", held_out=HELD_OUT):
+    """``(whether, reason)`` of :data:`GENERALISATION_RULE` over :func:`read_all_results`: whether the held-out model
+    of ``arm`` reconstructs ``held_out`` relatively better than every fresh-crop seed by more than their range (read
+    from training images), and, only where it does, whether its pixel AUROC rises likewise; None where a run is
+    missing."""
+    runs = [r for r in all_results if r["held_out"] == held_out and r["held_out_model"]["epochs"] == 50]
+    fresh = [r["held_out_model"] for r in runs if r.get("crops", CROPS) == CROPS]
+    tried = [r["held_out_model"] for r in runs if r.get("crops") == arm]
+    if len(fresh) < 2 or not tried:
+        return None, f"no verdict yet: needs two fresh-crop seeds and the {arm} run, {held_out} held out"
+    losses = [m["relative_losses"][held_out] for m in fresh]
+    bar = min(losses) - float(np.ptp(losses))
+    loss = tried[0]["relative_losses"][held_out]
+    reason = (f"{arm}: {held_out}'s relative loss {loss:.3f} against the fresh-crop seeds' "
+              f"{min(losses):.3f}-{max(losses):.3f} (below {bar:.3f} needed)")
+    if loss >= bar:
+        return False, reason + "; it does not generalise better across images by this measure"
+    aurocs = [m["pixel_auroc"] for m in fresh]
+    rises = tried[0]["pixel_auroc"] > max(aurocs) + float(np.ptp(aurocs))
+    return True, (reason + f"; it generalises better across images, and its pixel AUROC {tried[0]['pixel_auroc']:.3f} "
+                  f"against {min(aurocs):.3f}-{max(aurocs):.3f} "
+                  + ("rises above both seeds by more than their range" if rises else
+                     "does not rise above both seeds by more than their range: generalising better across images in "
+                     "loss is not what limits the pixel AUROC"))
+
+
 def read_results(path=DEFAULT_RESULTS):
     """The diagnostic's results (a dict), or None where it has not run."""
     return read_campaign(path, "reference_models", None, "held-out-image results")
