@@ -11,8 +11,8 @@ its training images (SSIM loss 0.117 against 0.100 after 200 epochs; notebook 02
 This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops unless ``--crops`` says, seed 0 unless
 ``--seed`` says, 50 epochs, the Fig. 6 schedule otherwise) on four training images, holding out :data:`HELD_OUT`
 (the last by name, chosen before training; ``--held-out STEM`` another), and measures the SSIM loss on crops of
-each training image (one set per image, the validation seed) and on defect-free crops of the test images. The same measures of a model
-that saw all five images (a reference) tell how hard each image is by itself: the held-out image's loss
+each training image (one set per image, the validation seed) and on defect-free crops of the test images. The
+same measures of a model that saw all five images (a reference) tell how hard each image is by itself: the held-out image's loss
 *relative to the seen images'*, in the held-out model against in the reference, is what this measures.
 It also measures how many pixels of each training image score above the threshold at the test images' pixel FPR
 of 5 % (:func:`training_image_fpr`): an unseen image scoring like the test images ties the loss gap to the false
@@ -160,8 +160,8 @@ def losses_by_epoch(stems, dataset, budget, test_patches, held_out=HELD_OUT):
 def run_diagnostic(results_path=None, held_out=HELD_OUT, budget=None, data_root=None, cache=None, models_root=None,
                    references=(), n_test_images=None, stride=30, seed=0, log=print, crops=CROPS):
     """Train (or resume) the model without the training image ``held_out`` (crops of the protocol ``crops`` and
-    initial weights of ``seed``), measure it and each of ``references`` (model store stems of models that saw all five images), write
-    ``results_path`` (default: :func:`results_file`); returns the results."""
+    initial weights of ``seed``), measure it and each of ``references`` (model store stems of models that saw all
+    five images), write ``results_path`` (default: :func:`results_file`); returns the results."""
     for stem in references:  # a missing reference is named before hours of training, not after
         if artifacts.read_manifest(stem) is None:
             raise artifacts.ArtifactError(f"{artifacts.model_files(stem)[1]}: no such model manifest (a reference "
