@@ -12,8 +12,9 @@ This diagnostic trains the SSIM-AE at the campaign's budget (fresh crops unless 
 ``--seed`` says, 50 epochs, the Fig. 6 schedule otherwise) on four training images, holding out :data:`HELD_OUT`
 (the last by name, chosen before training; ``--held-out STEM`` another), and measures the SSIM loss on crops of
 each training image (one set per image, the validation seed) and on defect-free crops of the test images. The
-same measures of a model that saw all five images (a reference) tell how hard each image is by itself: the held-out image's loss
-*relative to the seen images'*, in the held-out model against in the reference, is what this measures.
+same measures of a model that saw all five images (a reference) tell how hard each image is by itself: the
+held-out image's loss *relative to the seen images'*, in the held-out model against in the reference, is what this
+measures.
 It also measures how many pixels of each training image score above the threshold at the test images' pixel FPR
 of 5 % (:func:`training_image_fpr`): an unseen image scoring like the test images ties the loss gap to the false
 positives.  A diagnostic only: it chooses nothing (a held-out model of another crop protocol is judged
