@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import skimage.io
 
 from ssimlib import artifacts
 from ssimlib.apps import batch, batch_results
@@ -313,6 +314,15 @@ def test_a_result_of_other_data_or_parameters_is_not_current(tmp_path):
     for other in ({"n_test_defective": 57}, {"n_test_good": 0}, {"n_train": 5}):
         result.write_text(json.dumps({"settings": {**settings, **other}}))
         assert batch_results.result_differences(result, {}, category), other
+    # an image edited in place, or another data root of as many images: only the recorded fingerprint tells
+    from ssimlib.fingerprints import category_fingerprint
+
+    recorded = {**settings, "data_sha256": category_fingerprint(category)}
+    result.write_text(json.dumps({"settings": recorded}))
+    assert batch_results.result_differences(result, {}, category) == {}
+    edited = category / "test" / "stroke" / "001.png"
+    skimage.io.imsave(edited, 255 - skimage.io.imread(edited), check_contrast=False)
+    assert list(batch_results.result_differences(result, {}, category)) == ["data_sha256"]
     (category / "test" / "stroke" / "000.png").unlink()  # the data changed since
     result.write_text(json.dumps({"settings": settings}))
     assert batch_results.result_differences(result, {}, category) == {"n_test_defective": (3, 2)}

@@ -2,6 +2,7 @@
 
 import ast
 import json
+import shutil
 from pathlib import Path
 import subprocess
 import sys
@@ -163,6 +164,10 @@ def test_a_run_that_stops_leaves_the_executed_notebook_as_it_was(tmp_path, capsy
     assert len(json.loads((tmp_path / "run.failed.ipynb").read_text())["cells"]) == 2
     assert "its .failed.ipynb" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.failed.ipynb", "run.ipynb"]
+    # a later run that finishes replaces the output and takes the stopped run's cells away (batch left them beside it)
+    monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, **kwargs: shutil.copy(source, output))
+    assert main(["notebook", "05_mvtec_summary", "--profile", "ci", "-o", str(target)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.ipynb"]
 
 
 def test_numbers_in_e_notation_are_numbers():

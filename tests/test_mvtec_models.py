@@ -3,6 +3,7 @@ with."""
 
 import numpy as np
 import pytest
+import skimage.io
 
 from ssimlib import artifacts
 from ssimlib.experiments import mvtec, presets, studies
@@ -115,4 +116,9 @@ def test_an_unfinished_model_is_trained_to_its_end_and_never_overwritten(tmp_pat
     assert mvtec.model_finished(finished) and len(finished["training"]["loss"]) == 3
     assert finished["training"]["loss"][0] == stopped["training"]["loss"][0]
     assert mvtec.finish_category_model(root, "synth", preset, {"epochs": 3}, **kwargs)["sha256"] == finished["sha256"]
+    # the same number of training images, one of them edited: a model of other images is not passed off as this one
+    image = root / "synth" / "train" / "good" / "000.png"
+    skimage.io.imsave(image, 255 - skimage.io.imread(image), check_contrast=False)
+    with pytest.raises(artifacts.ArtifactError, match=r"training images \(sha256\)"):
+        mvtec.finish_category_model(root, "synth", preset, {"epochs": 3}, **kwargs)
     assert not mvtec.model_finished(None)

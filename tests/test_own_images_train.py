@@ -62,6 +62,8 @@ def with_option(argv, option, value):
     ("--latent-dim", "0"), ("--batch-size", "0"), ("--n-patches", "-5"), ("--validation-fraction", "0"),
     ("--validation-fraction", "1"), ("--validation-fraction", "nan"), ("--min-defect-area", "0"),
     ("--batch-size", "65"),  # above TINY's --n-patches 64: was taken without a word
+    # more memory than any machine has (a bottleneck of 6,000 TiB, patches of 3.7 PiB): were tracebacks (exit 1)
+    ("--latent-dim", "100000000000"), ("--n-patches", "1000000000000"),
 ])
 def test_a_bad_option_is_named_before_any_work(tmp_path, capsys, option, value):
     # The data folder does not exist: a run that checked it first would name it instead of the option.
@@ -115,11 +117,23 @@ def test_another_run_on_one_out_is_refused_and_restart_starts_over(data, tmp_pat
         assert code == 2 and "(it differs in data_sha256)" in err[0], err
     finally:
         image.write_bytes(original)
-    # The same command again is the same run: it finds its checkpoint complete and writes the same weights.
-    before = artifacts.load_model(out)[0].get_weights()
+    # The same command again is the same run, finished: it trains nothing, writes nothing and says so (it printed
+    # "model written to" as if it had trained)
+    capsys.readouterr()
     assert main(["train", str(a), "--out", str(out), *TINY]) == 0
-    for old, new in zip(before, artifacts.load_model(out)[0].get_weights(), strict=True):
-        np.testing.assert_array_equal(old, new)
+    assert "nothing to train" in capsys.readouterr().out
+    assert (out.with_name("m.weights.h5").read_bytes(), out.with_name("m.json").read_bytes()) == first
+    # So is the model copied elsewhere without its checkpoint (it was trained again from scratch and rewritten);
+    # more epochs of it cannot go on without the checkpoint (it was refused as "another run (it differs in epochs)")
+    copy = tmp_path / "copy" / "m"
+    copy.parent.mkdir()
+    for suffix in (".json", ".weights.h5"):
+        shutil.copy(out.with_name("m" + suffix), copy.with_name("m" + suffix))
+    assert main(["train", str(a), "--out", str(copy), *TINY]) == 0
+    assert "nothing to train" in capsys.readouterr().out and files_in(copy.parent) == ["m.json", "m.weights.h5"]
+    code, err = run_main(["train", str(a), "--out", str(copy), *with_option(TINY, "--epochs", "3")], capsys)
+    assert code == 2 and len(err) == 1 and "model of 2 epochs but not its checkpoint" in err[0], err
+    shutil.rmtree(copy.parent)
     # More epochs of the same run continue its checkpoint, as one longer run would have gone
     assert main(["train", str(a), "--out", str(out), *with_option(TINY, "--epochs", "3")]) == 0
     assert main(["train", str(a), "--out", str(tmp_path / "straight" / "m"), *with_option(TINY, "--epochs", "3")]) == 0
@@ -182,7 +196,7 @@ def test_a_second_run_waits_its_turn_and_a_killed_run_resumes(data, tmp_path, ca
     assert files_in(tmp_path) == ["m.checkpoint", "m.json", "m.weights.h5"]
 
 
-def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(data, tmp_path):
+def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(data, tmp_path, capsys):
     # Ctrl-C printed a 20-frame KeyboardInterrupt traceback and did not say that the checkpoint is kept
     out = tmp_path / "m"
     argv = ["train", str(data[0]), "--out", str(out),
@@ -202,6 +216,8 @@ def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(data, tmp_path):
     done = len(json.loads((out.with_name("m.checkpoint") / "state.json").read_text())["history"]["loss"])
     assert 1 <= done < 6 and main(argv) == 0
     assert len(json.loads(out.with_name("m.json").read_text())["training"]["loss"]) == 6
+    # and says that it goes on (only the progress bar's first epoch told)
+    assert f"continuing this run's checkpoint in {out}.checkpoint: {done} of 6 epochs done" in capsys.readouterr().out
 
 
 def test_one_image_is_too_few_and_hidden_files_are_no_images(tmp_path, capsys):
@@ -366,3 +382,15 @@ def test_a_model_trained_with_gray_converts_colour_images_without_a_warning(data
         code, err = run_main(["detect", str(model), str(folder / "000.png"), "--out", str(tmp_path / f"d-{gray}")],
                              capsys)
         assert code == 0 and any("converted to gray" in line for line in err) == warned, (gray, err)
+
+
+def test_the_memory_check_compares_float32_sizes_with_the_memory_given():
+    from ssimlib.apps.own_options import InputError, check_fits_in_memory
+
+    check_fits_in_memory(32, 8, 1024, available=1024 * 32 * 32 * 4)  # exactly what 1,024 gray 32 px patches take
+    with pytest.raises(InputError, match=r"^--n-patches 1025: "):
+        check_fits_in_memory(32, 8, 1025, available=1024 * 32 * 32 * 4)
+    bottleneck = 2 * 8 * 8 * 32 * 100 * 4 * 4  # encoder and decoder, 8x8x32 -> 100, weights, gradients, two moments
+    check_fits_in_memory(32, 100, 1, available=bottleneck)
+    with pytest.raises(InputError, match=r"^--latent-dim 101: "):
+        check_fits_in_memory(32, 101, 1, available=bottleneck)

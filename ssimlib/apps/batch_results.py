@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ssimlib.artifacts import read_manifest
 from ssimlib.data import is_image_file
+from ssimlib.fingerprints import category_fingerprint
 
 # Notebook parameters of the training schedule, recorded in a result's model_store (epochs as schedule_epochs).
 TRAINING_PARAMETERS = ("epochs", "n_patches", "batch_size", "learning_rate")
@@ -57,7 +58,9 @@ def result_differences(path, parameters, category_dir, train=False):
     ``parameters`` are the notebook parameters a run would have (its defaults, the profile's and ``-p``'s), compared
     with those its ``settings`` record; with ``train``, also the training schedule (:data:`TRAINING_PARAMETERS`)
     with its model's; and the counts of training and test images with those ``category_dir`` holds now
-    (``train/good``, ``test/good``, the other ``test/<type>`` folders).
+    (``train/good``, ``test/good``, the other ``test/<type>`` folders), and where recorded the fingerprint of its
+    images and masks (:func:`ssimlib.fingerprints.category_fingerprint`: an image edited in place, or another data
+    root with as many images).
     """
     record = _record(path)
     settings = record.get("settings") or {}
@@ -80,6 +83,8 @@ def result_differences(path, parameters, category_dir, train=False):
         counts["n_train"] = count([category_dir / "train" / "good"]) - settings["n_validation"]
     differ.update({key: (settings[key], value) for key, value in counts.items()
                    if key in settings and settings[key] != value})
+    if settings.get("data_sha256") and settings["data_sha256"] != category_fingerprint(category_dir):
+        differ["data_sha256"] = (settings["data_sha256"][:12], "other images or masks now")
     return differ
 
 

@@ -315,7 +315,7 @@ def _own_images_command(args, own_images):
             min_defect_area=args.min_defect_area, seed=args.seed, restart=args.restart,
         )
         n_validation = len(manifest["training"]["validation_images"])
-        print(f"model written to {args.out}.weights.h5 and {args.out}.json; threshold "
+        print(f"model {args.out}.weights.h5 and {args.out}.json; threshold "
               f"{manifest['detection']['threshold']:.4f} from {n_validation} held-out defect-free "
               f"image{'' if n_validation == 1 else 's'}")
         return 0

@@ -289,13 +289,14 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
         raise
     portable_metadata(running, output)
     os.replace(running, output)
+    failed_notebook(output).unlink(missing_ok=True)  # an earlier run's stopped cells: this run has replaced them
     return output
 
 
 def failed_notebook(output):
     """Where :func:`run_notebook` leaves the cells that ran of a run into ``output`` that stopped: beside it as
     ``<name>.failed.ipynb``, or ``runs/failed/<name>.ipynb`` for a notebook of ``notebooks/`` or ``tests/notebooks/``
-    (none is added there)."""
+    (none is added there); a later run that finishes removes it."""
     output = Path(output)
     if output.resolve().parent in (NOTEBOOK_DIR.resolve(), CI_COPY_DIR.resolve()):  # the notebooks, nbval's copies
         return RUNS_DIR / "failed" / output.name

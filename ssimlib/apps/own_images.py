@@ -40,6 +40,7 @@ from ssimlib.data import (IMAGE_SUFFIXES, DatasetError, check_patch_size, image_
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
 from ssimlib.experiments.presets import configure
+from ssimlib.fingerprints import data_fingerprint
 from ssimlib.models import ConvAutoencoder
 from ssimlib.thresholds import max_region_threshold
 from ssimlib.train import STATE_FILE, train
@@ -100,15 +101,6 @@ def held_out_copies(images, held_out, paths):
     return [(name, copy) for name, copy in found if copy]
 
 
-def data_fingerprint(paths):
-    """Hex sha256 over the names and contents of the files ``paths``, in order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(os.fsencode(path.name) + f"\0{path.stat().st_size}\0".encode())  # any name's bytes
-        digest.update(artifacts.sha256(path).encode())
-    return digest.hexdigest()
-
-
 def run_identity(paths, **settings):
     """What makes a run the same run: the data's folder and fingerprint, and ``settings`` as given."""
     return {"data": paths[0].parent.resolve().name, "data_sha256": data_fingerprint(paths), **settings}
@@ -162,8 +154,9 @@ def claim_out(out, run, restart=False):
     epoch is no run in the way (:func:`_stored_run`).
 
     Raises :class:`InputError` when ``out`` holds another run (or one of unknown
-    identity) and ``restart`` is False; with ``restart`` the checkpoint is removed
-    (the model already there stays until the new one replaces it).
+    identity, or this run's model of other epochs without its checkpoint) and ``restart`` is False; with
+    ``restart`` the checkpoint is removed (the model already there stays until the new one replaces it).
+    Returns the epochs left to train, or None where ``out`` holds this run's finished model (nothing to do).
     """
     stored = _stored_run(out)
     if stored is not None and _continues(stored, run):
@@ -181,13 +174,31 @@ def claim_out(out, run, restart=False):
                 raise InputError(f"{where}: --out {out} holds this run's checkpoint of {done} finished epochs, more "
                                  f"than --epochs {run['epochs']}; --epochs {done} makes the model of those, more "
                                  "go on (--restart starts over)")
+            elif differing == ["epochs"]:  # the model of this run is there, its checkpoint is not
+                raise InputError(f"{where}: --out {out} holds this run's model of {identity['epochs']} epochs but not "
+                                 f"its checkpoint ({out}.checkpoint), so it cannot go on to {run['epochs']}; add "
+                                 f"--restart to train {run['epochs']} epochs anew, or choose another --out")
             why = f"another run (it differs in {', '.join(differing)})"
         raise InputError(f"{where}: --out {out} holds {why}; add --restart to start over, or choose another --out")
     checkpoint = Path(f"{out}.checkpoint")
     if restart:
         shutil.rmtree(checkpoint, ignore_errors=True)
+    elif _finished_model(out, run):
+        return None  # this run's model, all its epochs: nothing to train
+    done = _epochs_done(checkpoint) if (checkpoint / STATE_FILE).exists() else None
     checkpoint.mkdir(parents=True, exist_ok=True)
     write_json(checkpoint / RUN_FILE, run)
+    return run["epochs"] - (done or 0)
+
+
+def _finished_model(out, run):
+    """Whether the model at ``out`` is ``run``'s, with all its epochs."""
+    try:
+        manifest = artifacts.read_manifest(out)
+    except artifacts.ArtifactError:
+        return False
+    training = (manifest or {}).get("training")
+    return isinstance(training, dict) and training.get("run") == run and training.get("epochs_done") == run["epochs"]
 
 
 @contextlib.contextmanager
@@ -232,10 +243,10 @@ def _preset(name, kind, patch_size, latent_dim, loss, channels):
 def train_model(
     data, out, kind="texture", loss="ssim", patch_size=128, latent_dim=100, epochs=50, n_patches=10_000,
     batch_size=32, learning_rate=2e-4, gray=None, validation_fraction=0.1, min_defect_area=64, stride=None,
-    seed=0, restart=False, progress=True,
+    seed=0, restart=False, progress=True, log=print,
 ):
     """Train on the defect-free images of ``data`` and write the model at ``out`` (given with or without the ending
-    of its files); returns its manifest.
+    of its files); returns its manifest.  ``log`` tells of a run continued from its checkpoint, or already done.
 
     Every option is checked before any image is read; ``seed`` seeds Keras, the
     patches and the validation split, so one command repeats itself on one machine.
@@ -270,7 +281,13 @@ def train_model(
                        validation_fraction=validation_fraction, min_defect_area=min_defect_area, stride=stride,
                        **settings)
     with run_lock(f"{out}.lock", f"training into --out {out}"):
-        claim_out(out, run, restart)
+        left = claim_out(out, run, restart)
+        if left is None:
+            log(f"--out {out} holds this run's model, all {epochs} epochs trained: nothing to train (--restart trains "
+                "it anew)")
+            return artifacts.read_manifest(out)
+        if left < epochs:
+            log(f"continuing this run's checkpoint in {out}.checkpoint: {epochs - left} of {epochs} epochs done")
         preset = _preset(Path(data).name, kind, patch_size, latent_dim, loss, channels)
         patches = training_patches(fit_images, preset, n_patches, seed)
         keras.utils.set_random_seed(seed)

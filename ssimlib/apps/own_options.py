@@ -6,10 +6,11 @@ prints it and exits with status 2.
 
 import errno
 import math
+import os
 import tempfile
 from pathlib import Path
 
-from ssimlib.architecture import encoder_layer_spec
+from ssimlib.architecture import BOTTLENECK_SIDE, TABLE_I_LAYERS, encoder_layer_spec
 from ssimlib.experiments.presets import LOSSES
 from ssimlib.paths import nearest_existing
 
@@ -79,4 +80,31 @@ def check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, b
     if not 0 < validation_fraction < 1:
         raise InputError(f"--validation-fraction must be between 0 and 1 (both excluded: the held-out defect-free "
                          f"images set the detection threshold), got {validation_fraction}")
+    check_fits_in_memory(patch_size, latent_dim, n_patches)
     check_out_folder(Path(out).parent)
+
+
+def memory_bytes():
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_fits_in_memory(patch_size, latent_dim, n_patches, available=None):
+    """Raise :class:`InputError` naming ``--n-patches`` or ``--latent-dim`` where even a gray model's training
+    patches (float32) or the bottleneck's weights with their gradients and Adam's two moments (float32, encoder and
+    decoder) would take more than the machine's memory (``available`` bytes; default :func:`memory_bytes`)."""
+    available = available or memory_bytes()
+    if not available:
+        return
+    needs = {"--n-patches": (n_patches * patch_size**2 * 4,
+                             f"{n_patches} patches of {patch_size}x{patch_size} px take"),
+             "--latent-dim": (2 * BOTTLENECK_SIDE**2 * TABLE_I_LAYERS[-1][0] * latent_dim * 4 * 4,
+                              f"a bottleneck of {latent_dim} takes, with its gradients and Adam's moments,")}
+    for option, (size, what) in needs.items():
+        if size > available:
+            raise InputError(f"{option} {n_patches if option == '--n-patches' else latent_dim}: {what} "
+                             f"{size / 2**30:,.0f} GiB as float32, more than this machine's {available / 2**30:,.0f} "
+                             "GiB of memory; choose fewer")

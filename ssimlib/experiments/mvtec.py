@@ -21,6 +21,7 @@ from skimage.color import rgb2gray
 from ssimlib import artifacts
 from ssimlib.data import load_mvtec_category, sample_patches
 from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
+from ssimlib.fingerprints import category_fingerprint
 from ssimlib.experiments.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
 from ssimlib.models import ConvAutoencoder
 from ssimlib.paths import data_root as resolve_data_root
@@ -120,6 +121,7 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
         "settings": {**settings, "validation_fraction": schedule["validation_fraction"],
                      "patch_size": preset.patch_size, "latent_dim": preset.latent_dim},
         "preset": preset.as_dict(),
+        "data_sha256": category_fingerprint(Path(root) / category, ("train",)),
     }
 
     def fit(checkpoint_dir, on_epoch):
@@ -176,6 +178,9 @@ def finish_category_model(root, category, preset, schedule=None, models_root=Non
         differ = {k: (stored.get(k), v) for k, v in asked.items() if k != "epochs" and stored.get(k) != v}
         if training["schedule_epochs"] != schedule["epochs"]:
             differ["schedule epochs"] = (training["schedule_epochs"], schedule["epochs"])
+        trained_on = training.get("data_sha256")  # recorded since 2026-12-06
+        if trained_on and trained_on != category_fingerprint(Path(root) / category, ("train",)):
+            differ["training images (sha256)"] = (trained_on[:12], "other images now")
         if differ:
             state = "a finished" if model_finished(manifest) else "an unfinished"
             raise artifacts.ArtifactError(
