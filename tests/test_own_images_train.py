@@ -394,3 +394,24 @@ def test_the_memory_check_compares_float32_sizes_with_the_memory_given():
     check_fits_in_memory(32, 100, 1, available=bottleneck)
     with pytest.raises(InputError, match=r"^--latent-dim 101: "):
         check_fits_in_memory(32, 101, 1, available=bottleneck)
+
+
+def test_a_held_out_image_warned_of_is_named_as_the_thresholds_source(data, tmp_path, capsys):
+    # a 12-bit image in a 16-bit file (warned: it reads dark) was held out and set the threshold without a word
+    from ssimlib.experiments.mvtec import split_validation
+
+    folder = tmp_path / "boards"
+    shutil.copytree(data[0] / "train" / "good", folder)
+    names = sorted(p.name for p in folder.iterdir())
+    held, kept = (names[i] for i in (split_validation(names, 0.25, 0)[2][0],
+                                     sorted(set(range(len(names))) - set(split_validation(names, 0.25, 0)[2]))[0]))
+    for dark, out in ((kept, "kept"), (held, "held")):
+        shutil.copytree(data[0] / "train" / "good", folder, dirs_exist_ok=True)
+        path = folder / dark
+        skimage.io.imsave(path, (skimage.io.imread(path).astype(np.uint16) * 16), check_contrast=False)
+        code, err = run_main(["train", str(folder), "--out", str(tmp_path / out / "m"), *TINY], capsys)
+        assert code == 0 and any(f"{dark}: 16-bit pixels reach only" in line for line in err), err
+        told = [line for line in err if "held out to set the detection threshold" in line]
+        assert told == ([] if dark == kept else [f"warning: {folder}: {held} held out to set the detection threshold, "
+                                                 "and warned of above: the threshold rests on it; mend or remove it "
+                                                 "(or another --seed holds out other images)"]), err

@@ -54,7 +54,8 @@ def default_stride(patch_size):
 
 
 def defect_free_images(data, gray=None):
-    """Images of ``data`` (a folder of images, or an MVTec AD-style category's ``train/good``) and their paths."""
+    """Images of ``data`` (a folder of images, or an MVTec AD-style category's ``train/good``), their paths and
+    those of them that reading warned of (dark 16-bit data, ...)."""
     data = Path(data)
     if not data.is_dir():
         raise InputError(f"{data}: expected a folder of defect-free images, but {not_a_folder(data)}")
@@ -75,19 +76,24 @@ def defect_free_images(data, gray=None):
     if masks:  # a labelled folder given to train: its masks (and defective images) would be learnt as defect-free
         raise InputError(f"{folder}: holds {len(masks)} file(s) named like masks ({', '.join(masks[:3])}"
                          f"{', ...' if len(masks) > 3 else ''}); train on a folder of defect-free images only")
-    images, problems = [], []
+    images, problems, warned = [], [], []
     for path in paths:  # every unreadable file named at once, not one per run
         try:
-            images.append(read_image(path, gray))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                images.append(read_image(path, gray))
         except DatasetError as error:
             problems.append(str(error))
+        for warning in caught:  # told as they were, and which images they were about kept
+            warnings.warn(warning.message, warning.category, stacklevel=2)
+            warned.append(path)
     if problems:
         raise InputError("; ".join(problems) + (f" ({len(problems)} of {len(paths)} images unreadable)"
                                                 if len(problems) > 1 else ""))
     channels = {image.shape[-1] for image in images}
     if len(channels) > 1:
         raise InputError(f"{folder}: the images mix gray and colour; choose --gray or --color")
-    return images, paths
+    return images, paths, warned
 
 
 def held_out_copies(images, held_out, paths):
@@ -254,7 +260,7 @@ def train_model(
     out = str(artifacts.model_files(out)[1])[: -len(".json")]  # the model's stem: its checkpoint and lock beside it
     check_train_options(kind, loss, patch_size, latent_dim, epochs, n_patches, batch_size, validation_fraction,
                         min_defect_area, out)
-    images, paths = defect_free_images(data, gray)
+    images, paths, warned = defect_free_images(data, gray)
     try:
         check_patch_size(images, patch_size, paths)
         fit_images, validation_images, held_out = split_validation(images, validation_fraction, seed)
@@ -267,6 +273,12 @@ def train_model(
         raise InputError(f"{paths[0].parent}: {len(images)} image{'' if len(images) == 1 else 's'}; training needs "
                          f"at least one more than the {max(1, round(validation_fraction * len(images)))} "
                          "--validation-fraction holds out to set the threshold") from None
+    doubtful = [paths[i].name for i in held_out if paths[i] in warned]
+    if doubtful:
+        it = "it" if len(doubtful) == 1 else "them"
+        warnings.warn(f"{paths[0].parent}: {', '.join(doubtful[:3])}{', ...' if len(doubtful) > 3 else ''} held out "
+                      f"to set the detection threshold, and warned of above: the threshold rests on {it}; mend or "
+                      f"remove {it} (or another --seed holds out other images)", stacklevel=2)
     copies = held_out_copies(images, held_out, paths)
     if copies:
         warnings.warn(f"{paths[0].parent}: {len(copies)} held-out image(s) are copies of training images ("
