@@ -43,7 +43,7 @@ def is_image_file(path):
 
 def image_files(folder):
     """The image files in ``folder`` (not below it), sorted; warns of files there that look like images but are
-    not read (:data:`OTHER_IMAGE_SUFFIXES`, links to nothing)."""
+    not read (:data:`OTHER_IMAGE_SUFFIXES`, links that reach no file)."""
     entries = list(Path(folder).iterdir())
     warn_unread(folder, entries)
     return sorted(p for p in entries if is_image_file(p))
@@ -56,7 +56,7 @@ def warn_unread(where, paths, stacklevel=3):
     broken = [p.name for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and p.is_symlink() and not p.exists()]
     parts = [f"{len(names)} {what} ({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''})"
              for names, what in ((other, "image(s) of a format not read, convert them to PNG or TIFF"),
-                                 (broken, "link(s) to nothing")) if names]
+                                 (broken, "link(s) that reach no file (a target gone, or a loop)")) if names]
     if parts:
         warnings.warn(f"{where}: skipped {'; '.join(parts)}", stacklevel=stacklevel)
 

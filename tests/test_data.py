@@ -174,12 +174,14 @@ def test_files_that_look_like_images_but_are_not_read_are_named(tmp_path):
     Image.fromarray(image).save(tmp_path / "c.gif")
     Image.fromarray(image).save(tmp_path / "d.webp")
     (tmp_path / "e.png").symlink_to(tmp_path / "gone.png")
+    (tmp_path / "f.png").symlink_to(tmp_path / "g.png")  # a loop: f -> g -> f (was told "link(s) to nothing")
+    (tmp_path / "g.png").symlink_to(tmp_path / "f.png")
     (tmp_path / "notes.txt").write_text("not an image, not named")
     with pytest.warns(UserWarning) as warned:
         assert [p.name for p in image_files(tmp_path)] == ["a.png", "b.jpe"]
     assert [str(w.message) for w in warned] == [
         f"{tmp_path}: skipped 2 image(s) of a format not read, convert them to PNG or TIFF (c.gif, d.webp); "
-        "1 link(s) to nothing (e.png)"]
+        "3 link(s) that reach no file (a target gone, or a loop) (e.png, f.png, g.png)"]
     assert read_image(tmp_path / "b.jpe").shape == (8, 8, 1)
 
 
