@@ -45,7 +45,7 @@ from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
 from ssimlib.evaluate import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
-from ssimlib.ssim import DEFAULT_WINDOW, DEFAULT_WINDOW_SIZE, SSIM_CONSTANTS, STANDARD, WINDOWS
+from ssimlib.ssim import DEFAULT_WINDOW, DEFAULT_WINDOW_SIZE, STANDARD, constants_k, ssim_window
 
 CSV_NAME = DETECTIONS_CSV
 RUN_NAME = DETECTION_RUN
@@ -177,11 +177,14 @@ def ssim_settings(manifest, where):
     chosen = {"window_size": settings.get("window_size", DEFAULT_WINDOW_SIZE),
               "window": settings.get("window", DEFAULT_WINDOW), "constants": settings.get("ssim_constants", STANDARD)}
     size = chosen["window_size"]
-    if (not isinstance(size, int) or isinstance(size, bool) or size < 3 or size % 2 == 0
-            or chosen["window"] not in WINDOWS or chosen["constants"] not in SSIM_CONSTANTS):
-        raise InputError(f"{where}: its training settings' SSIM window ({size!r}, {chosen['window']!r}) or constants "
-                         f"({chosen['constants']!r}) are not ones detect can use (an odd size of at least 3; "
-                         f"{', '.join(WINDOWS)}; {', '.join(SSIM_CONSTANTS)})")
+    try:  # the SSIM module's own checks of the window's kind and size and of the constants' reading
+        if not isinstance(size, int) or isinstance(size, bool) or size < 3:
+            raise ValueError(f"window_size must be an odd whole number of at least 3, got {size!r}")
+        ssim_window(size, chosen["window"])
+        constants_k(chosen["constants"])
+    except ValueError as error:
+        raise InputError(f"{where}: its training settings' SSIM window or constants are not ones detect can use "
+                         f"({error})") from None
     defaults = {"window_size": DEFAULT_WINDOW_SIZE, "window": DEFAULT_WINDOW, "constants": STANDARD}
     return {key: value for key, value in chosen.items() if value != defaults[key]}
 
