@@ -161,6 +161,22 @@ def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
         "fresh, batch 128", "fresh, batch 128", "fresh, batch 128", "fresh, batch 128 - fixed"]
 
 
+@pytest.mark.parametrize("batch16_loss, kept, more_than_steps", [
+    (0.1200, 16, True),  # wins (below 0.140 - 0.001) and lies below both 100-epoch losses (0.1257, 0.1273)
+    (0.1300, 16, False),  # wins, but the batch-32 runs reached less at the same Adam steps
+    (0.1395, 32, False),  # within the seed range
+])
+def test_the_small_batch_rule_reads_the_batch_32_runs_at_the_same_adam_steps(batch16_loss, kept, more_than_steps):
+    runs = [*FIXED_AND_FRESH, _batch(_run("fresh", 0, batch16_loss), 16), _batch(_run("fresh", 0, 0.10), 128)]
+    curves = [[0.9] * 99 + [0.1257] + [0.05] * 100, [0.9] * 99 + [0.1273] + [0.05] * 100]  # epoch 100: 2x the steps
+    chosen, reason = protocol.small_batch_verdict({"runs": runs}, curves)
+    assert chosen == kept
+    assert ("below them too" in reason) == more_than_steps and "0.1257, 0.1273" in reason
+    assert "reaches epoch 100" in protocol.small_batch_verdict({"runs": runs}, [[0.1] * 60])[1]
+    assert protocol.small_batch_verdict({"runs": runs[:4]}, curves)[0] == 32  # no arm of batch 16 yet
+    assert protocol.arm_name(*protocol.Arm("fresh", 0, batch_size=16)) == "fresh-seed0-batch16"
+
+
 def _decay(run, decay):
     return {**run, "budget": {"batch_size": 32, "decay": decay}}
 

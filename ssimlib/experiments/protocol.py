@@ -23,18 +23,16 @@ time, each resuming from its checkpoint in ``<cache>/checkpoints/protocol/<arm>`
 or on a machine without it from its export in ``models/protocol/<arm>`` (written
 every 10 epochs, as every study's models are; Adam restarts there, and the entry
 lists the epoch).  An arm in the results file is never retrained; its finished
-weights need not be kept (only the results are committed).  :data:`FIRST_DECISION_RULE` was
-written before any arm was evaluated, :data:`DECISION_RULE` (which amends it for three protocols)
-before the third protocol's arm was; :func:`choose_protocol` applies it, reading validation
-losses only, never a test image, of the arms at the campaign's budget and batch size.  An arm of another batch
-size (the paper does not state its own) is a protocol of its own in the table (``"fresh, batch 128"``), judged by
-:data:`BATCH_RULE` (batch 16: :data:`SMALL_BATCH_RULE`), written before it was trained; so is an arm with another
-reading of the weight decay (``"fresh, lr decay"``, ``"fresh, L2 decay"``), judged by :data:`DECAY_RULE`, and one
-with a sigmoid output (``"fresh, sigmoid output"``), judged by :data:`OUTPUT_RULE`, each written before its arm was trained.  An arm with
-the SSIM constants of the paper's text taken literally (``"fresh, literal SSIM constants"``: its training loss and
-its anomaly maps) trains another loss, so its validation loss compares with no other arm's: :data:`CONSTANTS_RULE`,
-written before it was trained, makes it a reading of the paper reported beside the others, adopted by none of its
-numbers.  Entries of
+weights need not be kept (only the results are committed).  The rules that judge the arms live in
+:mod:`ssimlib.experiments.protocol_rules`, each written before its arms were trained: ``DECISION_RULE`` (fixed or
+fresh crops; :func:`choose_protocol` applies it, reading validation losses only, never a test image, of the arms at
+the campaign's budget and batch size); ``BATCH_RULE`` and ``SMALL_BATCH_RULE`` for an arm of another batch size
+(the paper does not state its own; a protocol of its own in the table, ``"fresh, batch 128"``;
+:func:`choose_variant`, :func:`small_batch_verdict`), ``DECAY_RULE`` for another reading of the weight decay
+(``"fresh, lr decay"``, ``"fresh, L2 decay"``), ``OUTPUT_RULE`` for a sigmoid output, and ``CONSTANTS_RULE`` for
+the SSIM constants of the paper's text taken literally (in the training loss and the anomaly maps: another loss,
+whose validation loss compares with no other arm's, so a reading of the paper reported beside the others, adopted
+by none of its numbers).  Entries of
 another budget are diagnostics: ``("fresh", 0)`` at 250 epochs is the fresh-crop Fig. 6 run continued from its
 200-epoch checkpoint (``run_campaign(arms=(Arm("fresh", 0),), budget={"epochs": 250})`` with that checkpoint
 copied to the arm's folder).
@@ -49,6 +47,9 @@ from ssimlib import artifacts
 from ssimlib.architecture import LINEAR, OUTPUTS
 from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
+from ssimlib.experiments.protocol_rules import (
+    BATCH_RULE, CONSTANTS_RULE, DECAY_RULE, DECISION_RULE, FIRST_DECISION_RULE, OUTPUT_RULE, SMALL_BATCH_RULE,
+)
 from ssimlib.experiments.sensitivity import TABLE2_BUDGET
 from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.ssim import STANDARD
@@ -92,65 +93,6 @@ ARMS = (
 VARIANT_LABELS = {"l2": "L2 decay", "lr": "lr decay", "sigmoid": "sigmoid output", "literal": "literal SSIM constants"}
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_protocol.json"
 OVERLAP_FPR = 0.05  # paper Fig. 7 / section 4.2: median overlap "> 0.91" at this pixel FPR
-# Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.
-FIRST_DECISION_RULE = (
-    "Per protocol, the mean over its seeds of the validation loss after the last epoch. The protocol with the "
-    "lowest mean is adopted for the 200-epoch Fig. 6 models if it has at least two seeds and its mean lies below "
-    "every other protocol's by more than the larger of the two protocols' seed ranges (max - min of their "
-    "validation losses); otherwise the Fig. 6 protocol ('fixed') stays. Test images and masks are not read."
-)
-# Amended on 2026-12-05, before arm 5 (the third protocol) had been evaluated on a test image: the first rule
-# compared every protocol with every other, so two protocols that both beat fixed crops but tie with each
-# other (or a third protocol with one seed) would have kept fixed crops.  The amendment compares each with
-# fixed crops first; the fresh-against-fixed decision of four arms is the same under both.
-DECISION_RULE = (
-    "Per protocol, the mean over its seeds of the validation loss after the last epoch. A protocol qualifies if "
-    "it has at least two seeds and its mean lies below fixed crops' by more than the larger of the two "
-    "protocols' seed ranges (max - min of their validation losses). Of the qualifying protocols, the one with "
-    "the lowest mean is adopted for the 200-epoch Fig. 6 models if it lies below every other qualifying one by "
-    "more than the larger of their seed ranges, else the simplest qualifying one (fewest additions to fresh "
-    "crops); if none qualifies, fixed crops stay. Test images and masks are not read."
-)
-
-
-# Written down on 2026-12-06, before the arm of batch 128 was trained.
-BATCH_RULE = (
-    "Fresh crops at batch 128 (one seed) replace batch 32 for the next 200-epoch SSIM-AE if their validation loss "
-    "after the last of the campaign's 50 epochs lies below both fresh-crop batch-32 seeds' by more than those two "
-    "seeds' range; otherwise batch 32 stays. Test images and masks are not read."
-)
-# Written down on 2026-12-07, before the arm of batch 16 was trained (batch 128 had lost to 32 by far).
-SMALL_BATCH_RULE = (
-    "Fresh crops at batch 16 (one seed) replace batch 32 for the next 200-epoch SSIM-AE if their validation loss "
-    "after the last of the campaign's 50 epochs lies below both fresh-crop batch-32 seeds' by more than those two "
-    "seeds' range; otherwise batch 32 stays. Batch 16 takes twice the Adam steps in 50 epochs: a win counts as more "
-    "than more steps only if that loss also lies below both 200-epoch batch-32 SSIM-AEs' at epoch 100 (the same "
-    "steps; 0.1257 and 0.1273). Test images and masks are not read."
-)
-# Written down on 2026-12-06, before the arm of Keras 2's learning-rate decay was trained.
-DECAY_RULE = (
-    "Fresh crops with the paper's weight decay of 1e-5 read another way (Keras 2's learning-rate decay, "
-    "lr / (1 + 1e-5 x step), or an L2 penalty in the gradient; one seed each) replace Keras 3's decoupled weight "
-    "decay for the next 200-epoch SSIM-AE if their validation loss after the last of the campaign's 50 epochs lies "
-    "below both fresh-crop seeds' (batch 32, decoupled decay) by more than those two seeds' range; otherwise the "
-    "decoupled decay stays. Test images and masks are not read."
-)
-# Written down on 2026-12-06, before the arm of a sigmoid output was trained.
-OUTPUT_RULE = (
-    "Fresh crops with a sigmoid as the network's last activation (one seed) replace the linear output for the next "
-    "200-epoch SSIM-AE if their validation loss after the last of the campaign's 50 epochs lies below both "
-    "fresh-crop seeds' (batch 32, decoupled decay, linear output) by more than those two seeds' range; otherwise "
-    "the linear output stays. Test images and masks are not read."
-)
-# Written down on 2026-12-06, before the arm of the literal SSIM constants was trained.
-CONSTANTS_RULE = (
-    "Fresh crops with the paper's SSIM constants taken as written (c1 = 0.01, c2 = 0.03 for images in [0, 1], in "
-    "the training loss and in the anomaly maps; one seed) train another loss, whose validation loss compares with "
-    "no other arm's. The arm is a reading of the paper, reported beside the others with its test scores, and "
-    "replaces the standard constants (c1 = 0.0001, c2 = 0.0009) for no 200-epoch model by any number of this "
-    "campaign: if its test scores lie above the plain fresh-crop arms' by more than their seed spread, a measure "
-    "on defect-free data that compares the two losses is to be written before a 200-epoch model of it is trained."
-)
 
 
 def arm_name(crops, seed, batch_size=BATCH, decay=DECAY, output=LINEAR, constants=STANDARD):
@@ -301,6 +243,27 @@ def choose_variant(results, setting, value, epochs=TABLE2_BUDGET["epochs"]):
     arm = protocol_of({"crops": "fresh", "budget": {setting: value}})
     below, reason = _against_fresh(results, epochs, arm.removeprefix("fresh, "))
     return (value if below else KEPT[setting]), reason
+
+
+def small_batch_verdict(results, references, epochs=TABLE2_BUDGET["epochs"], batch_size=16):
+    """``(batch size to keep, reason)`` of :data:`SMALL_BATCH_RULE`: :func:`choose_variant` for the arm of
+    ``batch_size``, and in the reason whether its last validation loss also lies below every curve of
+    ``references`` (the per-epoch validation losses of the 200-epoch batch-32 SSIM-AEs,
+    ``manifest["training"]["val_loss"]``) at the epoch with as many Adam steps (``epochs * 32 / batch_size``):
+    whether a win is more than more steps.  Reads ``val_loss`` only."""
+    kept, reason = choose_variant(results, "batch_size", batch_size, epochs)
+    arm = [r["val_loss"][-1] for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"
+           and protocol_of(r) == f"fresh, batch {batch_size}"]
+    if not arm:
+        return kept, reason
+    same_steps = epochs * BATCH // batch_size
+    matched = [curve[same_steps - 1] for curve in references if len(curve) >= same_steps]
+    if not matched:
+        return kept, f"{reason}; no batch-{BATCH} curve reaches epoch {same_steps} (the same Adam steps)"
+    below = min(arm) < min(matched)
+    return kept, (f"{reason}; the batch-{BATCH} runs at the same Adam steps (epoch {same_steps}): "
+                  f"{', '.join(f'{v:.4f}' for v in matched)}, "
+                  + ("below them too: more than more steps" if below else "not below them: no more than more steps"))
 
 
 def constants_verdict(results, epochs=TABLE2_BUDGET["epochs"]):
