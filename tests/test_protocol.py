@@ -173,6 +173,9 @@ def test_the_small_batch_rule_reads_the_batch_32_runs_at_the_same_adam_steps(bat
     assert chosen == kept
     assert ("below them too" in reason) == more_than_steps and "0.1257, 0.1273" in reason
     assert "reaches epoch 100" in protocol.small_batch_verdict({"runs": runs}, [[0.1] * 60])[1]
+    # by default the committed 200-epoch batch-32 SSIM-AEs' curves, whose epoch-100 losses the rule quotes
+    assert protocol.small_batch_verdict({"runs": runs})[1] == reason
+    assert "0.1257 and 0.1273" in protocol.SMALL_BATCH_RULE
     assert protocol.small_batch_verdict({"runs": runs[:4]}, curves)[0] == 32  # no arm of batch 16 yet
     assert protocol.arm_name(*protocol.Arm("fresh", 0, batch_size=16)) == "fresh-seed0-batch16"
 

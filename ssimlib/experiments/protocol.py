@@ -245,11 +245,15 @@ def choose_variant(results, setting, value, epochs=TABLE2_BUDGET["epochs"]):
     return (value if below else KEPT[setting]), reason
 
 
-def small_batch_verdict(results, references, epochs=TABLE2_BUDGET["epochs"], batch_size=16):
+# The 200-epoch batch-32 SSIM-AEs on fresh crops (seeds 0 and 1), whose validation curves SMALL_BATCH_RULE reads.
+FIG6_FRESH_SSIM_AES = ("ssim_ae-fresh", "ssim_ae-fresh-seed1")
+
+
+def small_batch_verdict(results, references=None, epochs=TABLE2_BUDGET["epochs"], batch_size=16):
     """``(batch size to keep, reason)`` of :data:`SMALL_BATCH_RULE`: :func:`choose_variant` for the arm of
     ``batch_size``, and in the reason whether its last validation loss also lies below every curve of
-    ``references`` (the per-epoch validation losses of the 200-epoch batch-32 SSIM-AEs,
-    ``manifest["training"]["val_loss"]``) at the epoch with as many Adam steps (``epochs * 32 / batch_size``):
+    ``references`` (per-epoch validation losses; default: those of :data:`FIG6_FRESH_SSIM_AES` in the committed
+    ``models/nanotwice``) at the epoch with as many Adam steps (``epochs * 32 / batch_size``):
     whether a win is more than more steps.  Reads ``val_loss`` only."""
     kept, reason = choose_variant(results, "batch_size", batch_size, epochs)
     arm = [r["val_loss"][-1] for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"
@@ -257,6 +261,9 @@ def small_batch_verdict(results, references, epochs=TABLE2_BUDGET["epochs"], bat
     if not arm:
         return kept, reason
     same_steps = epochs * BATCH // batch_size
+    if references is None:
+        references = [artifacts.read_manifest(artifacts.study_model("nanotwice", name))["training"]["val_loss"]
+                      for name in FIG6_FRESH_SSIM_AES]
     matched = [curve[same_steps - 1] for curve in references if len(curve) >= same_steps]
     if not matched:
         return kept, f"{reason}; no batch-{BATCH} curve reaches epoch {same_steps} (the same Adam steps)"
