@@ -116,11 +116,19 @@ def test_masks_of_the_images_stems_in_a_folder_of_their_own_are_pointed_to(tmp_p
     rng = np.random.default_rng(5)
     _labelled(rng, tmp_path / "defect" / "images" / "X.tif", tmp_path / "defect" / "masks" / "X.png")
     _save(tmp_path / "good" / "Y.png", checkerboard(64, square=16, angle=20.0))
-    _, bad, rule = find_labelled([tmp_path])  # defect/ lies beside good/: its images without a mask are left out
-    assert [p.name for p, _ in bad] == ["X.tif", "X.png"]
-    assert rule.endswith(f"so the 1 image counts as defect-free; {tmp_path}/defect/masks/X.png looks like the mask of "
-                         f"{tmp_path}/defect/images/X.tif: if the masks lie there, give {tmp_path}/defect/images "
-                         f"{tmp_path}/good --masks {tmp_path}/defect/masks"), rule
+    # defect/ lies beside good/: its images without a mask would be left out, the masks too (refused since a tester
+    # found such masks scored as defect-free images where another image had its mask beside it)
+    with pytest.raises(DatasetError, match="^" + re.escape(
+            f"{tmp_path}/defect/masks/X.png: named and looking like the mask of {tmp_path}/defect/images/X.tif, but "
+            "in another folder, where it is no image's mask, so X.tif would be left out (it lies in a defect type's "
+            f"folder, without a mask); give the images' folders with the masks' folder as --masks: {tmp_path}/defect/"
+            f"images {tmp_path}/good --masks {tmp_path}/defect/masks --mask-suffix .png (or")):
+        find_labelled([tmp_path])
+    _labelled(rng, tmp_path / "other" / "images" / "Z.tif", tmp_path / "other" / "masks" / "Z.png")
+    _, bad, rule = find_labelled([tmp_path / "other"])  # beside no folder of defect-free images: pointed to
+    assert rule.endswith(f"so all 2 images count as defect-free; {tmp_path}/other/masks/Z.png looks like the mask of "
+                         f"{tmp_path}/other/images/Z.tif: if the masks lie there, give {tmp_path}/other/images "
+                         f"--masks {tmp_path}/other/masks"), rule
     items, bad, _ = find_labelled([tmp_path / "defect" / "images", tmp_path / "good"],
                                   masks=tmp_path / "defect" / "masks")
     assert {item.key: item.mask and item.mask.name for item in items} == {"defect/images/X": "X.png", "good/Y": None}
@@ -153,8 +161,8 @@ def test_a_defect_types_image_without_a_mask_is_left_out_however_its_folder_is_g
     assert {item.path.name: item.in_defect_folder for item in items} == {"d0.png": True, "g0.png": False}
     # the defect type's folder given alone, its good sibling not: its maskless images count defect-free, as before,
     # with a warning
-    with pytest.warns(UserWarning, match=re.escape(f"{tmp_path / 'scratch'}: 1 of its 2 images has no mask and count "
-                                                   "as defect-free, though it lies beside good/")):
+    with pytest.warns(UserWarning, match=re.escape(f"{tmp_path / 'scratch'}: 1 of its 2 images has no mask and "
+                                                   "counts as defect-free, though it lies beside good/")):
         items, bad, _ = find_labelled([tmp_path / "scratch"])
     assert sorted(item.path.name for item in items) == ["d0.png", "d1.png"] and not bad
 
@@ -170,6 +178,77 @@ def test_a_defect_type_below_a_folder_beside_the_good_one_is_one_too(tmp_path):
     assert sorted(item.key for item in items) == ["NG/dent/d0", "OK/g0", "OK/sub/g1"]
     assert bad == [(tmp_path / "NG" / "dent" / "d1.png", "lies in a defect type's folder (dent/ in NG/, beside OK/) "
                     "but has no mask: left out, not counted defect-free")]
+
+
+def test_a_defect_types_folder_reached_by_a_link_is_one_where_the_link_lies(tmp_path):
+    # a tester's: set/scratch -> ../elsewhere/scr was judged where it points (no good/ beside it), so its maskless
+    # d1.png counted defect-free, silently
+    rng = np.random.default_rng(6)
+    _noise(rng, tmp_path / "set" / "good" / "g0.png")
+    _noise(rng, tmp_path / "elsewhere" / "scr" / "d0.png", defect=True)
+    _noise(rng, tmp_path / "elsewhere" / "scr" / "d1.png")
+    (tmp_path / "set" / "scratch").symlink_to(tmp_path / "elsewhere" / "scr")
+    items, bad, _ = find_labelled([tmp_path / "set"])
+    assert sorted(item.key for item in items) == ["good/g0", "scratch/d0"]
+    assert bad == [(tmp_path / "set" / "scratch" / "d1.png", "lies in a defect type's folder (scratch/, beside "
+                    "good/) but has no mask: left out, not counted defect-free")]
+
+
+@pytest.mark.parametrize("defective", ["defective", "NG", "Bad"])
+def test_a_folder_named_as_one_of_defective_images_is_a_defect_types(tmp_path, defective):
+    # a tester's: pass/ + defective/ (names outside the list of defect-free folders) counted a maskless image in
+    # defective/ defect-free, silently
+    rng = np.random.default_rng(7)
+    _noise(rng, tmp_path / "lot" / "pass" / "g0.png")
+    _noise(rng, tmp_path / "lot" / defective / "d0.png", defect=True)
+    _noise(rng, tmp_path / "lot" / defective / "d1.png")
+    expected = [(tmp_path / "lot" / defective / "d1.png", f"lies in a defect type's folder ({defective}/, beside "
+                 "pass/) but has no mask: left out, not counted defect-free")]
+    assert find_labelled([tmp_path / "lot"])[1] == expected  # pass/ is a folder of defect-free images
+    (tmp_path / "lot" / "pass").rename(tmp_path / "lot" / "lot7")
+    items, bad, _ = find_labelled([tmp_path / "lot"])  # no good folder beside it: its name alone
+    assert sorted(item.key for item in items) == [f"{defective}/d0", "lot7/g0"]
+    assert bad == [(expected[0][0], f"lies in a defect type's folder ({defective}/, named as one of defective "
+                    "images) but has no mask: left out, not counted defect-free")]
+    assert find_labelled([tmp_path / "lot" / defective])[1] == bad  # given itself
+    # a folder so named above the folder given is the user's, not a defect type's
+    items, bad, _ = find_labelled([tmp_path / "lot" / "lot7"])
+    assert [item.key for item in items] == ["g0"] and not bad
+    (tmp_path / "lot").rename(tmp_path / "bad")
+    items, bad, _ = find_labelled([tmp_path / "bad" / "lot7"])
+    assert [item.key for item in items] == ["g0"] and not bad
+
+
+def test_masks_in_a_folder_of_their_own_beside_images_paired_otherwise_are_refused(tmp_path):
+    # a tester's: with one image paired beside its mask, masks/bad/b0.png and b1.png were scored as defect-free
+    # images (their images left out), no line naming them
+    rng = np.random.default_rng(8)
+    _noise(rng, tmp_path / "images" / "good" / "n0.png")
+    for stem in ("b0", "b1", "b3"):
+        _noise(rng, tmp_path / "images" / "bad" / f"{stem}.png", defect=True)
+    (tmp_path / "masks" / "bad").mkdir(parents=True)
+    for stem in ("b0", "b1"):
+        os.replace(tmp_path / "images" / "bad" / f"{stem}_mask.png", tmp_path / "masks" / "bad" / f"{stem}.png")
+    with pytest.raises(DatasetError, match="^" + re.escape(
+            f"{tmp_path}/masks/bad/b0.png (and 1 more): named and looking like the mask of {tmp_path}/images/bad/"
+            "b0.png, but in another folder, where it is no image's mask, so b0.png would be left out (it lies in a "
+            "defect type's folder, without a mask); give the images' folders with the masks' folder as --masks: "
+            f"{tmp_path}/images --masks {tmp_path}/masks --mask-suffix .png")):
+        find_labelled([tmp_path])
+
+
+def test_a_mask_suffix_that_is_the_images_own_ending_is_refused_in_one_line(tmp_path):
+    # a tester's: --mask-suffix .png took every image for a mask without an image, one line each, nothing said why
+    rng = np.random.default_rng(9)
+    _noise(rng, tmp_path / "good" / "g0.png")
+    _noise(rng, tmp_path / "scratch" / "d0.png", defect=True)
+    with pytest.raises(DatasetError, match="^" + re.escape(
+            "--mask-suffix .png: 3 files end in it (") + ".*" + re.escape(
+            "), but no image <stem>.* lies beside one named <stem>.png, so no mask fits an image; the suffix is what "
+            "a mask's name adds to its image's stem (_mask.png for a_mask.png beside a.png), not the images' own "
+            "ending; nothing was scored") + "$"):
+        find_labelled([tmp_path], mask_suffix=".png")
+    assert len(find_labelled([tmp_path], mask_suffix="_mask.png")[0]) == 2
 
 
 def test_a_two_valued_png_beside_a_photo_of_a_bright_defect_is_its_mask(tmp_path):

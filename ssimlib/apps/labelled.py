@@ -33,30 +33,33 @@ folder of defect-free images (``good``, or another name of :data:`ssimlib.apps.d
 An image without a mask, or whose mask marks nothing, is defect-free, but for one in a defect type's
 folder without a mask: it is listed as a problem and left out.  A defect type's folder is a sibling of a ``good``,
 ``Normal`` or ``OK`` folder, or lies in one (``NG/dent/`` beside ``OK/``), below the folder given, or given itself
-with that folder of defect-free images (``good scratch``).  Masks
+with that folder of defect-free images (``good scratch``), or is named as one of defective images (``defective``,
+``NG``, ...; :mod:`ssimlib.apps.defect_folders`).  Masks of such an image's stem in another folder, given as
+images, are refused with the options that pair them (:func:`ssimlib.apps.mask_layouts.masks_of_left_out`).  Masks
 are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
 values) every pixel that is not 0 is a defect, in a mask of more gray values a pixel above half the maximum.
 """
 
 import glob
-import itertools
 import os
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ssimlib.apps.defect_folders import defect_type, is_good_folder, place, warn_of_a_defect_type_given_alone
+from ssimlib.apps.defect_folders import (absolute, defect_type, is_good_folder, place,
+                                         warn_of_a_defect_type_given_alone)
 from ssimlib.apps.file_names import output_path
-from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_image, read_mask,
+from ssimlib.apps.mask_layouts import (masks_elsewhere, masks_elsewhere_line, masks_of_left_out, maybe_mask,
+                                       named_beside, no_mask_fits, pairing_options, same_stem_elsewhere)
+from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_mask,
                           resize_square, warn_unread)
 
 EVALUATION_FILES = ("metrics.json", "evaluation.csv")  # what an evaluation writes: a folder holding both is one
 EVALUATION_RUN = "evaluation.run.json"  # the record of an evaluation's run: a folder holding it is one (maybe stopped)
 DETECTION_RUN = "detections.run.json"  # the record of a detect run (ssimlib.apps.own_detection): its maps are no input
-MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
 
 
 @dataclass
@@ -166,30 +169,6 @@ def _beside(found, is_mask, image_stem):
     return pairs, images, bad
 
 
-def _two_valued(values):
-    """Whether at least :data:`MASK_EXTREMES` of the gray ``values`` lie within a tenth of their range of the
-    darkest or the brightest (a mask drawn or saved with soft edges does; a photograph does not)."""
-    low, high = float(values.min()), float(values.max())
-    near = 0.1 * (high - low)
-    return np.mean((values <= low + near) | (values >= high - near)) >= MASK_EXTREMES
-
-
-def looks_like_mask(path, image_path, other_size=True):
-    """Whether the image at ``path`` looks like the defect mask of the image at ``image_path``: it is two-valued
-    (:func:`_two_valued`), and no copy of that image (which would be two-valued too, its gray values correlated
-    above 0.9; a bright defect on a smooth part correlates so with its mask, and is no two-valued image); where
-    not ``other_size``, it also has the image's height and width."""
-    values = read_image(path, gray=True, warn_dim=False)[..., 0]
-    if not _two_valued(values):
-        return False
-    image = read_image(image_path, gray=True, warn_dim=False)[..., 0]
-    if image.shape != values.shape:
-        return other_size
-    if values.std() == 0 or image.std() == 0 or not _two_valued(image):
-        return True
-    return np.corrcoef(values.ravel(), image.ravel())[0, 1] <= 0.9
-
-
 def _same_stem(found):
     """Rule 4b: in a folder, the PNG that shares its stem with one other image is that image's mask, if it
     looks like one (:func:`looks_like_mask`); else both are images."""
@@ -201,7 +180,7 @@ def _same_stem(found):
         pngs = [p for p in files if p.suffix.lower() == ".png"]
         if len(files) == 2 and len(pngs) == 1:
             image = files[1] if files[0] == pngs[0] else files[0]
-            if _looks_like_mask(pngs[0], image):
+            if maybe_mask(pngs[0], image):
                 masks.add(pngs[0])
         elif len(files) > 2:
             bad.append((files[0].with_suffix(".*"), f"{len(files)} files share this stem "
@@ -210,14 +189,6 @@ def _same_stem(found):
     found = [(p, root) for p, root in found if p not in excluded]
     pairs, images, more_bad = _beside(found, lambda p: p in masks, lambda p: p.stem)
     return pairs, images, bad + more_bad
-
-
-def _looks_like_mask(path, image_path, other_size=True):
-    """:func:`looks_like_mask`, and False where a file cannot be read (it is listed when read as an image)."""
-    try:
-        return looks_like_mask(path, image_path, other_size)
-    except DatasetError:
-        return False
 
 
 def _parallel(found, masks_dir, mask_suffix):
@@ -308,35 +279,39 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                 f"as an image of another type for {len(same_stem_pairs)}")
         pairs.update(same_stem_pairs)
         bad += more_bad + same_stem_bad
-        elsewhere = _masks_elsewhere(found, pairs)
+        elsewhere = masks_elsewhere(found, pairs)
         if elsewhere:  # masks in a folder of their own, given as images: every defective image would count defect-free
-            raise DatasetError(_masks_elsewhere_line(elsewhere, found))
-    if masks is None and mask_suffix is not None:
-        fitted = sum(p.name.endswith(mask_suffix) for p, _ in found)
+            raise DatasetError(masks_elsewhere_line(elsewhere, found))
+    if masks is None and mask_suffix is not None:  # masks paired, or left out as one of several that fit
+        fitted = len(pairs) + sum("cannot tell which mask" in problem for _, problem in bad)
     if asked != (None, None) and not fitted and any(not is_good_folder(p.parent) for p, _ in found):
         # a mistyped option: refused before anything is written (a folder of good images needs no mask)
-        raise DatasetError(_no_mask_fits(found, *asked))
+        raise DatasetError(no_mask_fits(found, *asked))
     misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
              "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
-    given, listings = [q.resolve() for q in inputs], {}
+    given, listings = [absolute(q) for q in inputs], {}
     # each folder's siblings listed once, not per image
     defect_types = {key: defect_type(*key, given, listings) for key in {(p.parent, Path(root)) for p, root in images}}
     unlabelled = [(p, defect_types[p.parent, Path(root)]) for p, root in images
                   if p not in pairs and defect_types[p.parent, Path(root)]]
-    bad += [(p, f"lies in a defect type's folder ({place(p.parent.resolve(), *where)}) but has no mask: left out, "
+    bad += [(p, f"lies in a defect type's folder ({place(absolute(p.parent), *where)}) but has no mask: left out, "
              "not counted defect-free") for p, where in unlabelled]
     unlabelled_images = {p for p, _ in unlabelled}
+    stray = masks_of_left_out(unlabelled_images, [p for p, _ in images if p not in pairs]) if masks is None else []
+    if stray:  # masks in a folder of their own given as images (scored as defect-free, or left out too)
+        raise DatasetError(masks_elsewhere_line(stray, found, "would be left out (it lies in a defect type's "
+                                                              "folder, without a mask)"))
     images = [(p, root) for p, root in images if p not in unlabelled_images]
     warn_of_a_defect_type_given_alone(images, pairs, listings)
     items = _items(images, pairs, {p for p, root in images if defect_types[p.parent, Path(root)]})
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
-        alike, named = _same_stem_elsewhere(found), _named_beside(found)
+        alike, named = same_stem_elsewhere(found), named_beside(found)
         counted = "the 1 image counts" if len(items) == 1 else f"all {len(items)} images count"
         hint = (f"; {alike[0]} looks like the mask of {alike[1]}: if the masks lie there, give "
-                f"{_pairing_options(*alike, found)}") if alike else ""
+                f"{pairing_options(*alike, found)}") if alike else ""
         if named:
             hint += (f"; {named[0]} looks like the mask of {named[1].name} beside it: if the masks are so named, "
                      f"give --mask-suffix {named[0].name[len(named[1].stem):]}")
@@ -346,107 +321,6 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
     return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as "
                         f"defect-free{left_out}")
-
-
-def _masks_elsewhere(found, pairs):
-    """Files of ``found`` that rule 4 paired with no image but that are named ``<stem><ending>`` (the ending begins
-    with no letter or digit) for an image ``<stem>.*`` without a mask in another folder (one of the same folder
-    name first: ``ground_truth/scratch/000_mask.png`` is ``test/scratch/000.png``'s, not ``test/good/000.png``'s)
-    and look like its mask (:func:`looks_like_mask`, of its size): ``[(mask, image)]`` (NanoTWICE given whole:
-    ``gt/ITIA1101_gt.png`` and ``images/ITIA1101.tif``)."""
-    masks = set(pairs.values())
-    by_stem = defaultdict(list)
-    for p, _ in found:
-        if p not in masks and p not in pairs:
-            by_stem[p.stem].append(p)
-    hits = []
-    for q, _ in found:
-        if q in masks or q in pairs:
-            continue
-        for stem in _stems_named_in(q.stem):
-            images = sorted((p for p in by_stem.get(stem, ()) if p.parent != q.parent),
-                            key=lambda p: p.parent.name != q.parent.name)
-            if images and _looks_like_mask(q, images[0], other_size=False):
-                hits.append((q, images[0]))
-                break
-    return hits
-
-
-def _pairing_options(mask, image, found):
-    """The inputs and ``--masks`` that pair ``mask`` with ``image`` (and masks so laid out with theirs): the images'
-    folder and every other folder of ``found`` that holds images (the defect-free ones), then the masks' folder."""
-    masks_dir, images_dir = mask.parent, image.parent
-    while masks_dir.name == images_dir.name and masks_dir != masks_dir.parent:  # ground_truth/crack, test/crack
-        masks_dir, images_dir = masks_dir.parent, images_dir.parent
-    folders = {images_dir}
-    for folder in sorted({p.parent for p, _ in found}, key=lambda f: len(f.parts)):
-        if not any(top == folder or top in folder.parents for top in (*folders, masks_dir)):
-            folders.add(folder)
-    return f"{' '.join(map(str, sorted(folders)))} --masks {masks_dir}"
-
-
-def _masks_elsewhere_line(elsewhere, found):
-    """The line that refuses masks given as images (:func:`_masks_elsewhere`), with the options that pair them."""
-    mask, image = elsewhere[0]
-    ending = mask.name[len(image.stem):]
-    more = f" (and {len(elsewhere) - 1} more)" if len(elsewhere) > 1 else ""
-    return (f"{mask}{more}: named and looking like the mask of {image}, but in another folder, where it is no "
-            f"image's mask, so {image.name} would count as defect-free; give the images' folders with the masks' "
-            f"folder as --masks: {_pairing_options(mask, image, found)} --mask-suffix {ending} (or, if it is an "
-            "image, the ending of the masks beside the images as --mask-suffix); nothing was scored")
-
-
-def _same_stem_elsewhere(found, limit=20):
-    """``(mask, image)``: a file of ``found`` with the stem of an image in another folder that looks like its mask
-    (``masks/X.png`` for ``images/X.tif``), or None; at most ``limit`` pairs are read."""
-    by_stem = defaultdict(list)
-    for p, _ in found:
-        by_stem[p.stem].append(p)
-    pairs = ((q, p) for paths in by_stem.values() for q in paths for p in paths if p.parent != q.parent)
-    return next(((q, p) for q, p in itertools.islice(pairs, limit) if _looks_like_mask(q, p, other_size=False)),
-                None)
-
-
-def _stems_named_in(stem):
-    """The image stems a mask's ``stem`` may be ``<stem><ending>`` of, the ending beginning with no letter or digit
-    (``d1`` and ``d1_gt`` of ``d1_gt.v2``), shortest first."""
-    return [stem[:cut] for cut in range(1, len(stem)) if not stem[cut].isalnum()]
-
-
-def _named_beside(found, limit=20):
-    """``(mask, image)``: a file of ``found`` named ``<stem><ending>`` (the ending begins with no letter or digit:
-    ``d1_gt.png``) for an image ``<stem>.*`` beside it, that looks like its mask, or None; at most ``limit`` pairs
-    are read."""
-    by_stem = {(p.parent, p.stem): p for p, _ in found}
-    pairs = ((q, by_stem[q.parent, stem]) for q, _ in found for stem in _stems_named_in(q.stem)
-             if (q.parent, stem) in by_stem)
-    return next(((q, p) for q, p in itertools.islice(pairs, limit) if _looks_like_mask(q, p, other_size=False)),
-                None)
-
-
-def _no_mask_fits(found, masks, mask_suffix):
-    """The line that says no mask fitted any image under ``--masks`` / ``--mask-suffix`` as given, with a hint."""
-    if masks is not None:
-        ending = None if mask_suffix else _common_ending(found, Path(masks))
-        hint = f" (did you mean --mask-suffix {ending}?)" if ending else ""
-        return (f"--masks {masks}: no mask there fits an image (expected {masks}/<folder>/"
-                f"{'<stem>' + mask_suffix if mask_suffix else '<stem>.* or <stem>_mask.*'}, "
-                f"<folder> being the image's folder below the input folder it was found in); nothing was scored{hint}")
-    endings = sorted({p.suffix for p, _ in found if p.stem.endswith(mask_suffix)})
-    hint = f" (did you mean --mask-suffix {mask_suffix}{endings[0]}?)" if endings else ""
-    return f"--mask-suffix {mask_suffix}: no file ends in it, so nothing was scored{hint}"
-
-
-def _common_ending(found, masks):
-    """The ending that most images of ``found`` have a file for in their folder of ``masks`` (as rule 1 looks:
-    ``<masks>/<folder>/<stem><ending>``; ``_gt.png`` for ``gt/ITIA1101_gt.png`` and the image ``ITIA1101.tif``),
-    or None where none has."""
-    endings = Counter()
-    for p, root in found:
-        folder = masks / p.parent.relative_to(root)
-        endings.update(q.name[len(p.stem):] for q in folder.glob(f"{glob.escape(p.stem)}?*")
-                       if is_image_file(q) and not q.name[len(p.stem)].isalnum())
-    return endings.most_common(1)[0][0] if endings else None
 
 
 def _items(images, pairs, in_defect_folders=frozenset()):
