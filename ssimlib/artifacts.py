@@ -225,7 +225,11 @@ def load_model(stem):
                             "architecture_sha256 differs; restore the manifest: `git checkout -- <file>` for a "
                             "committed model)")
     if not weights.exists():
-        raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names are missing")
+        named = manifest.get("weights")
+        moved = "" if not isinstance(named, str) or named == weights.name else (
+            f" (the manifest names {named}: renamed or copied without its weights? a model's weights lie beside its "
+            "manifest as <name>.weights.h5)")
+        raise ArtifactError(f"{weights}: the weights of the manifest {manifest_path.name} are missing{moved}")
     try:
         actual = sha256(weights)
     except OSError as error:  # a folder of that name, a file it may not read

@@ -59,9 +59,16 @@ def test_missing_and_altered_files_are_named(tmp_path):
     with pytest.raises(artifacts.ArtifactError, match=r"m\.weights\.h5: sha256 .* differs from its manifest"):
         artifacts.load_model(tmp_path / "toy" / "m")
     weights.unlink()
-    with pytest.raises(artifacts.ArtifactError, match=r"m\.weights\.h5: the weights .* are missing"):
+    with pytest.raises(artifacts.ArtifactError, match=r"m\.weights\.h5: the weights of the manifest m\.json are "
+                                                      r"missing$"):
         artifacts.load_model(tmp_path / "toy" / "m")
     assert artifacts.list_models("toy", tmp_path) == ["m"]
+    # a tester's: a manifest copied under another name was told to lack weights "its manifest names", which it
+    # does not name
+    (tmp_path / "toy" / "copy.json").write_text((tmp_path / "toy" / "m.json").read_text())
+    with pytest.raises(artifacts.ArtifactError, match=r"copy\.weights\.h5: the weights of the manifest copy\.json "
+                                                      r"are missing \(the manifest names m\.weights\.h5: renamed"):
+        artifacts.load_model(tmp_path / "toy" / "copy")
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -251,6 +251,17 @@ def test_a_mask_suffix_that_is_the_images_own_ending_is_refused_in_one_line(tmp_
     assert len(find_labelled([tmp_path], mask_suffix="_mask.png")[0]) == 2
 
 
+def test_an_output_folder_given_as_input_is_told_as_one(tmp_path):
+    # a tester's: `evaluate M CO2` after `detect M CO2 --out CO2` said "folder holds no images" beside its images
+    _noise(np.random.default_rng(10), tmp_path / "CO2" / "n0.png")
+    (tmp_path / "CO2" / "detections.run.json").write_text("{}")
+    with pytest.warns(UserWarning, match="a detect run's output"):
+        items, bad, _ = find_labelled([tmp_path / "CO2"])
+    assert not items and bad == [(tmp_path / "CO2", "folder holds no images to score: it is a detect run's output "
+                                  "(detections.run.json), whose images are not searched (give the images' own "
+                                  "folder)")]
+
+
 def test_a_two_valued_png_beside_a_photo_of_a_bright_defect_is_its_mask(tmp_path):
     # a tester's: the mask of a bright stain on a smooth part correlates with it above 0.9 and was taken for a copy
     rng = np.random.default_rng(4)

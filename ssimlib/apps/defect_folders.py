@@ -78,7 +78,8 @@ def warn_of_a_defect_type_given_alone(images, pairs, listings):
             continue
         n = sum(p not in pairs for p in files)
         if 0 < n < len(files):
-            warnings.warn(f"{root}: {n} of its {len(files)} images {'has' if n == 1 else 'have'} no mask and count{'s' if n == 1 else ''} as "
+            verbs = "has no mask and counts" if n == 1 else "have no mask and count"
+            warnings.warn(f"{root}: {n} of its {len(files)} images {verbs} as "
                           f"defect-free, though it lies beside {goods[0].name}/ as a defect type's folder does; if "
                           f"they are defective, give it with {goods[0].name}/ (they are then left out and named) or "
                           "give their masks", stacklevel=3)

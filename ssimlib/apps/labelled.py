@@ -94,9 +94,8 @@ def _files(folder, skip=()):
         if real in visited or any(real == q or q in real.parents for q in skip):
             folders[:] = []  # a link back up the tree, or a folder left out
             continue
-        if set(EVALUATION_FILES) <= set(names) or EVALUATION_RUN in names or DETECTION_RUN in names:
-            what = (f"a detect run's output ({DETECTION_RUN})" if DETECTION_RUN in names
-                    else f"an earlier evaluation's output ({', '.join(EVALUATION_FILES)})")
+        what = _output_of(names)
+        if what:
             warnings.warn(f"{here}: {what}, not searched", stacklevel=2)
             folders[:] = []
             continue
@@ -104,6 +103,16 @@ def _files(folder, skip=()):
         warn_unread(here, [Path(here) / name for name in names])
         files += [Path(here) / name for name in names if is_image_file(Path(here) / name)]
     return sorted(files)
+
+
+def _output_of(names):
+    """What wrote a folder holding the files ``names``: ``"a detect run's output (...)"``, ``"an earlier
+    evaluation's output (...)"``, or None for a folder of neither."""
+    if DETECTION_RUN in names:
+        return f"a detect run's output ({DETECTION_RUN})"
+    if set(EVALUATION_FILES) <= set(names) or EVALUATION_RUN in names:
+        return f"an earlier evaluation's output ({', '.join(EVALUATION_FILES)})"
+    return None
 
 
 def _mvtec_category(path):
@@ -119,7 +128,12 @@ def _found(inputs, skip, beside):
         if path.is_dir():
             files = [(p, path) for p in _files(path, skip)]
             if not files:
-                bad.append((path, "folder holds no images"))
+                try:
+                    what = _output_of({p.name for p in path.iterdir()})
+                except OSError:  # a folder that may not be read (warned of above)
+                    what = None
+                bad.append((path, f"folder holds no images to score: it is {what}, whose images are not searched "
+                                  "(give the images' own folder)" if what else "folder holds no images"))
         elif path.is_file():
             files = [(p, path.parent) for p in (path, *beside(path))]
         else:
