@@ -185,7 +185,7 @@ def _beside(found, is_mask, image_stem):
 
 def _same_stem(found):
     """Rule 4b: in a folder, the PNG that shares its stem with one other image is that image's mask, if it
-    looks like one (:func:`looks_like_mask`); else both are images."""
+    looks like one (:func:`ssimlib.apps.mask_layouts.looks_like_mask`); else both are images."""
     groups = defaultdict(list)
     for p, _ in found:
         groups[p.parent, p.stem].append(p)
