@@ -54,9 +54,12 @@ def warn_unread(where, paths, stacklevel=3):
     paths = [p for p in map(Path, paths) if not p.name.startswith(".")]
     other = [p.name for p in paths if p.suffix.lower() in OTHER_IMAGE_SUFFIXES]
     broken = [p.name for p in paths if p.suffix.lower() in IMAGE_SUFFIXES and p.is_symlink() and not p.exists()]
+    gone = [p.name for p in paths if not p.suffix and p.is_symlink() and not p.exists()]  # a folder's link, maybe
     parts = [f"{len(names)} {what} ({', '.join(sorted(names)[:3])}{', ...' if len(names) > 3 else ''})"
              for names, what in ((other, "image(s) of a format not read, convert them to PNG or TIFF"),
-                                 (broken, "link(s) that reach no file (a target gone, or a loop)")) if names]
+                                 (broken, "link(s) that reach no file (a target gone, or a loop)"),
+                                 (gone, "link(s) that reach no folder or file (a drive not mounted, a target gone, "
+                                        "or a loop): not searched")) if names]
     if parts:
         warnings.warn(f"{where}: skipped {'; '.join(parts)}", stacklevel=stacklevel)
 

@@ -177,11 +177,13 @@ def test_files_that_look_like_images_but_are_not_read_are_named(tmp_path):
     (tmp_path / "f.png").symlink_to(tmp_path / "g.png")  # a loop: f -> g -> f (was told "link(s) to nothing")
     (tmp_path / "g.png").symlink_to(tmp_path / "f.png")
     (tmp_path / "notes.txt").write_text("not an image, not named")
+    (tmp_path / "dent").symlink_to(tmp_path / "unmounted")  # a second tester's: a defect type's folder, unmounted
     with pytest.warns(UserWarning) as warned:
         assert [p.name for p in image_files(tmp_path)] == ["a.png", "b.jpe"]
     assert [str(w.message) for w in warned] == [
         f"{tmp_path}: skipped 2 image(s) of a format not read, convert them to PNG or TIFF (c.gif, d.webp); "
-        "3 link(s) that reach no file (a target gone, or a loop) (e.png, f.png, g.png)"]
+        "3 link(s) that reach no file (a target gone, or a loop) (e.png, f.png, g.png); 1 link(s) that reach no "
+        "folder or file (a drive not mounted, a target gone, or a loop): not searched (dent)"]
     assert read_image(tmp_path / "b.jpe").shape == (8, 8, 1)
 
 

@@ -32,7 +32,8 @@ def test_nanotwice_given_whole_is_refused_with_the_options_that_pair_its_masks(t
     _save(tmp_path / "Normal" / "ITIA1141.tif", checkerboard(64, square=16, angle=10.0))
     expected = (f"{tmp_path}/Anomalous/gt/ITIA1101_gt.png (and 1 more): named and looking like the mask of "
                 f"{tmp_path}/Anomalous/images/ITIA1101.tif, but in another folder, where it is no image's mask, so "
-                f"ITIA1101.tif would count as defect-free; give the images' folders with the masks' folder as "
+                f"ITIA1101.tif would have no mask (and count as defect-free, or be left out in a defect type's "
+                "folder); give the images' folders with the masks' folder as "
                 f"--masks: {tmp_path}/Anomalous/images {tmp_path}/Normal --masks {tmp_path}/Anomalous/gt "
                 "--mask-suffix _gt.png (or, if it is an image, the ending of the masks beside the images as "
                 "--mask-suffix); nothing was scored")
@@ -194,6 +195,25 @@ def test_a_defect_types_folder_reached_by_a_link_is_one_where_the_link_lies(tmp_
                     "good/) but has no mask: left out, not counted defect-free")]
 
 
+@pytest.mark.parametrize("link", ["latest", "a_latest"])  # before good/ in the walk's order, or after
+def test_images_reached_by_a_link_too_are_taken_where_they_lie_without_one(tmp_path, link):
+    # a second tester's: a link latest -> good beside good/ made good's images maskless images of a defect type
+    # "latest/", left out, or not, as the file system ordered the folders; a link up the tree walked all above it
+    rng = np.random.default_rng(12)
+    for stem in ("g0", "g1"):
+        _noise(rng, tmp_path / "set" / "good" / f"{stem}.png")
+    _noise(rng, tmp_path / "set" / "scratch" / "s0.png", defect=True)
+    _noise(rng, tmp_path / "set" / "scratch" / "s1.png")  # maskless: left out, though good/linked.png reaches it
+    (tmp_path / "set" / link).symlink_to("good")
+    (tmp_path / "set" / "good" / "linked.png").symlink_to(tmp_path / "set" / "scratch" / "s1.png")
+    (tmp_path / "set" / "scratch" / "up").symlink_to(tmp_path)
+    with pytest.warns(UserWarning, match=re.escape(f"{tmp_path}/set/scratch/up: a link to {tmp_path}, which holds "
+                                                   "the input folder, not searched")):
+        items, bad, _ = find_labelled([tmp_path / "set"])
+    assert sorted(item.key for item in items) == ["good/g0", "good/g1", "scratch/s0"]
+    assert [p for p, _ in bad] == [tmp_path / "set" / "scratch" / "s1.png"]
+
+
 @pytest.mark.parametrize("defective", ["defective", "NG", "Bad"])
 def test_a_folder_named_as_one_of_defective_images_is_a_defect_types(tmp_path, defective):
     # a tester's: pass/ + defective/ (names outside the list of defect-free folders) counted a maskless image in
@@ -237,6 +257,19 @@ def test_masks_in_a_folder_of_their_own_beside_images_paired_otherwise_are_refus
         find_labelled([tmp_path])
 
 
+def test_two_valued_images_of_one_stem_in_good_and_in_a_defect_type_are_no_masks_of_each_other(tmp_path):
+    # a second tester's: good/b0.png, two-valued, was taken for the mask of bad/b0.png (which had none) and the run
+    # refused, whatever was given
+    rng = np.random.default_rng(11)
+    for folder in ("good", "bad"):
+        for stem in ("b0", "b1"):
+            _save(tmp_path / folder / f"{stem}.png", rng.random((64, 64)) > 0.5)
+    _save(tmp_path / "bad" / "b1_mask.png", np.pad(np.ones((8, 8)), 28))
+    items, bad, _ = find_labelled([tmp_path])
+    assert sorted(item.key for item in items) == ["bad/b1", "good/b0", "good/b1"]
+    assert [p for p, _ in bad] == [tmp_path / "bad" / "b0.png"]
+
+
 def test_a_mask_suffix_that_is_the_images_own_ending_is_refused_in_one_line(tmp_path):
     # a tester's: --mask-suffix .png took every image for a mask without an image, one line each, nothing said why
     rng = np.random.default_rng(9)
@@ -248,6 +281,10 @@ def test_a_mask_suffix_that_is_the_images_own_ending_is_refused_in_one_line(tmp_
             "a mask's name adds to its image's stem (_mask.png for a_mask.png beside a.png), not the images' own "
             "ending; nothing was scored") + "$"):
         find_labelled([tmp_path], mask_suffix=".png")
+    with pytest.raises(DatasetError, match="^--mask-suffix .png: 1 file ends in it"):  # only defect-free images
+        find_labelled([tmp_path / "good"], mask_suffix=".png")
+    with pytest.raises(DatasetError, match=re.escape("(did you mean --mask-suffix _mask.png?)") + "$"):
+        find_labelled([tmp_path], mask_suffix="mask.png")
     assert len(find_labelled([tmp_path], mask_suffix="_mask.png")[0]) == 2
 
 

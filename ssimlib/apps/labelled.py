@@ -79,11 +79,13 @@ class Labelled:
 
 
 def _files(folder, skip=()):
-    """Image files below ``folder``, following links to folders (each once), sorted, leaving out those below
-    the folders ``skip`` and below an earlier evaluation's or a detect run's output folder (with a warning); a
-    folder that cannot be read is warned of."""
+    """Image files below ``folder``, following links to folders (each once, a real folder before a link to it), each
+    file once (by its real path; where a link reaches it too, at the path without a link), sorted, leaving out
+    those below the folders ``skip``, below an earlier evaluation's or a detect run's output folder, and below a
+    link to a folder that holds ``folder`` (each with a warning); a folder that cannot be read is warned of."""
     skip = [Path(q).resolve() for q in skip]
-    files, visited = [], set()
+    top = Path(folder).resolve()
+    files, visited = {}, set()
 
     def unreadable(error):
         warnings.warn(f"{error.filename}: cannot be read ({error.strerror or type(error).__name__}), not searched: "
@@ -94,15 +96,30 @@ def _files(folder, skip=()):
         if real in visited or any(real == q or q in real.parents for q in skip):
             folders[:] = []  # a link back up the tree, or a folder left out
             continue
-        what = _output_of(names)
+        what = _output_of(names) or (f"a link to {real}, which holds the input folder" if real in top.parents
+                                     else None)
         if what:
             warnings.warn(f"{here}: {what}, not searched", stacklevel=2)
             folders[:] = []
             continue
         visited.add(real)
+        folders.sort(key=lambda name: (os.path.islink(os.path.join(here, name)), name))  # real folders first
         warn_unread(here, [Path(here) / name for name in names])
-        files += [Path(here) / name for name in names if is_image_file(Path(here) / name)]
-    return sorted(files)
+        for path in (Path(here) / name for name in names if is_image_file(Path(here) / name)):
+            key = path.resolve()
+            if key not in files or _via_link(files[key], folder) > _via_link(path, folder):
+                files[key] = path
+    return sorted(files.values())
+
+
+def _via_link(path, folder):
+    """Whether ``path``, below ``folder``, is reached through a link (it, or a folder on the way, is one)."""
+    here = Path(folder)
+    for part in Path(path).relative_to(folder).parts:
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
 
 
 def _output_of(names):
@@ -298,8 +315,11 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
             raise DatasetError(masks_elsewhere_line(elsewhere, found))
     if masks is None and mask_suffix is not None:  # masks paired, or left out as one of several that fit
         fitted = len(pairs) + sum("cannot tell which mask" in problem for _, problem in bad)
-    if asked != (None, None) and not fitted and any(not is_good_folder(p.parent) for p, _ in found):
-        # a mistyped option: refused before anything is written (a folder of good images needs no mask)
+    taken_for_masks = masks is None and mask_suffix and any(p.name.endswith(mask_suffix) for p, _ in found)
+    if asked != (None, None) and not fitted and (taken_for_masks or any(not is_good_folder(p.parent)
+                                                                        for p, _ in found)):
+        # a mistyped option: refused before anything is written (a folder of good images needs no mask, unless the
+        # option takes its images for masks)
         raise DatasetError(no_mask_fits(found, *asked))
     misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
@@ -313,7 +333,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     bad += [(p, f"lies in a defect type's folder ({place(absolute(p.parent), *where)}) but has no mask: left out, "
              "not counted defect-free") for p, where in unlabelled]
     unlabelled_images = {p for p, _ in unlabelled}
-    stray = masks_of_left_out(unlabelled_images, [p for p, _ in images if p not in pairs]) if masks is None else []
+    stray = masks_of_left_out(unlabelled_images, [p for p, root in images if p not in pairs and not any(
+        map(is_good_folder, (absolute(root), *p.relative_to(root).parents)))]) if masks is None else []
     if stray:  # masks in a folder of their own given as images (scored as defect-free, or left out too)
         raise DatasetError(masks_elsewhere_line(stray, found, "would be left out (it lies in a defect type's "
                                                               "folder, without a mask)"))

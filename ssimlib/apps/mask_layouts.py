@@ -103,7 +103,8 @@ def masks_of_left_out(left_out, unpaired):
     return hits
 
 
-def masks_elsewhere_line(elsewhere, found, fate="would count as defect-free"):
+def masks_elsewhere_line(elsewhere, found, fate="would have no mask (and count as defect-free, or be left out in a "
+                                                 "defect type's folder)"):
     """The line that refuses masks given as images (:func:`masks_elsewhere`, :func:`masks_of_left_out`), with the
     options that pair them; ``fate`` says what became of their images."""
     mask, image = elsewhere[0]
@@ -152,6 +153,12 @@ def no_mask_fits(found, masks, mask_suffix):
                 f"{'<stem>' + mask_suffix if mask_suffix else '<stem>.* or <stem>_mask.*'}, "
                 f"<folder> being the image's folder below the input folder it was found in); nothing was scored{hint}")
     ending_in = [p for p, _ in found if p.name.endswith(mask_suffix)]
+    stems = {(p.parent, p.stem) for p, _ in found if not p.name.endswith(mask_suffix)}  # of the images
+    meant = next((q.name[cut:] for q in ending_in for cut in range(1, len(q.name) - len(mask_suffix) + 1)
+                  if (q.parent, q.name[:cut]) in stems and not q.name[cut].isalnum()), None)  # mask.png: _mask.png
+    if meant:
+        return (f"--mask-suffix {mask_suffix}: no mask fits an image with it; nothing was scored (did you mean "
+                f"--mask-suffix {meant}?)")
     if ending_in:  # the images' own ending, say (.png): each would be the mask of an image that is not there
         return (f"--mask-suffix {mask_suffix}: {len(ending_in)} file{'s end' if len(ending_in) > 1 else ' ends'} in "
                 f"it ({ending_in[0]}), but no image <stem>.* lies beside one named <stem>{mask_suffix}, so no mask "
