@@ -124,13 +124,20 @@ def test_without_data_root_each_category_is_found_where_it_lies(tmp_path, monkey
         (tmp_path / root / category / "train" / "good").mkdir(parents=True)
     assert batch.located_categories() == {"bottle": tmp_path / "mvtec_ad_bottle_320",
                                           "grid": tmp_path / "mvtec_ad_grid_256"}
-    assert batch.located_categories(["grid", "mine"]) == {"grid": tmp_path / "mvtec_ad_grid_256",
-                                                          "mine": tmp_path / "mvtec_ad"}
-    # A chosen category found nowhere fails in its own run, naming the folder it looked in.
-    code = batch.main(["--categories", "mine", "--profile", "ci", "-p", "train_missing", "true", "--workers", "1",
+    assert batch.located_categories(["grid"]) == {"grid": tmp_path / "mvtec_ad_grid_256"}
+    # A chosen category found nowhere is refused before any run (a tester's: each of its runs failed, exit 1)
+    code = batch.main(["--categories", "grid", "mine", "--profile", "ci", "--workers", "1",
                        "--results-dir", str(tmp_path / "results"),
                        "--output-dir", str(tmp_path / "runs"), "--figures-dir", ""])
-    assert code == 1 and f"{tmp_path / 'mvtec_ad' / 'mine'} does not exist" in capsys.readouterr().out
+    assert code == 2 and capsys.readouterr().err.splitlines() == [
+        f"error: --categories mine: found under no data folder (looked under {tmp_path / 'mvtec_ad'} and beside it); "
+        "pass --data-root"]
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "lay.py").write_text("")
+    for root, message in ((tmp_path, f"--categories mine: no such folder under --data-root {tmp_path}"),
+                          (tmp_path / "lay.py", f"--data-root {tmp_path / 'lay.py'}: it is a file")):
+        assert batch.main(["--data-root", str(root), "--categories", "mine", "--profile", "ci"]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {message}")
     monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="pass --data-root"):
         batch.located_categories()
@@ -230,7 +237,8 @@ def test_ci_names_a_category_folder_that_does_not_exist(tmp_path, capsys):
     # it blamed a missing model and advised training one
     (tmp_path / "data").mkdir()
     assert batch.main(["--data-root", str(tmp_path / "data"), "--profile", "ci", "--categories", "foo"]) == 2
-    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'data' / 'foo'}: no such category folder"
+    assert capsys.readouterr().err.strip() == (f"error: --categories foo: no such folder under --data-root "
+                                               f"{tmp_path / 'data'} (expected a category's folder holding train/good)")
 
 
 def test_ci_never_trains_a_missing_model(tmp_path):

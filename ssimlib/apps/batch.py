@@ -75,12 +75,17 @@ OPTION_OF_PARAMETER = {"data_root": "--data-root", "category": "--categories", "
 
 
 def find_categories(data_root, chosen=None):
-    """``chosen``, or every MVTec AD category with a ``train`` folder under ``data_root``, in order."""
-    if chosen:
-        return list(dict.fromkeys(chosen))
+    """``chosen``, or every MVTec AD category with a ``train`` folder under ``data_root``, in order;
+    :class:`FileNotFoundError` for a ``data_root`` that is no folder or a chosen category with no folder there."""
     root = Path(data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"--data-root {root}: {not_a_folder(root)}")
+    if chosen:
+        missing = [c for c in dict.fromkeys(chosen) if not (root / c).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"--categories {' '.join(missing)}: no such folder under --data-root {root} "
+                                    "(expected a category's folder holding train/good)")
+        return list(dict.fromkeys(chosen))
     found = [c for c in CATEGORIES if (root / c / "train").is_dir()]
     if not found:
         own = sorted(p.name for p in root.iterdir() if (p / "train").is_dir())
@@ -97,8 +102,7 @@ def located_categories(chosen=None):
     """``{category: folder holding it}`` without ``--data-root``: each where
     :func:`ssimlib.experiments.mvtec.category_root` finds it.
 
-    Every MVTec AD category found, or ``chosen``; a chosen one found nowhere maps to the
-    default ``mvtec_ad`` folder, where its run fails naming the missing folder.
+    Every MVTec AD category found, or ``chosen``; a chosen one found nowhere raises :class:`FileNotFoundError`.
     """
     roots = {}
     for category in dict.fromkeys(chosen or CATEGORIES):
@@ -106,7 +110,8 @@ def located_categories(chosen=None):
             roots[category] = category_root(category).resolve()
         except FileNotFoundError:
             if chosen:
-                roots[category] = default_data_root("mvtec_ad")
+                raise FileNotFoundError(f"--categories {category}: found under no data folder (looked under "
+                                        f"{default_data_root('mvtec_ad')} and beside it); pass --data-root") from None
     if not roots:
         raise FileNotFoundError(
             f"no MVTec AD category under {default_data_root('mvtec_ad')} or beside it; pass --data-root"
@@ -386,11 +391,6 @@ def main(argv=None):
     store = models_root_of(args.profile, parameters, models_root)
     runs = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
     if not train:  # a profile that does not train (ci) needs every model stored; say so before starting anything
-        no_data = [Path(roots[c]) / c for c in roots if not (Path(roots[c]) / c).is_dir()]
-        if no_data:
-            print(f"error: {no_data[0]}: no such category folder"
-                  + (f" (and {len(no_data) - 1} more)" if len(no_data) > 1 else ""), file=sys.stderr)
-            return 2
         absent = [model_stem(c, loss, setup, store) for c, loss in runs
                   if read_manifest(model_stem(c, loss, setup, store)) is None]
         if absent:
