@@ -2,7 +2,7 @@
 
 ::
 
-    python -m ssimlib.apps.batch [--data-root ROOT] [--categories a b ...] [--losses ssim l2] [--setup cvpr2019]
+    python -m ssimlib batch [--data-root ROOT] [--categories a b ...] [--losses ssim l2] [--setup cvpr2019]
         [--profile full] [--redo] [--models-root models] [--output-dir runs/batch]
         [--results-dir results/mvtec] [--figures-dir figures]
         [--gpus 0 1 ...] [--workers N] [--scheduler tcp://host:8786] [-p KEY VALUE ...]
@@ -309,7 +309,7 @@ def _line(outcome):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m ssimlib.apps.batch", description=__doc__.split("\n\n")[0],
+        prog="python -m ssimlib batch", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-root", help="folder holding <category>/train/good, test/, ground_truth/ "
