@@ -119,7 +119,7 @@ def test_study_job_exports_and_continues_from_the_artifact(nanotwice_root, tmp_p
 
     monkeypatch.setattr(train_module, "cpu_label", lambda: "CPU A (AVX2, 2 cores)")
 
-    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=3, batch_size=16)
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=3)
     lines = []
     kwargs = dict(data_root=nanotwice_root, models_root=tmp_path / "models", export_every=2, log=lines.append)
     first = studies.train_nanotwice_model("SSIM-AE", schedule, checkpoint_dir=tmp_path / "a", **kwargs)
@@ -174,7 +174,7 @@ def test_a_stored_model_without_its_training_record_is_named_not_continued(nanot
     # a tester's: a committed manifest without training.epochs_done stopped train-study with a KeyError traceback
     from ssimlib.experiments import studies
 
-    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=1, batch_size=16)
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=1)
     kwargs = dict(data_root=nanotwice_root, models_root=tmp_path / "models", log=lambda line: None)
     studies.train_nanotwice_model("SSIM-AE", schedule, checkpoint_dir=tmp_path / "a", **kwargs)
     manifest_path = tmp_path / "models" / "nanotwice" / "ssim_ae.json"

@@ -334,7 +334,7 @@ def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_pa
     from ssimlib.experiments import studies
 
     monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
-    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=2, batch_size=16)
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=2)
     manifest = studies.train_nanotwice_model("L2-AE", schedule, nanotwice_root, tmp_path / "models",
                                              log=lambda line: None, crops="fresh")
     assert manifest["name"] == "l2_ae-fresh" and (tmp_path / "models" / "nanotwice" / "l2_ae-fresh.json").exists()
@@ -348,17 +348,38 @@ def test_the_fig6_job_trains_a_protocols_model_of_its_own(nanotwice_root, tmp_pa
 def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
     from ssimlib.experiments import nanotwice, studies
 
-    assert [nanotwice.fig6_model_name("SSIM-AE", crops, seed) for crops, seed in
-            [("fixed", 0), ("fresh", 0), ("fresh", 1), ("fixed", 2)]] == [
-        "ssim_ae", "ssim_ae-fresh", "ssim_ae-fresh-seed1", "ssim_ae-seed2"]
+    assert [nanotwice.fig6_model_name("SSIM-AE", crops, seed, batch) for crops, seed, batch in
+            [("fixed", 0, 32), ("fresh", 0, 32), ("fresh", 1, 32), ("fixed", 2, 32), ("fresh", 0, 16)]] == [
+        "ssim_ae", "ssim_ae-fresh", "ssim_ae-fresh-seed1", "ssim_ae-seed2", "ssim_ae-fresh-batch16"]
     monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
-    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=1, batch_size=16, seed=1)
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=1, seed=1)
     manifest = studies.train_nanotwice_model("L2-AE", schedule, nanotwice_root, tmp_path / "models",
                                              log=lambda line: None, crops="fresh")
     assert manifest["name"] == "l2_ae-fresh-seed1" and manifest["training"]["settings"]["seed"] == 1
     assert sorted(p.name for p in (tmp_path / "models" / "nanotwice").glob("*.json")) == ["l2_ae-fresh-seed1.json"]
     assert studies.main(["mvtec", "--seed", "1"]) == 2
     assert capsys.readouterr().err == "error: --seed: the mvtec study does not take it\n"
+
+
+def test_another_batch_size_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
+    # SMALL_BATCH_RULE adopted batch 16 for the next 200-epoch SSIM-AE: it must not continue the batch-32 one
+    from ssimlib.experiments import nanotwice, studies
+
+    monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
+    models = tmp_path / "models"
+    argv = ["nanotwice", "--models", "L2-AE", "--crops", "fresh", "--epochs", "1", "--data-root", str(nanotwice_root),
+            "--models-root", str(models)]
+    monkeypatch.setitem(nanotwice.FIG6_SCHEDULE, "n_patches", 32)
+    monkeypatch.setitem(nanotwice.FIG6_SCHEDULE, "patch_size", 32)
+    monkeypatch.setitem(nanotwice.FIG6_SCHEDULE, "latent_dim", 8)
+    assert studies.main(argv + ["--batch-size", "16"]) == 0
+    manifest = json.loads((models / "nanotwice" / "l2_ae-fresh-batch16.json").read_text())
+    assert manifest["training"]["settings"]["batch_size"] == 16
+    assert sorted(p.name for p in (models / "nanotwice").glob("*.json")) == ["l2_ae-fresh-batch16.json"]
+    loaded, manifests, missing = nanotwice.load_trained_models(["L2-AE"], models, crops="fresh", batch_size=16)
+    assert manifests["L2-AE"]["name"] == "l2_ae-fresh-batch16" and not missing
+    assert studies.main(["table2", "--batch-size", "16"]) == 2
+    assert capsys.readouterr().err == "error: --batch-size: the table2 study does not take it\n"
 
 
 def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
@@ -372,6 +393,8 @@ def test_train_study_refuses_bad_arguments_in_one_line(tmp_path, capsys):
                           (["nanotwice", "--export-every", "0"],
                            "argument --export-every: expected a whole number of at least 1"),
                           (["mvtec", "--setup", "cvpr"], "argument --setup: invalid choice: 'cvpr'"),
+                          (["nanotwice", "--batch-size", "0"],
+                           "argument --batch-size: expected a whole number of at least 1, got '0'"),
                           (["nanotwice", "--seed", "-1"],
                            "argument --seed: expected a whole number from 0 to 2**32 - 1, got '-1'"),
                           # options a study would have ignored: queue and protocol trained into the repository's models/

@@ -93,7 +93,7 @@ def test_the_fig6_job_keeps_its_checkpoint_at_the_budget(nanotwice_root, tmp_pat
 
     monkeypatch.setenv("SSIMLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(studies, "TABLE2_EPOCHS", 2)
-    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=3, batch_size=16)
+    schedule = dict(n_patches=32, patch_size=32, latent_dim=8, epochs=3)
     studies.train_nanotwice_model("SSIM-AE", schedule, nanotwice_root, tmp_path / "models", log=lambda line: None)
     snapshot = sensitivity.base_snapshot_dir(tmp_path / "cache", 2)
     state = json.loads((snapshot / "state.json").read_text())

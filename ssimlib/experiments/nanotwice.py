@@ -79,11 +79,13 @@ def check_crops(crops):
         raise ValueError(f"crops must be one of {', '.join(CROP_PROTOCOLS)}, got {crops!r}")
 
 
-def fig6_model_name(method, crops="fixed", seed=FIG6_SCHEDULE["seed"]):
-    """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, seed 0: the first Fig. 6 models),
-    ``"ssim_ae-fresh"``, ``"ssim_ae-fresh-seed1"`` (another seed than the schedule's)."""
+def fig6_model_name(method, crops="fixed", seed=FIG6_SCHEDULE["seed"], batch_size=FIG6_SCHEDULE["batch_size"]):
+    """The store name of a Fig. 6 model: ``"ssim_ae"`` (fixed crops, seed 0, batch 32: the first Fig. 6 models),
+    ``"ssim_ae-fresh"``, ``"ssim_ae-fresh-seed1"`` (another seed than the schedule's),
+    ``"ssim_ae-fresh-batch16"`` (another batch size than the schedule's)."""
     return (MODEL_NAMES[method] + ("" if crops == "fixed" else f"-{crops}")
-            + ("" if seed == FIG6_SCHEDULE["seed"] else f"-seed{seed}"))
+            + ("" if seed == FIG6_SCHEDULE["seed"] else f"-seed{seed}")
+            + ("" if batch_size == FIG6_SCHEDULE["batch_size"] else f"-batch{batch_size}"))
 
 
 def crops_of(manifest):
@@ -91,13 +93,15 @@ def crops_of(manifest):
     return manifest["training"]["settings"].get("crops", "fixed")
 
 
-def load_trained_models(methods=None, models_root=None, crops="fixed", seed=FIG6_SCHEDULE["seed"]):
+def load_trained_models(methods=None, models_root=None, crops="fixed", seed=FIG6_SCHEDULE["seed"],
+                        batch_size=FIG6_SCHEDULE["batch_size"]):
     """Trained Fig. 6 models from the model store (default: the committed ``models/nanotwice``).
 
     ``crops``: the crop protocol wanted.  Another than ``"fixed"`` loads, per method, the
     model trained under it (:func:`fig6_model_name`) once it has finished its schedule,
     and the fixed-crop model until then (:func:`crops_of` says which one came).  ``seed``:
-    the models trained with that seed (another than the schedule's: models of their own).
+    the models trained with that seed (another than the schedule's: models of their own), ``batch_size``
+    likewise.
     Returns ``(models, manifests, missing)``: dicts by method of the loaded models
     and their manifests, and the methods (of ``methods``, default all four) that
     have no model yet.  A model whose file is altered raises
@@ -108,10 +112,10 @@ def load_trained_models(methods=None, models_root=None, crops="fixed", seed=FIG6
     check_crops(crops)
 
     def name(method):
-        stem = artifacts.study_model("nanotwice", fig6_model_name(method, crops, seed), models_root)
+        stem = artifacts.study_model("nanotwice", fig6_model_name(method, crops, seed, batch_size), models_root)
         manifest = artifacts.read_manifest(stem)
         return fig6_model_name(method, crops if manifest is not None and manifest["training"]["complete"] else "fixed",
-                               seed)
+                               seed, batch_size)
 
     return artifacts.load_study_models("nanotwice", {m: name(m) for m in methods or METHODS}, models_root)
 

@@ -20,7 +20,9 @@ the models of paper Fig. 6 one after another at :data:`ssimlib.experiments.nanot
 ``--crops fresh`` (or another crop protocol) trains them on fresh crops every epoch, as models
 of their own (``models/nanotwice/ssim_ae-fresh``), for the protocol the campaign adopts;
 ``--seed 1`` trains them with another seed, again as models of their own
-(``models/nanotwice/ssim_ae-fresh-seed1``), for the spread over seeds at the paper's schedule.
+(``models/nanotwice/ssim_ae-fresh-seed1``), for the spread over seeds at the paper's schedule;
+``--batch-size 16`` with another batch size (``models/nanotwice/ssim_ae-fresh-batch16``: the batch size
+the crop-protocol campaign's ``SMALL_BATCH_RULE`` adopted for the next 200-epoch SSIM-AE).
 
 ``python -m ssimlib train-study mvtec [--categories grid bottle] [--models SSIM-AE L2-AE]
 [--setup cvpr2019] [--epochs N]`` trains the MVTec AD models of CVPR 2019 Table 3 into
@@ -83,7 +85,7 @@ def train_nanotwice_model(
     """
     artifacts.code_commit()  # the code this job runs, recorded in every export
     schedule = {**nanotwice.FIG6_SCHEDULE, **(schedule or {})}
-    name = nanotwice.fig6_model_name(method, crops, schedule["seed"])
+    name = nanotwice.fig6_model_name(method, crops, schedule["seed"], schedule["batch_size"])
     in_store = stem is None
     stem = artifacts.study_model("nanotwice", name, models_root) if in_store else Path(stem)
     settings = training_settings(
@@ -179,7 +181,7 @@ def _train_mvtec(args, schedule):
 
 
 OPTIONS_USED = {  # the options each study reads (argparse's names); another given is refused, not ignored
-    "nanotwice": {"models", "epochs", "crops", "seed", "export_every", "data_root", "models_root"},
+    "nanotwice": {"models", "epochs", "crops", "seed", "batch_size", "export_every", "data_root", "models_root"},
     "checkerboard": {"models", "epochs", "export_every", "models_root"},
     "table2": {"epochs", "data_root", "results"},
     "protocol": {"epochs", "data_root", "models_root", "results"},
@@ -213,6 +215,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=random_seed, default=nanotwice.FIG6_SCHEDULE["seed"],
                         help="nanotwice, held-out: seed of the crops and the initial weights (default: %(default)s; "
                              "another trains models of their own, e.g. models/nanotwice/ssim_ae-fresh-seed1)")
+    parser.add_argument("--batch-size", type=at_least_one, default=nanotwice.FIG6_SCHEDULE["batch_size"],
+                        help="nanotwice: patches per Adam step (default: %(default)s; another trains models of their "
+                             "own, e.g. models/nanotwice/ssim_ae-fresh-batch16)")
     parser.add_argument("--held-out", default=HELD_OUT, metavar="STEM",
                         help="held-out: the training image held out (default: %(default)s)")
     parser.add_argument("--export-every", type=at_least_one, default=10,
@@ -286,7 +291,8 @@ def _train_study(args):
         return _train_checkerboard(args, schedule)
     for method in args.models or nanotwice.TRAINING_ORDER:
         manifest = train_nanotwice_model(
-            method, {**(schedule or {}), "seed": args.seed}, args.data_root, args.models_root,
+            method, {**(schedule or {}), "seed": args.seed, "batch_size": args.batch_size}, args.data_root,
+            args.models_root,
             export_every=args.export_every, log=lambda line: print(line, flush=True), crops=args.crops or "fixed",
         )
         training = manifest["training"]
