@@ -1,7 +1,8 @@
 """The crop-protocol campaign's rules, each written down before the arms it judges were trained or evaluated.
 
 :mod:`ssimlib.experiments.protocol` applies them (``choose_protocol``, ``choose_variant``, ``constants_verdict``,
-``small_batch_verdict``) and records them in its results file; a rule is amended only with a dated comment saying
+``small_batch_verdict``) and records them in its results file; ``FIG6_BATCH16_RULE`` waits for the model it judges
+(its verdict is to be written when the model has finished). A rule is amended only with a dated comment saying
 why and before which arm.
 """
 
@@ -61,4 +62,14 @@ CONSTANTS_RULE = (
     "replaces the standard constants (c1 = 0.0001, c2 = 0.0009) for no 200-epoch model by any number of this "
     "campaign: if its test scores lie above the plain fresh-crop arms' by more than their seed spread, a measure "
     "on defect-free data that compares the two losses is to be written before a 200-epoch model of it is trained."
+)
+# Written down on 2026-12-07, while the 200-epoch batch-16 SSIM-AE that SMALL_BATCH_RULE asked for was at its
+# fifth epoch and before any of its exports had been evaluated: which model notebook 02 shows as its Fig. 6 SSIM-AE.
+FIG6_BATCH16_RULE = (
+    "The 200-epoch SSIM-AE at batch 16 (fresh crops, seed 0) replaces the batch-32 one as the Fig. 6 SSIM-AE if, "
+    "after its 200 epochs, its validation loss lies below both 200-epoch batch-32 seeds' (0.0996, 0.1022) by more "
+    "than their range, and its synthetic-defect pixel AUROC (ssimlib.experiments.synthetic_defects: 400 validation "
+    "crops, mean of defect draws 0-2) lies above both batch-32 seeds' by more than 0.006 (the largest difference "
+    "between those two seeds on one draw). Otherwise the batch-32 model stays, and the batch-16 one is reported "
+    "beside it. Test images and masks are not read."
 )
