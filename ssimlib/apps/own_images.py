@@ -86,6 +86,7 @@ def defect_free_images(data, gray=None):
             problems.append(str(error))
         for warning in caught:  # told as they were, and which images they were about kept
             warnings.warn(warning.message, warning.category, stacklevel=2)
+        if caught:
             warned.append(path)
     if problems:
         raise InputError("; ".join(problems) + (f" ({len(problems)} of {len(paths)} images unreadable)"
