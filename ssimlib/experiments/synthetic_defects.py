@@ -6,9 +6,11 @@ between the residual on a defect and on defect-free texture. This measure adds d
 of the training images (:func:`ssimlib.experiments.nanotwice.validation_patches`) and scores the model's residual
 maps on them with the pixel AUROC, as the test images are scored, but on defects we drew:
 
-* a bright blob and a dark blob (a disk of radius 3-10 px with a soft edge, 0.15-0.4 brighter or darker),
-* a blurred disk (radius 5-12 px: the fibres' texture smoothed away, Gaussian sigma 3),
-* a bright fibre (20-50 px long, 1.5-3 px half width, 0.2-0.4 brighter),
+* a turned texture: a disk (radius 5-11 px, with a soft edge) of the crop turned by 90 degrees, fibres that run
+  another way at the same brightness,
+* a coarser texture: a disk of the crop at twice its scale,
+* a bright blob (a bead; radius 3-10 px, 0.15-0.4 brighter),
+* a blurred disk (a film; radius 5-11 px: the fibres' texture smoothed away, Gaussian sigma 3),
 
 one per crop, the four kinds in turn, at a random place at least :data:`MARGIN` px from the border. The
 defect's mask is the set of pixels it changes by more than :data:`MASK_CHANGE`. The AUROC counts the pixels at
@@ -38,7 +40,7 @@ from ssimlib.metrics import roc_auc
 from ssimlib.paths import REPO_ROOT
 from ssimlib.ssim import STANDARD
 
-KINDS = ("bright blob", "dark blob", "blurred disk", "bright fibre")
+KINDS = ("turned texture", "coarser texture", "bright blob", "blurred disk")
 MARGIN = 20  # px: a defect's centre lies at least this far from the crop's border
 MASK_CHANGE = 0.02  # a pixel changed by more than this (grey values in [0, 1]) belongs to the defect
 BORDER = 8  # px: the AUROC counts the pixels at least this far inside the crop
@@ -55,20 +57,21 @@ def _soft_disk(shape, centre, radius):
 
 
 def _defect(crop, kind, rng):
-    """``crop`` ``(H, W)`` in [0, 1] with one defect of ``kind`` (an index of :data:`KINDS`) drawn from ``rng``."""
+    """``crop`` ``(H, W)`` in [0, 1] (square) with one defect of ``kind`` (an index of :data:`KINDS`) drawn from
+    ``rng``."""
     centre = rng.integers(MARGIN, np.array(crop.shape) - MARGIN)
-    if kind in (0, 1):
+    if kind == 0:  # the crop's own texture, turned by 90 degrees: the fibres run another way
+        other = np.rot90(crop)
+    elif kind == 1:  # the crop's own texture at twice its scale: coarser fibres
+        side = crop.shape[0]
+        other = ndimage.zoom(crop, 2, order=1)[side // 2: side // 2 + side, side // 2: side // 2 + side]
+    elif kind == 2:  # a bead: a bright blob
         profile = _soft_disk(crop.shape, centre, rng.uniform(3, 10))
-        return np.clip(crop + rng.uniform(0.15, 0.4) * (1 if kind == 0 else -1) * profile, 0, 1)
-    if kind == 2:
-        profile = _soft_disk(crop.shape, centre, rng.uniform(5, 12))
-        return profile * ndimage.gaussian_filter(crop, 3) + (1 - profile) * crop
-    angle, length, half_width = rng.uniform(0, np.pi), rng.uniform(20, 50), rng.uniform(1.5, 3)
-    yy, xx = np.mgrid[: crop.shape[0], : crop.shape[1]]
-    along = (xx - centre[1]) * np.cos(angle) + (yy - centre[0]) * np.sin(angle)
-    across = -(xx - centre[1]) * np.sin(angle) + (yy - centre[0]) * np.cos(angle)
-    profile = np.clip(1.5 - np.abs(across) / half_width, 0, 1) * (np.abs(along) < length / 2)
-    return np.clip(crop + rng.uniform(0.2, 0.4) * profile, 0, 1)
+        return np.clip(crop + rng.uniform(0.15, 0.4) * profile, 0, 1)
+    else:  # a film: the fibres' texture smoothed away
+        other = ndimage.gaussian_filter(crop, 3)
+    profile = _soft_disk(crop.shape, centre, rng.uniform(5, 11))
+    return profile * other + (1 - profile) * crop
 
 
 def add_defects(crops, seed=SEED):
