@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import skimage.io
 import skimage.transform
-import tifffile
-from PIL import Image, ImageOps, UnidentifiedImageError
 from skimage.color import rgb2gray
 
+from ssimlib import image_formats
+from ssimlib.image_formats import JPEG_SUFFIXES
 
-JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
+
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", *JPEG_SUFFIXES, ".bmp")
 # Image formats this does not read (animated or lossy-only formats, camera raw, vector): named when skipped.
 OTHER_IMAGE_SUFFIXES = (".gif", ".webp", ".avif", ".heic", ".heif", ".jp2", ".j2k", ".jxl", ".pgm", ".ppm", ".pbm",
@@ -128,56 +128,6 @@ def warn_stretched(path, shape, size):
                       "for undistorted maps", stacklevel=3)
 
 
-def _read_problem(path, error):
-    """Why ``path`` could not be read, in a few words (imageio's advice to install plugins is no help for a broken
-    file)."""
-    if path.is_file() and path.stat().st_size == 0:
-        return "the file is empty, 0 bytes"
-    if "Could not find a backend" in str(error) or isinstance(error, (UnidentifiedImageError, tifffile.TiffFileError)):
-        return f"its contents are not a {path.suffix.lstrip('.').upper() or 'known'} image"
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
-
-
-def _read_jpeg(path):
-    """A JPEG's pixels as a uint8 array, turned as its EXIF orientation says (as viewers show it), CMYK as RGB."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        return np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
-
-
-def _read_png(path):
-    """A PNG's pixels, turned as its EXIF orientation says; a palette of grays as gray (imageio makes any palette
-    RGB: a gray model then warned of a colour image, and a folder of gray images "mixed gray and colour")."""
-    with Image.open(path) as image:
-        orientation = image.getexif().get(0x0112, 1)
-        if image.mode == "P" and "transparency" in image.info:  # a palette with transparent entries: keep alpha
-            raw = np.asarray(image.convert("RGBA"))
-        else:
-            raw = _palette_pixels(np.asarray(image.convert("RGB"))) if image.mode == "P" else None
-    return _oriented(skimage.io.imread(path) if raw is None else raw, orientation)
-
-
-def _palette_pixels(rgb):
-    """A palette image's pixels ``(H, W, 3)`` as gray ``(H, W)`` when its palette holds only grays."""
-    return rgb[..., 0] if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all() else rgb
-
-
-def _read_tiff(path):
-    """A TIFF's first page as an array ``(H, W[, S])``, turned as its orientation tag says, with a warning when it
-    has more pages (a stack's or a movie's frames: tifffile would return them all, and three were taken for RGB)."""
-    with tifffile.TiffFile(path) as tiff:
-        page = tiff.pages[0]
-        raw = page.asarray()
-        if page.photometric == tifffile.PHOTOMETRIC.PALETTE:
-            raw = _palette_pixels(np.moveaxis(page.colormap[:, raw], 0, -1))  # colormap (3, 2**bits) uint16
-        elif page.axes.startswith("S"):  # planar RGB: (S, H, W)
-            raw = np.moveaxis(raw, 0, -1)
-        if len(tiff.pages) > 1:
-            warnings.warn(f"{path}: a TIFF of {len(tiff.pages)} pages (frames); only the first is read", stacklevel=3)
-        orientation = page.tags.get(274)
-    return _oriented(raw, orientation.value if orientation is not None else 1)
-
-
 def _warn_if_dim(raw, path):
     """Warn when integer pixels of more than 8 bits reach less than a quarter of their type's range (8-, 10-, 12- or
     14-bit data stored in 16 bits reads dark: divided by 65535, not by its own maximum)."""
@@ -187,15 +137,6 @@ def _warn_if_dim(raw, path):
             warnings.warn(f"{path}: {raw.dtype.itemsize * 8}-bit pixels reach only {top} of {full} (data of fewer "
                           "bits?); read as they are, so the image is dark: train and detect on images of the same "
                           "scaling", stacklevel=3)
-
-
-def _oriented(raw, orientation):
-    """``raw`` ``(H, W[, C])`` turned as orientation 1-8 says, as viewers show it (PIL's ``exif_transpose``)."""
-    swap = (1, 0) + tuple(range(2, raw.ndim))
-    turns = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-             5: lambda a: a.transpose(swap), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.transpose(swap)[::-1, ::-1],
-             8: lambda a: np.rot90(a, 1)}
-    return np.ascontiguousarray(turns[orientation](raw)) if orientation in turns else raw
 
 
 def _unit_range(raw, path):
@@ -225,14 +166,9 @@ def _read_pixels(path, warn_dim):
     EXIF / TIFF orientation says; ``warn_dim`` as in :func:`read_image`."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():  # imageio trying its plugins on an unreadable file warns of their deprecation
-            warnings.simplefilter("ignore", DeprecationWarning)
-            suffix = path.suffix.lower()
-            reader = {".tif": _read_tiff, ".tiff": _read_tiff, ".png": _read_png,
-                      **dict.fromkeys(JPEG_SUFFIXES, _read_jpeg)}.get(suffix, skimage.io.imread)
-            raw = reader(path)
-    except Exception as error:  # imageio/tifffile/PIL raise many kinds
-        raise DatasetError(f"{path}: could not read it as an image ({_read_problem(path, error)})") from None
+        raw = image_formats.read_raw(path)
+    except image_formats.FormatError as error:
+        raise DatasetError(f"{path}: {error}") from None
     image = _unit_range(raw, path)
     if warn_dim:
         _warn_if_dim(raw, path)

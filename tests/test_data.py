@@ -322,3 +322,41 @@ def test_an_image_stretched_to_a_square_is_warned_of(tmp_path):
         warnings.simplefilter("error")
         assert read_image(tmp_path / "square.png", size=128).shape == (128, 128, 1)
         assert read_image(tmp_path / "wide.png").shape == (200, 256, 1)  # not resized: nothing to say
+
+
+def _png16(path, pixels, colour_type):
+    """A 16-bit PNG written byte by byte (PNG spec: IHDR, one IDAT of unfiltered rows, IEND), not by Pillow."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    height, width = pixels.shape[:2]
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("colour_type, channels, name", [(2, 3, "RGB"), (4, 2, "gray + alpha"), (6, 4, "RGBA")])
+def test_a_sixteen_bit_colour_png_is_refused_not_cut_to_eight_bits(tmp_path, colour_type, channels, name):
+    # a tester's: 12-bit data in a 16-bit RGB PNG read as 8 bits (16 gray levels), silently and without the dim warning
+    pixels = np.random.default_rng(0).integers(0, 4096, (4, 5, channels))
+    _png16(tmp_path / "c.png", pixels, colour_type)
+    with pytest.raises(DatasetError, match=rf"^{re.escape(str(tmp_path / 'c.png'))}: a 16-bit {re.escape(name)} PNG, "
+                                           r"which this reader \(Pillow\) would cut to 8 bits per channel"):
+        read_image(tmp_path / "c.png")
+    gray = np.random.default_rng(0).integers(0, 65536, (4, 5))
+    _png16(tmp_path / "g.png", gray, 0)  # 16-bit gray: read whole
+    np.testing.assert_allclose(read_image(tmp_path / "g.png")[..., 0], gray / 65535, rtol=1e-6)
+
+
+def test_a_file_of_no_image_type_is_named_as_such(tmp_path):
+    # a tester's: "unpack_from requires a buffer of at least 4 bytes" for notes.txt, "not a MD image" for readme.md
+    for name in ("notes.txt", "readme.md"):
+        (tmp_path / name).write_text("hi")
+        suffix = name.rsplit(".", 1)[1]
+        with pytest.raises(DatasetError, match=rf"^{re.escape(str(tmp_path / name))}: could not read it as an image "
+                                               rf"\(\.{suffix} is not an image file type\)$"):
+            read_image(tmp_path / name)
