@@ -121,6 +121,32 @@ def test_unreadable_and_empty_images_are_named_and_the_others_processed(tiny_mod
     assert [Path(row["path"]).name for row in read_rows(tmp_path / "d")] == ["good.png"]
 
 
+def test_inputs_none_of_which_can_be_read_leave_nothing_to_block_the_corrected_run(tiny_model, tmp_path, capsys):
+    # a tester's: an empty detections.csv of such a run refused the corrected command ("holds another run")
+    category, model = tiny_model
+    (tmp_path / "notes.txt").write_text("hi")
+    code, err = run_main(["detect", str(model), str(tmp_path / "notes.txt"), "--out", str(tmp_path / "d")], capsys)
+    assert (code, err) == (2, [f"error: {tmp_path / 'notes.txt'}: could not read it as an image (.txt is not an "
+                               "image file type)"])
+    assert not (tmp_path / "d").exists()
+    good = category / "test" / "good" / "000.png"
+    assert run_main(["detect", str(model), str(good), "--out", str(tmp_path / "d")], capsys)[0] == 0
+    assert [row["path"] for row in read_rows(tmp_path / "d")] == [str(good)]
+
+
+def test_a_gone_images_outputs_go_though_another_input_is_missing(tiny_model, tmp_path, capsys):
+    # a tester's: with any input missing, the maps of an image deleted from a folder that was listed stayed behind
+    category, model = tiny_model
+    images = tmp_path / "images"
+    shutil.copytree(category / "test" / "stroke", images)
+    argv = ["detect", str(model), str(images), str(tmp_path / "nothere.png"), "--out", str(tmp_path / "d")]
+    assert run_main(argv, capsys)[0] == 2  # the missing file named; the folder's images scored
+    (images / "002.png").unlink()
+    assert run_main(argv, capsys)[0] == 2
+    assert visible_files(tmp_path / "d", "_map.png") == ["000_map.png", "001_map.png"]
+    assert visible_files(tmp_path / "d", "_overlay.png") == ["000_overlay.png", "001_overlay.png"]
+
+
 @pytest.mark.parametrize("option, value", [("--threshold", "0"), ("--threshold", "-1"), ("--threshold", "nan"),
                                            ("--threshold", "inf"), ("--threshold", "7"), ("--min-defect-area", "0")])
 def test_a_bad_option_is_named_before_any_work(tiny_model, tmp_path, capsys, option, value):
@@ -358,6 +384,25 @@ def test_a_stopped_continued_run_leaves_no_report_of_older_maps(tiny_model, tmp_
     fresh = tmp_path / "fresh"
     assert main(["detect", str(model), str(images), "--out", str(fresh), "--report"]) == 0
     assert (out / "report.html").read_text() == (fresh / "report.html").read_text()
+
+
+def test_images_far_darker_or_brighter_than_the_training_images_are_warned_of(tiny_model, tmp_path, capsys):
+    # a tester's: a model trained on dim 12-bit data marked every pixel of 8-bit images, silently
+    category, model = tiny_model
+    images = tmp_path / "images"
+    images.mkdir()
+    board = skimage.io.imread(category / "test" / "good" / "000.png")  # 64 px, as the training boards
+    skimage.io.imsave(images / "same.png", board, check_contrast=False)
+    skimage.io.imsave(images / "large.png", np.kron(board, np.ones((3, 3), board.dtype)), check_contrast=False)
+    skimage.io.imsave(images / "dark.png", (board * 0.2).astype(board.dtype), check_contrast=False)
+    train_means = [skimage.io.imread(p).mean() / 255 for p in sorted((category / "train" / "good").glob("*.png"))]
+    assert 0.2 * max(train_means) < min(train_means) - 0.15  # the dark copy lies outside by more than the slack
+    code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d")], capsys)
+    assert code == 0
+    rows = {Path(row["path"]).name: row["warnings"] for row in read_rows(tmp_path / "d")}
+    assert rows["same.png"] == "" and rows["large.png"] == ""  # a size is no scale: a crop may be any size
+    assert rows["dark.png"].startswith("mean gray value 0.") and "outside the model's training images'" in rows[
+        "dark.png"]
 
 
 def test_a_warning_about_an_image_is_given_once_with_a_report(tiny_model, tmp_path, capsys):

@@ -74,6 +74,25 @@ def test_a_bad_option_is_named_before_any_work(tmp_path, capsys, option, value):
     assert not (tmp_path / "models").exists()
 
 
+def test_a_smallest_defect_larger_than_the_images_is_refused(data, tmp_path, capsys):
+    # a tester's: --min-defect-area 100000 on 256 px images saved a model whose threshold was its maps' minimum
+    argv = ["train", str(data[0]), "--out", str(tmp_path / "models" / "m"), *with_option(TINY, "--min-defect-area",
+                                                                                          str(64 * 64 + 1))]
+    code, err = run_main(argv, capsys)
+    assert (code, err) == (2, ["error: --min-defect-area 4097 is larger than the images (the smallest: 64x64 = 4096 "
+                               "px); choose fewer pixels"])
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def test_a_folder_of_subfolders_is_named_with_them(data, tmp_path, capsys):
+    # a tester's: "found none" said nothing of the subfolder that held the images (detect names it)
+    shutil.copytree(data[0] / "train" / "good", tmp_path / "nested" / "sub")
+    code, err = run_main(["train", str(tmp_path / "nested"), "--out", str(tmp_path / "m"), *TINY], capsys)
+    assert code == 2 and len(err) == 1 and err[0].endswith(
+        "found none (only subfolders: sub; train does not search below a folder: give the one of defect-free "
+        "images)"), err
+
+
 def test_an_out_folder_that_cannot_be_made_is_named(data, tmp_path, capsys):
     (tmp_path / "file").write_text("")
     code, err = run_main(["train", str(data[0]), "--out", str(tmp_path / "file" / "m"), *TINY], capsys)

@@ -235,7 +235,17 @@ def load_detector(model, threshold=None, precision="float32", min_defect_area=No
     run = training.get("run") if isinstance(training.get("run"), dict) else {}
     return Detector(with_precision(network, precision), preset, threshold, min_area, stride, manifest["sha256"],
                     converts_channels=run.get("gray") in (True, False),  # trained with --gray or --color
-                    ssim=ssim_settings(manifest, artifacts.model_files(model)[1]))
+                    ssim=ssim_settings(manifest, artifacts.model_files(model)[1]),
+                    seen=training.get("images") if _is_images_record(training.get("images")) else None)
+
+
+def _is_images_record(record):
+    """Whether ``record`` is a usable :func:`ssimlib.apps.scoring.images_record` (an edited manifest may hold
+    anything)."""
+    return isinstance(record, dict) and all(
+        isinstance(record.get(key), list) and len(record[key]) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in record[key])
+        for key in ("height", "width", "mean"))
 
 
 def detection_run(inputs, detector, precision):
@@ -309,6 +319,11 @@ def _finished_rows(out_dir, run):
             if (out_dir / row["anomaly_map"]).exists() and (out_dir / row["overlay"]).exists()]
 
 
+def _at_or_below(path, top):
+    """Whether the absolute path ``path`` is ``top`` or lies below it."""
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
 def _remove_outputs(out_dir, rows):
     """Delete the map and overlay of each of ``rows`` (their image is gone, changed or unreadable): the folder then
     holds the maps its CSV lists, and no more.  Only files of a detections.csv's kind inside ``out_dir``."""
@@ -345,9 +360,16 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
             raise InputError(f"{existing[0]}: exists (an image of yours, or an earlier run's output), and this run "
                              f"would write {'its' if len(existing) == 1 else f'{len(existing)} such'} map or overlay "
                              "there; choose another --out")
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(out_dir / LOCK_NAME, f"detecting into --out {out_dir}"):
-        return _detect_into(out_dir, run, detector, files, names, bad)
+    try:
+        with run_lock(out_dir / LOCK_NAME, f"detecting into --out {out_dir}"):
+            return _detect_into(out_dir, run, detector, files, names, bad)
+    except InputError:  # no image could be read: the folder made for them goes too
+        if made:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        raise
 
 
 def _detect_into(out_dir, run, detector, files, names, bad):
@@ -365,8 +387,9 @@ def _detect_into(out_dir, run, detector, files, names, bad):
     resumed = len(rows)
     finished = {row["anomaly_map"] for row in rows}  # not the path as typed: the command may run from elsewhere
     dropped = [row for row in earlier if row["anomaly_map"] not in finished]
-    if not bad:  # every input listed: a dropped row's image is gone or changed, not on a share out of reach
-        _remove_outputs(out_dir, dropped)
+    unlisted = [os.path.abspath(path) for path, _ in bad]  # inputs that could not be listed (a share out of reach?)
+    _remove_outputs(out_dir, [row for row in dropped  # an image where its input was listed is gone or changed
+                              if not any(_at_or_below(os.path.abspath(row["path"]), top) for top in unlisted)])
     if dropped or len(finished) < len(files):
         mark_report_stale(out_dir)
     write_json(out_dir / RUN_NAME, run)
@@ -402,6 +425,10 @@ def _detect_into(out_dir, run, detector, files, names, bad):
             })
             writer.writerow(rows[-1])
             csv_file.flush()
+    if not rows:  # nothing scored: no detections.csv that would only block the corrected run
+        for name in (CSV_NAME, RUN_NAME):
+            (out_dir / name).unlink(missing_ok=True)
+        raise InputError("; ".join(f"{path}: {problem}" for path, problem in bad))
     position = {map_name.as_posix(): i for i, (map_name, _) in enumerate(names)}
     in_order = sorted(rows, key=lambda row: position[row["anomaly_map"]])
     if in_order != rows:  # kept rows came first: the finished CSV lists the images as they were given

@@ -35,6 +35,7 @@ import keras
 from ssimlib import artifacts
 from ssimlib.apps.file_names import DETECTIONS_CSV, is_detection_output
 from ssimlib.apps.own_options import InputError, check_train_options
+from ssimlib.apps.scoring import images_record
 from ssimlib.data import (IMAGE_SUFFIXES, DatasetError, check_patch_size, image_files, is_image_file, mask_name_end,
                           not_a_folder, read_image)
 from ssimlib.evaluate import write_json
@@ -71,7 +72,10 @@ def defect_free_images(data, gray=None):
                       f"{', ...' if len(outputs) > 3 else ''})", stacklevel=2)
         paths = [path for path in paths if path.name not in outputs]
     if not paths:
-        raise InputError(f"{folder}: expected defect-free images ({', '.join(IMAGE_SUFFIXES)}), found none")
+        below = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        raise InputError(f"{folder}: expected defect-free images ({', '.join(IMAGE_SUFFIXES)}), found none"
+                         + (f" (only subfolders: {', '.join(below[:4])}{', ...' if len(below) > 4 else ''}; train "
+                            "does not search below a folder: give the one of defect-free images)" if below else ""))
     masks = [path.name for path in paths if mask_name_end(path) is not None]
     if masks:  # a labelled folder given to train: its masks (and defective images) would be learnt as defect-free
         raise InputError(f"{folder}: holds {len(masks)} file(s) named like masks ({', '.join(masks[:3])}"
@@ -274,6 +278,11 @@ def train_model(
         raise InputError(f"{paths[0].parent}: {len(images)} image{'' if len(images) == 1 else 's'}; training needs "
                          f"at least one more than the {max(1, round(validation_fraction * len(images)))} "
                          "--validation-fraction holds out to set the threshold") from None
+    smallest = min(images, key=lambda image: image.shape[0] * image.shape[1])
+    if min_defect_area > smallest.shape[0] * smallest.shape[1]:  # the threshold would rest on no region at all
+        raise InputError(f"--min-defect-area {min_defect_area} is larger than the images (the smallest: "
+                         f"{smallest.shape[1]}x{smallest.shape[0]} = {smallest.shape[0] * smallest.shape[1]} px); "
+                         "choose fewer pixels")
     doubtful = [paths[i].name for i in held_out if paths[i] in warned]
     if doubtful:
         it = "it" if len(doubtful) == 1 else "them"
@@ -315,6 +324,7 @@ def train_model(
             "data": Path(data).resolve().name,  # the folder, without the absolute path of this machine
             "training_images": len(fit_images),
             "validation_images": [paths[i].name for i in held_out],
+            "images": images_record(images),  # detect warns of images far unlike them
             "settings": settings,
             "run": run,
             "epochs_done": len(history["loss"]),

@@ -60,6 +60,31 @@ def anomaly_map(network, image, preset, stride, path, ssim=None):
     return result[crop]
 
 
+def images_record(images):
+    """What a model's training images ``(H, W, C)`` in ``[0, 1]`` were like, for :func:`warn_unlike_training`:
+    ``{"height": [min, max], "width": [min, max], "mean": [min, max]}`` (px; mean gray value)."""
+    means = [float(image.mean()) for image in images]
+    return {"height": [min(i.shape[0] for i in images), max(i.shape[0] for i in images)],
+            "width": [min(i.shape[1] for i in images), max(i.shape[1] for i in images)],
+            "mean": [min(means), max(means)]}
+
+
+MEAN_SLACK = 0.15  # an image whose mean gray value lies this far outside the training images' is warned of
+
+
+def warn_unlike_training(image, path, seen):
+    """Warn when ``image`` ``(H, W, C)`` is far darker or brighter (:data:`MEAN_SLACK`) than the training images
+    ``seen`` (:func:`images_record`; None: nothing is known).  Sizes are recorded, not compared: a smaller crop at
+    the same scale is as good an input as a whole frame."""
+    if not seen:
+        return
+    low, high = seen["mean"]
+    mean = float(image.mean())
+    if not low - MEAN_SLACK <= mean <= high + MEAN_SLACK:
+        warnings.warn(f"{path}: mean gray value {mean:.2f}, outside the model's training images' ({low:.2f}-{high:.2f})"
+                      ": another exposure or bit depth? the maps may mark it all", stacklevel=3)
+
+
 def segmentation(anomaly_map, threshold, min_area):
     """Boolean ``(H, W)``: pixels above ``threshold`` in 8-connected regions of at least ``min_area`` px."""
     regions, count = label_regions(anomaly_map > threshold)
@@ -73,7 +98,8 @@ class Detector:
     """A trained network with the detection settings of its manifest (threshold in map units, areas in pixels)
     and the sha256 of its weights file; ``converts_channels``: trained with ``--gray`` or ``--color``, it converts
     images of the other kind as it converted its training images, without a warning; ``ssim``: the SSIM window and
-    constants it was trained with (``window_size``, ``window``, ``constants``), which its SSIM residual uses."""
+    constants it was trained with (``window_size``, ``window``, ``constants``), which its SSIM residual uses;
+    ``seen``: its training images' :func:`images_record` (None for models that kept none)."""
 
     network: object
     preset: CategoryPreset
@@ -83,6 +109,7 @@ class Detector:
     weights_sha256: str
     converts_channels: bool = False
     ssim: dict = field(default_factory=dict)
+    seen: dict = None
 
     def as_model_channels(self, image, path):
         """:func:`as_model_channels` for this model."""
@@ -91,6 +118,7 @@ class Detector:
     def anomaly_map(self, image, path):
         """:func:`anomaly_map` of ``image`` (any size and channel count) with this model."""
         image = self.as_model_channels(image, path)
+        warn_unlike_training(image, path, self.seen)
         if image.shape[0] * image.shape[1] < self.min_area:
             warnings.warn(f"{path}: image of {image.shape[0] * image.shape[1]} pixels, fewer than the smallest defect "
                           f"area ({self.min_area} px): no defect can be found in it", stacklevel=2)
