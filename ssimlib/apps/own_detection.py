@@ -349,6 +349,10 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
     check_out_folder(out_dir)
     check_not_other_command(out_dir, EVALUATION_RUN, "an evaluation", "detect")
     detector = load_detector(model, threshold, precision, min_defect_area)
+    if detector.preset.resize:  # a study model's: a tester took the 256 px maps of 320 px images for a fault
+        size = detector.preset.resize
+        warnings.warn(f"{model}: resizes every image to {size}x{size} px, as it was trained: maps, overlays and "
+                      "defect areas are in those pixels", stacklevel=2)
     run = detection_run(inputs, detector, precision)
     files, bad = _inputs(inputs, out_dir)
     if not files:  # nothing to write: an empty detections.csv would only block the corrected run
