@@ -324,7 +324,7 @@ def train_model(
             "data": Path(data).resolve().name,  # the folder, without the absolute path of this machine
             "training_images": len(fit_images),
             "validation_images": [paths[i].name for i in held_out],
-            "images": images_record(images),  # detect warns of images far unlike them
+            "images": images_record(images),  # detect warns of images far darker or brighter
             "settings": settings,
             "run": run,
             "epochs_done": len(history["loss"]),
