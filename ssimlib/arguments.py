@@ -15,3 +15,11 @@ def random_seed(text):
     if not text.lstrip("+").isdigit() or int(text) >= 2**32:
         raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**32 - 1, got {text!r}")
     return int(text)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose refusals are one line, ``error: <prog>: <message>``, exit status 2
+    (argparse's own prints the whole usage first); its subcommands' parsers are of this class too."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (-h lists the options)\n")

@@ -321,3 +321,19 @@ def test_evaluate_names_every_problem_when_nothing_is_left_to_score_and_refuses_
     assert main(["evaluate", str(model), str(tmp_path), "--mask-suffix", "", "--out", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err == ("error: --mask-suffix: expected the end of a mask's name after its image's "
                                        "stem, e.g. _mask.png, got ''\n")
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["detect"], "error: ssimlib detect: the following arguments are required: model, IMAGE_OR_FOLDER, --out"),
+    (["evaluate", "m", "x", "--out", "o", "--precision", "float16"],
+     "error: ssimlib evaluate: argument --precision: invalid choice: 'float16' (choose from 'float32', 'bfloat16')"),
+    (["nope"], "error: ssimlib: argument command: invalid choice: 'nope'"),
+])
+def test_a_malformed_command_line_is_refused_in_one_line(argv, line, capsys):
+    # argparse printed its whole usage before the error: several lines where one is the rule
+    from ssimlib.apps.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith(line) and "(-h lists the options)" in err

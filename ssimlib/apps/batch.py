@@ -50,7 +50,7 @@ import sys
 import time
 from pathlib import Path
 
-from ssimlib.arguments import at_least_one
+from ssimlib.arguments import OneLineParser, at_least_one
 from ssimlib.apps.notebooks import (check_parameters, check_profile_parameter, failed_notebook, notebook_defaults,
                                     parameter_values, profile_cwd, profile_parameters, run_notebook, run_outputs)
 from ssimlib.apps.own_options import InputError, check_out_folder
@@ -308,7 +308,7 @@ def _line(outcome):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m ssimlib batch", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

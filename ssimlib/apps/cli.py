@@ -14,7 +14,6 @@
                                                  (see ssimlib.apps.own_evaluation)
 """
 
-import argparse
 import contextlib
 import os
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 from ssimlib.apps.file_names import STREAM_ERRORS
 from ssimlib.apps.quiet_keras import load_keras_quietly
-from ssimlib.arguments import at_least_one, random_seed
+from ssimlib.arguments import OneLineParser, at_least_one, random_seed
 from ssimlib.experiments.presets import LOSSES
 
 # Exceptions a notebook cell raises for a parameter or input it cannot use: exit status 2, as for any bad input.
@@ -115,7 +114,7 @@ def _command(argv):
         from ssimlib.experiments.studies import main as studies_main
 
         return studies_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="ssimlib", description=__doc__)
+    parser = OneLineParser(prog="ssimlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p_demo = commands.add_parser("demo", help=demo.__doc__.splitlines()[0])
     p_demo.add_argument("--epochs", type=at_least_one, default=20)

@@ -47,7 +47,7 @@ the models of paper Fig. 3 on generated checkerboards into ``models/checkerboard
 import sys
 from pathlib import Path
 
-from ssimlib.arguments import at_least_one, random_seed
+from ssimlib.arguments import OneLineParser, at_least_one, random_seed
 from ssimlib import artifacts
 from ssimlib.artifacts import ArtifactError
 from ssimlib.data import DatasetError, not_a_folder
@@ -195,7 +195,7 @@ def main(argv=None):
     """``python -m ssimlib train-study STUDY [--models ...]``: see the module docstring."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="ssimlib train-study", description=__doc__,
+    parser = OneLineParser(prog="ssimlib train-study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=STUDIES)
     parser.add_argument("--models", nargs="+", choices=list(nanotwice.METHODS),
@@ -230,7 +230,7 @@ def main(argv=None):
                                            "results/nanotwice_held_out[-STEM][-seedN].json)")
     args = parser.parse_args(argv)
     problem = _option_problem(args, parser)
-    if problem:  # one line, as for any bad input (parser.error would print the whole usage first)
+    if problem:  # one line, as for any bad input
         print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.study == "queue":

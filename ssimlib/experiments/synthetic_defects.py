@@ -22,7 +22,6 @@ the difference between two models on the same draws far less.
 models and adds them to ``results/nanotwice_synthetic_defects.json``.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from ssimlib import artifacts
+from ssimlib.arguments import OneLineParser
 from ssimlib.artifacts import ArtifactError
 from ssimlib.data import DatasetError
 from ssimlib.evaluate import run_environment, write_json
@@ -136,7 +136,7 @@ def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
 
 def main(argv=None):
     """``python -m ssimlib.experiments.synthetic_defects --models STEM ...``: see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m ssimlib.experiments.synthetic_defects",
+    parser = OneLineParser(prog="python -m ssimlib.experiments.synthetic_defects",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", required=True, help="stored models (their stems)")
     parser.add_argument("--data-root", help="NanoTWICE folder (default: $SSIMLIB_DATA/nanotwice or ../shared)")
