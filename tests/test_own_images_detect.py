@@ -134,6 +134,21 @@ def test_inputs_none_of_which_can_be_read_leave_nothing_to_block_the_corrected_r
     assert [row["path"] for row in read_rows(tmp_path / "d")] == [str(good)]
 
 
+def test_a_rerun_whose_one_image_became_unreadable_keeps_the_run_record(tiny_model, tmp_path, capsys):
+    # a tester's: the no-rows branch deleted an earlier successful run's detections.csv and run record
+    category, model = tiny_model
+    image = tmp_path / "a.png"
+    shutil.copyfile(category / "test" / "good" / "000.png", image)
+    argv = ["detect", str(model), str(image), "--out", str(tmp_path / "d")]
+    assert run_main(argv, capsys)[0] == 0
+    image.write_bytes(image.read_bytes()[:200])  # truncated: its map no longer shows this file
+    code, err = run_main(argv, capsys)
+    assert code == 2 and "a.png" in err[-1]
+    assert (tmp_path / "d" / "detections.run.json").exists() and read_rows(tmp_path / "d") == []
+    shutil.copyfile(category / "test" / "good" / "000.png", image)
+    assert run_main(argv, capsys)[0] == 0 and len(read_rows(tmp_path / "d")) == 1
+
+
 def test_a_gone_images_outputs_go_though_another_input_is_missing(tiny_model, tmp_path, capsys):
     # a tester's: with any input missing, the maps of an image deleted from a folder that was listed stayed behind
     category, model = tiny_model

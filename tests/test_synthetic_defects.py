@@ -64,3 +64,34 @@ def test_the_command_names_a_model_it_cannot_load_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.json'}: no such model manifest (train the model " \
                                       "first, see README)\n"
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"a": 1}', '{"models": [1]}', None])
+def test_a_results_file_it_did_not_write_is_named_before_any_measuring(tmp_path, capsys, content):
+    # a tester's: read only after minutes of measuring, then a traceback, every row lost
+    results = tmp_path / "r.json"
+    if content is None:
+        results.mkdir()
+    else:
+        results.write_text(content)
+    assert sd.main(["--models", str(tmp_path / "nope"), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {results}: not a results file of this measure") and err.count("\n") == 1
+
+
+class _Model:
+    def __init__(self, patch_size):
+        self.patch_size = patch_size
+
+
+@pytest.mark.parametrize("data, loss, patch, problem", [
+    ("NanoTWICE, 5 defect-free images", "ssim", 128, None),
+    ("NanoTWICE, 5 defect-free images", "l2", 128, None),
+    ("mvtec_ad_grid_256/grid: 238 of 264", "ssim", 128, "not NanoTWICE"),
+    ("NanoTWICE, 5 defect-free images", "vae", 128, "a model of loss 'vae'"),
+    ("NanoTWICE, 5 defect-free images", "ssim", 32, "patches of 32 px; the defects need at least 57"),
+])
+def test_models_it_cannot_measure_are_refused(data, loss, patch, problem):
+    # a tester's: an MVTec model, the FM-AE (scored with an SSIM residual) and a 32 px model were taken
+    found = sd._unfit(_Model(patch), {"training": {"data": data, "settings": {"loss": loss}}})
+    assert (found is None) if problem is None else (problem in found)

@@ -429,7 +429,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
             })
             writer.writerow(rows[-1])
             csv_file.flush()
-    if not rows:  # nothing scored: no detections.csv that would only block the corrected run
+    if not rows and not earlier:  # nothing scored: no detections.csv of this run that would block the corrected one
         for name in (CSV_NAME, RUN_NAME):
             (out_dir / name).unlink(missing_ok=True)
         raise InputError("; ".join(f"{path}: {problem}" for path, problem in bad))

@@ -108,11 +108,45 @@ def synthetic_scores(model, crops, seed=SEED, kind="ssim", batch_size=50, **ssim
     }
 
 
+def _unfit(model, manifest):
+    """Why this measure does not apply to a stored model, or None: it measures NanoTWICE SSIM-AEs and L2-AEs (the
+    others' residuals are not a plain SSIM or L2) whose patch leaves room for a defect inside its :data:`MARGIN`."""
+    training = manifest.get("training") or {}
+    loss = (training.get("settings") or {}).get("loss")
+    if not str(training.get("data", "")).startswith("NanoTWICE"):
+        return f"trained on {training.get('data')!r}, not NanoTWICE: the defects are drawn into NanoTWICE crops"
+    if loss not in ("ssim", "l2"):
+        return f"a model of loss {loss!r}; the measure scores SSIM-AEs and L2-AEs by their own residual"
+    if model.patch_size <= 2 * MARGIN + 2 * BORDER:
+        return f"patches of {model.patch_size} px; the defects need at least {2 * MARGIN + 2 * BORDER + 1}"
+    return None
+
+
+def read_results(path):
+    """The results file at ``path`` (a new one where there is none); :class:`DatasetError` naming it when it is not
+    one this module wrote."""
+    path = Path(path)
+    if not path.exists():
+        return {"dataset": "NanoTWICE", "purpose": __doc__.split("\n")[0], "models": {}}
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{path}: not a results file of this measure ({getattr(error, 'strerror', None) or error})"
+                           ) from None
+    if not isinstance(results, dict) or not isinstance(results.get("models"), dict):
+        raise DatasetError(f"{path}: not a results file of this measure (expected a JSON object with \"models\")")
+    return results
+
+
 def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
     """:func:`synthetic_scores` of each stored NanoTWICE model at ``stems`` on ``n_crops`` validation crops of
     its patch size, with the residual, SSIM window and SSIM constants of its training, for each defect seed of
     ``seeds``: a dict by stem name of the means over the seeds (and ``pixel_auroc_by_seed``)."""
     loaded = {Path(stem): artifacts.load_model(stem) for stem in stems}  # a bad model named before any work
+    for stem, (model, manifest) in loaded.items():
+        problem = _unfit(model, manifest)
+        if problem:
+            raise ArtifactError(f"{stem}: {problem}")
     dataset = nanotwice.load_dataset(data_root)
     rows = {}
     for stem, (model, manifest) in loaded.items():
@@ -136,19 +170,17 @@ def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
 
 def main(argv=None):
     """``python -m ssimlib.experiments.synthetic_defects --models STEM ...``: see the module docstring."""
-    parser = OneLineParser(prog="python -m ssimlib.experiments.synthetic_defects",
-                                     description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="python -m ssimlib.experiments.synthetic_defects", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", required=True, help="stored models (their stems)")
     parser.add_argument("--data-root", help="NanoTWICE folder (default: $SSIMLIB_DATA/nanotwice or ../shared)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
+        results = read_results(args.results)  # a bad file named before the minutes of measuring
         rows = measure(args.models, args.data_root)
     except (ArtifactError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    results = json.loads(args.results.read_text()) if args.results.exists() else {
-        "dataset": "NanoTWICE", "purpose": __doc__.split("\n")[0], "models": {}}
     results["models"].update(rows)
     results.update(code_commit=artifacts.code_commit(), machine=run_environment())
     write_json(args.results, results)
