@@ -319,11 +319,6 @@ def _finished_rows(out_dir, run):
             if (out_dir / row["anomaly_map"]).exists() and (out_dir / row["overlay"]).exists()]
 
 
-def _at_or_below(path, top):
-    """Whether the absolute path ``path`` is ``top`` or lies below it."""
-    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
-
-
 def _remove_outputs(out_dir, rows):
     """Delete the map and overlay of each of ``rows`` (their image is gone, changed or unreadable): the folder then
     holds the maps its CSV lists, and no more.  Only files of a detections.csv's kind inside ``out_dir``."""
@@ -393,7 +388,7 @@ def _detect_into(out_dir, run, detector, files, names, bad):
     dropped = [row for row in earlier if row["anomaly_map"] not in finished]
     unlisted = [os.path.abspath(path) for path, _ in bad]  # inputs that could not be listed (a share out of reach?)
     _remove_outputs(out_dir, [row for row in dropped  # an image where its input was listed is gone or changed
-                              if not any(_at_or_below(os.path.abspath(row["path"]), top) for top in unlisted)])
+                              if not any(Path(os.path.abspath(row["path"])).is_relative_to(top) for top in unlisted)])
     if dropped or len(finished) < len(files):
         mark_report_stale(out_dir)
     write_json(out_dir / RUN_NAME, run)

@@ -45,7 +45,6 @@ MARGIN = 20  # px: a defect's centre lies at least this far from the crop's bord
 MASK_CHANGE = 0.02  # a pixel changed by more than this (grey values in [0, 1]) belongs to the defect
 BORDER = 8  # px: the AUROC counts the pixels at least this far inside the crop
 N_CROPS = 400  # validation crops, 100 of each kind
-SEED = 0
 SEEDS = (0, 1, 2)  # defect draws a measurement averages over (one draw varies by 0.02, a paired difference less)
 DEFAULT_RESULTS = REPO_ROOT / "results" / "nanotwice_synthetic_defects.json"
 
@@ -74,7 +73,7 @@ def _defect(crop, kind, rng):
     return profile * other + (1 - profile) * crop
 
 
-def add_defects(crops, seed=SEED):
+def add_defects(crops, seed=0):
     """``(defective, masks, kinds)``: ``crops`` ``(N, H, W, 1)`` with one defect each, the kinds of :data:`KINDS`
     in turn; ``masks`` ``(N, H, W)`` bool, the pixels changed by more than :data:`MASK_CHANGE`; ``kinds`` ``(N,)``."""
     rng = np.random.default_rng(seed)
@@ -85,26 +84,32 @@ def add_defects(crops, seed=SEED):
     return defective.astype(np.float32)[..., None], masks, kinds
 
 
-def synthetic_scores(model, crops, seed=SEED, kind="ssim", batch_size=50, **ssim):
+def synthetic_scores(model, crops, seeds=SEEDS, kind="ssim", batch_size=50, **ssim):
     """How well ``model`` (``predict`` of ``(N, p, p, 1)``) finds the defects of :func:`add_defects` in ``crops``
     with its ``kind`` residual (``"ssim"``, ``"l2"``; ``ssim``: ``window_size``, ``window``, ``constants`` of
-    :func:`ssimlib.inference.residual_map`): a dict of the pixel AUROC, the AUROC of each kind, and the mean
-    residual on defect pixels and on the defect-free crops (the same crops without defects)."""
-    defective, masks, kinds = add_defects(crops, seed)
+    :func:`ssimlib.inference.residual_map`), one draw of defects per seed of ``seeds``: a dict of the pixel AUROC
+    of each draw, and of each kind, and the mean residual on defect pixels, means over the draws, and on the
+    defect-free crops (the same crops without defects, mapped once)."""
 
     def maps(images):
         reconstructions = np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
-        return np.stack([residual_map(x, y, kind, **ssim) for x, y in zip(images, reconstructions)])
+        return np.stack([residual_map(x, y, kind, **ssim) for x, y in zip(images, reconstructions)])[inside]
 
     inside = np.s_[:, BORDER:-BORDER, BORDER:-BORDER]
-    found, clean = maps(defective)[inside], maps(np.asarray(crops, np.float32))[inside]
-    masks = masks[inside]
+    by_kind, by_seed, defect = {name: [] for name in KINDS}, [], []
+    for seed in seeds:
+        defective, masks, kinds = add_defects(crops, seed)
+        found, masks = maps(defective), masks[inside]
+        by_seed.append(roc_auc(found.ravel(), masks.ravel()))
+        for k, name in enumerate(KINDS):
+            by_kind[name].append(roc_auc(found[kinds == k].ravel(), masks[kinds == k].ravel()))
+        defect.append(float(found[masks].mean()))
     return {
-        "pixel_auroc": roc_auc(found.ravel(), masks.ravel()),
-        "pixel_auroc_by_kind": {name: roc_auc(found[kinds == k].ravel(), masks[kinds == k].ravel())
-                                for k, name in enumerate(KINDS)},
-        "defect_residual": float(found[masks].mean()),
-        "defect_free_residual": float(clean.mean()),
+        "pixel_auroc": float(np.mean(by_seed)),
+        "pixel_auroc_by_seed": by_seed,
+        "pixel_auroc_by_kind": {name: float(np.mean(values)) for name, values in by_kind.items()},
+        "defect_residual": float(np.mean(defect)),
+        "defect_free_residual": float(maps(np.asarray(crops, np.float32)).mean()),
     }
 
 
@@ -152,15 +157,11 @@ def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
     for stem, (model, manifest) in loaded.items():
         settings = manifest["training"]["settings"]
         crops = nanotwice.validation_patches(dataset, model.patch_size, n_crops)
-        kind = "l2" if settings["loss"] == "l2" else "ssim"
+        kind = settings["loss"]  # "ssim" or "l2" (_unfit): its residual is of its loss
         ssim = {"window_size": settings.get("window_size", 11), "window": settings.get("window", "uniform"),
                 "constants": settings.get("ssim_constants", STANDARD)}
-        by_seed = [synthetic_scores(model, crops, seed, kind, **ssim) for seed in seeds]
         rows[stem.name] = {
-            "pixel_auroc": float(np.mean([s["pixel_auroc"] for s in by_seed])),
-            "pixel_auroc_by_seed": [s["pixel_auroc"] for s in by_seed],
-            "pixel_auroc_by_kind": {k: float(np.mean([s["pixel_auroc_by_kind"][k] for s in by_seed])) for k in KINDS},
-            **{key: float(np.mean([s[key] for s in by_seed])) for key in ("defect_residual", "defect_free_residual")},
+            **synthetic_scores(model, crops, seeds, kind, **ssim),
             "residual": kind, "schedule": nanotwice.schedule_label(manifest), "crops": n_crops, "seeds": list(seeds),
         }
         log(f"{stem.name}: synthetic-defect pixel AUROC {rows[stem.name]['pixel_auroc']:.4f} ({kind} residual, "
