@@ -361,6 +361,15 @@ def test_another_seed_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkey
     assert capsys.readouterr().err == "error: --seed: the mvtec study does not take it\n"
 
 
+def test_other_models_results_and_figures_are_named_apart():
+    # notebook 02 on the batch-16 or a seed-1 model must not overwrite results/nanotwice_roc_comparison.json
+    from ssimlib.experiments import nanotwice
+
+    assert [nanotwice.fig6_run_suffix(crops, "fresh", seed, batch) for crops, seed, batch in
+            [("fresh", 0, 32), ("fresh", 1, 32), ("fresh", 0, 16), ("fixed", 0, 32), ("fixed", 2, 16)]] == [
+        "", "_seed1", "_batch16", "_fixed", "_fixed_seed2_batch16"]
+
+
 def test_another_batch_size_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
     # SMALL_BATCH_RULE adopted batch 16 for the next 200-epoch SSIM-AE: it must not continue the batch-32 one
     from ssimlib.experiments import nanotwice, studies

@@ -88,6 +88,16 @@ def fig6_model_name(method, crops="fixed", seed=FIG6_SCHEDULE["seed"], batch_siz
             + ("" if batch_size == FIG6_SCHEDULE["batch_size"] else f"-batch{batch_size}"))
 
 
+def fig6_run_suffix(crops, adopted_crops, seed=FIG6_SCHEDULE["seed"], batch_size=FIG6_SCHEDULE["batch_size"]):
+    """What tells notebook 02's results file and figures of other models from the committed ones: ``""`` for the
+    Fig. 6 models it evaluates by default (``adopted_crops``, the schedule's seed and batch size), else
+    ``"_seed1"``, ``"_batch16"``, ``"_fixed"``, ``"_fixed_seed1"`` ..."""
+    parts = (([] if crops == adopted_crops else [crops])
+             + ([] if seed == FIG6_SCHEDULE["seed"] else [f"seed{seed}"])
+             + ([] if batch_size == FIG6_SCHEDULE["batch_size"] else [f"batch{batch_size}"]))
+    return "".join(f"_{part}" for part in parts)
+
+
 def crops_of(manifest):
     """The crop protocol a stored model was trained under (``"fixed"`` where its settings name none)."""
     return manifest["training"]["settings"].get("crops", "fixed")
