@@ -15,7 +15,7 @@ still returns what it measured (seven files, flat, as the device tool fetches th
     ssim_ae-fresh-seed2.weights.h5, ssim_ae-fresh-seed2.json
                      the Fig. 6 SSIM-AE trained at the paper's schedule (ssimlib.experiments.nanotwice.FIG6_SCHEDULE)
                      with a third seed (--seed, default 2) under the crop protocol the campaign adopts
-                     (--crops; ssimlib.experiments.protocol.choose_protocol), its validation loss logged every
+                     (--crops; ssimlib.experiments.verdicts.choose_protocol), its validation loss logged every
                      epoch, for as many of its 200 epochs as the time left of --budget-seconds allows;
                      exported every 10 epochs and at the end with a manifest (ssimlib.artifacts) that names
                      the GPU (its "gpu" entry).  Named as the model store names it
@@ -69,7 +69,7 @@ import numpy as np  # noqa: E402
 
 from ssimlib import artifacts, parity  # noqa: E402
 from ssimlib.evaluate import write_json  # noqa: E402
-from ssimlib.experiments import nanotwice, protocol, studies  # noqa: E402
+from ssimlib.experiments import nanotwice, protocol, studies, verdicts  # noqa: E402
 from ssimlib.models import ConvAutoencoder  # noqa: E402
 from ssimlib.train import compile_autoencoder  # noqa: E402
 
@@ -192,7 +192,7 @@ def main(argv=None):
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
     args = parser.parse_args(argv)
     if args.crops is None:
-        args.crops, reason = protocol.choose_protocol(protocol.read_results())
+        args.crops, reason = verdicts.choose_protocol(protocol.read_results())
         print(f"crops: {args.crops} ({reason})", flush=True)
     start = time.perf_counter()
     out = args.out

@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 
 from ssimlib import artifacts
 from ssimlib.data import CropStream
-from ssimlib.experiments import nanotwice, protocol
+from ssimlib.experiments import nanotwice, protocol, verdicts
 from ssimlib.models import ConvAutoencoder
 from ssimlib.train import train
 
@@ -107,7 +107,7 @@ FIXED_AND_FRESH = (_run("fixed", 0, 0.150), _run("fixed", 1, 0.152), _run("fresh
       _run("fresh+flips+rot90", 0, 0.1395), _run("fresh+flips+rot90", 1, 0.1405)], "fixed"),
 ])
 def test_the_decision_rule_reads_validation_losses_against_the_seed_spread(runs, chosen):
-    assert protocol.choose_protocol({"runs": runs})[0] == chosen
+    assert verdicts.choose_protocol({"runs": runs})[0] == chosen
 
 
 def test_results_keep_one_entry_per_arm_and_budget(tmp_path):
@@ -135,7 +135,7 @@ def test_an_arm_of_another_batch_size_is_a_protocol_of_its_own(tmp_path):
     assert (protocol.arm_name("fresh", 0, 128) == "fresh-seed0-batch128"
             and protocol.arm_name("fresh", 0) == "fresh-seed0")
     # far below every arm of batch 32, yet the crop-protocol rule reads batch 32 only
-    assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _batch(_run("fixed", 2, 0.05), 128)]})[0] == "fresh"
+    assert verdicts.choose_protocol({"runs": [*FIXED_AND_FRESH, _batch(_run("fixed", 2, 0.05), 128)]})[0] == "fresh"
 
 
 def _table(runs):
@@ -152,8 +152,8 @@ def _table(runs):
 ])
 def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
     runs = [*FIXED_AND_FRESH, _batch(_run("fresh", 0, batch_loss), 128)]
-    assert protocol.choose_variant({"runs": runs}, "batch_size", 128)[0] == chosen
-    assert protocol.choose_variant({"runs": runs[:3] + runs[4:]},
+    assert verdicts.choose_variant({"runs": runs}, "batch_size", 128)[0] == chosen
+    assert verdicts.choose_variant({"runs": runs[:3] + runs[4:]},
                                    "batch_size", 128)[0] == 32  # one batch-32 seed: no verdict
     lines = _table(runs)
     # its row, its memorisation, its mean, its difference from fixed crops
@@ -169,14 +169,14 @@ def test_the_batch_rule_needs_a_margin_of_the_seed_range(batch_loss, chosen):
 def test_the_small_batch_rule_reads_the_batch_32_runs_at_the_same_adam_steps(batch16_loss, kept, more_than_steps):
     runs = [*FIXED_AND_FRESH, _batch(_run("fresh", 0, batch16_loss), 16), _batch(_run("fresh", 0, 0.10), 128)]
     curves = [[0.9] * 99 + [0.1257] + [0.05] * 100, [0.9] * 99 + [0.1273] + [0.05] * 100]  # epoch 100: 2x the steps
-    chosen, reason = protocol.small_batch_verdict({"runs": runs}, curves)
+    chosen, reason = verdicts.small_batch_verdict({"runs": runs}, curves)
     assert chosen == kept
     assert ("below them too" in reason) == more_than_steps and "0.1257, 0.1273" in reason
-    assert "reaches epoch 100" in protocol.small_batch_verdict({"runs": runs}, [[0.1] * 60])[1]
+    assert "reaches epoch 100" in verdicts.small_batch_verdict({"runs": runs}, [[0.1] * 60])[1]
     # by default the committed 200-epoch batch-32 SSIM-AEs' curves, whose epoch-100 losses the rule quotes
-    assert protocol.small_batch_verdict({"runs": runs})[1] == reason
+    assert verdicts.small_batch_verdict({"runs": runs})[1] == reason
     assert "0.1257 and 0.1273" in protocol.SMALL_BATCH_RULE
-    assert protocol.small_batch_verdict({"runs": runs[:4]}, curves)[0] == 32  # no arm of batch 16 yet
+    assert verdicts.small_batch_verdict({"runs": runs[:4]}, curves)[0] == 32  # no arm of batch 16 yet
     assert protocol.arm_name(*protocol.Arm("fresh", 0, batch_size=16)) == "fresh-seed0-batch16"
 
 
@@ -191,27 +191,27 @@ def _decay(run, decay):
 ])
 def test_an_arm_of_another_weight_decay_reading_is_judged_by_its_own_rule(tmp_path, decay_loss, chosen):
     runs = [*FIXED_AND_FRESH, _decay(_run("fresh", 0, decay_loss), "lr"), _batch(_run("fresh", 0, 0.10), 128)]
-    assert protocol.choose_variant({"runs": runs},
+    assert verdicts.choose_variant({"runs": runs},
                                    "decay", "lr")[0] == chosen  # the batch-128 arm's 0.10 is not this rule's
-    assert protocol.choose_variant({"runs": runs[1:4]},
+    assert verdicts.choose_variant({"runs": runs[1:4]},
                                    "decay", "lr")[0] == "decoupled"  # no verdict without two plain seeds
-    assert protocol.choose_variant({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]},
+    assert verdicts.choose_variant({"runs": [*FIXED_AND_FRESH, _decay(_run("fresh", 0, 0.10), "lr")]},
                                    "batch_size", 128)[0] == 32
-    assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, _decay(_run("fixed", 2, 0.05), "lr")]})[0] == "fresh"
+    assert verdicts.choose_protocol({"runs": [*FIXED_AND_FRESH, _decay(_run("fixed", 2, 0.05), "lr")]})[0] == "fresh"
     assert protocol.arm_name("fresh", 0, 32, "lr") == "fresh-seed0-lrdecay"
     assert protocol.arm_name(*protocol.Arm("fresh", 0, output="sigmoid")) == "fresh-seed0-sigmoid"
     sigmoid = {**_run("fresh", 0, decay_loss), "budget": {"output": "sigmoid"}}
-    assert protocol.choose_variant({"runs": [*runs, sigmoid]}, "output", "sigmoid")[0] == (
+    assert verdicts.choose_variant({"runs": [*runs, sigmoid]}, "output", "sigmoid")[0] == (
         "sigmoid" if chosen == "lr" else "linear")
-    assert protocol.choose_variant({"runs": [*runs[:4], sigmoid]},
+    assert verdicts.choose_variant({"runs": [*runs[:4], sigmoid]},
                                    "decay", "lr")[0] == "decoupled"  # not the decay rule's arm
     l2 = {**_run("fresh", 0, decay_loss), "budget": {"decay": "l2"}}  # DECAY_RULE's second reading
-    assert protocol.choose_variant({"runs": [*runs[:4], l2]}, "decay", "l2")[0] == (
+    assert verdicts.choose_variant({"runs": [*runs[:4], l2]}, "decay", "l2")[0] == (
         "l2" if chosen == "lr" else "decoupled")
-    assert protocol.choose_variant({"runs": [*runs[:4], l2]}, "decay", "lr")[0] == "decoupled"
+    assert verdicts.choose_variant({"runs": [*runs[:4], l2]}, "decay", "lr")[0] == "decoupled"
     for setting, value in (("decay", "sigmoid"), ("output", "linear"), ("crops", "fresh")):
         with pytest.raises(ValueError, match=f"got {setting}={value!r}"):
-            protocol.choose_variant({"runs": runs}, setting, value)
+            verdicts.choose_variant({"runs": runs}, setting, value)
     path = tmp_path / "protocol.json"
     for run in runs:
         results = protocol.add_result(path, run)
@@ -283,10 +283,10 @@ def test_the_constants_rule_asks_for_all_three_test_scores_above_the_fresh_seeds
              for s, a, b, c in ((0, 0.927, 0.80, 0.75), (1, 0.930, 0.81, 0.76))]
     literal = {**_run("fresh", 0, 0.05), "budget": {"ssim_constants": "literal"},
                **dict(zip(("pixel_auroc", "au_pro_0_3", "median_region_overlap_fpr_0_05"), scores))}
-    verdict, reason = protocol.constants_verdict({"runs": [*FIXED_AND_FRESH[:2], *plain, literal]})
+    verdict, reason = verdicts.constants_verdict({"runs": [*FIXED_AND_FRESH[:2], *plain, literal]})
     assert verdict is above and "pixel AUROC" in reason and "0.927-0.930" in reason
-    assert protocol.constants_verdict({"runs": plain})[0] is None
-    assert protocol.choose_protocol({"runs": [*FIXED_AND_FRESH, literal]})[0] == "fresh"  # 0.05 is another loss
+    assert verdicts.constants_verdict({"runs": plain})[0] is None
+    assert verdicts.choose_protocol({"runs": [*FIXED_AND_FRESH, literal]})[0] == "fresh"  # 0.05 is another loss
     memo = {"memorisation": {"training_crops": 0.1, "validation_crops": 0.1, "defect_free_test_crops": 0.1}}
     runs = [{**run, **memo, "pixel_auroc": 0.9, "au_pro_0_3": 0.8, "median_region_overlap_fpr_0_05": 0.7}
             for run in FIXED_AND_FRESH[:2]] + [{**run, **memo} for run in (*plain, literal)]
@@ -478,3 +478,33 @@ def test_the_fig6_models_of_a_protocol_replace_the_fixed_crop_ones_once_finished
                              "epochs_done": 2}}
     last_epoch = nanotwice.own_training_crops(dataset, manifest, 4)
     np.testing.assert_array_equal(last_epoch, CropStream(IMAGES, 6, 32, seed=0).crops(1)[:4])
+
+
+def _manifest(val_loss, epochs_done=200, sha="a" * 64):
+    return {"sha256": sha, "training": {"epochs_done": epochs_done, "schedule_epochs": 200,
+                                        "val_loss": [0.5] * (epochs_done - 1) + [val_loss]}}
+
+
+@pytest.mark.parametrize("loss16, auroc16, chosen", [
+    (0.0900, 0.7600, "ssim_ae-fresh-batch16"),  # below 0.0970 (0.0996 less the range 0.0026), above 0.7539
+    (0.0975, 0.7600, "ssim_ae-fresh"),  # below both seeds, but not by more than their range
+    (0.0900, 0.7535, "ssim_ae-fresh"),  # above both seeds' AUROC, but not by more than 0.004
+])
+def test_the_batch16_verdict_needs_both_the_loss_and_the_synthetic_defects(loss16, auroc16, chosen):
+    manifests = {"ssim_ae-fresh": _manifest(0.0996), "ssim_ae-fresh-seed1": _manifest(0.1022),
+                 "ssim_ae-fresh-batch16": _manifest(loss16, sha="b" * 64)}
+    synthetic = {"models": {"ssim_ae-fresh": {"pixel_auroc": 0.7499}, "ssim_ae-fresh-seed1": {"pixel_auroc": 0.7495},
+                            "ssim_ae-fresh-batch16": {"pixel_auroc": auroc16, "weights_sha256": "b" * 64}}}
+    assert verdicts.fig6_batch16_verdict(manifests, synthetic)[0] == chosen
+
+
+def test_no_batch16_verdict_before_the_model_has_finished_and_been_measured():
+    manifests = {"ssim_ae-fresh": _manifest(0.0996), "ssim_ae-fresh-seed1": _manifest(0.1022),
+                 "ssim_ae-fresh-batch16": _manifest(0.09, epochs_done=70, sha="b" * 64)}
+    measured = {"models": {"ssim_ae-fresh-batch16": {"pixel_auroc": 0.9, "weights_sha256": "b" * 64}}}
+    assert verdicts.fig6_batch16_verdict(manifests, measured) == (
+        None, "no verdict yet: ssim_ae-fresh-batch16 has trained 70 of its 200 epochs")
+    manifests["ssim_ae-fresh-batch16"] = _manifest(0.09, sha="c" * 64)  # finished, but measured at epoch 70
+    chosen, reason = verdicts.fig6_batch16_verdict(manifests, measured)
+    assert chosen is None and "synthetic-defect measure of the finished ssim_ae-fresh-batch16 is missing" in reason
+    assert verdicts.fig6_batch16_verdict(manifests, {"models": {}})[0] is None

@@ -66,6 +66,15 @@ def test_the_command_names_a_model_it_cannot_load_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
+def test_two_models_of_one_name_are_refused_before_any_work(tmp_path, capsys):
+    # the results keep a row per name: the second model would silently replace the first
+    stems = [str(tmp_path / "a" / "ssim_ae"), str(tmp_path / "b" / "ssim_ae"), str(tmp_path / "l2_ae")]
+    assert sd.main(["--models", *stems, "--results", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err == ("error: --models: more than one model named ssim_ae; the results keep one row "
+                                       "per name: give each model a name of its own\n")
+    assert not (tmp_path / "r.json").exists()
+
+
 @pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"a": 1}', '{"models": [1]}', None])
 def test_a_results_file_it_did_not_write_is_named_before_any_measuring(tmp_path, capsys, content):
     # a tester's: read only after minutes of measuring, then a traceback, every row lost

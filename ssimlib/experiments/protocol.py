@@ -24,11 +24,11 @@ or on a machine without it from its export in ``models/protocol/<arm>`` (written
 every 10 epochs, as every study's models are; Adam restarts there, and the entry
 lists the epoch).  An arm in the results file is never retrained; its finished
 weights need not be kept (only the results are committed).  The rules that judge the arms live in
-:mod:`ssimlib.experiments.protocol_rules`, each written before its arms were trained: ``DECISION_RULE`` (fixed or
-fresh crops; :func:`choose_protocol` applies it, reading validation losses only, never a test image, of the arms at
-the campaign's budget and batch size); ``BATCH_RULE`` and ``SMALL_BATCH_RULE`` for an arm of another batch size
-(the paper does not state its own; a protocol of its own in the table, ``"fresh, batch 128"``;
-:func:`choose_variant`, :func:`small_batch_verdict`), ``DECAY_RULE`` for another reading of the weight decay
+:mod:`ssimlib.experiments.protocol_rules`, each written before its arms were trained, and
+:mod:`ssimlib.experiments.verdicts` applies them: ``DECISION_RULE`` (fixed or fresh crops; ``choose_protocol``,
+reading validation losses only, never a test image, of the arms at the campaign's budget and batch size);
+``BATCH_RULE`` and ``SMALL_BATCH_RULE`` for an arm of another batch size (the paper does not state its own; a
+protocol of its own in the table, ``"fresh, batch 128"``), ``DECAY_RULE`` for another reading of the weight decay
 (``"fresh, lr decay"``, ``"fresh, L2 decay"``), ``OUTPUT_RULE`` for a sigmoid output, and ``CONSTANTS_RULE`` for
 the SSIM constants of the paper's text taken literally (in the training loss and the anomaly maps: another loss,
 whose validation loss compares with no other arm's, so a reading of the paper reported beside the others, adopted
@@ -44,7 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ssimlib import artifacts
-from ssimlib.architecture import LINEAR, OUTPUTS
+from ssimlib.architecture import LINEAR
 from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.protocol_rules import (
@@ -55,7 +55,7 @@ from ssimlib.metrics import region_overlap_quantiles
 from ssimlib.ssim import STANDARD
 from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir, train_into_store
-from ssimlib.train import DECAY, DECAYS, compile_autoencoder, mean_loss, training_settings
+from ssimlib.train import DECAY, compile_autoencoder, mean_loss, training_settings
 
 BATCH = TABLE2_BUDGET["batch_size"]  # the campaign's batch size (32), the Fig. 6 models'
 
@@ -176,123 +176,6 @@ def memorisation(model, training_crops, validation, test_patches, batch_size=32)
         "validation_crops": mean_loss(model, validation, batch_size),
         "defect_free_test_crops": mean_loss(model, test_patches, batch_size),
     }
-
-
-def choose_protocol(results, epochs=TABLE2_BUDGET["epochs"]):
-    """Apply :data:`DECISION_RULE` to the runs of ``epochs`` epochs: ``(protocol, reason)``.
-
-    Reads each run's ``val_loss`` only, of the runs at the campaign's batch size, weight-decay reading and output
-    (:func:`choose_variant` judges the others).  ``protocol`` is ``"fixed"`` unless another protocol wins against
-    fixed crops by more than the seed spread.
-    """
-    by_protocol = {}
-    for run in results["runs"]:
-        if run["epochs"] == epochs and is_plain(run):
-            by_protocol.setdefault(run["crops"], []).append(run["val_loss"][-1])
-    if "fixed" not in by_protocol:
-        return "fixed", "no fixed-crop runs to compare with"
-    means = {p: float(np.mean(v)) for p, v in by_protocol.items()}
-    spread = {p: float(np.ptp(v)) for p, v in by_protocol.items()}
-
-    def margin(worse, better):  # how far ``better`` lies below ``worse`` beyond the larger seed range
-        return means[worse] - means[better] - max(spread[worse], spread[better])
-
-    one_seed = [p for p in by_protocol if p != "fixed" and len(by_protocol[p]) < 2]
-    aside = f"; {', '.join(one_seed)}: one seed, not compared" if one_seed else ""
-    margins = {p: margin("fixed", p) for p in by_protocol if p != "fixed" and p not in one_seed}
-    qualifying = [p for p in nanotwice.CROP_PROTOCOLS if margins.get(p, 0) > 0]  # simplest first
-    if not qualifying:
-        return "fixed", f"no protocol lies below fixed crops ({means['fixed']:.4f}) by more than the seed spread{aside}"
-    best = min(qualifying, key=means.get)
-    if all(margin(p, best) > 0 for p in qualifying if p != best):
-        chosen, how = best, "the lowest"
-    else:
-        chosen, how = qualifying[0], f"the simplest of {', '.join(qualifying)}, which lie within their seed spread"
-    return chosen, (f"{chosen}: validation loss {means[chosen]:.4f}, {how}, below fixed crops' {means['fixed']:.4f} "
-                    f"by {margins[chosen]:.4f} more than the seed spread{aside}")
-
-
-def _against_fresh(results, epochs, label):
-    """``(whether, reason)``: whether the arms of protocol ``"fresh, <label>"`` (:func:`protocol_of`) lie below both
-    plain fresh-crop seeds' validation loss by more than those seeds' range (:data:`BATCH_RULE`, :data:`DECAY_RULE`,
-    :data:`OUTPUT_RULE`); None where the arms are missing."""
-    fresh = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"]
-    plain = [r["val_loss"][-1] for r in fresh if is_plain(r)]
-    other = [r["val_loss"][-1] for r in fresh if protocol_of(r) == f"fresh, {label}"]
-    if len(plain) < 2 or not other:
-        return None, f"no verdict yet: needs two plain fresh-crop seeds and one arm of {label}"
-    below = min(other) < min(plain) - float(np.ptp(plain))
-    return below, (f"{label}: validation loss {min(other):.4f}, {'below' if below else 'not below'} the plain "
-                   f"fresh-crop arms' lower seed {min(plain):.4f} less their range {np.ptp(plain):.4f}")
-
-
-# What the rules beside DECISION_RULE keep where an arm does not win (BATCH_RULE, DECAY_RULE, OUTPUT_RULE), and the
-# values an arm of each setting may take.
-KEPT = {"batch_size": BATCH, "decay": DECAY, "output": LINEAR}
-VALUES = {"decay": DECAYS, "output": OUTPUTS}
-
-
-def choose_variant(results, setting, value, epochs=TABLE2_BUDGET["epochs"]):
-    """Apply the rule of ``setting`` (``"batch_size"``: :data:`BATCH_RULE`, ``"decay"``: :data:`DECAY_RULE`,
-    ``"output"``: :data:`OUTPUT_RULE`) to the fresh-crop arm with ``setting = value``: ``(the value to keep,
-    reason)``; reads ``val_loss`` only.  ``choose_variant(results, "decay", "lr")`` is ``("decoupled", "lr decay:
-    ...")`` unless the arm of Keras 2's learning-rate decay wins."""
-    if setting not in KEPT or value == KEPT[setting] or value not in VALUES.get(setting, (value,)):
-        raise ValueError(f"expected a setting of {', '.join(KEPT)} and a value other than the campaign's, got "
-                         f"{setting}={value!r}")
-    arm = protocol_of({"crops": "fresh", "budget": {setting: value}})
-    below, reason = _against_fresh(results, epochs, arm.removeprefix("fresh, "))
-    return (value if below else KEPT[setting]), reason
-
-
-# The 200-epoch batch-32 SSIM-AEs on fresh crops (seeds 0 and 1), whose validation curves SMALL_BATCH_RULE reads.
-FIG6_FRESH_SSIM_AES = ("ssim_ae-fresh", "ssim_ae-fresh-seed1")
-
-
-def small_batch_verdict(results, references=None, epochs=TABLE2_BUDGET["epochs"], batch_size=16):
-    """``(batch size to keep, reason)`` of :data:`SMALL_BATCH_RULE`: :func:`choose_variant` for the arm of
-    ``batch_size``, and in the reason whether its last validation loss also lies below every curve of
-    ``references`` (per-epoch validation losses; default: those of :data:`FIG6_FRESH_SSIM_AES` in the committed
-    ``models/nanotwice``) at the epoch with as many Adam steps (``epochs * 32 / batch_size``):
-    whether a win is more than more steps.  Reads ``val_loss`` only."""
-    kept, reason = choose_variant(results, "batch_size", batch_size, epochs)
-    arm = [r["val_loss"][-1] for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"
-           and protocol_of(r) == f"fresh, batch {batch_size}"]
-    if not arm:
-        return kept, reason
-    same_steps = epochs * BATCH // batch_size
-    if references is None:
-        references = [artifacts.read_manifest(artifacts.study_model("nanotwice", name))["training"]["val_loss"]
-                      for name in FIG6_FRESH_SSIM_AES]
-    matched = [curve[same_steps - 1] for curve in references if len(curve) >= same_steps]
-    if not matched:
-        return kept, f"{reason}; no batch-{BATCH} curve reaches epoch {same_steps} (the same Adam steps)"
-    below = min(arm) < min(matched)
-    return kept, (f"{reason}; the batch-{BATCH} runs at the same Adam steps (epoch {same_steps}): "
-                  f"{', '.join(f'{v:.4f}' for v in matched)}, "
-                  + ("below them too: more than more steps" if below else "not below them: no more than more steps"))
-
-
-def constants_verdict(results, epochs=TABLE2_BUDGET["epochs"]):
-    """``(whether, reason)`` of :data:`CONSTANTS_RULE`: whether the arm of literal SSIM constants scores above both
-    plain fresh-crop seeds on the test images by more than their range in pixel AUROC, AU-PRO@0.3 and median
-    overlap alike (then a defect-free measure is to be written before a 200-epoch model of it); None where the
-    arms are missing.  Reads test scores: it adopts nothing."""
-    fresh = [r for r in results["runs"] if r["epochs"] == epochs and r["crops"] == "fresh"]
-    plain = [r for r in fresh if is_plain(r)]
-    literal = [r for r in fresh if protocol_of(r) == f"fresh, {VARIANT_LABELS['literal']}"]
-    if len(plain) < 2 or not literal:
-        return None, "no verdict yet: needs two plain fresh-crop seeds and the arm of literal SSIM constants"
-    parts, above = [], True
-    for key, label in MEASURES[1:]:
-        values = [r[key] for r in plain]
-        bar = max(values) + float(np.ptp(values))
-        above &= literal[0][key] > bar
-        parts.append(f"{label} {literal[0][key]:.3f} against {min(values):.3f}-{max(values):.3f}")
-    return above, (f"literal SSIM constants: {', '.join(parts)} (the plain fresh-crop seeds); "
-                   + ("above them by more than their range in all three: a defect-free measure comparing the two "
-                      "losses is to be written before a 200-epoch model" if above else
-                      "not above them by more than their range in all three: the standard constants stay"))
 
 
 def train_arm(dataset, crops, seed, budget, validation, models_root=None, cache=None, log=print, name=None):

@@ -1,9 +1,8 @@
 """The crop-protocol campaign's rules, each written down before the arms it judges were trained or evaluated.
 
-:mod:`ssimlib.experiments.protocol` applies them (``choose_protocol``, ``choose_variant``, ``constants_verdict``,
-``small_batch_verdict``) and records them in its results file; ``FIG6_BATCH16_RULE`` waits for the model it judges
-(its verdict is to be written when the model has finished). A rule is amended only with a dated comment saying
-why and before which arm.
+:mod:`ssimlib.experiments.verdicts` applies them (``choose_protocol``, ``choose_variant``, ``small_batch_verdict``,
+``constants_verdict``, ``fig6_batch16_verdict``) and :mod:`ssimlib.experiments.protocol` records them in its results
+file. A rule is amended only with a dated comment saying why and before which arm.
 """
 
 # Written down on 2026-12-04, before any arm of this campaign had been evaluated on a test image.

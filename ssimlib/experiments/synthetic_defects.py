@@ -147,6 +147,11 @@ def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
     """:func:`synthetic_scores` of each stored NanoTWICE model at ``stems`` on ``n_crops`` validation crops of
     its patch size, with the residual, SSIM window and SSIM constants of its training, for each defect seed of
     ``seeds``: a dict by stem name of the means over the seeds (and ``pixel_auroc_by_seed``)."""
+    names = [Path(stem).name for stem in stems]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # a row of the results file per name: one would overwrite the other
+        raise ArtifactError(f"--models: more than one model named {', '.join(twice)}; the results keep one row per "
+                            "name: give each model a name of its own")
     loaded = {Path(stem): artifacts.load_model(stem) for stem in stems}  # a bad model named before any work
     for stem, (model, manifest) in loaded.items():
         problem = _unfit(model, manifest)
@@ -163,6 +168,7 @@ def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
         rows[stem.name] = {
             **synthetic_scores(model, crops, seeds, kind, **ssim),
             "residual": kind, "schedule": nanotwice.schedule_label(manifest), "crops": n_crops, "seeds": list(seeds),
+            "weights_sha256": manifest["sha256"],
         }
         log(f"{stem.name}: synthetic-defect pixel AUROC {rows[stem.name]['pixel_auroc']:.4f} ({kind} residual, "
             f"mean of defect seeds {', '.join(map(str, seeds))})")
