@@ -1,5 +1,8 @@
 """The synthetic-defect measure (ssimlib.experiments.synthetic_defects) against references it cannot fake."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -64,6 +67,14 @@ def test_the_command_names_a_model_it_cannot_load_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.json'}: no such model manifest (train the model " \
                                       "first, see README)\n"
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_command_line_says_one_line_without_the_backend_s_start_up_log(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "ssimlib", "synthetic-defects", "--models", str(tmp_path / "nope"),
+                          "--results", str(tmp_path / "r.json")], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr == (f"error: {tmp_path / 'nope.json'}: no such model manifest (train the model first, "
+                          "see README)\n")
 
 
 def test_two_models_of_one_name_are_refused_before_any_work(tmp_path, capsys):

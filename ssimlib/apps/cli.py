@@ -6,6 +6,8 @@
 ``python -m ssimlib refresh-ci [NAME ...]``      re-execute the nbval reference copies in tests/notebooks
 ``python -m ssimlib batch --data-root ROOT ...``  notebook 04 for many MVTec AD categories (see ssimlib.apps.batch)
 ``python -m ssimlib train-study nanotwice [--models SSIM-AE ...]``  train the study's models into models/ (hours)
+``python -m ssimlib synthetic-defects --models STEM ...``  the synthetic-defect measure of stored NanoTWICE models
+                                                 (see ssimlib.experiments.synthetic_defects)
 ``python -m ssimlib train DATA --out MODEL``     train on a folder of your own defect-free images
                                                  (see ssimlib.apps.own_images)
 ``python -m ssimlib detect MODEL IMAGE_OR_FOLDER... --out DIR [--report]``  anomaly maps, overlays and a CSV
@@ -114,6 +116,11 @@ def _command(argv):
         from ssimlib.experiments.studies import main as studies_main
 
         return studies_main(argv[1:])
+    if argv[:1] == ["synthetic-defects"]:
+        load_keras_quietly()
+        from ssimlib.experiments.synthetic_defects import main as synthetic_main
+
+        return synthetic_main(argv[1:])
     parser = OneLineParser(prog="ssimlib", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p_demo = commands.add_parser("demo", help=demo.__doc__.splitlines()[0])
@@ -135,6 +142,8 @@ def _command(argv):
     commands.add_parser("batch", help="run 04_mvtec_category for many MVTec AD categories "
                                       "(python -m ssimlib.apps.batch --help)")
     commands.add_parser("train-study", help="train the study's models into models/ (python -m ssimlib train-study -h)")
+    commands.add_parser("synthetic-defects", help="the synthetic-defect measure of stored NanoTWICE models "
+                                                  "(python -m ssimlib synthetic-defects -h)")
     p_train = commands.add_parser("train", help="train on a folder of your own defect-free images")
     p_train.add_argument("data", help="folder of defect-free images, or an MVTec AD-style category (uses train/good)")
     p_train.add_argument("--out", required=True, help="model path without suffix: writes OUT.weights.h5 and OUT.json")

@@ -18,7 +18,7 @@ least :data:`BORDER` px inside the crop (the SSIM window's reflected border is u
 A measurement is the mean over three draws of defects (:data:`SEEDS`): one draw moves the AUROC by about 0.02,
 the difference between two models on the same draws far less.
 
-``python -m ssimlib.experiments.synthetic_defects --models STEM [STEM ...] [--results FILE]`` measures stored
+``python -m ssimlib synthetic-defects --models STEM [STEM ...] [--results FILE]`` measures stored
 models and adds them to ``results/nanotwice_synthetic_defects.json``.
 """
 
@@ -176,8 +176,8 @@ def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
 
 
 def main(argv=None):
-    """``python -m ssimlib.experiments.synthetic_defects --models STEM ...``: see the module docstring."""
-    parser = OneLineParser(prog="python -m ssimlib.experiments.synthetic_defects", description=__doc__.split("\n")[0])
+    """``python -m ssimlib synthetic-defects --models STEM ...``: see the module docstring."""
+    parser = OneLineParser(prog="python -m ssimlib synthetic-defects", description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", required=True, help="stored models (their stems)")
     parser.add_argument("--data-root", help="NanoTWICE folder (default: $SSIMLIB_DATA/nanotwice or ../shared)")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file (default: %(default)s)")
@@ -193,6 +193,3 @@ def main(argv=None):
     write_json(args.results, results)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -166,7 +166,7 @@ def fig6_batch16_verdict(manifests=None, synthetic=None):
     measured = synthetic["models"].get(FIG6_BATCH16, {})
     if measured.get("weights_sha256") != manifests[FIG6_BATCH16]["sha256"]:
         return None, (f"no verdict yet: the synthetic-defect measure of the finished {FIG6_BATCH16} is missing "
-                      f"(python -m ssimlib.experiments.synthetic_defects --models models/nanotwice/{FIG6_BATCH16})")
+                      f"(python -m ssimlib synthetic-defects --models models/nanotwice/{FIG6_BATCH16})")
     loss = {name: manifests[name]["training"]["val_loss"][-1] for name in names}
     auroc = {name: synthetic["models"][name]["pixel_auroc"] for name in names}
     losses32 = [loss[name] for name in FIG6_FRESH_SSIM_AES]
