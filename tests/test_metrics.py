@@ -13,6 +13,7 @@ from ssimlib.metrics import (
     pixel_auroc,
     pixel_roc,
     pro_curve,
+    region_core_and_rim_overlaps,
     region_overlap_quantiles,
     roc_auc,
 )
@@ -249,6 +250,22 @@ def test_region_overlap_quantiles_by_hand():
     np.testing.assert_allclose(quantiles, expected)
     single = region_overlap_quantiles([score], [mask], 0.05, q=(0.0, 1.0))
     np.testing.assert_allclose(single, [0.5, 1.0])
+
+
+def test_core_and_rim_overlaps_by_hand():
+    # Every defect-free pixel scores 0: threshold 0, so a pixel counts when it scores above 0.
+    # A: a 10x10 square; its core after 3 erosions is the 4x4 middle, its rim the other 84 px; the core and the
+    #    rim's top 3 rows (30 px) score 1. C: a 7x7 square, core its centre pixel, which alone scores 1.
+    # B: 2 px thin, no core: left out.
+    score, mask = np.zeros((30, 30)), np.zeros((30, 30), bool)
+    mask[5:15, 5:15] = True
+    score[8:12, 8:12] = score[5:8, 5:15] = 1
+    mask[17:24, 20:27] = True
+    score[20, 23] = 1
+    mask[26:28, 0:15] = True
+    cores, rims = region_core_and_rim_overlaps([score], [mask], 0.05)
+    np.testing.assert_allclose(cores, [1, 1])
+    np.testing.assert_allclose(rims, [30 / 84, 0])
 
 
 def test_a_mask_that_is_all_defect_adds_no_warning_to_the_pro_curve():
