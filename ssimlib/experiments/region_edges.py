@@ -1,5 +1,7 @@
-"""How bright the defect regions' rims are in the images: whether a region's outline, where the maps lose most of
-their overlap (:func:`ssimlib.metrics.region_core_and_rim_overlaps`), is defect or a generous hand-drawn margin."""
+"""How the defect regions stand out from the texture around them, in the images and in their reconstructions:
+whether a region's rim, where the maps lose most of their overlap
+(:func:`ssimlib.metrics.region_core_and_rim_overlaps`), is defect or a generous hand-drawn margin, and how much of a
+defect the autoencoder reconstructs."""
 
 import numpy as np
 from scipy import ndimage
@@ -7,16 +9,17 @@ from scipy import ndimage
 from ssimlib.thresholds import label_regions, validate_maps
 
 
-def rim_contrast(images, masks, rim=3, gap=10, reach=15):
-    """Per defect region with a core (as :func:`ssimlib.metrics.region_core_and_rim_overlaps` splits it), the
-    rim's contrast as a share of the core's: ``(rim - background) / (core - background)`` of their mean gray values
-    (the mean over channels), where the background is the pixels within ``reach`` px of the region and more than
-    ``gap`` px from any defect pixel of its image.  1: the rim is as bright as the core; 0: as the background.
-    ``images`` ``[(H, W, C), ...]``; returns an array ``(n_regions_with_a_core,)`` (NaN where a region has no
-    background within reach, or no contrast)."""
+def region_contrasts(images, masks, rim=3, gap=10, reach=15):
+    """Per defect region with a core (as :func:`ssimlib.metrics.region_core_and_rim_overlaps` splits it), the mean
+    gray value (the mean over channels) of its core and of its rim less that of its background: the pixels within
+    ``reach`` px of the region and more than ``gap`` px from any defect pixel of its image.
+
+    ``images`` ``[(H, W, C), ...]`` (test images, or their reconstructions: the regions and background are the
+    masks', so the rows of both match); returns an array ``(n_regions_with_a_core, 2)`` of (core, rim) contrasts,
+    NaN where a region has no background within reach."""
     grays = [np.asarray(image, np.float64).mean(axis=-1) for image in images]
     grays, masks = validate_maps(grays, masks)
-    shares = []
+    rows = []
     for gray, mask in zip(grays, masks):
         labels, n = label_regions(mask)
         clear = ~ndimage.binary_dilation(mask, iterations=gap)
@@ -27,6 +30,5 @@ def rim_contrast(images, masks, rim=3, gap=10, reach=15):
                 continue
             background = ndimage.binary_dilation(region, iterations=reach) & clear
             level = gray[background].mean() if background.any() else np.nan
-            contrast = gray[core].mean() - level
-            shares.append((gray[region & ~core].mean() - level) / contrast if contrast else np.nan)
-    return np.array(shares)
+            rows.append((gray[core].mean() - level, gray[region & ~core].mean() - level))
+    return np.array(rows).reshape(-1, 2)
