@@ -32,6 +32,9 @@ FLOAT_SLACK = 1e-3  # float pixel values this far outside [0, 1] are clipped (ro
 LABEL_LEVELS = 8  # a mask of 0 and at most 7 other gray values is a label image: every value but 0 marks a defect
 MOSTLY_DEFECT = 0.5  # a mask marking more of its image than this is warned of (inverted?)
 PAINT_SPREAD = 2 / 255  # the gray values of a mask's paint spread at most this far: paint of one colour
+MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
+NO_MASK_EXTREMES = 0.5  # a "mask" with fewer of its pixels there (photographs 0.05-0.6, soft-edged masks 0.75 and
+NO_MASK_MIDDLE = 0.15  # more) and more than this share in the middle third of its range (photographs 0.2-0.5) is none
 
 
 def is_image_file(path):
@@ -202,6 +205,37 @@ def is_lossy(path):
     return Path(path).suffix.lower() in JPEG_SUFFIXES
 
 
+def extremes_share(values):
+    """The share of the gray ``values`` that lie within a tenth of their range of the darkest or the brightest: at
+    least :data:`MASK_EXTREMES` in a mask, soft edges and all; far less in a photograph."""
+    low, high = float(values.min()), float(values.max())
+    near = 0.1 * (high - low)
+    return float(np.mean((values <= low + near) | (values >= high - near)))
+
+
+def _no_mask(values, image_path=None):
+    """Why the gray ``values`` (of many levels) of a mask file are no mask's, or None: a photograph's spread, fewer
+    than :data:`NO_MASK_EXTREMES` of them near their darkest or brightest (:func:`extremes_share`) and more than
+    :data:`NO_MASK_MIDDLE` in the middle third of their range (soft edges are a mask's few pixels there); or, short
+    of :data:`MASK_EXTREMES`, values that follow those of the image at ``image_path`` (correlation above 0.9: a copy
+    of it, an overlay on it, where most of it lies dark, as an object photographed on black)."""
+    share = extremes_share(values)
+    low, high = float(values.min()), float(values.max())
+    middle = float(np.mean((values > low + (high - low) / 3) & (values < high - (high - low) / 3)))
+    if share < NO_MASK_EXTREMES and middle > NO_MASK_MIDDLE:
+        return f"{middle:.0%} of its pixels in the middle third of its range, as in a photograph"
+    if share < MASK_EXTREMES and image_path is not None:
+        try:
+            image = read_image(image_path, gray=True, warn_dim=False)[..., 0]
+        except DatasetError:  # named where the image itself is read
+            return None
+        if image.shape == values.shape and image.std() > 0 and values.std() > 0:
+            correlation = np.corrcoef(values.ravel(), image.ravel())[0, 1]
+            if correlation > 0.9:
+                return f"they follow its image's, correlation {correlation:.2f}"
+    return None
+
+
 def mask_values(path):
     """The gray values ``(H, W)`` in ``[0, 1]`` of the mask file at ``path``: its brightest channel (a defect painted
     red on black, soft edges and all, marks as one painted white; a gray mask's value), and where its alpha
@@ -225,7 +259,8 @@ def read_mask(path, shape=None, image_path=None):
     :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
     error), where given; warns of a label image with values on both sides of half and of a mostly-defect mask;
     refuses a mask of soft edges or a JPEG that marks nothing but holds values above 0 (a 0/1 mask saved lossily,
-    8-bit values in a 16-bit file: its defect would be lost)."""
+    8-bit values in a 16-bit file: its defect would be lost), and one of many gray values that is no mask
+    (:func:`_no_mask`: a copy of its image, an overlay)."""
     values = mask_values(path)
     levels = np.unique(values)
     if not is_lossy(path) and levels.size <= LABEL_LEVELS and levels[0] == 0:
@@ -236,6 +271,10 @@ def read_mask(path, shape=None, image_path=None):
                           "defect); a mask with soft edges that should count from half its maximum needs more than "
                           f"{LABEL_LEVELS} gray values", stacklevel=2)
     else:
+        why = _no_mask(values, image_path)
+        if why:  # a copy of its image, an overlay: its "defect" would be everything above half
+            raise DatasetError(f"{path}: does not look like a mask ({levels.size} gray values; {why}): a copy of its "
+                               "image, or an overlay? A mask has defects bright on black, soft edges at most")
         mask = values > 0.5
         if not mask.any() and values.max() > 0:  # its defects too dark to count: it would read as marking nothing
             if is_lossy(path):  # 0/1 masks saved as JPEG read as 0 and ~1/255

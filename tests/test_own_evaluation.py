@@ -809,3 +809,19 @@ def test_an_empty_mask_in_a_defect_types_folder_is_warned_of(model, tmp_path, ca
                 f"{tmp_path / 'set' / 'scratch' / 'd1_mask.png'} marks nothing: counted defect-free")
     assert expected in capsys.readouterr().err
     assert any(expected in line for line in json.loads((out / "metrics.json").read_text())["warnings"])
+
+
+def test_a_model_that_resizes_says_so_once(tmp_path, capsys):
+    # a tester's: the grid model's defect pixel counts (383) were not the mask file's (287), without a word
+    model = Path(__file__).resolve().parents[1] / "models" / "mvtec" / "grid-ssim-cvpr2019"
+    rng = np.random.default_rng(3)
+    for stem in ("d0", "d1"):
+        image, mask = draw_defects(_board(rng, 128, 128), rng)
+        _save(tmp_path / "set" / "bad" / f"{stem}.png", image)
+        _save(tmp_path / "set" / "bad" / f"{stem}_mask.png", mask.astype(np.float32))
+    _save(tmp_path / "set" / "good" / "g0.png", _board(rng, 128, 128))
+    assert main(["evaluate", str(model), str(tmp_path / "set"), "--out", str(tmp_path / "out"),
+                 "--threshold", "0.5"]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "resizes every image" in line]
+    assert said == [f"warning: {model}: resizes every image to 256x256 px, as it was trained: maps, overlays, masks "
+                    "and defect pixel counts are in those pixels"]

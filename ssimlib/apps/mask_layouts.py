@@ -12,17 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ssimlib.data import DatasetError, is_image_file, read_image
-
-MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
+from ssimlib.data import MASK_EXTREMES, DatasetError, extremes_share, is_image_file, read_image
 
 
 def _two_valued(values):
-    """Whether at least :data:`MASK_EXTREMES` of the gray ``values`` lie within a tenth of their range of the
-    darkest or the brightest (a mask drawn or saved with soft edges does; a photograph does not)."""
-    low, high = float(values.min()), float(values.max())
-    near = 0.1 * (high - low)
-    return np.mean((values <= low + near) | (values >= high - near)) >= MASK_EXTREMES
+    """Whether the gray ``values`` are those of a mask (:func:`ssimlib.data.extremes_share`)."""
+    return extremes_share(values) >= MASK_EXTREMES
 
 
 def looks_like_mask(path, image_path, other_size=True):
@@ -135,19 +130,29 @@ def _stems_named_in(stem):
 
 def named_beside(found, limit=20):
     """``(mask, image)``: a file of ``found`` named ``<stem><ending>`` (the ending begins with no letter or digit:
-    ``d1_gt.png``) for an image ``<stem>.*`` beside it, that looks like its mask, or None; at most ``limit`` pairs
-    are read."""
-    by_stem = {(p.parent, p.stem): p for p, _ in found}
-    pairs = ((q, by_stem[q.parent, stem]) for q, _ in found for stem in _stems_named_in(q.stem)
-             if (q.parent, stem) in by_stem)
+    ``d1_gt.png``, or is another type's: ``d1.tif``) for an image ``<stem>.*`` beside it, that looks like its mask
+    (of its size), or None; at most ``limit`` pairs are read.  ``--mask-suffix <ending>`` pairs them."""
+    by_stem = defaultdict(list)
+    for p, _ in found:
+        by_stem[p.parent, p.stem].append(p)
+    pairs = ((q, p) for q, _ in found for stem in (*_stems_named_in(q.stem), q.stem)
+             for p in by_stem.get((q.parent, stem), ()) if p != q)
     return next(((q, p) for q, p in itertools.islice(pairs, limit) if maybe_mask(q, p, other_size=False)),
                 None)
+
+
+def named_beside_line(mask, image):
+    """The line that refuses masks beside their images under a name no rule pairs without ``--mask-suffix``."""
+    ending = mask.name[len(image.stem):]
+    return (f"{mask}: named and looking like the mask of {image.name} beside it, but masks are found so named only "
+            f"with --mask-suffix {ending} (without it, <stem>_mask.*); give --mask-suffix {ending}; nothing was "
+            "scored")
 
 
 def no_mask_fits(found, masks, mask_suffix):
     """The line that says no mask fitted any image under ``--masks`` / ``--mask-suffix`` as given, with a hint."""
     if masks is not None:
-        ending = None if mask_suffix else _common_ending(found, Path(masks))
+        ending = None if mask_suffix else common_ending(found, Path(masks))
         hint = f" (did you mean --mask-suffix {ending}?)" if ending else ""
         return (f"--masks {masks}: no mask there fits an image (expected {masks}/<folder>/"
                 f"{'<stem>' + mask_suffix if mask_suffix else '<stem>.* or <stem>_mask.*'}, "
@@ -169,7 +174,7 @@ def no_mask_fits(found, masks, mask_suffix):
     return f"--mask-suffix {mask_suffix}: no file ends in it, so nothing was scored{hint}"
 
 
-def _common_ending(found, masks):
+def common_ending(found, masks):
     """The ending that most images of ``found`` have a file for in their folder of ``masks`` (as rule 1 looks:
     ``<masks>/<folder>/<stem><ending>``; ``_gt.png`` for ``gt/ITIA1101_gt.png`` and the image ``ITIA1101.tif``),
     or None where none has."""

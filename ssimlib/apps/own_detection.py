@@ -213,6 +213,15 @@ def _save_png(path, image):
     os.replace(partial, path)
 
 
+def warn_of_resizing(model, detector, what):
+    """Say once that the model at ``model`` resizes every image (a study model's: a tester took the 256 px maps of
+    320 px images for a fault), and that ``what`` are in its pixels."""
+    if detector.preset.resize:
+        size = detector.preset.resize
+        warnings.warn(f"{model}: resizes every image to {size}x{size} px, as it was trained: {what} are in those "
+                      "pixels", stacklevel=3)
+
+
 def load_detector(model, threshold=None, precision="float32", min_defect_area=None):
     """The :class:`~ssimlib.apps.scoring.Detector` of the model at stem ``model``, at ``precision``.
 
@@ -344,10 +353,7 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
     check_out_folder(out_dir)
     check_not_other_command(out_dir, EVALUATION_RUN, "an evaluation", "detect")
     detector = load_detector(model, threshold, precision, min_defect_area)
-    if detector.preset.resize:  # a study model's: a tester took the 256 px maps of 320 px images for a fault
-        size = detector.preset.resize
-        warnings.warn(f"{model}: resizes every image to {size}x{size} px, as it was trained: maps, overlays and "
-                      "defect areas are in those pixels", stacklevel=2)
+    warn_of_resizing(model, detector, "maps, overlays and defect areas")
     run = detection_run(inputs, detector, precision)
     files, bad = _inputs(inputs, out_dir)
     if not files:  # nothing to write: an empty detections.csv would only block the corrected run

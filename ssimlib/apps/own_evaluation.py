@@ -54,7 +54,7 @@ from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN, find_labelle
 from ssimlib.apps.report import DIGITS, Entry, mark_report_stale, write_report
 from ssimlib.apps import own_detection
 from ssimlib.apps.own_detection import (check_not_other_command, check_same_run, detection_run, image_digest,
-                                        load_detector, unchanged)
+                                        load_detector, unchanged, warn_of_resizing)
 from ssimlib.apps.own_images import run_lock
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.spreadsheet import SafeWriter
@@ -287,6 +287,7 @@ def evaluate_images(
         if path.is_dir() and out_dir.resolve() in (path.resolve(), *path.resolve().parents):
             raise InputError(f"--out {out_dir}: holds the input folder {path}; choose an --out outside it")
     detector = load_detector(model, threshold, precision)
+    warn_of_resizing(model, detector, "maps, overlays, masks and defect pixel counts")
     run = {**detection_run(inputs, detector, precision), "masks": masks and os.path.abspath(masks),
            "mask_suffix": mask_suffix}
     _finished_keys(out_dir, run)  # another evaluation in --out is refused before any work

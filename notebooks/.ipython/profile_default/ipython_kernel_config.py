@@ -9,3 +9,6 @@ c.InteractiveShellApp.exec_lines = ["import ssimlib.apps.cli as _cli; _cli.load_
 # when papermill shuts down a kernel that a failed cell left busy (seen under load), its "KeyboardInterrupt caught
 # in kernel" line: a cell's error reaches the command line through papermill, not through the kernel's log.
 c.IPKernelApp.log_level = "CRITICAL"  # noqa: F821
+# The kernels keep no history: IPython would write history.sqlite into this folder, inside the repository (or an
+# installed copy), on every papermill or nbval run.
+c.HistoryManager.hist_file = ":memory:"  # noqa: F821
