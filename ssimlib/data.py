@@ -33,8 +33,10 @@ LABEL_LEVELS = 8  # a mask of 0 and at most 7 other gray values is a label image
 MOSTLY_DEFECT = 0.5  # a mask marking more of its image than this is warned of (inverted?)
 PAINT_SPREAD = 2 / 255  # the gray values of a mask's paint spread at most this far: paint of one colour
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
-NO_MASK_EXTREMES = 0.5  # a "mask" with fewer of its pixels there (photographs 0.05-0.6, soft-edged masks 0.75 and
-NO_MASK_MIDDLE = 0.15  # more) and more than this share in the middle third of its range (photographs 0.2-0.5) is none
+# a "mask" with fewer of its pixels there (photographs 0.05-0.6, soft-edged masks 0.75 and more) and more than
+# NO_MASK_MIDDLE in the middle third of its range (photographs 0.2-0.5) is warned of as a photograph
+NO_MASK_EXTREMES = 0.5
+NO_MASK_MIDDLE = 0.15
 
 
 def is_image_file(path):
@@ -213,26 +215,15 @@ def extremes_share(values):
     return float(np.mean((values <= low + near) | (values >= high - near)))
 
 
-def _no_mask(values, image_path=None):
-    """Why the gray ``values`` (of many levels) of a mask file are no mask's, or None: a photograph's spread, fewer
-    than :data:`NO_MASK_EXTREMES` of them near their darkest or brightest (:func:`extremes_share`) and more than
-    :data:`NO_MASK_MIDDLE` in the middle third of their range (soft edges are a mask's few pixels there); or, short
-    of :data:`MASK_EXTREMES`, values that follow those of the image at ``image_path`` (correlation above 0.9: a copy
-    of it, an overlay on it, where most of it lies dark, as an object photographed on black)."""
+def _photograph_like(values):
+    """Why the gray ``values`` (of many levels) of a mask file look like a photograph's, or None: fewer than
+    :data:`NO_MASK_EXTREMES` of them near their darkest or brightest (:func:`extremes_share`) and more than
+    :data:`NO_MASK_MIDDLE` in the middle third of their range (soft edges put few of a mask's pixels there)."""
     share = extremes_share(values)
     low, high = float(values.min()), float(values.max())
     middle = float(np.mean((values > low + (high - low) / 3) & (values < high - (high - low) / 3)))
     if share < NO_MASK_EXTREMES and middle > NO_MASK_MIDDLE:
-        return f"{middle:.0%} of its pixels in the middle third of its range, as in a photograph"
-    if share < MASK_EXTREMES and image_path is not None:
-        try:
-            image = read_image(image_path, gray=True, warn_dim=False)[..., 0]
-        except DatasetError:  # named where the image itself is read
-            return None
-        if image.shape == values.shape and image.std() > 0 and values.std() > 0:
-            correlation = np.corrcoef(values.ravel(), image.ravel())[0, 1]
-            if correlation > 0.9:
-                return f"they follow its image's, correlation {correlation:.2f}"
+        return f"only {share:.0%} of its pixels near its darkest or brightest, {middle:.0%} in between"
     return None
 
 
@@ -259,10 +250,11 @@ def read_mask(path, shape=None, image_path=None):
     :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
     error), where given; warns of a label image with values on both sides of half and of a mostly-defect mask;
     refuses a mask of soft edges or a JPEG that marks nothing but holds values above 0 (a 0/1 mask saved lossily,
-    8-bit values in a 16-bit file: its defect would be lost), and one of many gray values that is no mask
-    (:func:`_no_mask`: a copy of its image, an overlay)."""
+    8-bit values in a 16-bit file: its defect would be lost); warns of one of many gray values that looks like a
+    photograph (:func:`_photograph_like`: a copy of its image, an overlay)."""
     values = mask_values(path)
     levels = np.unique(values)
+    why = None
     if not is_lossy(path) and levels.size <= LABEL_LEVELS and levels[0] == 0:
         mask = values > 0
         classes = levels[1:]
@@ -271,10 +263,11 @@ def read_mask(path, shape=None, image_path=None):
                           "defect); a mask with soft edges that should count from half its maximum needs more than "
                           f"{LABEL_LEVELS} gray values", stacklevel=2)
     else:
-        why = _no_mask(values, image_path)
-        if why:  # a copy of its image, an overlay: its "defect" would be everything above half
-            raise DatasetError(f"{path}: does not look like a mask ({levels.size} gray values; {why}): a copy of its "
-                               "image, or an overlay? A mask has defects bright on black, soft edges at most")
+        why = _photograph_like(values)
+        if why:  # a copy of its image, an overlay: its "defect" is everything above half (a wide feather looks so too)
+            warnings.warn(f"{path}: does not look like a mask ({levels.size} gray values; {why}): a copy of its "
+                          "image, or an overlay? Read as defect where above half; a mask has defects bright on "
+                          "black", stacklevel=2)
         mask = values > 0.5
         if not mask.any() and values.max() > 0:  # its defects too dark to count: it would read as marking nothing
             if is_lossy(path):  # 0/1 masks saved as JPEG read as 0 and ~1/255
@@ -287,7 +280,7 @@ def read_mask(path, shape=None, image_path=None):
     if shape is not None and mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")
-    if mask.mean() > MOSTLY_DEFECT:
+    if mask.mean() > MOSTLY_DEFECT and not why:  # not "inverted?" where it was said to be no mask
         warnings.warn(f"{path}: marks {mask.mean():.0%} of its pixels as defect; a mask marks defects bright (not 0) "
                       "on black: is it inverted?", stacklevel=2)
     return mask

@@ -204,9 +204,10 @@ def test_a_mask_of_zeros_and_ones_saved_as_jpeg_is_refused(tmp_path):
         assert read_mask(tmp_path / "ok.jpg").sum() == 128
 
 
-def test_a_copy_of_the_image_or_an_overlay_given_as_a_mask_is_refused(tmp_path):
+def test_a_copy_of_the_image_or_an_overlay_given_as_a_mask_is_warned_of(tmp_path):
     # a tester's: --masks pointed at the images, or overlays (the gray image, its defect painted red) saved as
-    # <stem>_mask.png, were read as masks above half: a third of each image "defect", exit 0, no word
+    # <stem>_mask.png, were read as masks above half, a third of each image "defect", without a word. A warning,
+    # not a refusal: a mask feathered widely looks alike (a second tester's), and is right to read above half.
     rng = np.random.default_rng(0)
     photo = (rng.uniform(0.2, 0.8, (32, 32)) * 255).astype(np.uint8)  # many gray levels, few near the extremes
     Image.fromarray(photo).save(tmp_path / "copy.png")
@@ -214,22 +215,18 @@ def test_a_copy_of_the_image_or_an_overlay_given_as_a_mask_is_refused(tmp_path):
     overlay[8:16, 8:16] = (255, 0, 0)
     Image.fromarray(overlay).save(tmp_path / "overlay.png")
     for name in ("copy.png", "overlay.png"):
-        with pytest.raises(DatasetError, match=rf"{name}: does not look like a mask \(\d+ gray values; \d+% of its "
-                                               r"pixels in the middle third of its range, as in a photograph\): a copy "
-                                               "of its image"):
+        with pytest.warns(UserWarning, match=rf"{name}: does not look like a mask \(\d+ gray values; only \d+% of its "
+                                             r"pixels near its darkest or brightest, \d+% in between\): a copy of its "
+                                             "image, or an overlay"):
             read_mask(tmp_path / name)
-    dark = photo.copy()  # a photograph of an object on black (MVTec AD's bottle): 60 % of it near its darkest
-    dark[:, :19] = 0
-    Image.fromarray(dark).save(tmp_path / "dark.png")
-    with pytest.raises(DatasetError, match=r"dark\.png: does not look like a mask \(\d+ gray values; they follow its "
-                                           r"image's, correlation 1\.00\)"):
-        read_mask(tmp_path / "dark.png", (32, 32), tmp_path / "dark.png")
     soft = np.zeros((32, 32))
     soft[8:24, 8:24] = 1
     soft = (ndimage.gaussian_filter(soft, 1.0) * 255).astype(np.uint8)  # soft edges: many gray values, mostly 0
     Image.fromarray(soft).save(tmp_path / "soft.png")
     assert np.unique(soft).size > 8
-    assert read_mask(tmp_path / "soft.png", (32, 32), tmp_path / "copy.png").sum() == np.count_nonzero(soft >= 128)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_mask(tmp_path / "soft.png").sum() == np.count_nonzero(soft >= 128)
 
 
 def test_a_mask_of_soft_edges_too_dark_to_mark_anything_is_refused(tmp_path):

@@ -332,36 +332,33 @@ def test_a_two_valued_png_beside_a_photo_of_a_bright_defect_is_its_mask(tmp_path
 
 
 @pytest.mark.parametrize("stem", ["d0", "000"])
-def test_masks_with_an_ending_of_their_own_beside_the_images_are_refused_with_the_suffix_that_pairs_them(
-        tmp_path, stem):
+def test_masks_with_an_ending_of_their_own_beside_the_images_are_hinted_at(tmp_path, stem):
     # "000": a tester's; MVTec-like stems, good/000.png beside scratch/000.png and scratch/000_gt.png, was refused
-    # as a mask of good/000.png "in another folder", and the options it gave paired good/000.png with it
+    # as a mask of good/000.png "in another folder", and the options it gave paired good/000.png with it. A hint,
+    # not a refusal: a second tester's two-valued images (a checkerboard beside a photo) look like masks too.
     rng = np.random.default_rng(5)
     _noise(rng, tmp_path / "good" / f"{stem}.png")
     _noise(rng, tmp_path / "scratch" / f"{stem}.png", defect=True)
     (tmp_path / "scratch" / f"{stem}_mask.png").rename(tmp_path / "scratch" / f"{stem}_gt.png")
-    with pytest.raises(DatasetError) as refused:
-        find_labelled([tmp_path])
-    assert str(refused.value) == (
-        f"{tmp_path}/scratch/{stem}_gt.png: named and looking like the mask of {stem}.png beside it, but masks are "
-        "found so named only with --mask-suffix _gt.png (without it, <stem>_mask.*); give --mask-suffix _gt.png; "
-        "nothing was scored")
+    _, _, rule = find_labelled([tmp_path])
+    assert rule.endswith(f"; {tmp_path}/scratch/{stem}_gt.png looks like the mask of {stem}.png beside it: if the "
+                         "masks are so named, give --mask-suffix _gt.png")
     items, bad, _ = find_labelled([tmp_path], mask_suffix="_gt.png")
     assert {item.key: item.mask and item.mask.name for item in items} == {f"good/{stem}": None,
                                                                           f"scratch/{stem}": f"{stem}_gt.png"}
 
 
-def test_a_mask_of_another_type_than_the_png_image_beside_it_is_refused_with_its_suffix(tmp_path):
-    # a tester's: d0.png with its mask d0.tif beside it scored both as defect-free images
+def test_a_mask_of_another_type_than_the_png_image_beside_it_is_hinted_at(tmp_path):
+    # a tester's: d0.png with its mask d0.tif beside it scored both as defect-free images, without a hint
     rng = np.random.default_rng(5)
     _noise(rng, tmp_path / "d0.png", defect=True)
     mask = skimage.io.imread(tmp_path / "d0_mask.png")
     (tmp_path / "d0_mask.png").unlink()
     skimage.io.imsave(tmp_path / "d0.tif", mask, check_contrast=False)
     _noise(rng, tmp_path / "g1.png")
-    with pytest.raises(DatasetError, match=r"d0\.tif: named and looking like the mask of d0\.png beside it, .*"
-                                           r"give --mask-suffix \.tif; nothing was scored"):
-        find_labelled([tmp_path])
+    _, _, rule = find_labelled([tmp_path])
+    assert rule.endswith(f"; {tmp_path}/d0.tif looks like the mask of d0.png beside it: if the masks are so named, "
+                         "give --mask-suffix .tif")
     items, _, _ = find_labelled([tmp_path], mask_suffix=".tif")
     assert {item.key: item.mask and item.mask.name for item in items} == {"d0": "d0.tif", "g1": None}
 

@@ -53,7 +53,7 @@ from ssimlib.apps.defect_folders import (absolute, defect_type, is_good_folder, 
                                          warn_of_a_defect_type_given_alone)
 from ssimlib.apps.file_names import output_path
 from ssimlib.apps.mask_layouts import (common_ending, masks_elsewhere, masks_elsewhere_line, masks_of_left_out,
-                                       maybe_mask, named_beside, named_beside_line, no_mask_fits, pairing_options,
+                                       maybe_mask, named_beside, no_mask_fits, pairing_options,
                                        same_stem_elsewhere)
 from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_mask,
                           resize_square, warn_unread)
@@ -316,10 +316,6 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                 f"as an image of another type for {len(same_stem_pairs)}")
         pairs.update(same_stem_pairs)
         bad += more_bad + same_stem_bad
-        taken = set(pairs) | set(pairs.values())
-        named = named_beside([(p, root) for p, root in found if p not in taken])
-        if named:  # masks beside their images under another name (d1_gt.png, d1.tif): scored as images otherwise
-            raise DatasetError(named_beside_line(*named))
         elsewhere = masks_elsewhere(found, pairs)
         if elsewhere:  # masks in a folder of their own, given as images: every defective image would count defect-free
             raise DatasetError(masks_elsewhere_line(elsewhere, found))
@@ -353,10 +349,13 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     items = _items(images, pairs, {p for p, root in images if defect_types[p.parent, Path(root)]})
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
-        alike = same_stem_elsewhere(found)
+        alike, named = same_stem_elsewhere(found), named_beside(found)
         counted = "the 1 image counts" if len(items) == 1 else f"all {len(items)} images count"
         hint = (f"; {alike[0]} looks like the mask of {alike[1]}: if the masks lie there, give "
                 f"{pairing_options(*alike, found)}") if alike else ""
+        if named:  # a hint, not a refusal: two images of one stem may look so (a checkerboard beside a photo)
+            hint += (f"; {named[0]} looks like the mask of {named[1].name} beside it: if the masks are so named, "
+                     f"give --mask-suffix {named[0].name[len(named[1].stem):]}")
         return items, bad, ("masks: none found beside the images (looked for <stem>_mask.*, then a PNG of "
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so {counted} as defect-free{hint}")

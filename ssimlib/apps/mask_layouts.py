@@ -46,8 +46,9 @@ def maybe_mask(path, image_path, other_size=True):
 
 def masks_elsewhere(found, pairs):
     """Files of ``found`` that rule 4 paired with no image but that are named ``<stem><ending>`` (the ending begins
-    with no letter or digit) for an image ``<stem>.*`` without a mask in another folder (one of the same folder
-    name first: ``ground_truth/scratch/000_mask.png`` is ``test/scratch/000.png``'s, not ``test/good/000.png``'s)
+    with no letter or digit) for an image ``<stem>.*`` without a mask in another folder, none beside it (one of the
+    same folder name first: ``ground_truth/scratch/000_mask.png`` is ``test/scratch/000.png``'s, not
+    ``test/good/000.png``'s)
     and look like its mask (:func:`looks_like_mask`, of its size): ``[(mask, image)]`` (NanoTWICE given whole:
     ``gt/ITIA1101_gt.png`` and ``images/ITIA1101.tif``)."""
     masks = set(pairs.values())
@@ -60,6 +61,8 @@ def masks_elsewhere(found, pairs):
         if q in masks or q in pairs:
             continue
         for stem in _stems_named_in(q.stem):
+            if any(p.parent == q.parent for p in by_stem.get(stem, ())):  # its image lies beside it: not elsewhere
+                break
             images = sorted((p for p in by_stem.get(stem, ()) if p.parent != q.parent),
                             key=lambda p: p.parent.name != q.parent.name)
             if images and maybe_mask(q, images[0], other_size=False):
@@ -131,7 +134,7 @@ def _stems_named_in(stem):
 def named_beside(found, limit=20):
     """``(mask, image)``: a file of ``found`` named ``<stem><ending>`` (the ending begins with no letter or digit:
     ``d1_gt.png``, or is another type's: ``d1.tif``) for an image ``<stem>.*`` beside it, that looks like its mask
-    (of its size), or None; at most ``limit`` pairs are read.  ``--mask-suffix <ending>`` pairs them."""
+    (of its size), or None; at most ``limit`` pairs are read (a hint: ``--mask-suffix <ending>`` pairs them)."""
     by_stem = defaultdict(list)
     for p, _ in found:
         by_stem[p.parent, p.stem].append(p)
@@ -139,14 +142,6 @@ def named_beside(found, limit=20):
              for p in by_stem.get((q.parent, stem), ()) if p != q)
     return next(((q, p) for q, p in itertools.islice(pairs, limit) if maybe_mask(q, p, other_size=False)),
                 None)
-
-
-def named_beside_line(mask, image):
-    """The line that refuses masks beside their images under a name no rule pairs without ``--mask-suffix``."""
-    ending = mask.name[len(image.stem):]
-    return (f"{mask}: named and looking like the mask of {image.name} beside it, but masks are found so named only "
-            f"with --mask-suffix {ending} (without it, <stem>_mask.*); give --mask-suffix {ending}; nothing was "
-            "scored")
 
 
 def no_mask_fits(found, masks, mask_suffix):
