@@ -508,3 +508,6 @@ def test_no_batch16_verdict_before_the_model_has_finished_and_been_measured():
     chosen, reason = verdicts.fig6_batch16_verdict(manifests, measured)
     assert chosen is None and "synthetic-defect measure of the finished ssim_ae-fresh-batch16 is missing" in reason
     assert verdicts.fig6_batch16_verdict(manifests, {"models": {}})[0] is None
+    manifests["ssim_ae-fresh-batch16"] = None  # not in the store (read_manifest's None)
+    assert verdicts.fig6_batch16_verdict(manifests, measured) == (
+        None, "no verdict yet: ssim_ae-fresh-batch16 is not in the model store")

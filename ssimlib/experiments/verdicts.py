@@ -157,6 +157,8 @@ def fig6_batch16_verdict(manifests=None, synthetic=None):
     names = (*FIG6_FRESH_SSIM_AES, FIG6_BATCH16)
     if manifests is None:
         manifests = {name: artifacts.read_manifest(artifacts.study_model("nanotwice", name)) for name in names}
+    if manifests[FIG6_BATCH16] is None:
+        return None, f"no verdict yet: {FIG6_BATCH16} is not in the model store"
     training = manifests[FIG6_BATCH16]["training"]
     if training["epochs_done"] < training["schedule_epochs"]:
         return None, (f"no verdict yet: {FIG6_BATCH16} has trained {training['epochs_done']} of its "
