@@ -9,7 +9,7 @@ of each mask.  Rates are fractions in ``[0, 1]``.
 import numpy as np
 from scipy import ndimage
 
-from ssimlib.thresholds import label_regions, threshold_at_fpr, validate_labels, validate_maps
+from ssimlib.thresholds import label_regions, region_cores, threshold_at_fpr, validate_labels, validate_maps
 
 
 def roc_curve(scores, labels):
@@ -174,12 +174,7 @@ def region_core_and_rim_overlaps(anomaly_maps, masks, fpr, rim=3):
     threshold = threshold_at_fpr(maps, masks, fpr)
     cores, rims = [], []
     for a, mask in zip(maps, masks):
-        labels, _ = label_regions(mask)
-        for k, box in enumerate(ndimage.find_objects(labels), start=1):
-            box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)  # room for the erosion's border
-            region = labels[box] == k
-            core = ndimage.binary_erosion(region, iterations=rim)
-            if core.any():
-                cores.append(np.mean(a[box][core] > threshold))
-                rims.append(np.mean(a[box][region & ~core] > threshold))
+        for box, region, core in region_cores(mask, rim):
+            cores.append(np.mean(a[box][core] > threshold))
+            rims.append(np.mean(a[box][region & ~core] > threshold))
     return np.array(cores), np.array(rims)

@@ -52,6 +52,20 @@ def label_regions(mask):
     return ndimage.label(mask, structure=EIGHT_CONNECTED)
 
 
+def region_cores(mask, rim, margin=1):
+    """Each region of ``mask`` (:func:`label_regions`) that has a core, the region eroded ``rim`` times with the
+    4-connected cross (regions thinner than ``2 * rim + 1`` px have none): ``(box, region, core)``, ``box`` its
+    bounding box grown by ``margin`` px (at least 1, room for the erosion; within the image), ``region`` and
+    ``core`` boolean arrays of the box."""
+    labels, _ = label_regions(mask)
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        box = tuple(slice(max(s.start - margin, 0), s.stop + margin) for s in box)
+        region = labels[box] == k
+        core = ndimage.binary_erosion(region, iterations=rim)
+        if core.any():
+            yield box, region, core
+
+
 def _largest_region(anomaly_map, threshold):
     """Pixel area of the largest 8-connected region of ``anomaly_map > threshold`` (0 if none)."""
     labels, n = label_regions(anomaly_map > threshold)

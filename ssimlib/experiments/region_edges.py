@@ -6,7 +6,7 @@ defect the autoencoder reconstructs."""
 import numpy as np
 from scipy import ndimage
 
-from ssimlib.thresholds import label_regions, validate_maps
+from ssimlib.thresholds import region_cores, validate_maps
 
 
 def region_contrasts(images, masks, rim=3, gap=10, reach=15):
@@ -21,14 +21,9 @@ def region_contrasts(images, masks, rim=3, gap=10, reach=15):
     grays, masks = validate_maps(grays, masks)
     rows = []
     for gray, mask in zip(grays, masks):
-        labels, n = label_regions(mask)
         clear = ~ndimage.binary_dilation(mask, iterations=gap)
-        for k in range(1, n + 1):
-            region = labels == k
-            core = ndimage.binary_erosion(region, iterations=rim)
-            if not core.any():
-                continue
-            background = ndimage.binary_dilation(region, iterations=reach) & clear
-            level = gray[background].mean() if background.any() else np.nan
-            rows.append((gray[core].mean() - level, gray[region & ~core].mean() - level))
+        for box, region, core in region_cores(mask, rim, margin=reach + 1):  # the box holds its reach
+            background = ndimage.binary_dilation(region, iterations=reach) & clear[box]
+            level = gray[box][background].mean() if background.any() else np.nan
+            rows.append((gray[box][core].mean() - level, gray[box][region & ~core].mean() - level))
     return np.array(rows).reshape(-1, 2)
