@@ -62,6 +62,21 @@ def test_a_model_that_restores_the_defect_free_crop_finds_every_defect_pixel_and
     assert set(ssim["pixel_auroc_by_kind"]) == set(sd.KINDS)
 
 
+def test_the_pass_through_is_the_share_of_each_defect_a_model_reconstructs():
+    crops = _crops()
+    copies = sd.synthetic_scores(_Returns(lambda images: images), crops, kind="l2", seeds=(0,))
+    restores = sd.synthetic_scores(_Returns(lambda images: crops), crops, kind="l2", seeds=(0,))
+    halves = sd.synthetic_scores(_Returns(lambda images: 0.5 * images + 0.25), crops, kind="l2", seeds=(0, 1))
+    blob_only = _Returns(lambda images: np.maximum(images, crops))  # keeps what is brighter than the crop
+    for scores, share in ((copies, 1.0), (restores, 0.0), (halves, 0.5)):
+        assert scores["defect_pass_through"] == pytest.approx(share, abs=1e-6)
+        assert all(value == pytest.approx(share, abs=1e-6) for value in scores["defect_pass_through_by_kind"].values())
+    by_kind = sd.synthetic_scores(blob_only, crops, kind="l2", seeds=(0,))["defect_pass_through_by_kind"]
+    assert by_kind["bright blob"] == pytest.approx(1.0)  # a blob only brightens: kept whole
+    assert 0.2 < by_kind["turned texture"] < 0.8  # about half of a turned texture's change is brightening
+    assert sd.pass_through([1.0, -2.0], [2.0, -4.0]) == 0.5  # the least-squares slope, by hand: 10 / 20
+
+
 def test_the_command_names_a_model_it_cannot_load_in_one_line(tmp_path, capsys):
     assert sd.main(["--models", str(tmp_path / "nope"), "--results", str(tmp_path / "r.json")]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'nope.json'}: no such model manifest (train the model " \

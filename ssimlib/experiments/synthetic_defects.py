@@ -16,7 +16,8 @@ one per crop, the four kinds in turn, at a random place at least :data:`MARGIN` 
 defect's mask is the set of pixels it changes by more than :data:`MASK_CHANGE`. The AUROC counts the pixels at
 least :data:`BORDER` px inside the crop (the SSIM window's reflected border is unlike the inside of an image).
 A measurement is the mean over three draws of defects (:data:`SEEDS`): one draw moves the AUROC by about 0.02,
-the difference between two models on the same draws far less.
+the difference between two models on the same draws far less. Beside the AUROC it reports how much of the defects
+a model reconstructs (:func:`pass_through`): what a model of fewer defect-like features would lower.
 
 ``python -m ssimlib synthetic-defects --models STEM [STEM ...] [--results FILE]`` measures stored
 models and adds them to ``results/nanotwice_synthetic_defects.json``.
@@ -84,32 +85,55 @@ def add_defects(crops, seed=0):
     return defective.astype(np.float32)[..., None], masks, kinds
 
 
+def pass_through(kept, change):
+    """How much of a change of its input a reconstruction reproduces: the least-squares slope of ``kept`` (the
+    reconstruction's change) on ``change`` (the input's), arrays of one shape; 1 where it copies the change, 0 where
+    it ignores it."""
+    change = np.asarray(change, np.float64)
+    return float(np.sum(np.asarray(kept, np.float64) * change) / np.sum(change**2))
+
+
 def synthetic_scores(model, crops, seeds=SEEDS, kind="ssim", batch_size=50, **ssim):
     """How well ``model`` (``predict`` of ``(N, p, p, 1)``) finds the defects of :func:`add_defects` in ``crops``
     with its ``kind`` residual (``"ssim"``, ``"l2"``; ``ssim``: ``window_size``, ``window``, ``constants`` of
     :func:`ssimlib.inference.residual_map`), one draw of defects per seed of ``seeds``: a dict of the pixel AUROC
     of each draw, and of each kind, and the mean residual on defect pixels, means over the draws, and on the
-    defect-free crops (the same crops without defects, mapped once)."""
+    defect-free crops (the same crops without defects, mapped once); and how much of the defects the model
+    reconstructs: the :func:`pass_through` of its reconstructions' change on the defect pixels, over all defects
+    and of each kind (means over the draws), 1 where it copies them and 0 where it restores the defect-free crop."""
 
-    def maps(images):
-        reconstructions = np.asarray(model.predict(images, batch_size=batch_size, verbose=0))
+    def reconstruct(images):
+        return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), np.float64)
+
+    def maps(images, reconstructions):
         return np.stack([residual_map(x, y, kind, **ssim) for x, y in zip(images, reconstructions)])[inside]
 
     inside = np.s_[:, BORDER:-BORDER, BORDER:-BORDER]
+    clean = np.asarray(crops, np.float32)
+    clean_reconstructions = reconstruct(clean)
     by_kind, by_seed, defect = {name: [] for name in KINDS}, [], []
+    kept_by_kind, kept = {name: [] for name in KINDS}, []
     for seed in seeds:
         defective, masks, kinds = add_defects(crops, seed)
-        found, masks = maps(defective), masks[inside]
+        reconstructions = reconstruct(defective)
+        found, masks = maps(defective, reconstructions), masks[inside]
+        change = (defective[..., 0] - clean[..., 0]).astype(np.float64)[inside]
+        reconstructed = (reconstructions - clean_reconstructions)[..., 0][inside]
         by_seed.append(roc_auc(found.ravel(), masks.ravel()))
+        kept.append(pass_through(reconstructed[masks], change[masks]))
         for k, name in enumerate(KINDS):
             by_kind[name].append(roc_auc(found[kinds == k].ravel(), masks[kinds == k].ravel()))
+            ours = masks & (kinds == k)[:, None, None]
+            kept_by_kind[name].append(pass_through(reconstructed[ours], change[ours]))
         defect.append(float(found[masks].mean()))
     return {
         "pixel_auroc": float(np.mean(by_seed)),
         "pixel_auroc_by_seed": by_seed,
         "pixel_auroc_by_kind": {name: float(np.mean(values)) for name, values in by_kind.items()},
         "defect_residual": float(np.mean(defect)),
-        "defect_free_residual": float(maps(np.asarray(crops, np.float32)).mean()),
+        "defect_free_residual": float(maps(clean, clean_reconstructions).mean()),
+        "defect_pass_through": float(np.mean(kept)),
+        "defect_pass_through_by_kind": {name: float(np.mean(values)) for name, values in kept_by_kind.items()},
     }
 
 
