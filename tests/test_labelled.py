@@ -75,6 +75,20 @@ def test_an_mvtec_category_whose_masks_are_named_like_their_images_is_refused_wi
     assert {item.key: item.mask and item.mask.name for item in items} == {"good/000": None, "scratch/000": "000.png"}
 
 
+def test_an_mvtec_category_with_some_masks_named_like_their_images_names_them_beside_the_missing_mask(tmp_path):
+    # a tester's: with 000_mask.png and 001.png in ground_truth/scratch, test/scratch/001.png was left out, "expected
+    # its mask .../001_mask.png", without a word of the 001.png beside where it looked
+    rng = np.random.default_rng(2)
+    _labelled(rng, tmp_path / "test" / "scratch" / "000.png", tmp_path / "ground_truth" / "scratch" / "000_mask.png")
+    _labelled(rng, tmp_path / "test" / "scratch" / "001.png", tmp_path / "ground_truth" / "scratch" / "001.png")
+    items, bad, _ = find_labelled([tmp_path])
+    assert [item.key for item in items] == ["scratch/000"]
+    problems = dict(bad)
+    assert problems[tmp_path / "test" / "scratch" / "001.png"] == (
+        f"expected its mask {tmp_path}/ground_truth/scratch/001_mask.png, it does not exist (001.png lies there: a "
+        "mask misnamed? rename it 001_mask.png, or give --mask-suffix)")
+
+
 def test_an_image_that_has_its_mask_beside_it_brings_no_refusal(tmp_path):
     # a tester's: good/0001_ref.png, nearly two-valued, was taken for the mask of scratch/0001.png, which has one
     rng = np.random.default_rng(3)

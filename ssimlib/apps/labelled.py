@@ -223,6 +223,14 @@ def _same_stem(found):
     return pairs, images, bad + more_bad
 
 
+def _misnamed_mask_hint(folder, stem, mask_suffix):
+    """Where an MVTec AD category's image has no mask of the expected name: the files of its ``folder`` named
+    ``<stem>.*`` (a mask named as its image, say), as a hint, or ``""``."""
+    others = sorted(q.name for q in folder.glob(f"{glob.escape(stem)}.*") if q.is_file()) if folder.is_dir() else []
+    return (f" ({', '.join(others[:2])} lies there: a mask misnamed? rename it {stem}{mask_suffix}, or give "
+            "--mask-suffix)" if others and mask_suffix else "")
+
+
 def _parallel(found, masks_dir, mask_suffix):
     """Rule 1: masks in a parallel folder: ``({image: mask}, bad, fitted)``; ``fitted`` counts the images for
     which some mask was found (paired, or left out because several fit or one fits several)."""
@@ -284,7 +292,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         pairs, more_bad, fitted = _parallel(found, masks, mask_suffix)
         if category:  # a defect type's image without its mask is not defect-free: left out
             more_bad += [(p, f"expected its mask {masks / p.parent.name / (p.stem + (mask_suffix or '.*'))}, it does "
-                             "not exist") for p, _ in found
+                             f"not exist{_misnamed_mask_hint(masks / p.parent.name, p.stem, mask_suffix)}")
+                         for p, _ in found
                          if p not in pairs and p.parent.name != "good" and p not in {q for q, _ in more_bad}]
         ending = common_ending(found, masks) if category and asked == (None, None) and not pairs else None
         if ending:  # a tester's: ground_truth/<type>/<stem>.png, every mask "without an image", nothing defective
