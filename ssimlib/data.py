@@ -281,8 +281,12 @@ def read_mask(path, shape=None, image_path=None):
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")
     if mask.mean() > MOSTLY_DEFECT and not why:  # not "inverted?" where it was said to be no mask
+        # of many gray values it may be no mask at all: an overlay on a photograph of high contrast passes
+        # _photograph_like (a tester's)
+        doubt = "" if levels.size <= LABEL_LEVELS else (
+            f", or no mask at all ({levels.size} gray values: a copy of its image, an overlay?)")
         warnings.warn(f"{path}: marks {mask.mean():.0%} of its pixels as defect; a mask marks defects bright (not 0) "
-                      "on black: is it inverted?", stacklevel=2)
+                      f"on black: is it inverted{doubt}?", stacklevel=2)
     return mask
 
 

@@ -229,6 +229,26 @@ def test_a_copy_of_the_image_or_an_overlay_given_as_a_mask_is_warned_of(tmp_path
         assert read_mask(tmp_path / "soft.png").sum() == np.count_nonzero(soft >= 128)
 
 
+def test_an_overlay_on_a_photograph_of_high_contrast_is_warned_of_as_perhaps_no_mask(tmp_path):
+    # a second tester's: most of its pixels lie near black or white, as a mask's do, so only "is it inverted?" was
+    # said of the half it read as defect
+    from ssimlib.data import read_mask
+
+    rng = np.random.default_rng(1)
+    photo = np.where(rng.random((32, 32)) < 0.6, rng.uniform(0.9, 1, (32, 32)), rng.uniform(0, 0.1, (32, 32)))
+    overlay = np.repeat((photo * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    overlay[8:16, 8:16] = (255, 0, 0)
+    Image.fromarray(overlay).save(tmp_path / "overlay.png")
+    with pytest.warns(UserWarning, match=r"overlay\.png: marks \d+% of its pixels as defect; .* is it inverted, or no "
+                                         r"mask at all \(\d+ gray values: a copy of its image, an overlay\?\)\?"):
+        assert read_mask(tmp_path / "overlay.png").mean() > 0.5
+    inverted = np.full((32, 32), 255, np.uint8)
+    inverted[8:16, 8:16] = 0  # a label image, inverted: no word of overlays
+    Image.fromarray(inverted).save(tmp_path / "inverted.png")
+    with pytest.warns(UserWarning, match=r"inverted\.png: marks 94% of its pixels as defect; .* is it inverted\?$"):
+        read_mask(tmp_path / "inverted.png")
+
+
 def test_a_mask_of_soft_edges_too_dark_to_mark_anything_is_refused(tmp_path):
     # a tester's: soft edges up to 100/255, or 8-bit values in a 16-bit PNG, read as marking nothing (defect-free)
     from ssimlib.data import DatasetError, read_mask
