@@ -14,6 +14,7 @@ import skimage.io
 from ssimlib import artifacts
 from ssimlib.apps import batch, batch_results
 from ssimlib.apps.notebooks import NOTEBOOK_DIR
+from ssimlib.fingerprints import category_fingerprint
 from ssimlib.synthetic import write_synthetic_category
 
 # The smallest run that still trains and evaluates: 64 px boards, 32 px patches, 1 epoch (the ci profile
@@ -38,7 +39,7 @@ def _args(root, tmp_path, *names, extra=(), losses=("ssim",)):
             "--results-dir", str(tmp_path / "results"), "--figures-dir", str(tmp_path / "figures"), *extra]
 
 
-def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_path, capsys):
+def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_path, capsys, monkeypatch):
     code = batch.main(_args(categories, tmp_path, "broken", "synth", extra=["--workers", "2"], losses=("ssim", "l2")))
     out = capsys.readouterr()
     assert code == 1
@@ -61,6 +62,12 @@ def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_pat
     assert batch.main(_args(categories, tmp_path, "synth")) == 0
     assert "1 skipped" in capsys.readouterr().out
     assert result.stat().st_mtime_ns == stamp
+    hashed = []  # a category's images hashed once for both its models' results (they were hashed per model)
+    monkeypatch.setattr(batch, "category_fingerprint",
+                        lambda folder: hashed.append(folder) or category_fingerprint(folder))
+    assert batch.main(_args(categories, tmp_path, "synth", losses=("ssim", "l2"))) == 0
+    assert "2 skipped" in capsys.readouterr().out and hashed == [categories / "synth"]
+    monkeypatch.undo()
 
     record = json.loads(result.read_text())  # as if the model had trained on since its evaluation
     result.write_text(json.dumps({**record, "model_store": {**record["model_store"], "sha256": "0" * 64}}))
@@ -323,8 +330,6 @@ def test_a_result_of_other_data_or_parameters_is_not_current(tmp_path):
         result.write_text(json.dumps({"settings": {**settings, **other}}))
         assert batch_results.result_differences(result, {}, category), other
     # an image edited in place, or another data root of as many images: only the recorded fingerprint tells
-    from ssimlib.fingerprints import category_fingerprint
-
     recorded = {**settings, "data_sha256": category_fingerprint(category)}
     result.write_text(json.dumps({"settings": recorded}))
     assert batch_results.result_differences(result, {}, category) == {}

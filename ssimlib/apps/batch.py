@@ -43,6 +43,7 @@ Where the runs go:
 """
 
 import argparse
+import functools
 import importlib.util
 import logging
 import os
@@ -62,6 +63,7 @@ from ssimlib.apps.batch_results import (result_differences, result_epochs, resul
                                         result_is_stale, result_model_finished)
 from ssimlib.artifacts import read_manifest  # noqa: E402
 from ssimlib.data import not_a_folder  # noqa: E402
+from ssimlib.fingerprints import category_fingerprint  # noqa: E402
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name  # noqa: E402
 from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS  # noqa: E402
 from ssimlib.paths import data_root as default_data_root  # noqa: E402
@@ -404,12 +406,13 @@ def main(argv=None):
     # What each run's notebook will have: its defaults, the profile's and -p's (the batch's own options aside).
     asked = {**notebook_defaults(NOTEBOOK), **run_parameters(args.profile, parameters)}
     asked = {key: value for key, value in asked.items() if value is not None and key not in OPTION_OF_PARAMETER}
-    replaced = []
+    replaced, fingerprint = [], functools.cache(category_fingerprint)  # a category hashed once for its models
     for category, loss in runs:
         path = results_path(results_dir, category, loss, setup)
         stem = model_stem(category, loss, setup, store)
         complete = result_is_complete(path, label)
-        differ = result_differences(path, asked, Path(roots[category]) / category, train) if complete else {}
+        differ = (result_differences(path, asked, Path(roots[category]) / category, train, fingerprint)
+                  if complete else {})
         current = (complete and not differ and not result_is_stale(path, stem)
                    and (not train or (result_model_finished(path) and model_finished(read_manifest(stem)))))
         if differ:  # the run replaces a result of other settings: say which

@@ -52,15 +52,16 @@ def result_is_complete(path, label, since=None):
     )
 
 
-def result_differences(path, parameters, category_dir, train=False):
+def result_differences(path, parameters, category_dir, train=False, fingerprint=category_fingerprint):
     """``{what: (recorded, now)}`` where the results file at ``path`` is of other settings or data than asked.
 
     ``parameters`` are the notebook parameters a run would have (its defaults, the profile's and ``-p``'s), compared
     with those its ``settings`` record; with ``train``, also the training schedule (:data:`TRAINING_PARAMETERS`)
     with its model's; and the counts of training and test images with those ``category_dir`` holds now
     (``train/good``, ``test/good``, the other ``test/<type>`` folders), and where recorded the fingerprint of its
-    images and masks (:func:`ssimlib.fingerprints.category_fingerprint`: an image edited in place, or another data
-    root with as many images).
+    images and masks (``fingerprint`` of ``category_dir``, :func:`ssimlib.fingerprints.category_fingerprint`: an
+    image edited in place, or another data root with as many images; a batch hashes each category once for all its
+    models).
     """
     record = _record(path)
     settings = record.get("settings") or {}
@@ -83,7 +84,7 @@ def result_differences(path, parameters, category_dir, train=False):
         counts["n_train"] = count([category_dir / "train" / "good"]) - settings["n_validation"]
     differ.update({key: (settings[key], value) for key, value in counts.items()
                    if key in settings and settings[key] != value})
-    if settings.get("data_sha256") and settings["data_sha256"] != category_fingerprint(category_dir):
+    if settings.get("data_sha256") and settings["data_sha256"] != fingerprint(category_dir):
         differ["data_sha256"] = (settings["data_sha256"][:12], "other images or masks now")
     return differ
 
