@@ -239,6 +239,24 @@ def test_ctrl_c_ends_in_one_line_and_the_same_command_resumes(data, tmp_path, ca
     assert f"continuing this run's checkpoint in {out}.checkpoint: {done} of 6 epochs done" in capsys.readouterr().out
 
 
+def test_ctrl_c_of_a_command_with_restart_says_to_drop_restart_to_resume(tmp_path, capsys, monkeypatch):
+    # a tester's: "the same command resumes", but the same command, --restart and all, threw the epochs away
+    from ssimlib.apps import cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    (tmp_path / "m.checkpoint").mkdir()
+    (tmp_path / "m.checkpoint" / "state.json").write_text("{}")
+    monkeypatch.setattr(cli, "_command", interrupted)
+    assert cli.main(["train", "data", "--out", str(tmp_path / "m"), "--restart"]) == 130
+    assert capsys.readouterr().err == (
+        "interrupted: the same command without --restart resumes from the checkpoint of the last finished epoch "
+        f"({tmp_path}/m.checkpoint/); with --restart it starts over\n")
+    assert cli.main(["train", "data", "--out", str(tmp_path / "m")]) == 130
+    assert capsys.readouterr().err.startswith("interrupted: the same command resumes")
+
+
 def test_one_image_is_too_few_and_hidden_files_are_no_images(tmp_path, capsys):
     folder = tmp_path / "one"
     folder.mkdir()

@@ -95,6 +95,9 @@ def main(argv=None):
         # state.json: ssimlib.train.STATE_FILE, not imported here (it loads Keras)
         if command == "train" and not (Path(f"{out}.checkpoint") / "state.json").exists():
             note = "no epoch had finished, so nothing was kept; the same command starts again"
+        elif command == "train" and "--restart" in argv:  # the same command would start over (a tester's)
+            note = note.replace("the same command", "the same command without --restart", 1) + (
+                "; with --restart it starts over")
         print(f"interrupted{': ' + note if note else ''}", file=sys.stderr)
         return 130
 
