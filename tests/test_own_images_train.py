@@ -93,6 +93,20 @@ def test_a_folder_of_subfolders_is_named_with_them(data, tmp_path, capsys):
         "images)"), err
 
 
+def test_images_in_a_subfolder_beside_the_top_s_are_named_as_not_trained_on(data, tmp_path):
+    # a tester's: nested/n0.png beside the top's images was left out without a word
+    from ssimlib.apps.own_images import defect_free_images
+
+    shutil.copytree(data[0] / "train" / "good", tmp_path / "top")
+    shutil.copytree(data[0] / "train" / "good", tmp_path / "top" / "nested")
+    (tmp_path / "top" / "notes").mkdir()  # no images: nothing to say
+    (tmp_path / "top" / "notes" / "a.txt").write_text("")
+    with pytest.warns(UserWarning, match=r"top: images in its subfolder nested not trained on \(train reads the "
+                                         r"images at the top of the folder it is given\)$"):
+        images, paths, _ = defect_free_images(tmp_path / "top")
+    assert sorted(p.name for p in paths) == sorted(p.name for p in (data[0] / "train" / "good").iterdir())
+
+
 def test_an_out_folder_that_cannot_be_made_is_named(data, tmp_path, capsys):
     (tmp_path / "file").write_text("")
     code, err = run_main(["train", str(data[0]), "--out", str(tmp_path / "file" / "m"), *TINY], capsys)

@@ -76,6 +76,12 @@ def defect_free_images(data, gray=None):
         raise InputError(f"{folder}: expected defect-free images ({', '.join(IMAGE_SUFFIXES)}), found none"
                          + (f" (only subfolders: {', '.join(below[:4])}{', ...' if len(below) > 4 else ''}; train "
                             "does not search below a folder: give the one of defect-free images)" if below else ""))
+    nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                    and any(is_image_file(q) for q in d.iterdir()))
+    if nested:  # a tester's: trained on the top's images without a word of the subfolder's
+        warnings.warn(f"{folder}: images in its subfolder{'s' if len(nested) > 1 else ''} {', '.join(nested[:4])}"
+                      f"{', ...' if len(nested) > 4 else ''} not trained on (train reads the images at the top of "
+                      "the folder it is given)", stacklevel=2)
     masks = [path.name for path in paths if mask_name_end(path) is not None]
     if masks:  # a labelled folder given to train: its masks (and defective images) would be learnt as defect-free
         raise InputError(f"{folder}: holds {len(masks)} file(s) named like masks ({', '.join(masks[:3])}"
