@@ -21,5 +21,11 @@ class OneLineParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose refusals are one line, ``error: <prog>: <message>``, exit status 2
     (argparse's own prints the whole usage first); its subcommands' parsers are of this class too."""
 
+    def __init__(self, *args, **kwargs):
+        # no abbreviated options: --o for --out, --resta for --restart went unseen by what reads argv itself (the
+        # Ctrl-C line of ssimlib.apps.cli; a tester's)
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         self.exit(2, f"error: {self.prog}: {message} (-h lists the options)\n")

@@ -81,12 +81,14 @@ def test_an_mvtec_category_with_some_masks_named_like_their_images_names_them_be
     rng = np.random.default_rng(2)
     _labelled(rng, tmp_path / "test" / "scratch" / "000.png", tmp_path / "ground_truth" / "scratch" / "000_mask.png")
     _labelled(rng, tmp_path / "test" / "scratch" / "001.png", tmp_path / "ground_truth" / "scratch" / "001.png")
+    _labelled(rng, tmp_path / "test" / "scratch" / "002.png", tmp_path / "ground_truth" / "scratch" / "002_gt.png")
     items, bad, _ = find_labelled([tmp_path])
     assert [item.key for item in items] == ["scratch/000"]
     problems = dict(bad)
-    assert problems[tmp_path / "test" / "scratch" / "001.png"] == (
-        f"expected its mask {tmp_path}/ground_truth/scratch/001_mask.png, it does not exist (001.png lies there: a "
-        "mask misnamed? rename it 001_mask.png, or give --mask-suffix)")
+    for stem, lying in (("001", "001.png"), ("002", "002_gt.png")):
+        assert problems[tmp_path / "test" / "scratch" / f"{stem}.png"] == (
+            f"expected its mask {tmp_path}/ground_truth/scratch/{stem}_mask.png, it does not exist ({lying} lies "
+            f"there: a mask misnamed? rename it {stem}_mask.png, or give --mask-suffix)")
 
 
 def test_an_image_that_has_its_mask_beside_it_brings_no_refusal(tmp_path):

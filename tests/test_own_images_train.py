@@ -101,6 +101,7 @@ def test_images_in_a_subfolder_beside_the_top_s_are_named_as_not_trained_on(data
     shutil.copytree(data[0] / "train" / "good", tmp_path / "top" / "nested")
     (tmp_path / "top" / "notes").mkdir()  # no images: nothing to say
     (tmp_path / "top" / "notes" / "a.txt").write_text("")
+    (tmp_path / "top" / "self").symlink_to(tmp_path / "top")  # the folder itself: its images are trained on
     with pytest.warns(UserWarning, match=r"top: images in its subfolder nested not trained on \(train reads the "
                                          r"images at the top of the folder it is given\)$"):
         images, paths, _ = defect_free_images(tmp_path / "top")
@@ -269,6 +270,13 @@ def test_ctrl_c_of_a_command_with_restart_says_to_drop_restart_to_resume(tmp_pat
         f"({tmp_path}/m.checkpoint/); with --restart it starts over\n")
     assert cli.main(["train", "data", "--out", str(tmp_path / "m")]) == 130
     assert capsys.readouterr().err.startswith("interrupted: the same command resumes")
+    monkeypatch.undo()  # and options abbreviated (--resta, --o), which that line would not see, are refused
+    for abbreviated, said in ((["--out", str(tmp_path / "m"), "--resta"], "ssimlib: unrecognized arguments: --resta"),
+                              (["--o", str(tmp_path / "m")], "ssimlib train: the following arguments are required: "
+                                                             "--out")):
+        with pytest.raises(SystemExit) as refused:
+            cli.main(["train", str(tmp_path), *abbreviated])
+        assert refused.value.code == 2 and capsys.readouterr().err == f"error: {said} (-h lists the options)\n"
 
 
 def test_one_image_is_too_few_and_hidden_files_are_no_images(tmp_path, capsys):

@@ -225,8 +225,10 @@ def _same_stem(found):
 
 def _misnamed_mask_hint(folder, stem, mask_suffix):
     """Where an MVTec AD category's image has no mask of the expected name: the files of its ``folder`` named
-    ``<stem>.*`` (a mask named as its image, say), as a hint, or ``""``."""
-    others = sorted(q.name for q in folder.glob(f"{glob.escape(stem)}.*") if q.is_file()) if folder.is_dir() else []
+    ``<stem>.*``, ``<stem>_*`` or ``<stem>-*`` (a mask named as its image, or with another ending), as a hint, or
+    ``""``."""
+    others = sorted(q.name for pattern in (".*", "_*", "-*") for q in folder.glob(f"{glob.escape(stem)}{pattern}")
+                    if q.is_file()) if folder.is_dir() else []
     return (f" ({', '.join(others[:2])} lies there: a mask misnamed? rename it {stem}{mask_suffix}, or give "
             "--mask-suffix)" if others and mask_suffix else "")
 

@@ -77,6 +77,7 @@ def defect_free_images(data, gray=None):
                          + (f" (only subfolders: {', '.join(below[:4])}{', ...' if len(below) > 4 else ''}; train "
                             "does not search below a folder: give the one of defect-free images)" if below else ""))
     nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
+                    and d.resolve() not in (folder.resolve(), *folder.resolve().parents)  # a link to itself, above
                     and any(is_image_file(q) for q in d.iterdir()))
     if nested:  # a tester's: trained on the top's images without a word of the subfolder's
         warnings.warn(f"{folder}: images in its subfolder{'s' if len(nested) > 1 else ''} {', '.join(nested[:4])}"
