@@ -365,9 +365,10 @@ def test_other_models_results_and_figures_are_named_apart():
     # notebook 02 on the batch-16 or a seed-1 model must not overwrite results/nanotwice_roc_comparison.json
     from ssimlib.experiments import nanotwice
 
+    # (batch None: each model's adopted batch size; one given for all names its run)
     assert [nanotwice.fig6_run_suffix(crops, "fresh", seed, batch) for crops, seed, batch in
-            [("fresh", 0, 32), ("fresh", 1, 32), ("fresh", 0, 16), ("fixed", 0, 32), ("fixed", 2, 16)]] == [
-        "", "_seed1", "_batch16", "_fixed", "_fixed_seed2_batch16"]
+            [("fresh", 0, None), ("fresh", 1, None), ("fresh", 0, 16), ("fresh", 0, 32), ("fixed", 0, None),
+             ("fixed", 2, 16)]] == ["", "_seed1", "_batch16", "_batch32", "_fixed", "_fixed_seed2_batch16"]
 
 
 def test_another_batch_size_trains_a_model_of_its_own(nanotwice_root, tmp_path, monkeypatch, capsys):
@@ -387,6 +388,9 @@ def test_another_batch_size_trains_a_model_of_its_own(nanotwice_root, tmp_path, 
     assert sorted(p.name for p in (models / "nanotwice").glob("*.json")) == ["l2_ae-fresh-batch16.json"]
     loaded, manifests, missing = nanotwice.load_trained_models(["L2-AE"], models, crops="fresh", batch_size=16)
     assert manifests["L2-AE"]["name"] == "l2_ae-fresh-batch16" and not missing
+    _, manifests, missing = nanotwice.load_trained_models(["L2-AE", "VAE"], models, crops="fresh",
+                                                          batch_size={"L2-AE": 16, "VAE": 32})  # a batch each
+    assert manifests["L2-AE"]["name"] == "l2_ae-fresh-batch16" and missing == ["VAE"]
     assert studies.main(["table2", "--batch-size", "16"]) == 2
     assert capsys.readouterr().err == "error: --batch-size: the table2 study does not take it\n"
 
@@ -496,6 +500,9 @@ def test_the_batch16_verdict_needs_both_the_loss_and_the_synthetic_defects(loss1
     synthetic = {"models": {"ssim_ae-fresh": {"pixel_auroc": 0.7499}, "ssim_ae-fresh-seed1": {"pixel_auroc": 0.7495},
                             "ssim_ae-fresh-batch16": {"pixel_auroc": auroc16, "weights_sha256": "b" * 64}}}
     assert verdicts.fig6_batch16_verdict(manifests, synthetic)[0] == chosen
+    # notebook 02's default Fig. 6 models: the SSIM-AE at the batch the verdict chose, the others at 32
+    batches = verdicts.fig6_batch_sizes(manifests, synthetic)
+    assert batches == {"L2-AE": 32, "VAE": 32, "FM-AE": 32, "SSIM-AE": 16 if chosen.endswith("batch16") else 32}
 
 
 def test_no_batch16_verdict_before_the_model_has_finished_and_been_measured():

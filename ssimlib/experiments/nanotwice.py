@@ -88,13 +88,14 @@ def fig6_model_name(method, crops="fixed", seed=FIG6_SCHEDULE["seed"], batch_siz
             + ("" if batch_size == FIG6_SCHEDULE["batch_size"] else f"-batch{batch_size}"))
 
 
-def fig6_run_suffix(crops, adopted_crops, seed=FIG6_SCHEDULE["seed"], batch_size=FIG6_SCHEDULE["batch_size"]):
+def fig6_run_suffix(crops, adopted_crops, seed=FIG6_SCHEDULE["seed"], batch_size=None):
     """What tells notebook 02's results file and figures of other models from the committed ones: ``""`` for the
-    Fig. 6 models it evaluates by default (``adopted_crops``, the schedule's seed and batch size), else
-    ``"_seed1"``, ``"_batch16"``, ``"_fixed"``, ``"_fixed_seed1"`` ..."""
+    Fig. 6 models it evaluates by default (``adopted_crops``, the schedule's seed, each model's adopted batch size:
+    ``batch_size`` None, :func:`ssimlib.experiments.verdicts.fig6_batch_sizes`), else ``"_seed1"``, ``"_batch16"``
+    (every model at batch 16), ``"_batch32"``, ``"_fixed"``, ``"_fixed_seed1"`` ..."""
     parts = (([] if crops == adopted_crops else [crops])
              + ([] if seed == FIG6_SCHEDULE["seed"] else [f"seed{seed}"])
-             + ([] if batch_size == FIG6_SCHEDULE["batch_size"] else [f"batch{batch_size}"]))
+             + ([] if batch_size is None else [f"batch{batch_size}"]))
     return "".join(f"_{part}" for part in parts)
 
 
@@ -111,7 +112,7 @@ def load_trained_models(methods=None, models_root=None, crops="fixed", seed=FIG6
     model trained under it (:func:`fig6_model_name`) once it has finished its schedule,
     and the fixed-crop model until then (:func:`crops_of` says which one came).  ``seed``:
     the models trained with that seed (another than the schedule's: models of their own), ``batch_size``
-    likewise.
+    likewise (one for all, or ``{method: batch size}``).
     Returns ``(models, manifests, missing)``: dicts by method of the loaded models
     and their manifests, and the methods (of ``methods``, default all four) that
     have no model yet.  A model whose file is altered raises
@@ -122,10 +123,11 @@ def load_trained_models(methods=None, models_root=None, crops="fixed", seed=FIG6
     check_crops(crops)
 
     def name(method):
-        stem = artifacts.study_model("nanotwice", fig6_model_name(method, crops, seed, batch_size), models_root)
+        batch = batch_size[method] if isinstance(batch_size, dict) else batch_size
+        stem = artifacts.study_model("nanotwice", fig6_model_name(method, crops, seed, batch), models_root)
         manifest = artifacts.read_manifest(stem)
         return fig6_model_name(method, crops if manifest is not None and manifest["training"]["complete"] else "fixed",
-                               seed, batch_size)
+                               seed, batch)
 
     return artifacts.load_study_models("nanotwice", {m: name(m) for m in methods or METHODS}, models_root)
 

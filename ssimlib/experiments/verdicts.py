@@ -182,3 +182,12 @@ def fig6_batch16_verdict(manifests=None, synthetic=None):
         f"{', '.join(f'{v:.4f}' for v in aurocs32)} by more than {SYNTHETIC_BAR}: "
         + ("the batch-16 model becomes the Fig. 6 SSIM-AE" if lower and higher
            else "the batch-32 model stays the Fig. 6 SSIM-AE, the batch-16 one is reported beside it"))
+
+
+def fig6_batch_sizes(manifests=None, synthetic=None):
+    """``{method: batch size}`` of the Fig. 6 models notebook 02 evaluates by default: the SSIM-AE's as
+    :func:`fig6_batch16_verdict` decides (16 once the batch-16 model has won, else the schedule's 32), the schedule's
+    for the others (their models were trained at it)."""
+    adopted = fig6_batch16_verdict(manifests, synthetic)[0] == FIG6_BATCH16
+    return {method: 16 if method == "SSIM-AE" and adopted else nanotwice.FIG6_SCHEDULE["batch_size"]
+            for method in nanotwice.METHODS}
