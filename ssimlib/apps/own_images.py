@@ -54,6 +54,14 @@ def default_stride(patch_size):
     return max(1, round(30 * patch_size / 128))
 
 
+def _holds_images(folder):
+    """Whether ``folder`` holds image files at its top (False where it cannot be listed)."""
+    try:
+        return any(is_image_file(path) for path in folder.iterdir())
+    except OSError:
+        return False
+
+
 def defect_free_images(data, gray=None):
     """Images of ``data`` (a folder of images, or an MVTec AD-style category's ``train/good``), their paths and
     those of them that reading warned of (dark 16-bit data, ...)."""
@@ -78,7 +86,7 @@ def defect_free_images(data, gray=None):
                             "does not search below a folder: give the one of defect-free images)" if below else ""))
     nested = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")
                     and d.resolve() not in (folder.resolve(), *folder.resolve().parents)  # a link to itself, above
-                    and any(is_image_file(q) for q in d.iterdir()))
+                    and _holds_images(d))
     if nested:  # a tester's: trained on the top's images without a word of the subfolder's
         warnings.warn(f"{folder}: images in its subfolder{'s' if len(nested) > 1 else ''} {', '.join(nested[:4])}"
                       f"{', ...' if len(nested) > 4 else ''} not trained on (train reads the images at the top of "
