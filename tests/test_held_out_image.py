@@ -180,3 +180,39 @@ def test_the_generalisation_rule_reads_the_loss_first_and_the_test_scores_only_t
     assert verdict is whether and says in reason and "below 1.093 needed" in reason
     if whether:  # the absolute losses beside it: ITIA1145's own (0.15 x relative) against the fresh seeds'
         assert f"ITIA1145 {0.15 * relative:.3f} against 0.166-0.167" in reason
+
+
+def test_a_reference_added_later_is_measured_on_the_same_crops_and_replaces_its_earlier_measure(tmp_path, monkeypatch):
+    # each image is flat at (i + 1) / 10 and the model's 'loss' is a crop's mean: ITIA1141 0.1, ITIA1142 0.2,
+    # ITIA1145 (held out) 0.3, the defect-free test crops 0.5; relative to the seen images' mean 0.15
+    path = tmp_path / "held_out.json"
+    path.write_text(json.dumps({"held_out": "ITIA1145", "reference_models": [
+        {"model": "nanotwice/ssim_ae-fresh", "epochs": 200},
+        {"model": "nanotwice/ssim_ae-fresh-batch16", "epochs": 30}]}))
+    monkeypatch.setattr(held_out_image, "TABLE2_BUDGET", {**held_out_image.TABLE2_BUDGET, "patch_size": 16})
+    monkeypatch.setattr(held_out_image.nanotwice, "load_dataset", lambda root: _dataset())
+    monkeypatch.setattr(held_out_image.nanotwice, "defect_free_test_patches",
+                        lambda dataset, p: np.full((4, p, p, 1), 0.5, np.float32))
+    monkeypatch.setattr(held_out_image.artifacts, "load_model",
+                        lambda stem: (_MeanModel(), {"training": {"epochs_done": 200}}))
+    monkeypatch.setattr(held_out_image, "compile_autoencoder", lambda *args: None)
+    held_out_image.add_reference(Path("/store/nanotwice/ssim_ae-fresh-batch16"), results_path=path)
+    references = json.loads(path.read_text())["reference_models"]
+    assert [r["model"] for r in references] == ["nanotwice/ssim_ae-fresh", "nanotwice/ssim_ae-fresh-batch16"]
+    assert references[1]["epochs"] == 200
+    assert references[1]["relative_losses"] == pytest.approx(
+        {"ITIA1141": 0.1 / 0.15, "ITIA1142": 0.2 / 0.15, "ITIA1145": 0.3 / 0.15, "defect-free test crops": 0.5 / 0.15})
+
+
+def test_the_command_measures_seed_0s_its_own_seeds_and_the_adopted_model_where_they_are_stored(tmp_path, monkeypatch):
+    from ssimlib.experiments import studies, verdicts
+
+    store = tmp_path / "nanotwice"
+    store.mkdir()
+    (store / "ssim_ae-fresh-batch16.json").write_text("{}")  # seed 1's own model is not stored
+    calls = []
+    monkeypatch.setattr(held_out_image, "run_diagnostic", lambda *args, references, **kwargs: calls.append(references))
+    monkeypatch.setattr(verdicts, "fig6_batch_sizes", lambda: {"SSIM-AE": 16, "L2-AE": 32})
+    assert studies.main(["held-out", "--seed", "1", "--models-root", str(tmp_path)]) == 0
+    # seed 0's is named even when missing: run_diagnostic then stops before training, naming it
+    assert calls == [[store / "ssim_ae-fresh", store / "ssim_ae-fresh-batch16"]]

@@ -274,12 +274,15 @@ def _train_study(args):
                               models_root=args.models_root, log=lambda line: print(line, flush=True))
         return 0
     if args.study == "held-out":
-        from ssimlib.experiments import held_out_image
+        from ssimlib.experiments import held_out_image, verdicts
 
-        # the 200-epoch models that saw all five images: seed 0's, and the run's own seed's where there is one
-        references = [artifacts.study_model("nanotwice", nanotwice.fig6_model_name("SSIM-AE", "fresh", seed),
-                                            args.models_root) for seed in sorted({0, args.seed})]
-        references = [stem for stem in references if stem == references[0] or artifacts.read_manifest(stem)]
+        # the 200-epoch models that saw all five images: seed 0's, the run's own seed's and the adopted Fig. 6
+        # SSIM-AE (batch 16 since FIG6_BATCH16_RULE) where there are such
+        names = [nanotwice.fig6_model_name("SSIM-AE", "fresh", seed) for seed in sorted({0, args.seed})]
+        adopted = nanotwice.fig6_model_name("SSIM-AE", "fresh", batch_size=verdicts.fig6_batch_sizes()["SSIM-AE"])
+        references = [artifacts.study_model("nanotwice", name, args.models_root)
+                      for name in dict.fromkeys([*names, adopted])]
+        references = [stem for stem in references if stem == references[0] or artifacts.read_manifest(stem) is not None]
         held_out_image.run_diagnostic(args.results, args.held_out, budget=schedule, seed=args.seed,
                                       data_root=args.data_root, models_root=args.models_root,
                                       references=references, log=lambda line: print(line, flush=True),
