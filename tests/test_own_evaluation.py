@@ -434,8 +434,11 @@ def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, 
     unfinished = {stopped / "images" / f"{json.loads(line)[0]}_map.tif" for line in lines[3:]}
     kept = {p: p.stat().st_mtime_ns for p in (stopped / "images").rglob("*_map.tif") if p not in unfinished}
     assert len(kept) == 3
+    capsys.readouterr()
     assert main(["evaluate", str(model), str(category), "--out", str(stopped)]) == 0
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # read back, not computed again
+    assert "defective; 3 of their maps made by an earlier run of this command, kept): pixel AUROC" in \
+        capsys.readouterr().out
     assert json.loads((stopped / "metrics.json").read_text()) == json.loads((whole / "metrics.json").read_text())
     assert (stopped / "evaluation.csv").read_text() == (whole / "evaluation.csv").read_text()
     assert len((stopped / "evaluation.progress.jsonl").read_text().splitlines()) == 5  # the cut line dropped

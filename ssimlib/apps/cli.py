@@ -363,7 +363,7 @@ def _evaluate(args):
     report = args.report or earlier_report(args.out, RUN_NAME)
     try:
         with _warnings_on_stderr(METRICS_NAME):
-            metrics, rows, rule, bad = evaluate_images(
+            metrics, rows, rule, bad, reused = evaluate_images(
                 args.model, args.inputs, args.out, args.masks, args.mask_suffix, args.threshold, args.precision,
                 report=report,
             )
@@ -378,8 +378,9 @@ def _evaluate(args):
 
     images = metrics["images"]
     written = f"{METRICS_NAME}, CSV and curves" if metrics["figures"] else f"{METRICS_NAME} and CSV"
+    earlier = f"; {reused} of their maps made by an earlier run of this command, kept" if reused else ""
     print(f"{images['scored']} image{'' if images['scored'] == 1 else 's'} ({images['defect_free']} defect-free, "
-          f"{images['defective']} defective): pixel AUROC {value(metrics['pixel_auroc'])}, AU-PRO@0.3 "
+          f"{images['defective']} defective{earlier}): pixel AUROC {value(metrics['pixel_auroc'])}, AU-PRO@0.3 "
           f"{value(metrics['au_pro@0.3'])}, image AUROC {value(metrics['image_auroc'])}; {written} in {args.out}"
           + (", report.html" if report else "") + _REWRITTEN * (report and not args.report))
     for line in bad:

@@ -276,8 +276,10 @@ def evaluate_images(
 
     ``report`` adds ``report.html`` (:mod:`ssimlib.apps.report`).
 
-    Returns ``(metrics, rows, rule, bad)``: the dict written to ``metrics.json``, the CSV rows,
-    the one line saying which mask rule was used, and one line per problem.
+    Returns ``(metrics, rows, rule, bad, reused)``: the dict written to ``metrics.json``, the CSV rows,
+    the one line saying which mask rule was used, one line per problem, and how many maps were read back from
+    an earlier, stopped run into ``out_dir`` (not in ``metrics.json``: a continued run writes what an
+    uninterrupted one would).
     :class:`ssimlib.apps.own_options.InputError` when the model or the threshold cannot be used.
     """
     out_dir = Path(out_dir)
@@ -304,20 +306,22 @@ def evaluate_images(
             _remove_gone(out_dir, done, {item.key for item in items})
         write_json(out_dir / RUN_NAME, run)
         with noted(notes):
-            rows, maps, gts = _score_all(out_dir, items, done, detector, bad)
+            rows, maps, gts, reused = _score_all(out_dir, items, done, detector, bad)
             if len(rows) < len(items):  # the rule's count was of the images found, not of those scored
                 rule += f"; {len(items) - len(rows)} of the {len(items)} could not be scored (named below)"
-            return _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes)
+            written = _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes)
+            return (*written, reused)
 
 
 def _score_all(out_dir, items, done, detector, bad):
-    """``(rows, maps, masks)`` of the labelled ``items``: each scored and its outputs written, or, where ``done``
-    (keys) names it and its map was written, that map read back (its row made anew: the mask may have been
-    mended since); problems appended to ``bad``.  The outputs of an image that cannot be read now are removed
-    (they were made from what the file held before), and before the first image is scored anew the summary files
-    beside them are (:func:`_mark_stale`): a stopped run leaves no metrics or report of older maps."""
+    """``(rows, maps, masks, reused)`` of the labelled ``items``: each scored and its outputs written, or, where
+    ``done`` (keys) names it and its map was written, that map read back (its row made anew: the mask may have been
+    mended since; ``reused`` counts those); problems appended to ``bad``.  The outputs of an image that cannot be
+    read now are removed (they were made from what the file held before), and before the first image is scored anew
+    the summary files beside them are (:func:`_mark_stale`): a stopped run leaves no metrics or report of older
+    maps."""
     rows, maps, gts = [], [], []
-    stale = False
+    stale, reused = False, 0
     with open(out_dir / PROGRESS_NAME, "w") as progress:  # the keys kept, a line cut by a kill dropped
         progress.writelines(_progress_line(key, digest) for key, digest in done.items())
         progress.flush()
@@ -331,6 +335,7 @@ def _score_all(out_dir, items, done, detector, bad):
                 if item.key in done and raw.exists() and unchanged(item.path, done[item.key], raw, digest):
                     anomaly_map = skimage.io.imread(raw).astype(np.float32)  # a stopped run's
                     segmentation = detector.segmentation(anomaly_map)
+                    reused += 1
                 else:
                     if not stale:
                         _mark_stale(out_dir)
@@ -347,12 +352,12 @@ def _score_all(out_dir, items, done, detector, bad):
             rows.append(_row(out_dir, item, mask, anomaly_map, segmentation))
             maps.append(anomaly_map)
             gts.append(mask)
-    return rows, maps, gts
+    return rows, maps, gts, reused
 
 
 def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, threshold, report, notes):
     """Write the metrics, the CSV, the curves and (``report``) the report; :func:`evaluate_images`'s return
-    (``notes``: the run's warnings, :func:`ssimlib.apps.warning_notes.noted`)."""
+    (``notes``: the run's warnings, :func:`ssimlib.apps.warning_notes.noted`), less its last item."""
     metrics = {
         "model": printable(str(model)), "mask_rule": printable(rule), **_metrics(maps, gts, detector, bad),
         "threshold_from": "validation" if threshold is None else "--threshold",
