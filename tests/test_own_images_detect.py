@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -511,3 +512,22 @@ def test_a_model_named_with_its_file_suffix_is_found(tiny_model, tmp_path):
         out = tmp_path / suffix.strip(".")
         assert main(["detect", f"{model}{suffix}", str(category / "test" / "good"), "--out", str(out)]) == 0
         assert len(read_rows(out)) == 2
+
+
+def test_an_image_whose_map_lies_above_the_threshold_over_most_of_it_is_warned_of(monkeypatch):
+    # other-scale texture (another magnification), focus or lighting mark the whole image, not a defect
+    from ssimlib.apps import scoring
+
+    detector = scoring.Detector(network=type("Net", (), {"channels": 1})(), preset=None, threshold=0.5, min_area=1,
+                                stride=1, weights_sha256="")
+    for share, warned in ((0.5, False), (0.51, True)):
+        above = np.zeros(10_000, np.float32)
+        above[: round(share * 10_000)] = 0.9
+        monkeypatch.setattr(scoring, "anomaly_map", lambda *args: above.reshape(100, 100))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            detector.anomaly_map(np.full((100, 100, 1), 0.5, np.float32), "x.png")
+        messages = [str(w.message) for w in caught]
+        assert messages == ([f"x.png: {share:.0%} of its pixels lie above the threshold: unlike the model's training "
+                             "images as a whole (another magnification, focus or lighting?) more than a defect?"]
+                            if warned else []), share

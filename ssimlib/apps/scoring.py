@@ -70,6 +70,7 @@ def images_record(images):
 
 
 MEAN_SLACK = 0.15  # an image whose mean gray value lies this far outside the training images' is warned of
+MARKED_SHARE = 0.5  # an image whose map lies above the threshold over more of it than this is warned of
 
 
 def warn_unlike_training(image, path, seen):
@@ -122,7 +123,13 @@ class Detector:
         if image.shape[0] * image.shape[1] < self.min_area:
             warnings.warn(f"{path}: image of {image.shape[0] * image.shape[1]} pixels, fewer than the smallest defect "
                           f"area ({self.min_area} px): no defect can be found in it", stacklevel=2)
-        return anomaly_map(self.network, image, self.preset, self.stride, path, self.ssim)
+        result = anomaly_map(self.network, image, self.preset, self.stride, path, self.ssim)
+        marked = float(np.mean(result > self.threshold))
+        if marked > MARKED_SHARE:
+            warnings.warn(f"{path}: {marked:.0%} of its pixels lie above the threshold: unlike the model's training "
+                          "images as a whole (another magnification, focus or lighting?) more than a defect?",
+                          stacklevel=2)
+        return result
 
     def segmentation(self, anomaly_map):
         """:func:`segmentation` at this model's threshold and smallest defect area."""
