@@ -82,13 +82,16 @@ def test_an_mvtec_category_with_some_masks_named_like_their_images_names_them_be
     _labelled(rng, tmp_path / "test" / "scratch" / "000.png", tmp_path / "ground_truth" / "scratch" / "000_mask.png")
     _labelled(rng, tmp_path / "test" / "scratch" / "001.png", tmp_path / "ground_truth" / "scratch" / "001.png")
     _labelled(rng, tmp_path / "test" / "scratch" / "002.png", tmp_path / "ground_truth" / "scratch" / "002_gt.png")
+    _labelled(rng, tmp_path / "test" / "scratch" / "003.png", tmp_path / "ground_truth" / "scratch" / "003_mask.tif")
     items, bad, _ = find_labelled([tmp_path])
     assert [item.key for item in items] == ["scratch/000"]
     problems = dict(bad)
-    for stem, lying in (("001", "001.png"), ("002", "002_gt.png")):
+    for stem, lying, ending, how in (("001", "001.png", ".png", "rename"), ("002", "002_gt.png", "_gt.png", "rename"),
+                                     ("003", "003_mask.tif", "_mask.tif", "save")):  # a TIFF is not renamed to .png
         assert problems[tmp_path / "test" / "scratch" / f"{stem}.png"] == (
             f"expected its mask {tmp_path}/ground_truth/scratch/{stem}_mask.png, it does not exist ({lying} lies "
-            f"there: a mask misnamed? rename it {stem}_mask.png, or give --mask-suffix)")
+            f"there: a mask misnamed? {how} it as {stem}_mask.png, or give --mask-suffix {ending} if every mask is "
+            "named so)")
 
 
 def test_an_image_that_has_its_mask_beside_it_brings_no_refusal(tmp_path):

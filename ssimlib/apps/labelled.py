@@ -229,8 +229,12 @@ def _misnamed_mask_hint(folder, stem, mask_suffix):
     ``""``."""
     others = sorted(q.name for pattern in (".*", "_*", "-*") for q in folder.glob(f"{glob.escape(stem)}{pattern}")
                     if q.is_file()) if folder.is_dir() else []
-    return (f" ({', '.join(others[:2])} lies there: a mask misnamed? rename it {stem}{mask_suffix}, or give "
-            "--mask-suffix)" if others and mask_suffix else "")
+    if not (others and mask_suffix):
+        return ""
+    ending = others[0][len(stem):]
+    same_type = ending.lower().rpartition(".")[2] == mask_suffix.lower().rpartition(".")[2]  # ".png" has no suffix
+    return (f" ({', '.join(others[:2])} lies there: a mask misnamed? {'rename' if same_type else 'save'} it as "
+            f"{stem}{mask_suffix}, or give --mask-suffix {ending} if every mask is named so)")
 
 
 def _parallel(found, masks_dir, mask_suffix):
