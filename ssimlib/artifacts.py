@@ -150,7 +150,7 @@ def finish_interrupted_save(stem):
     if staged.exists() and not (staging / weights.name).exists() and weights.exists():
         try:
             moved_in = json.loads(staged.read_text()).get("sha256") == sha256(weights)
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):  # unreadable: not the save's
             moved_in = False
         if moved_in:
             os.replace(staged, manifest_path)
@@ -201,6 +201,8 @@ def read_manifest(stem):
         manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactError(f"{path}: not a valid manifest ({error})") from None
+    except OSError as error:  # a folder of that name, say
+        raise ArtifactError(f"{path}: cannot be read as a manifest ({error.strerror or error})") from None
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path}: not a valid manifest (a JSON {type(manifest).__name__}, not an object)")
     return manifest

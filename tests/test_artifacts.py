@@ -204,3 +204,16 @@ def test_an_architecture_edited_after_the_save_is_named(tmp_path):
     del manifest["architecture_sha256"]  # as the models saved before it was recorded: loaded as they are
     path.write_text(json.dumps(manifest))
     assert artifacts.load_model(tmp_path / "toy" / "m")[0].output_activation == "linear"
+
+
+def test_a_folder_named_as_a_manifest_is_named_in_one_line(tmp_path):
+    # a tester's: a folder X.json beside X.weights.h5 (or in a killed save's staging folder) gave IsADirectoryError
+    (tmp_path / "toy" / "m.json").mkdir(parents=True)
+    with pytest.raises(artifacts.ArtifactError, match=r"m\.json: cannot be read as a manifest \(Is a directory\)$"):
+        artifacts.read_manifest(tmp_path / "toy" / "m")
+    (tmp_path / "toy" / "m.json").rmdir()
+    _save(_trained(ConvAutoencoder(32, 1, 8)), tmp_path)
+    staged = artifacts.staging_folder(tmp_path / "toy" / "m") / "m.json"
+    staged.mkdir(parents=True)
+    assert artifacts.read_manifest(tmp_path / "toy" / "m")["architecture"]["latent_dim"] == 8  # the stale save gone
+    assert not staged.parent.exists()

@@ -365,9 +365,60 @@ def test_a_result_of_other_parameters_is_redone_and_a_model_of_other_settings_re
 def test_an_output_folder_that_is_a_file_is_named_before_any_run(categories, tmp_path, capsys):
     # a --results-dir that was a file failed each category after its whole evaluation (or training), metrics lost
     (tmp_path / "a_file").write_text("")
-    for option in ("--output-dir", "--results-dir", "--figures-dir"):
+    for option in ("--output-dir", "--results-dir", "--figures-dir", "--models-root"):  # a model: after its training
         argv = _args(categories, tmp_path, "synth")
         argv[argv.index(option) + 1] = str(tmp_path / "a_file" / "below")
         assert batch.main(argv) == 2
         assert capsys.readouterr().err.strip() == f"error: {option}: {tmp_path / 'a_file'} is a file, not a folder"
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+def test_a_category_named_with_a_trailing_slash_is_the_category_and_a_path_is_refused(capsys):
+    # a tester's: --categories grid/ (as the shell completes it) took the unknown-category preset and a model
+    # path models/mvtec/grid/-ssim-cvpr2019, and would have trained it for hours
+    assert batch.parse_args(["--categories", "grid/", "bottle"]).categories == ["grid", "bottle"]
+    for name in ("mvtec/grid", "..", "/"):
+        with pytest.raises(SystemExit) as exit_:
+            batch.parse_args(["--categories", name])
+        assert exit_.value.code == 2
+        assert f"argument --categories: {name!r}: expected the name of a category's folder directly under " \
+               "--data-root (grid, not a path)" in capsys.readouterr().err
+
+
+def test_a_result_is_compared_with_the_preset_values_a_run_would_resolve(tmp_path):
+    # a tester's: a result made with -p patch_size 32 was kept by the same batch without it (the preset's 128 px),
+    # since a parameter left None was never compared; CVPR 2019 states 128 px patches and d = 100 for the textures,
+    # resized to 256 px, and the L2-AE's residual compares pixels
+    grid = batch_results.resolved_preset("grid", "ssim", {"patch_size": None, "latent_dim": None}, "cvpr2019")
+    assert {key: grid[key] for key in ("patch_size", "latent_dim", "resize")} == {
+        "patch_size": 128, "latent_dim": 100, "resize": 256}
+    assert batch_results.resolved_preset("grid", "l2", {}, "cvpr2019")["residual"] == "l2"
+    assert batch_results.resolved_preset("grid", "ssim", {"patch_size": 32}, "cvpr2019")["patch_size"] == 32
+    category = write_synthetic_category(tmp_path / "data", "grid", n_train=2, n_good=1, n_defective=1, size=64)
+    result = tmp_path / "grid-ssim-cvpr2019.json"
+    result.write_text(json.dumps({"settings": {"patch_size": 32, "latent_dim": 100}}))
+    asked = batch_results.resolved_preset("grid", "ssim", {}, "cvpr2019")
+    assert batch_results.result_differences(result, asked, category) == {"patch_size": (32, 128)}
+
+
+def test_a_stored_manifest_that_cannot_be_read_fails_its_run_and_the_others_go_on(categories, tmp_path, capsys,
+                                                                                monkeypatch):
+    # a tester's: one corrupted manifest in the model store stopped the whole batch with a traceback
+    stem = artifacts.study_model("mvtec", "broken-ssim-cvpr2019", tmp_path / "models")
+    stem.parent.mkdir(parents=True)
+    stem.with_suffix(".json").write_text('{"name": "broken", "sha256": ')
+    ran = []
+
+    def run_jobs(jobs, workers, gpus, report):
+        ran.extend(job["category"] for job in jobs)
+        return []
+
+    monkeypatch.setattr(batch, "_run_with_futures", run_jobs)
+    monkeypatch.setattr(batch, "_have_distributed", lambda: False)
+    assert batch.main(_args(categories, tmp_path, "broken", "synth")) == 1
+    captured = capsys.readouterr()
+    assert ran == ["synth"]
+    assert "0 skipped, 1 failed (a stored manifest unreadable)" in captured.out
+    failed = [line.split() for line in captured.out.splitlines() if line.startswith("  broken-ssim-cvpr2019 ")]
+    assert failed and all(line[1:4] == ["FAILED", "ArtifactError:", f"{stem}.json:"] for line in failed), failed
+    assert captured.err == "failed: broken-ssim-cvpr2019\n"

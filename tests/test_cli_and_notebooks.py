@@ -100,6 +100,7 @@ def test_unknown_notebook_or_profile_is_one_line_and_exit_2():
     ("validation_fraction", "1", "-p validation_fraction 1: expected a number in [0, 1)"),
     ("learning_rate", "fast", "-p learning_rate 'fast': expected a number"),
     ("category", "3", "-p category 3: expected text"),
+    ("category", "grid/", "-p category 'grid/': expected the name of a category's folder (grid, not a path)"),
     ("train_missing", "maybe", "-p train_missing 'maybe': expected true or false"),
     ("stride", "~", "-p stride None: expected a whole number"),  # None only where the parameters cell allows it
     ("patch_size", "abc", "-p patch_size 'abc': expected a whole number"),  # default None: its kind is known
@@ -142,6 +143,46 @@ def test_a_place_a_notebook_cannot_read_or_write_is_one_line_before_the_kernel_s
     assert main(["notebook", name, "--profile", "ci", *argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {expected}"), err
+
+
+def test_folders_given_with_p_resolve_where_the_command_runs_as_o_does(tmp_path, monkeypatch):
+    # a tester's: -p results_dir myres wrote into tests/notebooks/myres, where the ci kernel runs
+    import papermill
+
+    seen = {}
+    monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, parameters, **kwargs: (
+        seen.update(parameters), shutil.copy(source, output)))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    assert main(["notebook", "04_mvtec_category", "--profile", "ci", "-o", "run.ipynb", "-p", "results_dir", "myres",
+                 "-p", "figures_dir", "''", "-p", "data_root", "data", "-p", "models_root", "/abs/models"]) == 0
+    assert (seen["results_dir"], seen["figures_dir"]) == (str(tmp_path / "myres"), "")  # "": no figures
+    assert (seen["data_root"], seen["models_root"]) == (str(tmp_path / "data"), "/abs/models")
+    assert (tmp_path / "run.ipynb").is_file()
+
+
+def test_a_malformed_profile_is_one_line_and_stops_only_its_own_runs(tmp_path, capsys, monkeypatch):
+    # a tester's: one bad YAML file in notebooks/params broke every run of that notebook, whatever --profile
+    import papermill
+
+    from ssimlib.apps import notebooks
+
+    params = tmp_path / "params"
+    shutil.copytree(PARAMS_DIR, params)
+    (params / "mine").mkdir()
+    (params / "mine" / "05_mvtec_summary.yaml").write_text("results_dir: x\n  bad: [1,\n")
+    (params / "listed").mkdir()
+    (params / "listed" / "05_mvtec_summary.yaml").write_text("- 1\n")
+    monkeypatch.setattr(notebooks, "PARAMS_DIR", params)
+    monkeypatch.setattr(papermill, "execute_notebook", lambda source, output, **kwargs: shutil.copy(source, output))
+    assert main(["notebook", "05_mvtec_summary", "--profile", "ci", "-o", str(tmp_path / "ok.ipynb")]) == 0
+    capsys.readouterr()
+    assert main(["notebook", "05_mvtec_summary", "--profile", "mine", "-o", str(tmp_path / "x.ipynb")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {params}/mine/05_mvtec_summary.yaml: not valid YAML ("), err
+    assert main(["notebook", "05_mvtec_summary", "--profile", "listed", "-o", str(tmp_path / "x.ipynb")]) == 2
+    assert capsys.readouterr().err == (f"error: {params}/listed/05_mvtec_summary.yaml: expected lines of parameter: "
+                                       "value, not a YAML list\n")
 
 
 def test_a_run_that_stops_leaves_the_executed_notebook_as_it_was(tmp_path, capsys, monkeypatch):

@@ -114,6 +114,14 @@ def test_a_results_file_it_did_not_write_is_named_before_any_measuring(tmp_path,
     assert err.startswith(f"error: {results}: not a results file of this measure") and err.count("\n") == 1
 
 
+def test_a_results_file_that_cannot_be_written_is_named_before_any_measuring(tmp_path, capsys):
+    # a tester's: a --results under a file measured for minutes, then a traceback, the rows lost
+    (tmp_path / "a_file").write_text("")
+    results = tmp_path / "a_file" / "r.json"
+    assert sd.main(["--models", str(tmp_path / "nope"), "--results", str(results)]) == 2
+    assert capsys.readouterr().err == f"error: --results {results}: {tmp_path / 'a_file'} is a file, not a folder\n"
+
+
 class _Model:
     def __init__(self, patch_size):
         self.patch_size = patch_size

@@ -59,9 +59,9 @@ from ssimlib.apps.quiet_keras import load_keras_quietly
 
 load_keras_quietly()  # worker processes (pool, Dask) import this module; Keras below would print its start-up log
 
-from ssimlib.apps.batch_results import (result_differences, result_epochs, result_is_complete,  # noqa: E402
-                                        result_is_stale, result_model_finished)
-from ssimlib.artifacts import read_manifest  # noqa: E402
+from ssimlib.apps.batch_results import (resolved_preset, result_differences, result_epochs,  # noqa: E402
+                                        result_is_complete, result_is_stale, result_model_finished)
+from ssimlib.artifacts import ArtifactError, read_manifest  # noqa: E402
 from ssimlib.data import not_a_folder  # noqa: E402
 from ssimlib.fingerprints import category_fingerprint  # noqa: E402
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name  # noqa: E402
@@ -304,9 +304,19 @@ def _line(outcome):
     detail = outcome.get("error") or outcome.get("notebook") or ""
     if outcome["status"] != "failed" and outcome.get("epochs"):
         detail += f" ({outcome['epochs']} epochs)"
-    if outcome["status"] == "failed":
+    if outcome["status"] == "failed" and outcome.get("notebook"):
         detail += f" (see {outcome['notebook']})"
     return f"  {outcome['run']:<30} {status:<8} {seconds:>7} {gpu:<6} {detail}"
+
+
+def category_name(text):
+    """A ``--categories`` name: a folder directly under the data root (``grid/``, as a shell completes it, is
+    ``grid``; a longer path would name another preset and model than the category's)."""
+    name = text.rstrip("/")
+    if not name or name in (".", "..") or "/" in name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected the name of a category's folder directly under "
+                                         "--data-root (grid, not a path)")
+    return name
 
 
 def parse_args(argv=None):
@@ -316,7 +326,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--data-root", help="folder holding <category>/train/good, test/, ground_truth/ "
                         "(default: wherever ssimlib.experiments.mvtec.category_root finds each category)")
-    parser.add_argument("--categories", nargs="+", metavar="NAME",
+    parser.add_argument("--categories", nargs="+", metavar="NAME", type=category_name,
                         help="categories to run (default: every one of the 15 that is found)")
     parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS", choices=LOSSES,
                         help="models, by training loss: ssim (SSIM-AE), l2 (L2-AE), ssim_l1 (default: ssim l2)")
@@ -353,23 +363,21 @@ def main(argv=None):
         print(f"error: -p {owned}: the batch sets it for each run; use {OPTION_OF_PARAMETER[owned]}", file=sys.stderr)
         return 2
     data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
-    for option, folder in (("--output-dir", args.output_dir), ("--results-dir", args.results_dir),
-                           ("--figures-dir", args.figures_dir)):
-        if not folder:
-            continue
-        try:  # each run would fail at its end, its work lost
-            check_out_folder(folder, option)
-        except InputError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
     try:
         check_parameters(NOTEBOOK, parameters)
         check_profile_parameter(NOTEBOOK, args.profile, parameters)
         label = profile_label(args.profile, parameters)
         train = trains(args.profile, parameters)
+        outputs = (("--output-dir", args.output_dir), ("--results-dir", args.results_dir),
+                   ("--figures-dir", args.figures_dir), ("--models-root", train and args.models_root))
+        for option, folder in outputs:
+            if folder:  # each run would fail at its end (a model: after its training), its work lost
+                check_out_folder(folder, option)
+        if args.models_root and not train and Path(args.models_root).expanduser().is_file():
+            raise InputError(f"--models-root: {args.models_root} is a file, not a folder")
         roots = ({c: data_root for c in find_categories(data_root, args.categories)} if data_root
                  else located_categories(args.categories))
-    except FileNotFoundError as error:  # NotebookChoiceError (an unknown profile) included
+    except (FileNotFoundError, InputError) as error:  # NotebookChoiceError (an unknown profile) included
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.scheduler and not _have_distributed():
@@ -391,7 +399,16 @@ def main(argv=None):
     setup = parameters.pop("setup", args.setup)
     models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
     store = models_root_of(args.profile, parameters, models_root)
-    runs = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
+    every_run = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
+    outcomes, jobs = [], []
+    for category, loss in every_run:  # a stored manifest that cannot be read fails its run alone, up front
+        try:
+            read_manifest(model_stem(category, loss, setup, store))
+        except ArtifactError as error:
+            outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "failed",
+                             "error": f"ArtifactError: {error}", "seconds": None, "gpu": None,
+                             "notebook": None, "epochs": None})
+    runs = [run for run in every_run if run_name(run[0], run[1], setup) not in {o["run"] for o in outcomes}]
     if not train:  # a profile that does not train (ci) needs every model stored; say so before starting anything
         absent = [model_stem(c, loss, setup, store) for c, loss in runs
                   if read_manifest(model_stem(c, loss, setup, store)) is None]
@@ -402,17 +419,17 @@ def main(argv=None):
                   "or -p train_missing true",
                   file=sys.stderr)
             return 2
-    outcomes, jobs = [], []
     # What each run's notebook will have: its defaults, the profile's and -p's (the batch's own options aside).
     asked = {**notebook_defaults(NOTEBOOK), **run_parameters(args.profile, parameters)}
+    preset_values = functools.partial(resolved_preset, values=asked, setup=setup)
     asked = {key: value for key, value in asked.items() if value is not None and key not in OPTION_OF_PARAMETER}
     replaced, fingerprint = [], functools.cache(category_fingerprint)  # a category hashed once for its models
     for category, loss in runs:
         path = results_path(results_dir, category, loss, setup)
         stem = model_stem(category, loss, setup, store)
         complete = result_is_complete(path, label)
-        differ = (result_differences(path, asked, Path(roots[category]) / category, train, fingerprint)
-                  if complete else {})
+        differ = (result_differences(path, {**asked, **preset_values(category, loss)}, Path(roots[category]) / category,
+                                     train, fingerprint) if complete else {})
         current = (complete and not differ and not result_is_stale(path, stem)
                    and (not train or (result_model_finished(path) and model_finished(read_manifest(stem)))))
         if differ:  # the run replaces a result of other settings: say which
@@ -434,8 +451,10 @@ def main(argv=None):
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler
              else f"{workers} local worker(s)" + (f" on GPUs {' '.join(gpus)}" if gpus else "")
              + (" in a Dask LocalCluster" if use_dask else " in a process pool"))
+    unreadable = sum(o["status"] == "failed" for o in outcomes)
     print(f"batch {NOTEBOOK}, profile {args.profile} ({label}): {len(jobs)} to run, "
-          f"{len(outcomes)} skipped; {where}; "
+          f"{len(outcomes) - unreadable} skipped" + (f", {unreadable} failed (a stored manifest unreadable)"
+                                                     if unreadable else "") + f"; {where}; "
           + ("missing and unfinished models are trained to the end of their schedule" if train
              else "stored models are evaluated as they are, nothing is trained"), flush=True)
 
@@ -456,7 +475,7 @@ def main(argv=None):
         else:
             outcomes += _run_with_futures(jobs, workers, gpus, report)
 
-    order = {run_name(category, loss, setup): i for i, (category, loss) in enumerate(runs)}
+    order = {run_name(category, loss, setup): i for i, (category, loss) in enumerate(every_run)}
     outcomes.sort(key=lambda o: order[o["run"]])
     failed = [o for o in outcomes if o["status"] == "failed"]
     counts = {s: sum(o["status"] == s for o in outcomes) for s in ("ok", "skipped", "failed")}

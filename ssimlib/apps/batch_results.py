@@ -6,7 +6,11 @@ from pathlib import Path
 
 from ssimlib.artifacts import read_manifest
 from ssimlib.data import is_image_file
+from ssimlib.experiments.presets import configure
 from ssimlib.fingerprints import category_fingerprint
+
+# Notebook 04's parameters whose None means "the category's preset": a results file records what they resolved to.
+PRESET_PARAMETERS = ("patch_size", "latent_dim", "resize", "residual")
 
 # Notebook parameters of the training schedule, recorded in a result's model_store (epochs as schedule_epochs).
 TRAINING_PARAMETERS = ("epochs", "n_patches", "batch_size", "learning_rate")
@@ -50,6 +54,14 @@ def result_is_complete(path, label, since=None):
         and "pixel_auroc" in record.get("metrics", {})
         and (since is None or modified >= since)
     )
+
+
+def resolved_preset(category, loss, values, setup):
+    """``{parameter: value}`` of :data:`PRESET_PARAMETERS` as a run with notebook parameters ``values`` resolves
+    them for ``category`` and ``loss`` (``values``' own, else the preset's), to compare with what a results file
+    recorded; a residual the preset leaves to the images' channels, and a size it leaves open, are left out."""
+    preset = configure(category, **{key: values.get(key) for key in PRESET_PARAMETERS}, loss=loss, setup=setup)
+    return {key: getattr(preset, key) for key in PRESET_PARAMETERS if getattr(preset, key) is not None}
 
 
 def result_differences(path, parameters, category_dir, train=False, fingerprint=category_fingerprint):

@@ -102,6 +102,14 @@ def parameter_values(pairs):
     return {key: parameter_value(value) for key, value in pairs}
 
 
+def from_callers_folder(parameters):
+    """``parameters`` with each folder (``*_dir``, ``*_root``) given as a relative path made absolute against the
+    caller's working folder, as ``-o`` is: the kernel runs in another (:func:`profile_cwd`)."""
+    return {key: os.path.abspath(os.path.expanduser(value))
+            if key.endswith(("_dir", "_root")) and isinstance(value, str) and value else value
+            for key, value in parameters.items()}
+
+
 def parameter_value(text):
     """A ``-p`` value read as YAML (``2``, ``0.5``, ``true``, text), a number written as ``1e-4`` included (YAML 1.1
     reads that as text)."""
@@ -154,11 +162,20 @@ def check_profile_parameter(name, profile, parameters):
     ``--profile`` ``profile``: the results would name a profile whose parameters did not make them (a label of
     one's own, ``-p profile my-run``, is fine)."""
     label = profile_parameters(name, profile).get("profile", "full")
-    others = {profile_parameters(name, other).get("profile", "full") for other in profile_names(name)} - {label}
+    others = {_label_of(name, other) for other in profile_names(name)} - {label, None}
     if (parameters or {}).get("profile") in others:
         raise NotebookChoiceError(f"-p profile {parameters['profile']!r}: the label of another profile; a profile is "
                                   f"chosen with --profile (this run's is {profile}, labelled {label!r}), which also "
                                   "sets its parameters")
+
+
+def _label_of(name, profile):
+    """The label ``profile`` gives its runs of ``name``, or None where its file cannot be read (another profile's
+    mistake does not stop this one's runs)."""
+    try:
+        return profile_parameters(name, profile).get("profile", "full")
+    except NotebookChoiceError:
+        return None
 
 
 def value_problem(key, value, default, none_allowed=False):
@@ -181,6 +198,8 @@ def value_problem(key, value, default, none_allowed=False):
         return KIND_NAMES[kind]
     if key in CHOICES and value not in CHOICES[key]:
         return f"one of {', '.join(CHOICES[key])}"
+    if key == "category" and (value in ("", ".", "..") or "/" in value):  # grid/ would take another preset and model
+        return "the name of a category's folder (grid, not a path)"
     if not number:
         return None
     if not math.isfinite(value):
@@ -215,7 +234,13 @@ def profile_parameters(name, profile):
     path = PARAMS_DIR / profile / f"{name}.yaml"
     if not path.exists():
         check_choice(name, profile)
-    return yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise NotebookChoiceError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(values, dict):
+        raise NotebookChoiceError(f"{path}: expected lines of parameter: value, not a YAML {type(values).__name__}")
+    return values
 
 
 def profile_cwd(profile):

@@ -25,6 +25,7 @@ models and adds them to ``results/nanotwice_synthetic_defects.json``.
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ from ssimlib.evaluate import run_environment, write_json
 from ssimlib.experiments import nanotwice
 from ssimlib.inference import residual_map
 from ssimlib.metrics import roc_auc
-from ssimlib.paths import REPO_ROOT
+from ssimlib.paths import REPO_ROOT, nearest_existing
 from ssimlib.ssim import STANDARD
 
 KINDS = ("turned texture", "coarser texture", "bright blob", "blurred disk")
@@ -167,6 +168,17 @@ def read_results(path):
     return results
 
 
+def check_writable(path):
+    """:class:`DatasetError` unless a results file can be written at ``path`` (its folder made where missing)."""
+    existing = nearest_existing(Path(path).parent)
+    if not existing.is_dir():
+        raise DatasetError(f"--results {path}: {existing} is a file, not a folder")
+    try:  # a probe, not os.access: root "may" write on a read-only mount
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise DatasetError(f"--results {path}: cannot write in {existing} ({error.strerror or error})") from None
+
+
 def measure(stems, data_root=None, n_crops=N_CROPS, seeds=SEEDS, log=print):
     """:func:`synthetic_scores` of each stored NanoTWICE model at ``stems`` on ``n_crops`` validation crops of
     its patch size, with the residual, SSIM window and SSIM constants of its training, for each defect seed of
@@ -207,7 +219,8 @@ def main(argv=None):
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="results file (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        results = read_results(args.results)  # a bad file named before the minutes of measuring
+        results = read_results(args.results)  # a bad file or folder named before the minutes of measuring
+        check_writable(args.results)
         rows = measure(args.models, args.data_root)
     except (ArtifactError, DatasetError) as error:
         print(f"error: {error}", file=sys.stderr)
