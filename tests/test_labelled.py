@@ -397,3 +397,40 @@ def test_a_folder_that_cannot_be_read_is_warned_of(tmp_path, monkeypatch):
                                                    "searched: its images are left out")):
         items, _, _ = find_labelled([tmp_path])
     assert [item.key for item in items] == ["good/g0"]
+
+
+def test_a_mask_named_otherwise_than_the_masks_found_beside_it_is_left_out_with_its_image(tmp_path):
+    # a tester's: with c_mask.png found for c.png, b_gt.png was scored as a defect-free image, and b.png (defective)
+    # as one too, exit status 0
+    rng = np.random.default_rng(4)
+    _save(tmp_path / "a.png", checkerboard(64, square=16, angle=10.0, phase=(0.3, 0.7)))
+    _labelled(rng, tmp_path / "b.png", tmp_path / "b_gt.png")
+    _labelled(rng, tmp_path / "c.png", tmp_path / "c_mask.png")
+    items, bad, rule = find_labelled([tmp_path])
+    assert {item.key: item.mask and item.mask.name for item in items} == {"a": None, "c": "c_mask.png"}
+    assert dict(bad) == {
+        tmp_path / "b_gt.png": "looks like the mask of b.png beside it, but is not named b_mask.* as the other masks "
+                               "are: left out with its image (rename it, or give --mask-suffix _gt.png if every mask "
+                               "is so named)",
+        tmp_path / "b.png": "its mask looks to be b_gt.png beside it, not named b_mask.*: left out"}
+    assert rule.endswith("1 of 2 images have one, the others count as defect-free; 2 other files left out (named "
+                         "below)")
+
+
+def test_an_image_named_like_a_mask_pairs_with_its_own_mask(tmp_path):
+    # a tester's: crack/wafer-mask.png with its mask wafer-mask_mask.png were both left out as masks without images
+    rng = np.random.default_rng(5)
+    _labelled(rng, tmp_path / "crack" / "wafer-mask.png", tmp_path / "crack" / "wafer-mask_mask.png")
+    _labelled(rng, tmp_path / "crack" / "x.png", tmp_path / "crack" / "x_mask.png")
+    _save(tmp_path / "good" / "g.png", checkerboard(64, square=16, angle=10.0, phase=(0.1, 0.2)))
+    _save(tmp_path / "good" / "wafer-mask.png", checkerboard(64, square=16, angle=10.0, phase=(0.5, 0.2)))
+    items, bad, _ = find_labelled([tmp_path])
+    assert {item.key: item.mask and item.mask.name for item in items} == {
+        "crack/wafer-mask": "wafer-mask_mask.png", "crack/x": "x_mask.png", "good/g": None}
+    # alone, a file so named may be a mask that lost its image: left out, with the way to score it as an image
+    assert dict(bad) == {tmp_path / "good" / "wafer-mask.png": (
+        "a mask without an image (named like a mask, and no image pairs with it): left out, not scored (if it is an "
+        "image, give --mask-suffix with your masks' ending, _mask.png say: then only files so named are masks; see "
+        "--masks)")}
+    items, bad, _ = find_labelled([tmp_path], mask_suffix="_mask.png")
+    assert len(items) == 4 and bad == []

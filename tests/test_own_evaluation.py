@@ -420,6 +420,25 @@ def test_a_stopped_continued_evaluation_leaves_no_summary_of_older_maps(tiny_mod
         sorted(p.relative_to(fresh) for p in (fresh / "images").rglob("*"))  # stroke/002's maps gone with it
 
 
+@pytest.mark.parametrize("error, line", [
+    (OSError(28, "No space left on device", "/o/images/x_map.tif"),
+     "error: /o/images/x_map.tif: No space left on device; "),
+    (OSError("25600 requested and 24508 written"), "error: 25600 requested and 24508 written (is the disk full?); "),
+])
+def test_a_full_disk_is_one_line_that_says_how_to_go_on(tiny_model, tmp_path, monkeypatch, capsys, error, line):
+    # a tester's: a full disk gave a traceback from deep in PIL (or tifffile), exit 1
+    from ssimlib.apps import own_evaluation
+
+    def full(*args):
+        raise error
+
+    category, model = tiny_model
+    monkeypatch.setattr(own_evaluation, "_write_image_outputs", full)
+    assert main(["evaluate", str(model), str(category), "--out", str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err == line + "the same command reads back the maps of the images finished and " \
+                                             "scores the others\n"
+
+
 def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"

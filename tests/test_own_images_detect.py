@@ -531,3 +531,25 @@ def test_an_image_whose_map_lies_above_the_threshold_over_most_of_it_is_warned_o
         assert messages == ([f"x.png: {share:.0%} of its pixels lie above the threshold: unlike the model's training "
                              "images as a whole (another magnification, focus or lighting?) more than a defect?"]
                             if warned else []), share
+
+
+def test_an_evaluations_curves_and_a_reports_thumbnails_are_no_parts_to_score(tmp_path):
+    # a tester's: detect e1/* scored e1/ev/roc.png and pro.png (evaluate's curves) as parts, and detect on a report's
+    # thumbnails folder scored 18 thumbnails, all exit 0
+    from ssimlib.apps import own_detection
+    from ssimlib.apps.labelled import EVALUATION_FILES
+
+    board = (np.indices((64, 64)).sum(0) // 8 % 2 * 255).astype(np.uint8)
+    for name in ("parts/a.png", "ev/roc.png", "ev/pro.png", "d/report/00001_input.jpg", "d/report/00001_map.jpg"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        skimage.io.imsave(tmp_path / name, board, check_contrast=False)
+    for name in EVALUATION_FILES:
+        (tmp_path / "ev" / name).write_text("")
+    (tmp_path / "d" / "report.html").write_text("")
+    with pytest.warns(UserWarning) as caught:
+        files, bad = own_detection._inputs([tmp_path / "parts", tmp_path / "ev", tmp_path / "d" / "report"],
+                                           tmp_path / "out")
+    assert files == [tmp_path / "parts" / "a.png"] and bad == []
+    assert {str(w.message) for w in caught} == {
+        f"{tmp_path / 'ev'}: an earlier evaluation's output ({', '.join(EVALUATION_FILES)}), not scored",
+        f"{tmp_path / 'd' / 'report'}: a report's thumbnails (report.html beside it), not scored"}

@@ -84,22 +84,35 @@ def main(argv=None):
     for stream in (sys.stdout, sys.stderr):  # a file name of bytes that are no UTF-8 printed escaped, no traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=STREAM_ERRORS)  # as the CSVs name it (caf\xe9)
+    command = next((a for a in argv if not a.startswith("-")), "")
     try:
         return _command(argv)
     except KeyboardInterrupt:
-        command = next((a for a in argv if not a.startswith("-")), "")
-        out = next((b for a, b in zip(argv, argv[1:]) if a == "--out"), None) or next(
-            (a.removeprefix("--out=") for a in argv if a.startswith("--out=")), "MODEL")
-        out = _model_stem(out) if command == "train" else out
-        note = INTERRUPTED[command].format(out=out) if command in INTERRUPTED else ""
-        # state.json: ssimlib.train.STATE_FILE, not imported here (it loads Keras)
-        if command == "train" and not (Path(f"{out}.checkpoint") / "state.json").exists():
-            note = "no epoch had finished, so nothing was kept; the same command starts again"
-        elif command == "train" and "--restart" in argv:  # the same command would start over (a tester's)
-            note = note.replace("the same command", "the same command without --restart", 1) + (
-                "; with --restart it starts over")
+        note = _resume_note(argv, command)
         print(f"interrupted{': ' + note if note else ''}", file=sys.stderr)
         return 130
+    except OSError as error:  # a full disk while writing, say (a tester's: a traceback from deep in PIL)
+        if command not in ("train", "detect", "evaluate"):
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        full = " (is the disk full?)" if error.errno is None else ""  # tifffile: "25600 requested and 24508 written"
+        print(f"error: {where}{error.strerror or error}{full}; {_resume_note(argv, command)}", file=sys.stderr)
+        return 1
+
+
+def _resume_note(argv, command):
+    """What a stopped run of ``command`` (:data:`INTERRUPTED`) left, and how to go on ("" for another command)."""
+    out = next((b for a, b in zip(argv, argv[1:]) if a == "--out"), None) or next(
+        (a.removeprefix("--out=") for a in argv if a.startswith("--out=")), "MODEL")
+    out = _model_stem(out) if command == "train" else out
+    note = INTERRUPTED[command].format(out=out) if command in INTERRUPTED else ""
+    # state.json: ssimlib.train.STATE_FILE, not imported here (it loads Keras)
+    if command == "train" and not (Path(f"{out}.checkpoint") / "state.json").exists():
+        note = "no epoch had finished, so nothing was kept; the same command starts again"
+    elif command == "train" and "--restart" in argv:  # the same command would start over (a tester's)
+        note = note.replace("the same command", "the same command without --restart", 1) + (
+            "; with --restart it starts over")
+    return note
 
 
 def _model_stem(out):
@@ -212,11 +225,12 @@ def _command(argv):
     elif args.command == "notebook":
         import papermill
 
-        from ssimlib.apps.notebooks import (NotebookChoiceError, executed_notebook, failed_notebook, parameter_values,
-                                            run_notebook)
+        from ssimlib.apps.notebooks import (NotebookChoiceError, executed_notebook, failed_notebook,
+                                            from_callers_folder, parameter_values, run_notebook)
 
         try:
-            print(run_notebook(args.name, args.output, args.profile, parameter_values(args.parameter)))
+            parameters = from_callers_folder(parameter_values(args.parameter))
+            print(run_notebook(args.name, args.output, args.profile, parameters))
         except NotebookChoiceError as error:  # raised before anything runs: notebook, profile or parameter unknown
             print(f"error: {error}", file=sys.stderr)
             return 2

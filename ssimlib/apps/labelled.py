@@ -52,6 +52,7 @@ import numpy as np
 from ssimlib.apps.defect_folders import (absolute, defect_type, is_good_folder, place,
                                          warn_of_a_defect_type_given_alone)
 from ssimlib.apps.file_names import output_path
+from ssimlib.apps.report import REPORT_NAME, THUMBS_DIR
 from ssimlib.apps.mask_layouts import (common_ending, masks_elsewhere, masks_elsewhere_line, masks_of_left_out,
                                        maybe_mask, named_beside, no_mask_fits, pairing_options,
                                        same_stem_elsewhere)
@@ -97,7 +98,7 @@ def _files(folder, skip=()):
         if real in visited or any(real == q or q in real.parents for q in skip):
             folders[:] = []  # a link back up the tree, or a folder left out
             continue
-        what = _output_of(names) or (f"a link to {real}, which holds the input folder" if real in top.parents
+        what = _output_of(names, real) or (f"a link to {real}, which holds the input folder" if real in top.parents
                                      else None)
         if what:
             warnings.warn(f"{here}: {what}, not searched", stacklevel=2)
@@ -123,13 +124,26 @@ def _via_link(path, folder):
     return False
 
 
-def _output_of(names):
-    """What wrote a folder holding the files ``names``: ``"a detect run's output (...)"``, ``"an earlier
-    evaluation's output (...)"``, or None for a folder of neither."""
+def _output_of(names, folder):
+    """What wrote ``folder``, holding the files ``names``: ``"a detect run's output (...)"``, or
+    :func:`evaluation_or_report`'s answer."""
     if DETECTION_RUN in names:
         return f"a detect run's output ({DETECTION_RUN})"
+    return evaluation_or_report(folder, names)
+
+
+def evaluation_or_report(folder, names=None):
+    """``"an earlier evaluation's output (...)"`` or ``"a report's thumbnails (...)"`` for a ``folder`` (holding the
+    files ``names``; listed where not given) that is one, else None: no images to score or to train on."""
+    if names is None:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return None
     if set(EVALUATION_FILES) <= set(names) or EVALUATION_RUN in names:
         return f"an earlier evaluation's output ({', '.join(EVALUATION_FILES)})"
+    if Path(folder).name == THUMBS_DIR and (Path(folder).parent / REPORT_NAME).is_file():
+        return f"a report's thumbnails ({REPORT_NAME} beside it)"
     return None
 
 
@@ -147,7 +161,7 @@ def _found(inputs, skip, beside):
             files = [(p, path) for p in _files(path, skip)]
             if not files:
                 try:
-                    what = _output_of({p.name for p in path.iterdir()})
+                    what = _output_of({p.name for p in path.iterdir()}, path.resolve())
                 except OSError:  # a folder that may not be read (warned of above)
                     what = None
                 bad.append((path, f"folder holds no images to score: it is {what}, whose images are not searched "
@@ -183,8 +197,17 @@ def _beside(found, is_mask, image_stem):
     and left out.
     """
     masks, by_stem = defaultdict(list), defaultdict(list)
+    # a file named like a mask whose own stem a mask beside it names is that mask's image (wafer-mask.png beside
+    # wafer-mask_mask.png)
+    named = {(p.parent, image_stem(p)) for p, _ in found if is_mask(p)}
+    image_named_like_a_mask = {p for p, _ in found
+                               if is_mask(p) and image_stem(p) != p.stem and (p.parent, p.stem) in named}
+
+    def is_mask_here(p):
+        return is_mask(p) and p not in image_named_like_a_mask
+
     for p, root in found:
-        (masks[p.parent, image_stem(p)] if is_mask(p) else by_stem[p.parent, p.stem]).append((p, root))
+        (masks[p.parent, image_stem(p)] if is_mask_here(p) else by_stem[p.parent, p.stem]).append((p, root))
     pairs, bad, excluded = {}, [], set()
     for key, fitting in masks.items():
         images = by_stem.get(key, [])
@@ -197,7 +220,7 @@ def _beside(found, is_mask, image_stem):
             bad.append((fitting[0][0].with_name(key[1] + ".*"), f"{names}: cannot tell which mask is whose; "
                         "expected one image and one mask per stem"))
             excluded.update(p for p, _ in images)
-    images = [(p, root) for p, root in found if not is_mask(p) and p not in excluded]
+    images = [(p, root) for p, root in found if not is_mask_here(p) and p not in excluded]
     return pairs, images, bad
 
 
@@ -342,9 +365,11 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         # a mistyped option: refused before anything is written (a folder of good images needs no mask, unless the
         # option takes its images for masks)
         raise DatasetError(no_mask_fits(found, *asked))
-    misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
+    misnamed = ({p for p, _ in images if p not in pairs and mask_name_end(p) is not None} if mask_suffix is None
+                else set())  # with --mask-suffix, only files of that ending are masks
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
-             "(see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
+             "(if it is an image, give --mask-suffix with your masks' ending, _mask.png say: then only files so "
+             "named are masks; see --masks)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
     given, listings = [absolute(q) for q in inputs], {}
     # each folder's siblings listed once, not per image
@@ -362,6 +387,9 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     images = [(p, root) for p, root in images if p not in unlabelled_images]
     warn_of_a_defect_type_given_alone(images, pairs, listings)
     items = _items(images, pairs, {p for p, root in images if defect_types[p.parent, Path(root)]})
+    if masks is None and mask_suffix is None and any(item.mask is not None for item in items):
+        items, misnamed = _misnamed_masks_left_out(items, images)  # rule 4 paired some: one named otherwise?
+        bad += misnamed
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
         alike, named = same_stem_elsewhere(found), named_beside(found)
@@ -377,6 +405,27 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
     return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as "
                         f"defect-free{left_out}")
+
+
+def _misnamed_masks_left_out(items, images, limit=20):
+    """Where rule 4 paired images with ``<stem>_mask.*``: ``(items, bad)``, ``items`` less each unpaired file that
+    looks like the mask of an unpaired image beside it (:func:`named_beside`: ``b_gt.png`` for ``b.png``) and less
+    that image, both named in ``bad`` (``limit`` pairs at most): else the mask would be scored as a defect-free
+    image, and its defective image as one too."""
+    unpaired = {item.path for item in items if item.mask is None}
+    rest = [(p, root) for p, root in images if p in unpaired]
+    bad, out = [], set()
+    while len(bad) < 2 * limit:
+        found = named_beside([(p, root) for p, root in rest if p not in out], same_stem=False)  # rule 4b judged those
+        if not found:
+            break
+        mask, image = found
+        bad += [(mask, f"looks like the mask of {image.name} beside it, but is not named {image.stem}_mask.* as the "
+                       f"other masks are: left out with its image (rename it, or give --mask-suffix "
+                       f"{mask.name[len(image.stem):]} if every mask is so named)"),
+                (image, f"its mask looks to be {mask.name} beside it, not named {image.stem}_mask.*: left out")]
+        out |= {mask, image}
+    return [item for item in items if item.path not in out], bad
 
 
 def _items(images, pairs, in_defect_folders=frozenset()):

@@ -34,7 +34,7 @@ from skimage.color import gray2rgb
 from ssimlib import artifacts
 from ssimlib.apps.file_names import (DETECTIONS_CSV, DETECTION_OUTPUT_SUFFIXES, is_detection_output, output_path,
                                      output_stem)
-from ssimlib.apps.labelled import DETECTION_RUN, EVALUATION_RUN
+from ssimlib.apps.labelled import DETECTION_RUN, EVALUATION_RUN, evaluation_or_report
 from ssimlib.apps.own_images import default_stride, run_lock
 from ssimlib.apps.own_options import InputError, check_count, check_out_folder, check_threshold
 from ssimlib.apps.report import mark_report_stale
@@ -66,6 +66,10 @@ def _inputs(paths, out_dir):
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
         if path.is_dir():
+            what = evaluation_or_report(path)
+            if what:  # an evaluation's curves, a report's thumbnails: no parts
+                warnings.warn(f"{path}: {what}, not scored", stacklevel=3)
+                continue
             listed = image_files(path)
             taken = [is_detection_output(f, out_dir) for f in listed]
             stems = {f.stem for f in listed}  # a mask beside its image: x_mask.png with x.png (not gas-mask.png alone)
