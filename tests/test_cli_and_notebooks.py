@@ -159,6 +159,10 @@ def test_folders_given_with_p_resolve_where_the_command_runs_as_o_does(tmp_path,
     assert (seen["results_dir"], seen["figures_dir"]) == (str(tmp_path / "myres"), "")  # "": no figures
     assert (seen["data_root"], seen["models_root"]) == (str(tmp_path / "data"), "/abs/models")
     assert (tmp_path / "run.ipynb").is_file()
+    # files too (a second tester's: -p results_path mysens.json was read in tests/notebooks/, found empty)
+    assert main(["notebook", "03_sensitivity", "--profile", "ci", "-o", "run3.ipynb", "-p", "results_path",
+                 "mysens.json"]) == 0
+    assert seen["results_path"] == str(tmp_path / "mysens.json")
 
 
 def test_a_malformed_profile_is_one_line_and_stops_only_its_own_runs(tmp_path, capsys, monkeypatch):

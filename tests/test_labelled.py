@@ -413,7 +413,7 @@ def test_a_mask_named_otherwise_than_the_masks_found_beside_it_is_left_out_with_
                                "are: left out with its image (rename it, or give --mask-suffix _gt.png if every mask "
                                "is so named)",
         tmp_path / "b.png": "its mask looks to be b_gt.png beside it, not named b_mask.*: left out"}
-    assert rule.endswith("1 of 2 images have one, the others count as defect-free; 2 other files left out (named "
+    assert rule.endswith("1 of 2 images has one, the others count as defect-free; 2 other files left out (named "
                          "below)")
 
 
@@ -427,10 +427,24 @@ def test_an_image_named_like_a_mask_pairs_with_its_own_mask(tmp_path):
     items, bad, _ = find_labelled([tmp_path])
     assert {item.key: item.mask and item.mask.name for item in items} == {
         "crack/wafer-mask": "wafer-mask_mask.png", "crack/x": "x_mask.png", "good/g": None}
-    # alone, a file so named may be a mask that lost its image: left out, with the way to score it as an image
-    assert dict(bad) == {tmp_path / "good" / "wafer-mask.png": (
-        "a mask without an image (named like a mask, and no image pairs with it): left out, not scored (if it is an "
-        "image, give --mask-suffix with your masks' ending, _mask.png say: then only files so named are masks; see "
-        "--masks)")}
+    # alone, a file so named may be a mask that lost its image: left out and named, --mask-suffix or not (a second
+    # tester's: with --mask-suffix _gt.png, d0_mask.png was scored as a defect-free image)
+    lone = {tmp_path / "good" / "wafer-mask.png": "a mask without an image (named like a mask, and no image pairs "
+                                                  "with it): left out, not scored (an image so named? rename it; see "
+                                                  "--masks, --mask-suffix)"}
+    assert dict(bad) == lone
     items, bad, _ = find_labelled([tmp_path], mask_suffix="_mask.png")
-    assert len(items) == 4 and bad == []
+    assert len(items) == 3 and dict(bad) == lone
+
+
+def test_a_version_of_an_image_beside_it_is_no_misnamed_mask(tmp_path):
+    # a second tester's: two binarized scans, scan-1.png and scan-1_2.png, beside masks named <stem>_mask.png, were
+    # left out as an image and its misnamed mask
+    rng = np.random.default_rng(6)
+    _labelled(rng, tmp_path / "c.png", tmp_path / "c_mask.png")
+    board = checkerboard(64, square=16, angle=10.0, phase=(0.3, 0.7)) > 0.5
+    _save(tmp_path / "scan-1.png", board.astype(np.float32))
+    _save(tmp_path / "scan-1_2.png", np.roll(board, 5, axis=1).astype(np.float32))
+    items, bad, _ = find_labelled([tmp_path])
+    assert {item.key: item.mask and item.mask.name for item in items} == {
+        "c": "c_mask.png", "scan-1": None, "scan-1_2": None} and bad == []

@@ -439,6 +439,22 @@ def test_a_full_disk_is_one_line_that_says_how_to_go_on(tiny_model, tmp_path, mo
                                              "scores the others\n"
 
 
+def test_a_continued_evaluation_warns_of_maps_read_back_as_of_maps_made(tiny_model, tmp_path, monkeypatch):
+    # a tester's: the warning of a map above the threshold over most of its image was lost for maps read back
+    from ssimlib.apps import scoring
+
+    monkeypatch.setattr(scoring, "MARKED_SHARE", -1.0)  # every image warned of
+    category, model = tiny_model
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert main(["evaluate", str(model), str(category), "--out", str(whole)]) == 0
+    assert main(["evaluate", str(model), str(category), "--out", str(stopped)]) == 0
+    (stopped / "metrics.json").unlink()
+    assert main(["evaluate", str(model), str(category), "--out", str(stopped)]) == 0
+    warned = json.loads((whole / "metrics.json").read_text())["warnings"]
+    assert len([w for w in warned if "of its pixels lie above the threshold" in w]) == 5
+    assert json.loads((stopped / "metrics.json").read_text())["warnings"] == warned
+
+
 def test_a_stopped_evaluation_continues_to_the_uninterrupted_result(tiny_model, tmp_path, capsys):
     category, model = tiny_model
     whole, stopped = tmp_path / "whole", tmp_path / "stopped"
@@ -576,7 +592,7 @@ def test_labels_a_tester_found_wrong_are_refused_or_left_out(tmp_path):
     items, bad, rule = find_labelled([tmp_path / "n"], masks=tmp_path / "nm")
     assert [i.key for i in items] == ["good/0", "scratch/1"]
     # the summary named the others defect-free, the image left out among them
-    assert rule.endswith("1 of 2 images have one, the others count as defect-free; 1 other file left out (named below)")
+    assert rule.endswith("1 of 2 images has one, the others count as defect-free; 1 other file left out (named below)")
     assert bad == [(tmp_path / "n/scratch/2.png", "lies in a defect type's folder (scratch/, beside good/) but has no "
                                                   "mask: left out, not counted defect-free")]
 

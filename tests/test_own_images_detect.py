@@ -540,16 +540,30 @@ def test_an_evaluations_curves_and_a_reports_thumbnails_are_no_parts_to_score(tm
     from ssimlib.apps.labelled import EVALUATION_FILES
 
     board = (np.indices((64, 64)).sum(0) // 8 % 2 * 255).astype(np.uint8)
-    for name in ("parts/a.png", "ev/roc.png", "ev/pro.png", "d/report/00001_input.jpg", "d/report/00001_map.jpg"):
+    for name in ("parts/a.png", "ev/roc.png", "ev/pro.png", "ev/images/flat/d0_map.png", "d/report/00001_input.jpg",
+                 "d/report/00001_map.jpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         skimage.io.imsave(tmp_path / name, board, check_contrast=False)
     for name in EVALUATION_FILES:
         (tmp_path / "ev" / name).write_text("")
     (tmp_path / "d" / "report.html").write_text("")
     with pytest.warns(UserWarning) as caught:
-        files, bad = own_detection._inputs([tmp_path / "parts", tmp_path / "ev", tmp_path / "d" / "report"],
-                                           tmp_path / "out")
+        files, bad = own_detection._inputs([tmp_path / "parts", tmp_path / "ev", tmp_path / "ev" / "images" / "flat",
+                                            tmp_path / "d" / "report"], tmp_path / "out")
     assert files == [tmp_path / "parts" / "a.png"] and bad == []
+    evaluation = f"an earlier evaluation's output ({', '.join(EVALUATION_FILES)}), not scored"
     assert {str(w.message) for w in caught} == {
-        f"{tmp_path / 'ev'}: an earlier evaluation's output ({', '.join(EVALUATION_FILES)}), not scored",
+        f"{tmp_path / 'ev'}: {evaluation}", f"{tmp_path / 'ev' / 'images' / 'flat'}: {evaluation}",
         f"{tmp_path / 'd' / 'report'}: a report's thumbnails (report.html beside it), not scored"}
+
+
+def test_inputs_that_hold_no_image_to_score_are_one_line_that_says_so(tiny_model, tmp_path, capsys):
+    # a second tester's: an evaluation's output given alone printed its warning, then "error: " and nothing more
+    from ssimlib.apps.labelled import EVALUATION_FILES
+
+    category, model = tiny_model
+    for name in EVALUATION_FILES:
+        (tmp_path / "ev" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "ev" / name).write_text("")
+    code, err = run_main(["detect", str(model), str(tmp_path / "ev"), "--out", str(tmp_path / "d")], capsys)
+    assert code == 2 and err[-1] == "error: no image to score among the inputs (warned of above)", err

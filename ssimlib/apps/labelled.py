@@ -365,11 +365,9 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         # a mistyped option: refused before anything is written (a folder of good images needs no mask, unless the
         # option takes its images for masks)
         raise DatasetError(no_mask_fits(found, *asked))
-    misnamed = ({p for p, _ in images if p not in pairs and mask_name_end(p) is not None} if mask_suffix is None
-                else set())  # with --mask-suffix, only files of that ending are masks
+    misnamed = {p for p, _ in images if p not in pairs and mask_name_end(p) is not None}
     bad += [(p, "a mask without an image (named like a mask, and no image pairs with it): left out, not scored "
-             "(if it is an image, give --mask-suffix with your masks' ending, _mask.png say: then only files so "
-             "named are masks; see --masks)") for p, _ in images if p in misnamed]
+             "(an image so named? rename it; see --masks, --mask-suffix)") for p, _ in images if p in misnamed]
     images = [(p, root) for p, root in images if p not in misnamed]
     given, listings = [absolute(q) for q in inputs], {}
     # each folder's siblings listed once, not per image
@@ -403,8 +401,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so {counted} as defect-free{hint}")
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
-    return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images have one, the others count as "
-                        f"defect-free{left_out}")
+    return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images {'has' if with_mask == 1 else 'have'} "
+                        f"one, the others count as defect-free{left_out}")
 
 
 def _misnamed_masks_left_out(items, images, limit=20):
@@ -414,12 +412,16 @@ def _misnamed_masks_left_out(items, images, limit=20):
     image, and its defective image as one too."""
     unpaired = {item.path for item in items if item.mask is None}
     rest = [(p, root) for p, root in images if p in unpaired]
-    bad, out = [], set()
+    bad, out, versions = [], set(), set()
     while len(bad) < 2 * limit:
-        found = named_beside([(p, root) for p, root in rest if p not in out], same_stem=False)  # rule 4b judged those
+        found = named_beside([(p, root) for p, root in rest if p not in out | versions],
+                             same_stem=False)  # rule 4b judged those
         if not found:
             break
         mask, image = found
+        if not any(c.isalpha() for c in mask.stem[len(image.stem):]):  # scan-1_2.png beside scan-1.png: a version
+            versions.add(mask)
+            continue
         bad += [(mask, f"looks like the mask of {image.name} beside it, but is not named {image.stem}_mask.* as the "
                        f"other masks are: left out with its image (rename it, or give --mask-suffix "
                        f"{mask.name[len(image.stem):]} if every mask is so named)"),

@@ -103,10 +103,10 @@ def parameter_values(pairs):
 
 
 def from_callers_folder(parameters):
-    """``parameters`` with each folder (``*_dir``, ``*_root``) given as a relative path made absolute against the
-    caller's working folder, as ``-o`` is: the kernel runs in another (:func:`profile_cwd`)."""
+    """``parameters`` with each folder or file (``*_dir``, ``*_root``, ``*_path``) given as a relative path made
+    absolute against the caller's working folder, as ``-o`` is: the kernel runs in another (:func:`profile_cwd`)."""
     return {key: os.path.abspath(os.path.expanduser(value))
-            if key.endswith(("_dir", "_root")) and isinstance(value, str) and value else value
+            if key.endswith(("_dir", "_root", "_path")) and isinstance(value, str) and value else value
             for key, value in parameters.items()}
 
 

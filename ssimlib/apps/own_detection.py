@@ -66,8 +66,8 @@ def _inputs(paths, out_dir):
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
         if path.is_dir():
-            what = evaluation_or_report(path)
-            if what:  # an evaluation's curves, a report's thumbnails: no parts
+            what = next(filter(None, map(evaluation_or_report, (path, *path.resolve().parents))), None)
+            if what:  # an evaluation's curves and maps, a report's thumbnails: no parts
                 warnings.warn(f"{path}: {what}, not scored", stacklevel=3)
                 continue
             listed = image_files(path)
@@ -361,7 +361,8 @@ def detect(model, inputs, out_dir, threshold=None, precision="float32", min_defe
     run = detection_run(inputs, detector, precision)
     files, bad = _inputs(inputs, out_dir)
     if not files:  # nothing to write: an empty detections.csv would only block the corrected run
-        raise InputError("; ".join(f"{path}: {problem}" for path, problem in bad))
+        raise InputError("; ".join(f"{path}: {problem}" for path, problem in bad)
+                         or "no image to score among the inputs (warned of above)")
     names = output_names(files)
     if _finished_rows(out_dir, run) is None:
         existing = [out_dir / name for pair in names for name in pair if (out_dir / name).exists()]

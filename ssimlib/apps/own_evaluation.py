@@ -334,6 +334,7 @@ def _score_all(out_dir, items, done, detector, bad):
                 image = resize_square(image, detector.preset.resize, order=1)
                 if item.key in done and raw.exists() and unchanged(item.path, done[item.key], raw, digest):
                     anomaly_map = skimage.io.imread(raw).astype(np.float32)  # a stopped run's
+                    detector.warn_if_marked(anomaly_map, item.path)  # as when it was made
                     segmentation = detector.segmentation(anomaly_map)
                     reused += 1
                 else:

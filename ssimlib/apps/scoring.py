@@ -124,12 +124,16 @@ class Detector:
             warnings.warn(f"{path}: image of {image.shape[0] * image.shape[1]} pixels, fewer than the smallest defect "
                           f"area ({self.min_area} px): no defect can be found in it", stacklevel=2)
         result = anomaly_map(self.network, image, self.preset, self.stride, path, self.ssim)
-        marked = float(np.mean(result > self.threshold))
+        self.warn_if_marked(result, path)
+        return result
+
+    def warn_if_marked(self, anomaly_map, path):
+        """Warn when ``anomaly_map`` lies above the threshold over more than :data:`MARKED_SHARE` of it."""
+        marked = float(np.mean(anomaly_map > self.threshold))
         if marked > MARKED_SHARE:
             warnings.warn(f"{path}: {marked:.0%} of its pixels lie above the threshold: unlike the model's training "
                           "images as a whole (another magnification, focus or lighting?) more than a defect?",
-                          stacklevel=2)
-        return result
+                          stacklevel=3)
 
     def segmentation(self, anomaly_map):
         """:func:`segmentation` at this model's threshold and smallest defect area."""
