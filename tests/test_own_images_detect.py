@@ -537,14 +537,14 @@ def test_an_evaluations_curves_and_a_reports_thumbnails_are_no_parts_to_score(tm
     # a tester's: detect e1/* scored e1/ev/roc.png and pro.png (evaluate's curves) as parts, and detect on a report's
     # thumbnails folder scored 18 thumbnails, all exit 0
     from ssimlib.apps import own_detection
-    from ssimlib.apps.labelled import EVALUATION_FILES
+    from ssimlib.apps.labelled import EVALUATION_FILES, EVALUATION_RUN
 
     board = (np.indices((64, 64)).sum(0) // 8 % 2 * 255).astype(np.uint8)
     for name in ("parts/a.png", "ev/roc.png", "ev/pro.png", "ev/images/flat/d0_map.png", "d/report/00001_input.jpg",
                  "d/report/00001_map.jpg"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         skimage.io.imsave(tmp_path / name, board, check_contrast=False)
-    for name in EVALUATION_FILES:
+    for name in (*EVALUATION_FILES, EVALUATION_RUN):
         (tmp_path / "ev" / name).write_text("")
     (tmp_path / "d" / "report.html").write_text("")
     with pytest.warns(UserWarning) as caught:
@@ -553,7 +553,8 @@ def test_an_evaluations_curves_and_a_reports_thumbnails_are_no_parts_to_score(tm
     assert files == [tmp_path / "parts" / "a.png"] and bad == []
     evaluation = f"an earlier evaluation's output ({', '.join(EVALUATION_FILES)}), not scored"
     assert {str(w.message) for w in caught} == {
-        f"{tmp_path / 'ev'}: {evaluation}", f"{tmp_path / 'ev' / 'images' / 'flat'}: {evaluation}",
+        f"{tmp_path / 'ev'}: {evaluation}",
+        f"{tmp_path / 'ev' / 'images' / 'flat'}: below an earlier evaluation's output ({tmp_path / 'ev'}), not scored",
         f"{tmp_path / 'd' / 'report'}: a report's thumbnails (report.html beside it), not scored"}
 
 

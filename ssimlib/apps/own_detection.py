@@ -66,7 +66,9 @@ def _inputs(paths, out_dir):
     files, seen, bad = [], set(), []
     for path in map(Path, paths):
         if path.is_dir():
-            what = next(filter(None, map(evaluation_or_report, (path, *path.resolve().parents))), None)
+            what = evaluation_or_report(path) or next(
+                (f"below an earlier evaluation's output ({q})" for q in path.resolve().parents
+                 if (q / EVALUATION_RUN).is_file()), None)
             if what:  # an evaluation's curves and maps, a report's thumbnails: no parts
                 warnings.warn(f"{path}: {what}, not scored", stacklevel=3)
                 continue
