@@ -12,7 +12,7 @@ import pytest
 import skimage.io
 
 from ssimlib import artifacts
-from ssimlib.apps import batch, batch_results
+from ssimlib.apps import batch, batch_plan, batch_results
 from ssimlib.apps.notebooks import NOTEBOOK_DIR
 from ssimlib.fingerprints import category_fingerprint
 from ssimlib.synthetic import write_synthetic_category
@@ -63,7 +63,7 @@ def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_pat
     assert "1 skipped" in capsys.readouterr().out
     assert result.stat().st_mtime_ns == stamp
     hashed = []  # a category's images hashed once for both its models' results (they were hashed per model)
-    monkeypatch.setattr(batch, "category_fingerprint",
+    monkeypatch.setattr(batch_plan, "category_fingerprint",
                         lambda folder: hashed.append(folder) or category_fingerprint(folder))
     assert batch.main(_args(categories, tmp_path, "synth", losses=("ssim", "l2"))) == 0
     assert "2 skipped" in capsys.readouterr().out and hashed == [categories / "synth"]
@@ -165,17 +165,12 @@ def test_result_is_complete_needs_the_same_profile(tmp_path):
 
 
 def test_a_result_of_another_model_than_the_stored_one_is_stale(tmp_path):
-    stem = tmp_path / "models" / "mvtec" / "grid-ssim-cvpr2019"
     result = tmp_path / "grid-ssim-cvpr2019.json"
     result.write_text(json.dumps({"complete": True, "model_store": {"sha256": "a"}}))
-    assert not batch_results.result_is_stale(result, stem)  # no stored model: nothing to compare
-    stem.parent.mkdir(parents=True)
-    manifest = artifacts.model_files(stem)[1]
-    manifest.write_text(json.dumps({"sha256": "a"}))
-    assert not batch_results.result_is_stale(result, stem)
-    manifest.write_text(json.dumps({"sha256": "b"}))
-    assert batch_results.result_is_stale(result, stem)
-    assert not batch_results.result_is_stale(tmp_path / "missing.json", stem)
+    assert not batch_results.result_is_stale(result, None)  # no stored model: nothing to compare
+    assert not batch_results.result_is_stale(result, {"sha256": "a"})
+    assert batch_results.result_is_stale(result, {"sha256": "b"})
+    assert not batch_results.result_is_stale(tmp_path / "missing.json", {"sha256": "b"})
     assert batch.models_root_of("full") is None
     assert batch.models_root_of("full", models_root=tmp_path) == tmp_path
     assert batch.models_root_of("reduced") == (NOTEBOOK_DIR / "../runs/04_mvtec_category/models").resolve()
@@ -421,4 +416,10 @@ def test_a_stored_manifest_that_cannot_be_read_fails_its_run_and_the_others_go_o
     assert "0 skipped, 1 failed (a stored manifest unreadable)" in captured.out
     failed = [line.split() for line in captured.out.splitlines() if line.startswith("  broken-ssim-cvpr2019 ")]
     assert failed and all(line[1:4] == ["FAILED", "ArtifactError:", f"{stem}.json:"] for line in failed), failed
+    hint = f"restore it (git checkout -- <file>, for a committed model) or move {stem}.* aside to train it anew"
+    assert captured.out.count(hint) == 2  # how to go on, as it fails and in the summary
     assert captured.err == "failed: broken-ssim-cvpr2019\n"
+    reads = []  # each stored manifest is read once to decide its run (it was read two or three times)
+    monkeypatch.setattr(batch_plan, "read_manifest", lambda stem: reads.append(stem) or artifacts.read_manifest(stem))
+    assert batch.main(_args(categories, tmp_path, "broken", "synth")) == 1 and ran == ["synth", "synth"]
+    assert sorted(path.name for path in reads) == ["broken-ssim-cvpr2019", "synth-ssim-cvpr2019"]

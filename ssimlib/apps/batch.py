@@ -43,7 +43,6 @@ Where the runs go:
 """
 
 import argparse
-import functools
 import importlib.util
 import logging
 import os
@@ -59,14 +58,11 @@ from ssimlib.apps.quiet_keras import load_keras_quietly
 
 load_keras_quietly()  # worker processes (pool, Dask) import this module; Keras below would print its start-up log
 
-from ssimlib.apps.batch_results import (resolved_preset, result_differences, result_epochs,  # noqa: E402
-                                        result_is_complete, result_is_stale, result_model_finished)
-from ssimlib.artifacts import ArtifactError, read_manifest  # noqa: E402
-from ssimlib.data import not_a_folder  # noqa: E402
-from ssimlib.fingerprints import category_fingerprint  # noqa: E402
-from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name  # noqa: E402
-from ssimlib.experiments.presets import CATEGORIES, LOSSES, SETUPS  # noqa: E402
-from ssimlib.paths import data_root as default_data_root  # noqa: E402
+from ssimlib.apps.batch_plan import (category_name, find_categories, located_categories, plan_runs,  # noqa: E402
+                                     stored_manifests)
+from ssimlib.apps.batch_results import result_epochs, result_is_complete, result_model_finished  # noqa: E402
+from ssimlib.experiments.mvtec import model_stem, results_path, run_name  # noqa: E402
+from ssimlib.experiments.presets import LOSSES, SETUPS  # noqa: E402
 
 NOTEBOOK = "04_mvtec_category"
 SCHEDULER_TIMEOUT = 15  # s to wait for a --scheduler to answer
@@ -74,51 +70,6 @@ SCHEDULER_TIMEOUT = 15  # s to wait for a --scheduler to answer
 OPTION_OF_PARAMETER = {"data_root": "--data-root", "category": "--categories", "loss": "--losses", "setup": "--setup",
                        "models_root": "--models-root", "output_dir": "--output-dir", "results_dir": "--results-dir",
                        "figures_dir": "--figures-dir"}
-
-
-def find_categories(data_root, chosen=None):
-    """``chosen``, or every MVTec AD category with a ``train`` folder under ``data_root``, in order;
-    :class:`FileNotFoundError` for a ``data_root`` that is no folder or a chosen category with no folder there."""
-    root = Path(data_root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--data-root {root}: {not_a_folder(root)}")
-    if chosen:
-        missing = [c for c in dict.fromkeys(chosen) if not (root / c).is_dir()]
-        if missing:
-            raise FileNotFoundError(f"--categories {' '.join(missing)}: no such folder under --data-root {root} "
-                                    "(expected a category's folder holding train/good)")
-        return list(dict.fromkeys(chosen))
-    found = [c for c in CATEGORIES if (root / c / "train").is_dir()]
-    if not found:
-        own = sorted(p.name for p in root.iterdir() if (p / "train").is_dir())
-        raise FileNotFoundError(
-            f"{root}: no folder named as an MVTec AD category ({CATEGORIES[0]}, ...) with train/good; "
-            + (f"name folders of your own with --categories ({', '.join(repr(c) for c in own[:3])}"
-               f"{', ...' if len(own) > 3 else ''} hold train/)"
-               if own else "name folders of your own with --categories")
-        )
-    return found
-
-
-def located_categories(chosen=None):
-    """``{category: folder holding it}`` without ``--data-root``: each where
-    :func:`ssimlib.experiments.mvtec.category_root` finds it.
-
-    Every MVTec AD category found, or ``chosen``; a chosen one found nowhere raises :class:`FileNotFoundError`.
-    """
-    roots = {}
-    for category in dict.fromkeys(chosen or CATEGORIES):
-        try:
-            roots[category] = category_root(category).resolve()
-        except FileNotFoundError:
-            if chosen:
-                raise FileNotFoundError(f"--categories {category}: found under no data folder (looked under "
-                                        f"{default_data_root('mvtec_ad')} and beside it); pass --data-root") from None
-    if not roots:
-        raise FileNotFoundError(
-            f"no MVTec AD category under {default_data_root('mvtec_ad')} or beside it; pass --data-root"
-        )
-    return roots
 
 
 def run_parameters(profile, parameters=None):
@@ -309,16 +260,6 @@ def _line(outcome):
     return f"  {outcome['run']:<30} {status:<8} {seconds:>7} {gpu:<6} {detail}"
 
 
-def category_name(text):
-    """A ``--categories`` name: a folder directly under the data root (``grid/``, as a shell completes it, is
-    ``grid``; a longer path would name another preset and model than the category's)."""
-    name = text.rstrip("/")
-    if not name or name in (".", "..") or "/" in name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected the name of a category's folder directly under "
-                                         "--data-root (grid, not a path)")
-    return name
-
-
 def parse_args(argv=None):
     parser = OneLineParser(
         prog="python -m ssimlib batch", description=__doc__.split("\n\n")[0],
@@ -400,18 +341,9 @@ def main(argv=None):
     models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
     store = models_root_of(args.profile, parameters, models_root)
     every_run = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
-    outcomes, jobs = [], []
-    for category, loss in every_run:  # a stored manifest that cannot be read fails its run alone, up front
-        try:
-            read_manifest(model_stem(category, loss, setup, store))
-        except ArtifactError as error:
-            outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "failed",
-                             "error": f"ArtifactError: {error}", "seconds": None, "gpu": None,
-                             "notebook": None, "epochs": None})
-    runs = [run for run in every_run if run_name(run[0], run[1], setup) not in {o["run"] for o in outcomes}]
+    manifests, outcomes = stored_manifests(every_run, setup, store)  # an unreadable one fails its run alone
     if not train:  # a profile that does not train (ci) needs every model stored; say so before starting anything
-        absent = [model_stem(c, loss, setup, store) for c, loss in runs
-                  if read_manifest(model_stem(c, loss, setup, store)) is None]
+        absent = [model_stem(c, loss, setup, store) for (c, loss), manifest in manifests.items() if manifest is None]
         if absent:
             more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
             print(f"error: profile {args.profile} does not train (train_missing false) and needs a stored model: "
@@ -420,33 +352,15 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
     # What each run's notebook will have: its defaults, the profile's and -p's (the batch's own options aside).
-    asked = {**notebook_defaults(NOTEBOOK), **run_parameters(args.profile, parameters)}
-    preset_values = functools.partial(resolved_preset, values=asked, setup=setup)
-    asked = {key: value for key, value in asked.items() if value is not None and key not in OPTION_OF_PARAMETER}
-    replaced, fingerprint = [], functools.cache(category_fingerprint)  # a category hashed once for its models
-    for category, loss in runs:
-        path = results_path(results_dir, category, loss, setup)
-        stem = model_stem(category, loss, setup, store)
-        complete = result_is_complete(path, label)
-        differ = (result_differences(path, {**asked, **preset_values(category, loss)}, Path(roots[category]) / category,
-                                     train, fingerprint) if complete else {})
-        current = (complete and not differ and not result_is_stale(path, stem)
-                   and (not train or (result_model_finished(path) and model_finished(read_manifest(stem)))))
-        if differ:  # the run replaces a result of other settings: say which
-            replaced.append(f"{run_name(category, loss, setup)}: replaces {path}, made with other settings "
-                            "(recorded -> now): " + ", ".join(f"{key} {old!r} -> {new!r}"
-                                                             for key, (old, new) in differ.items()))
-        if not args.redo and current:
-            outcomes.append({"category": category, "run": run_name(category, loss, setup), "status": "skipped",
-                             "error": None, "seconds": None, "gpu": None,
-                             "notebook": f"{path} is complete, of this data and these parameters, and no other "
-                                         "model is stored (--redo runs it again)",
-                             "epochs": result_epochs(path)})
-        else:
-            jobs.append(dict(category=category, loss=loss, setup=setup, data_root=str(roots[category]),
-                             profile=args.profile, parameters=parameters, output_dir=str(output_dir),
-                             results_dir=str(results_dir), figures_dir=figures_dir, models_root=models_root,
-                             label=label, train=train))
+    values = {key: value for key, value in {**notebook_defaults(NOTEBOOK), **run_parameters(args.profile, parameters)
+                                            }.items() if key not in OPTION_OF_PARAMETER}
+    skipped, to_run, replaced = plan_runs(manifests, setup=setup, results_dir=results_dir, roots=roots, values=values,
+                                          label=label, train=train, redo=args.redo)
+    outcomes += skipped
+    jobs = [dict(category=category, loss=loss, setup=setup, data_root=str(roots[category]), profile=args.profile,
+                 parameters=parameters, output_dir=str(output_dir), results_dir=str(results_dir),
+                 figures_dir=figures_dir, models_root=models_root, label=label, train=train)
+            for category, loss in to_run]
     use_dask = bool(args.scheduler) or _have_distributed()
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler
              else f"{workers} local worker(s)" + (f" on GPUs {' '.join(gpus)}" if gpus else "")

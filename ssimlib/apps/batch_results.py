@@ -4,7 +4,6 @@ of the same profile, settings, data and training schedule, and from the model st
 import json
 from pathlib import Path
 
-from ssimlib.artifacts import read_manifest
 from ssimlib.data import is_image_file
 from ssimlib.experiments.presets import configure
 from ssimlib.fingerprints import category_fingerprint
@@ -101,14 +100,12 @@ def result_differences(path, parameters, category_dir, train=False, fingerprint=
     return differ
 
 
-def result_is_stale(path, stem):
-    """True if the results file at ``path`` evaluated another model than the one stored at ``stem`` now.
+def result_is_stale(path, manifest):
+    """True if the results file at ``path`` evaluated another model than the one whose stored ``manifest`` (a dict,
+    :func:`ssimlib.artifacts.read_manifest`'s) is given.
 
-    False when either says nothing about it (no stored model, no hash in the results file).
+    False when either says nothing about it (no stored model: None; no hash in the results file).
     """
     evaluated = (_record(path).get("model_store") or {}).get("sha256")
-    try:
-        stored = (read_manifest(stem) or {}).get("sha256")
-    except (OSError, ValueError):
-        return False
+    stored = (manifest or {}).get("sha256")
     return bool(evaluated and stored and evaluated != stored)
