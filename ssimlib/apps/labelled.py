@@ -54,7 +54,7 @@ from ssimlib.apps.defect_folders import (absolute, defect_type, is_good_folder, 
 from ssimlib.apps.file_names import output_path
 from ssimlib.apps.report import REPORT_NAME, THUMBS_DIR
 from ssimlib.apps.mask_layouts import (common_ending, masks_elsewhere, masks_elsewhere_line, masks_of_left_out,
-                                       maybe_mask, named_beside, no_mask_fits, pairing_options,
+                                       masks_beside, maybe_mask, named_beside, no_mask_fits, pairing_options,
                                        same_stem_elsewhere)
 from ssimlib.data import (DatasetError, is_image_file, mask_name_end, not_a_folder, read_mask,
                           resize_square, warn_unread)
@@ -407,26 +407,24 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
 
 def _misnamed_masks_left_out(items, images, limit=20):
     """Where rule 4 paired images with ``<stem>_mask.*``: ``(items, bad)``, ``items`` less each unpaired file that
-    looks like the mask of an unpaired image beside it (:func:`named_beside`: ``b_gt.png`` for ``b.png``) and less
-    that image, both named in ``bad`` (``limit`` pairs at most): else the mask would be scored as a defect-free
-    image, and its defective image as one too."""
+    looks like the mask of an unpaired image beside it (:func:`masks_beside`: ``b_gt.png`` for ``b.png``) and less
+    that image, both named in ``bad`` (``limit`` pairs at most, of ``4 * limit`` candidates read): else the mask would
+    be scored as a defect-free image, and its defective image as one too."""
     unpaired = {item.path for item in items if item.mask is None}
-    rest = [(p, root) for p, root in images if p in unpaired]
-    bad, out, versions = [], set(), set()
-    while len(bad) < 2 * limit:
-        found = named_beside([(p, root) for p, root in rest if p not in out | versions],
-                             same_stem=False)  # rule 4b judged those
-        if not found:
-            break
-        mask, image = found
+    bad, out = [], set()
+    for mask, image in masks_beside([(p, root) for p, root in images if p in unpaired], 4 * limit,
+                                    same_stem=False):  # rule 4b judged those
+        if mask in out or image in out:
+            continue
         if not any(c.isalpha() for c in mask.stem[len(image.stem):]):  # scan-1_2.png beside scan-1.png: a version
-            versions.add(mask)
             continue
         bad += [(mask, f"looks like the mask of {image.name} beside it, but is not named {image.stem}_mask.* as the "
                        f"other masks are: left out with its image (rename it, or give --mask-suffix "
                        f"{mask.name[len(image.stem):]} if every mask is so named)"),
                 (image, f"its mask looks to be {mask.name} beside it, not named {image.stem}_mask.*: left out")]
         out |= {mask, image}
+        if len(bad) >= 2 * limit:
+            break
     return [item for item in items if item.path not in out], bad
 
 

@@ -131,18 +131,22 @@ def _stems_named_in(stem):
     return [stem[:cut] for cut in range(1, len(stem)) if not stem[cut].isalnum()]
 
 
-def named_beside(found, limit=20, same_stem=True):
-    """``(mask, image)``: a file of ``found`` named ``<stem><ending>`` (the ending begins with no letter or digit:
-    ``d1_gt.png``, or, with ``same_stem``, is another type's: ``d1.tif``) for an image ``<stem>.*`` beside it, that
-    looks like its mask (of its size), or None; at most ``limit`` pairs are read (a hint: ``--mask-suffix <ending>``
-    pairs them)."""
+def masks_beside(found, limit=20, same_stem=True):
+    """Each ``(mask, image)``, in order: a file of ``found`` named ``<stem><ending>`` (the ending begins with no
+    letter or digit: ``d1_gt.png``, or, with ``same_stem``, is another type's: ``d1.tif``) for an image ``<stem>.*``
+    beside it, that looks like its mask (of its size); at most ``limit`` candidate pairs are read (a hint:
+    ``--mask-suffix <ending>`` pairs them)."""
     by_stem = defaultdict(list)
     for p, _ in found:
         by_stem[p.parent, p.stem].append(p)
     pairs = ((q, p) for q, _ in found for stem in (*_stems_named_in(q.stem), *[q.stem] * same_stem)
              for p in by_stem.get((q.parent, stem), ()) if p != q)
-    return next(((q, p) for q, p in itertools.islice(pairs, limit) if maybe_mask(q, p, other_size=False)),
-                None)
+    return ((q, p) for q, p in itertools.islice(pairs, limit) if maybe_mask(q, p, other_size=False))
+
+
+def named_beside(found, limit=20, same_stem=True):
+    """The first of :func:`masks_beside`, or None."""
+    return next(masks_beside(found, limit, same_stem), None)
 
 
 def no_mask_fits(found, masks, mask_suffix):
