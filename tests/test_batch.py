@@ -423,3 +423,21 @@ def test_a_stored_manifest_that_cannot_be_read_fails_its_run_and_the_others_go_o
     monkeypatch.setattr(batch_plan, "read_manifest", lambda stem: reads.append(stem) or artifacts.read_manifest(stem))
     assert batch.main(_args(categories, tmp_path, "broken", "synth")) == 1 and ran == ["synth", "synth"]
     assert sorted(path.name for path in reads) == ["broken-ssim-cvpr2019", "synth-ssim-cvpr2019"]
+
+
+def test_a_batch_stopped_with_ctrl_c_keeps_the_cells_its_runs_had_run(categories, tmp_path, capsys, monkeypatch):
+    # a tester's: Ctrl-C left the runs in flight as hidden .<run>.running.ipynb, which nothing names or reads
+    def stopped(jobs, workers, gpus, report):
+        runs = tmp_path / "runs"
+        runs.mkdir()
+        (runs / ".synth-ssim-cvpr2019.running.ipynb").write_text('{"cells": [{"cell_type": "code", "sou')  # cut off
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "_run_with_futures", stopped)
+    monkeypatch.setattr(batch, "_have_distributed", lambda: False)
+    with pytest.raises(KeyboardInterrupt):
+        batch.main(_args(categories, tmp_path, "broken", "synth"))
+    kept = tmp_path / "runs" / "synth-ssim-cvpr2019.failed.ipynb"
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [kept.name]
+    assert kept.read_text() == '{"cells": [{"cell_type": "code", "sou'
+    assert capsys.readouterr().err == f"kept the cells a stopped run had run: {kept}\n"

@@ -51,8 +51,9 @@ import time
 from pathlib import Path
 
 from ssimlib.arguments import OneLineParser, at_least_one
-from ssimlib.apps.notebooks import (check_parameters, check_profile_parameter, failed_notebook, notebook_defaults,
-                                    parameter_values, profile_cwd, profile_parameters, run_notebook, run_outputs)
+from ssimlib.apps.notebooks import (check_parameters, check_profile_parameter, failed_notebook, keep_cells_run,
+                                    notebook_defaults, parameter_values, profile_cwd, profile_parameters, run_notebook,
+                                    run_outputs)
 from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.quiet_keras import load_keras_quietly
 
@@ -379,15 +380,20 @@ def main(argv=None):
         print(line, flush=True)
     for outcome in outcomes:
         report(outcome)
-    if jobs:
-        if use_dask:
-            try:
-                outcomes += _run_with_dask(jobs, workers, gpus, report, scheduler=args.scheduler)
-            except SchedulerUnreachable as error:
-                print(f"error: {error}", file=sys.stderr)
-                return 2
-        else:
+    try:
+        if jobs and use_dask:
+            outcomes += _run_with_dask(jobs, workers, gpus, report, scheduler=args.scheduler)
+        elif jobs:
             outcomes += _run_with_futures(jobs, workers, gpus, report)
+    except SchedulerUnreachable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # the runs in flight: their cells run so far kept, not left hidden as .running
+        for job in jobs:
+            kept = keep_cells_run(output_dir / f"{run_name(job['category'], job['loss'], setup)}.ipynb")
+            if kept:
+                print(f"kept the cells a stopped run had run: {kept}", file=sys.stderr)
+        raise
 
     order = {run_name(category, loss, setup): i for i, (category, loss) in enumerate(every_run)}
     outcomes.sort(key=lambda o: order[o["run"]])

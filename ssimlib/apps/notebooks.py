@@ -299,23 +299,40 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
             raise NotebookChoiceError(f"-p {key}: {folder} is not a folder; expected the folder it reads")
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
-    running = output.with_name(f".{output.stem}.running.ipynb")  # papermill writes cell by cell: output at the end
+    running = running_notebook(output)  # papermill writes cell by cell: output at the end
     try:
         papermill.execute_notebook(
             str(source), str(running), parameters=params, cwd=str(cwd or profile_cwd(profile)),
             kernel_name="python3", log_output=log_output, progress_bar=False,
         )
     except BaseException:  # Ctrl-C included: the cells run so far go to failed_notebook(output), output untouched
-        if running.is_file():
-            failed = failed_notebook(output)
-            failed.parent.mkdir(parents=True, exist_ok=True)
-            portable_metadata(running, failed)
-            os.replace(running, failed)
+        keep_cells_run(output)
         raise
     portable_metadata(running, output)
     os.replace(running, output)
     failed_notebook(output).unlink(missing_ok=True)  # an earlier run's stopped cells: this run has replaced them
     return output
+
+
+def running_notebook(output):
+    """Where :func:`run_notebook` has papermill write a run into ``output`` while it runs: hidden beside it."""
+    output = Path(output)
+    return output.with_name(f".{output.stem}.running.ipynb")
+
+
+def keep_cells_run(output):
+    """Move what a stopped run into ``output`` had written (:func:`running_notebook`) to :func:`failed_notebook`;
+    returns that path, or None where nothing was left.  A notebook cut off mid-write is moved as it is."""
+    running, failed = running_notebook(output), failed_notebook(output)
+    if not running.is_file():
+        return None
+    failed.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        portable_metadata(running, failed)
+    except (ValueError, OSError):  # nbformat could not read it: keep it as written
+        pass
+    os.replace(running, failed)
+    return failed
 
 
 def failed_notebook(output):
