@@ -200,6 +200,13 @@ def test_a_defect_types_image_without_a_mask_is_left_out_however_its_folder_is_g
                                                    "counts as defect-free, though it lies beside good/")):
         items, bad, _ = find_labelled([tmp_path / "scratch"])
     assert sorted(item.path.name for item in items) == ["d0.png", "d1.png"] and not bad
+    # a tester's: its count took in files left out later (an image and its misnamed mask: "2 of its 3 images")
+    _noise(rng, tmp_path / "scratch" / "d2.png", defect=True)
+    (tmp_path / "scratch" / "d2_mask.png").rename(tmp_path / "scratch" / "d2_gt.png")
+    with pytest.warns(UserWarning, match=re.escape(f"{tmp_path / 'scratch'}: 1 of its 2 images has no mask")):
+        items, bad, _ = find_labelled([tmp_path / "scratch"])
+    assert sorted(item.path.name for item in items) == ["d0.png", "d1.png"]
+    assert sorted(path.name for path, _ in bad) == ["d2.png", "d2_gt.png"]
 
 
 def test_a_defect_type_below_a_folder_beside_the_good_one_is_one_too(tmp_path):

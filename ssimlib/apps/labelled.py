@@ -383,11 +383,12 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         raise DatasetError(masks_elsewhere_line(stray, found, "would be left out (it lies in a defect type's "
                                                               "folder, without a mask)"))
     images = [(p, root) for p, root in images if p not in unlabelled_images]
-    warn_of_a_defect_type_given_alone(images, pairs, listings)
     items = _items(images, pairs, {p for p, root in images if defect_types[p.parent, Path(root)]})
     if masks is None and mask_suffix is None and any(item.mask is not None for item in items):
         items, misnamed = _misnamed_masks_left_out(items, images)  # rule 4 paired some: one named otherwise?
         bad += misnamed
+    kept = {item.path for item in items}
+    warn_of_a_defect_type_given_alone([(p, root) for p, root in images if p in kept], pairs, listings)
     with_mask = sum(item.mask is not None for item in items)
     if with_mask == 0 and masks is None and mask_suffix is None:  # rule 4 found none
         alike, named = same_stem_elsewhere(found), named_beside(found)
