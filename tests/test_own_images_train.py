@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -289,6 +290,20 @@ def test_one_image_is_too_few_and_hidden_files_are_no_images(tmp_path, capsys):
                                  "--validation-fraction holds out to set the threshold"], err
 
 
+def test_a_threshold_set_on_one_held_out_image_is_cautioned_of(tmp_path, capsys):
+    # a tester's: two images trained without a word that the threshold rests on the one held out
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("a.png", "b.png"):
+        skimage.io.imsave(folder / name, rng.integers(60, 200, (64, 64), dtype=np.uint8), check_contrast=False)
+    code, err = run_main(["train", str(folder), "--out", str(tmp_path / "m"), *TINY], capsys)
+    told = [line for line in err if "single held-out image" in line]
+    assert code == 0 and len(told) == 1 and re.fullmatch(  # TINY's fraction 0.25: round(0.25 * 6) = 2 held out
+        rf"warning: {re.escape(str(folder))}: the detection threshold rests on a single held-out image "
+        r"\([ab]\.png\) of 2: .*give at least 6 images \(two held out at this --validation-fraction\)", told[0]), err
+
+
 def test_images_beside_a_train_good_are_not_passed_over(data, tmp_path, capsys):
     # a folder with images at its top and a train/good trained on train/good without a word
     folder = tmp_path / "mixed"
@@ -308,7 +323,7 @@ def test_a_held_out_copy_of_a_training_image_is_warned_of(tmp_path, capsys):
         skimage.io.imsave(folder / f"{name}.png", board, check_contrast=False)
     code, err = run_main(["train", str(folder), "--out", str(tmp_path / "m"), *TINY], capsys)
     assert code == 0
-    (warning,) = [line for line in err if "copies" in line]
+    (warning,) = [line for line in err if "are copies of training images" in line]
     assert warning.startswith(f"warning: {folder}: 1 held-out image(s) are copies of training images (")
     assert "the threshold is set on images the model learnt, so it may come out too low" in warning
 

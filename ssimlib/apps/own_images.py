@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import warnings
@@ -304,6 +305,12 @@ def train_model(
         warnings.warn(f"{paths[0].parent}: {', '.join(doubtful[:3])}{', ...' if len(doubtful) > 3 else ''} held out "
                       f"to set the detection threshold, and warned of above: the threshold rests on {it}; mend or "
                       f"remove {it} (or another --seed holds out other images)", stacklevel=2)
+    if len(held_out) == 1 and not doubtful:
+        more = math.ceil(1.5 / validation_fraction)  # round(fraction * N) >= 2
+        warnings.warn(f"{paths[0].parent}: the detection threshold rests on a single held-out image "
+                      f"({paths[held_out[0]].name}) of {len(images)}: it may come out too high or too low for other "
+                      f"defect-free images; check it with detect on a few, or give at least {more} images (two held "
+                      "out at this --validation-fraction)", stacklevel=2)
     copies = held_out_copies(images, held_out, paths)
     if copies:
         warnings.warn(f"{paths[0].parent}: {len(copies)} held-out image(s) are copies of training images ("
