@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.ndimage
 import skimage.io
 import skimage.transform
 from skimage.color import rgb2gray
@@ -245,20 +246,25 @@ def mask_values(path):
 
 def read_mask(path, shape=None, image_path=None):
     """Read a ground-truth mask as bool ``(H, W)``: in a label image (0 and at most :data:`LABEL_LEVELS` - 1 other
-    values: 0/255, 0/1, classes 0/1/2 or 0/100/200), every pixel that is not 0; in a mask of more gray values (soft
+    values: 0/255, 0/1, classes 0/1/2 or 0/100/200; or more in flat regions, :func:`_label_like`: classes or
+    instances 1, 2, ... 12), every pixel that is not 0; in a mask of more gray values (soft
     edges) or a lossy one (JPEG, whose noise leaves low values on black), the pixels above one half.  Values are
     :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
     error), where given; warns of a label image with values on both sides of half and of a mostly-defect mask;
     refuses a mask of soft edges or a JPEG that marks nothing but holds values above 0 (a 0/1 mask saved lossily,
     8-bit values in a 16-bit file: its defect would be lost); warns of one of many gray values that looks like a
-    photograph (:func:`_photograph_like`: a copy of its image, an overlay)."""
+    photograph (:func:`_photograph_like`: a copy of its image, an overlay), and of an image turned by its orientation
+    tag beside a mask that is not (:func:`_turned_apart`, named in the error where the sizes differ)."""
     values = mask_values(path)
     levels = np.unique(values)
     why = None
-    if not is_lossy(path) and levels.size <= LABEL_LEVELS and levels[0] == 0:
+    if not is_lossy(path) and levels[0] == 0 and (levels.size <= LABEL_LEVELS or _label_like(values)):
         mask = values > 0
         classes = levels[1:]
-        if classes.size >= 2 and classes[0] <= 0.5 < classes[-1]:
+        if classes.size >= LABEL_LEVELS:  # classes or instances 1, 2, ... 12: each a flat region of its value
+            warnings.warn(f"{path}: read as a label image (its {classes.size} values other than 0 lie in flat regions, "
+                          "as classes or instances do): every value but 0 a defect", stacklevel=2)
+        elif classes.size >= 2 and classes[0] <= 0.5 < classes[-1]:
             warnings.warn(f"{path}: read as a label image of {classes.size} defect classes (every value but 0 a "
                           "defect); a mask with soft edges that should count from half its maximum needs more than "
                           f"{LABEL_LEVELS} gray values", stacklevel=2)
@@ -277,9 +283,13 @@ def read_mask(path, shape=None, image_path=None):
             raise DatasetError(f"{path}: a mask of {levels.size} gray values that marks nothing: its brightest pixels "
                                f"reach {values.max():.1%} of its type's maximum, and a mask of soft edges marks from "
                                "half of it (8-bit values in a 16-bit file?); save defects bright (255 in 8 bits) on 0")
+    turned = _turned_apart(path, image_path) if image_path else ""
     if shape is not None and mask.shape != tuple(shape):
         image = f"its image {image_path}" if image_path else "its image"
-        raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}")
+        raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}"
+                           + (f" as read, {turned}" if turned else ""))
+    if turned:
+        warnings.warn(f"{path}: its image {Path(image_path).name} is read {turned}", stacklevel=2)
     if mask.mean() > MOSTLY_DEFECT and not why:  # not "inverted?" where it was said to be no mask
         # of many gray values it may be no mask at all: an overlay on a photograph of high contrast passes
         # _photograph_like (a tester's)
@@ -288,6 +298,28 @@ def read_mask(path, shape=None, image_path=None):
         warnings.warn(f"{path}: marks {mask.mean():.0%} of its pixels as defect; a mask marks defects bright (not 0) "
                       f"on black: is it inverted{doubt}?", stacklevel=2)
     return mask
+
+
+def _label_like(values, flat=0.25):
+    """Whether the mask ``values`` ``(H, W)`` of many gray values is a label image (classes, instances: regions of
+    one value each), not one of soft edges: at least ``flat`` of its non-zero pixels at or below half lie inside a
+    region of their value (their 3x3 neighbourhood all of it), where the ramps of soft edges have next to none."""
+    low = (values > 0) & (values <= 0.5)
+    if not low.any():
+        return False
+    inside = scipy.ndimage.maximum_filter(values, 3) == scipy.ndimage.minimum_filter(values, 3)
+    return inside[low].mean() >= flat
+
+
+def _turned_apart(mask_path, image_path):
+    """Where the image at ``image_path`` is read turned by its orientation tag (as viewers show it) and its mask
+    at ``mask_path`` otherwise: what to say of it, else ''."""
+    turns = image_formats.orientation(Path(image_path)), image_formats.orientation(Path(mask_path))
+    if turns[0] == turns[1]:
+        return ""
+    return (f"{image_formats.ORIENTATIONS.get(turns[0], 'as stored')} as its orientation tag ({turns[0]}) says, as "
+            f"viewers show it, and its mask {'as stored' if turns[1] == 1 else 'otherwise'}: a mask drawn on the "
+            "stored pixels lies elsewhere; turn the mask as the image, or remove the image's tag")
 
 
 def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):

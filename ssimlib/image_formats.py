@@ -102,6 +102,21 @@ def _read_tiff(path):
     return _oriented(raw, orientation.value if orientation is not None else 1)
 
 
+ORIENTATIONS = {2: "mirrored", 3: "turned 180 degrees", 4: "flipped upside down", 5: "mirrored and turned 90 degrees",
+                6: "turned 90 degrees clockwise", 7: "mirrored and turned 90 degrees",
+                8: "turned 90 degrees counter-clockwise"}  # how an image with each orientation tag (EXIF, TIFF) is read
+
+
+def orientation(path):
+    """The orientation tag (1-8: EXIF, TIFF) of the image file at ``path`` by which it is read turned, else 1."""
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(0x0112, 1)
+    except Exception:  # unreadable: its reader names it
+        return 1
+    return value if value in ORIENTATIONS else 1
+
+
 def _oriented(raw, orientation):
     """``raw`` ``(H, W[, C])`` turned as orientation 1-8 says, as viewers show it (PIL's ``exif_transpose``)."""
     swap = (1, 0) + tuple(range(2, raw.ndim))

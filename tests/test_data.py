@@ -407,3 +407,57 @@ def test_a_file_of_no_image_type_is_named_as_such(tmp_path):
         with pytest.raises(DatasetError, match=rf"^{re.escape(str(tmp_path / name))}: could not read it as an image "
                                                rf"\(\.{suffix} is not an image file type\)$"):
             read_image(tmp_path / name)
+
+
+def test_a_label_image_of_many_classes_marks_every_class_and_soft_edges_still_count_from_half(tmp_path):
+    # a tester's: nine classes 20, 40, ... 180 on 0 were read as soft edges: six of the nine defects lost, no word
+    from ssimlib.data import read_mask
+
+    classes = np.zeros((128, 128), np.uint8)
+    for i, value in enumerate(range(20, 200, 20)):
+        classes[8 + 12 * i: 16 + 12 * i, 8 + 12 * i: 16 + 12 * i] = value
+    instances = np.zeros((128, 128), np.uint8)  # instance ids 1..12: all far below half
+    for i in range(12):
+        instances[10 * i: 10 * i + 6, 20:30] = i + 1
+    for name, labels in (("classes.png", classes), ("instances.png", instances)):
+        skimage.io.imsave(tmp_path / name, labels, check_contrast=False)
+        with pytest.warns(UserWarning, match="read as a label image"):
+            np.testing.assert_array_equal(read_mask(tmp_path / name), labels > 0, err_msg=name)
+    # soft edges: a disk drawn at 8x and averaged down (anti-aliased), and one blurred; each counts from half
+    yy, xx = np.mgrid[:512, :512]
+    disk = ((yy - 256) ** 2 + (xx - 200) ** 2 < 120 ** 2).astype(float)
+    antialiased = disk.reshape(64, 8, 64, 8).mean(axis=(1, 3))
+    blurred = ndimage.gaussian_filter(antialiased, 3)
+    for name, soft in (("antialiased.png", antialiased), ("blurred.png", blurred)):
+        pixels = np.round(soft * 255).astype(np.uint8)
+        assert np.unique(pixels).size > 8
+        skimage.io.imsave(tmp_path / name, pixels, check_contrast=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.testing.assert_array_equal(read_mask(tmp_path / name), pixels > 127.5, err_msg=name)
+
+
+def test_an_image_turned_by_its_orientation_tag_and_its_mask_not_is_named(tmp_path):
+    # a tester's: a JPEG turned by its EXIF tag beside a PNG mask drawn on its stored pixels: misplaced, no word;
+    # not square, "mask is 128x96 but its image is 96x128" of two files 128x96 on disk
+    from ssimlib.data import DatasetError, read_mask
+
+    mask = np.zeros((96, 128), np.uint8)
+    mask[10:30, 20:60] = 255
+    skimage.io.imsave(tmp_path / "d_mask.png", mask, check_contrast=False)
+    skimage.io.imsave(tmp_path / "e_mask.png", mask[:96, :96], check_contrast=False)
+    for name, size, orientation in (("d.jpg", (128, 96), 6), ("e.jpg", (96, 96), 3)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.new("L", size, 128).save(tmp_path / name, exif=exif)
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{tmp_path / 'd_mask.png'}: mask is 128x96 but its image {tmp_path / 'd.jpg'} is 96x128 as read, turned "
+            "90 degrees clockwise as its orientation tag (6) says")):
+        read_mask(tmp_path / "d_mask.png", (128, 96), tmp_path / "d.jpg")
+    with pytest.warns(UserWarning, match=re.escape("its image e.jpg is read turned 180 degrees as its orientation tag "
+                                                   "(3) says, as viewers show it, and its mask as stored")):
+        read_mask(tmp_path / "e_mask.png", (96, 96), tmp_path / "e.jpg")
+    skimage.io.imsave(tmp_path / "f.png", mask, check_contrast=False)  # no tag on either: nothing to say
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_mask(tmp_path / "d_mask.png", (96, 128), tmp_path / "f.png")
