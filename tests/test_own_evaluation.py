@@ -122,6 +122,10 @@ def test_mask_layouts(tmp_path):
     assert [(i.key, i.kind, i.mask and i.mask.name) for i in items] == [("bad/2", "bad", "2_m.png"),
                                                                         ("good/1", "good", None)]
     assert bad == [(tmp_path / "gt/bad/9_m.png", "a mask without an image")] and "parallel folder" in rule
+    # a tester's: images directly in the folder given named a <folder> in their masks' path that none had
+    items, bad, rule = find_labelled([tmp_path / "a/bad"], masks=tmp_path / "gt/bad", mask_suffix="_m.png")
+    assert rule == (f"masks: in the parallel folder {tmp_path / 'gt/bad'}/<stem>_m.png; the image has one; 1 other "
+                    "file left out (named below)"), rule  # it said "1 of 1 images has one, the others count ..."
     touch("b/x.jpg", "b/x_mask.png", "b/y.jpg", "b/z_mask.png")
     items, bad, rule = find_labelled([tmp_path / "b"])
     assert [(i.key, i.mask and i.mask.name) for i in items] == [("x", "x_mask.png"), ("y", None)]

@@ -333,7 +333,8 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
         bad += more_bad
         images = [(p, root) for p, root in found if p not in {q for q, _ in more_bad}]
         where = "an MVTec AD category: images in test/, masks" if category else "in the parallel folder"
-        rule = f"{where} {masks}/<folder>/<stem>{mask_suffix or '.*'}"
+        flat = all(absolute(p).parent == absolute(root) for p, root in images)  # no <folder> to name
+        rule = f"{where} {masks}/{'' if flat else '<folder>/'}<stem>{mask_suffix or '.*'}"
     elif mask_suffix is not None:
         pairs, images, more_bad = _beside(
             found, lambda p: p.name.endswith(mask_suffix), lambda p: p.name[: -len(mask_suffix)]
@@ -403,8 +404,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so {counted} as defect-free{hint}")
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
-    return items, bad, (f"masks: {rule}; {with_mask} of {len(items)} images {'has' if with_mask == 1 else 'have'} "
-                        f"one, the others count as defect-free{left_out}")
+    counts = (f"{'the image has' if with_mask == 1 else f'each of the {with_mask} images has'} one"
+              if with_mask == len(items) else f"{with_mask} of {len(items)} images {'has' if with_mask == 1 else 'have'} "
+              "one, the others count as defect-free")
+    return items, bad, f"masks: {rule}; {counts}{left_out}"
 
 
 def _misnamed_masks_left_out(items, images, limit=20):
