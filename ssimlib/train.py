@@ -13,8 +13,10 @@ themselves bit for bit, but for a rare drift with the SSIM loss (see
 """
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
@@ -147,6 +149,18 @@ def _write_atomically(path, write):
     os.replace(tmp, path)
 
 
+def _check_room(model, directory, slack=1.25):
+    """:class:`OSError` (``ENOSPC``) where ``directory`` has too little room for ``model``'s checkpoint: its weights
+    and optimizer variables, bytes times ``slack`` (HDF5's own records).  A full disk had crashed h5py mid-write."""
+    variables = [*model.weights, *(model.optimizer.variables if model.optimizer else [])]
+    needed = slack * sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in variables) + 2 ** 16
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise OSError(errno.ENOSPC, f"no room for the checkpoint of this epoch (about {needed / 2 ** 20:.1f} MiB "
+                                    f"needed, {free / 2 ** 20:.1f} MiB free); the last one saved is kept",
+                      str(directory))
+
+
 def save_checkpoint(model, directory, state):
     """Weights with the optimizer's variables, and ``state`` (a JSON-able dict), into ``directory``.
 
@@ -155,6 +169,7 @@ def save_checkpoint(model, directory, state):
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    _check_room(model, directory)
     _write_atomically(directory / WEIGHTS_FILE, lambda p: model.save_weights(p))
     # The state file goes last: it is what marks the checkpoint complete.
     _write_atomically(directory / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1)))

@@ -203,3 +203,23 @@ def test_a_stored_model_of_another_reading_or_output_is_not_continued_as_a_defau
         assert not _trained_alike({"training": {"settings": {**plain, **other}}}, plain)
         assert not _trained_alike({"training": {"settings": plain}}, {**plain, **other})
     assert _trained_alike({"training": {"settings": {**plain, "epochs": 200}}}, plain)
+
+
+def test_a_disk_without_room_for_a_checkpoint_stops_training_with_the_last_one_kept(tmp_path, monkeypatch):
+    # a tester's: a full disk crashed h5py mid-save (a segfault); now an OSError (ENOSPC) before writing, which the
+    # command line says in one line, and the same command resumes from the checkpoint kept
+    import errno
+    import json
+    import shutil
+
+    train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    written = (tmp_path / train_module.WEIGHTS_FILE).stat().st_size
+    room = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: room._replace(free=written - 1))
+    with pytest.raises(OSError) as full:
+        train(_model(), PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    assert full.value.errno == errno.ENOSPC and full.value.filename == str(tmp_path)
+    assert "no room for the checkpoint of this epoch" in full.value.strerror
+    assert len(json.loads((tmp_path / train_module.STATE_FILE).read_text())["history"]["loss"]) == 1
+    monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: room._replace(free=2 * written))
+    assert len(train(_model(), PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)["loss"]) == 2
