@@ -222,6 +222,7 @@ def test_numbers_in_e_notation_are_numbers():
     assert parameter_value("1e-4") == pytest.approx(1e-4) and parameter_value("1e3") == 1000
     assert (isinstance(parameter_value("1e3"), int) and parameter_value("2.0") == 2.0
             and parameter_value("grid") == "grid")
+    assert parameter_value("") == "" and parameter_value("null") is None  # a tester's: '' was None, then refused
     check_parameters("04_mvtec_category", {"learning_rate": parameter_value("1e-4"), "epochs": parameter_value("1e3"),
                                            "patch_size": 64, "residual": "ssim_l1", "data_root": None})
     check_parameters("02_roc_comparison", {"figures_dir": None, "crops": "fresh"})  # its cell says None: not saved

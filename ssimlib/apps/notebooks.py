@@ -112,7 +112,10 @@ def from_callers_folder(parameters):
 
 def parameter_value(text):
     """A ``-p`` value read as YAML (``2``, ``0.5``, ``true``, text), a number written as ``1e-4`` included (YAML 1.1
-    reads that as text)."""
+    reads that as text); an empty VALUE is the empty string (YAML reads None: ``-p figures_dir ''``, no figures, was
+    refused), ``null`` is None."""
+    if not text.strip():
+        return ""
     value = yaml.safe_load(text)
     if isinstance(value, str):
         try:
