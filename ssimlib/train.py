@@ -317,7 +317,8 @@ def train(
                 if changed:
                     raise ValueError(
                         f"checkpoint in {checkpoint_dir} was made with other settings "
-                        f"(saved, now): {changed}; use another checkpoint_dir or the same settings"
+                        f"(saved, now): {changed}; give the same settings to continue it, or move {checkpoint_dir} "
+                        "aside to train anew"
                     )
                 load_checkpoint(model, checkpoint_dir)
                 history = state["history"]

@@ -187,7 +187,7 @@ def _validation_so_far(checkpoint_dir, settings, manifest):
         changed = _differences(saved["settings"], settings)
         if changed:
             raise ValueError(f"checkpoint in {checkpoint_dir} was made with other settings (saved, now): {changed}; "
-                             "use another checkpoint_dir or the same schedule")
+                             f"give the same schedule to continue it, or move {checkpoint_dir} aside to train anew")
         entries = saved["validation"]
     elif manifest is not None and not _differences(manifest["training"]["settings"], settings):
         entries = manifest["training"].get("validation", [])  # the checkpoint continues the stored model
