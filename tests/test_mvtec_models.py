@@ -1,6 +1,9 @@
 """MVTec AD models in the model store: trained by the mvtec study, checked against the preset they are evaluated
 with."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 import skimage.io
@@ -39,6 +42,21 @@ def test_a_stored_model_is_checked_against_preset_and_validation_split(tmp_path,
                                   0.25, 0)
     with pytest.raises(artifacts.ArtifactError, match="validation_fraction"):
         mvtec.load_category_model(stem, preset, 0.1, 0)  # a threshold from images the model was trained on
+    # a tester's: evaluated on another train/good, the same split held out images the model had trained on
+    assert mvtec.load_category_model(stem, preset, 0.25, 0, root / "synth")[0].patch_size == 32
+    first = sorted((root / "synth" / "train" / "good").iterdir())[0]
+    first.write_bytes(first.read_bytes()[:-1] + b"\0")  # edited in place: as many images, other pixels
+    with pytest.raises(artifacts.ArtifactError, match=r"trained on other train/ images than .*synth holds now "
+                       r"\(recorded, now\): \{'train/ images \(sha256\)'"):
+        mvtec.load_category_model(stem, preset, 0.25, 0, root / "synth")
+    manifest_path = artifacts.model_files(stem)[1]  # a model saved before its images' sha256 was recorded
+    older = json.loads(manifest_path.read_text())
+    del older["training"]["data_sha256"]
+    manifest_path.write_text(json.dumps(older))
+    mvtec.load_category_model(stem, preset, 0.25, 0, root / "synth")  # as many images: nothing to tell
+    first.unlink()
+    with pytest.raises(artifacts.ArtifactError, match=re.escape("(recorded, now): {'train/good images': (8, 7)}")):
+        mvtec.load_category_model(stem, preset, 0.25, 0, root / "synth")
 
 
 def test_the_mvtec_study_goes_on_past_a_failing_category(tmp_path, tiny_schedule, capsys):

@@ -8,6 +8,7 @@ settings come from :mod:`ssimlib.experiments.presets`.  The summary of all resul
 """
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from scipy import ndimage
 from skimage.color import rgb2gray
 
 from ssimlib import artifacts
-from ssimlib.data import load_mvtec_category, sample_patches
+from ssimlib.data import is_image_file, load_mvtec_category, sample_patches
 from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
 from ssimlib.fingerprints import category_fingerprint
 from ssimlib.experiments.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
@@ -195,12 +196,14 @@ def finish_category_model(root, category, preset, schedule=None, models_root=Non
     return train_category_model(root, category, preset, schedule, models_root, checkpoint_dir, log=log)
 
 
-def load_category_model(stem, preset, validation_fraction, seed):
-    """The stored model at ``stem`` and its manifest, checked against ``preset`` and the validation split.
+def load_category_model(stem, preset, validation_fraction, seed, category_dir=None):
+    """The stored model at ``stem`` and its manifest, checked against ``preset``, the validation split and, given
+    ``category_dir``, the images of its ``train/`` now.
 
     Raises :class:`ssimlib.artifacts.ArtifactError` naming what differs: a model
-    evaluated with another preset, or with a threshold from images it was trained on,
-    would give numbers that mean something else.
+    evaluated with another preset, or with a threshold from images it was trained on
+    (another split, or other ``train/good`` images split alike), would give numbers that mean something else.
+    The images are compared by their sha256 where the model recorded one (since 2026-12-06), else by their count.
     """
     model, manifest = artifacts.load_model(stem)
     training = manifest["training"]
@@ -210,12 +213,34 @@ def load_category_model(stem, preset, validation_fraction, seed):
     split = (training["settings"].get("validation_fraction"), training["settings"].get("seed"))
     if split != (validation_fraction, seed):
         differ["validation_fraction, seed"] = (split, (validation_fraction, seed))
+    images = {} if category_dir is None else _training_images_differ(training, Path(category_dir))
+    if images and not differ:
+        raise artifacts.ArtifactError(
+            f"{artifacts.model_files(stem)[1]}: trained on other train/ images than {category_dir} holds now "
+            f"(recorded, now): {images}; its threshold would be set on held-out images it may have trained on: "
+            "evaluate it on the data it trained on, or train a model of this data (another models_root and "
+            "train_missing=True)")
+    differ.update(images)
     if differ:
         raise artifacts.ArtifactError(
             f"{artifacts.model_files(stem)[1]}: trained with other settings than asked (stored, asked): {differ}; "
             "choose matching parameters, or another models_root and train_missing=True"
         )
     return model, manifest
+
+
+def _training_images_differ(training, category_dir):
+    """``{what: (recorded, now)}`` where the ``train/`` of ``category_dir`` is not what the model of ``training`` (its
+    manifest's record) trained on: its sha256 where recorded, else the count of ``train/good`` images its ``data``
+    line gives (``238 of 264 train/good images``)."""
+    if training.get("data_sha256"):
+        now = category_fingerprint(category_dir, ("train",))
+        return {} if now == training["data_sha256"] else {
+            "train/ images (sha256)": (training["data_sha256"][:12], f"{now[:12]}, other images now")}
+    counted = re.search(r" of (\d+) train/good images", training.get("data", ""))
+    good = category_dir / "train" / "good"
+    now = sum(map(is_image_file, good.iterdir())) if good.is_dir() else 0
+    return {"train/good images": (int(counted[1]), now)} if counted and int(counted[1]) != now else {}
 
 
 def schedule_label(manifest):
