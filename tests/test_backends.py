@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ssimlib import artifacts, parity
-from ssimlib.data import load_nanotwice
+from ssimlib.datasets import load_nanotwice
 
 TESTS = Path(__file__).parent
 PORTABLE_MODULES = ["test_ssim.py", "test_models.py", "test_inference.py", "test_postprocess.py"]

@@ -9,15 +9,8 @@ import skimage.io
 from PIL import Image
 from scipy import ndimage
 
-from ssimlib.data import (
-    DatasetError,
-    load_folder,
-    load_mvtec_category,
-    load_nanotwice,
-    read_image,
-    read_mask,
-    sample_patches,
-)
+from ssimlib.data import DatasetError, read_image, read_mask, sample_patches
+from ssimlib.datasets import load_folder, load_mvtec_category, load_nanotwice
 from ssimlib.synthetic import checkerboard, checkerboard_dataset, draw_defects, write_synthetic_category
 
 
@@ -322,8 +315,29 @@ def test_mask_size_mismatch(category):
 
 def test_missing_mask(category):
     (category / "ground_truth" / "stroke" / "000_mask.png").unlink()
-    with pytest.raises(DatasetError, match="000_mask.png.*does not exist"):
+    with pytest.raises(DatasetError, match=r"000_mask.png.*does not exist \(add it, or move the image out of stroke/\)"):
         load_folder(category)
+
+
+def test_a_missing_ground_truth_folder_is_named_and_an_empty_defect_type_noted(category):
+    # a tester's: without ground_truth/ the error named one mask file; an empty test/<type> was dropped silently
+    import shutil
+
+    n_stroke = len(list((category / "test" / "stroke").iterdir()))
+    shutil.rmtree(category / "ground_truth")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"{category / 'ground_truth' / 'stroke'}: expected a folder with the ground-truth masks (<stem>_mask.png) "
+            f"of the {n_stroke} images of {category / 'test' / 'stroke'}, but it does not exist (nor does "
+            f"{category / 'ground_truth'})")):
+        load_folder(category)
+    (category / "ground_truth" / "stroke").mkdir(parents=True)
+    for image in (category / "test" / "stroke").iterdir():
+        image.rename(category / "ground_truth" / "stroke" / f"{image.stem}_mask.png")  # masks kept, images gone
+    with pytest.warns(UserWarning, match="stroke holds no images: defect type stroke left out"):
+        data = load_folder(category)
+    assert set(data.test_defect_types) == {"good"} and data.notes[-1] == (
+        f"{category / 'test' / 'stroke'} holds no images: defect type stroke left out "
+        f"({category / 'ground_truth' / 'stroke'} holds {n_stroke} masks)")
 
 
 def test_image_smaller_than_patch(category):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssimlib.artifacts import ArtifactError
-from ssimlib.data import AnomalyDataset
+from ssimlib.datasets import AnomalyDataset
 from ssimlib.experiments import held_out_image
 
 STEMS = ["ITIA1141", "ITIA1142", "ITIA1145"]

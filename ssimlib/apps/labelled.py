@@ -404,9 +404,10 @@ def find_labelled(inputs, masks=None, mask_suffix=None, skip=None):
                             "the same stem as an image of another type; --masks DIR or --mask-suffix S name them "
                             f"otherwise), so {counted} as defect-free{hint}")
     left_out = f"; {len(bad)} other file{'' if len(bad) == 1 else 's'} left out (named below)" if bad else ""
+    has = "has" if with_mask == 1 else "have"
     counts = (f"{'the image has' if with_mask == 1 else f'each of the {with_mask} images has'} one"
-              if with_mask == len(items) else f"{with_mask} of {len(items)} images {'has' if with_mask == 1 else 'have'} "
-              "one, the others count as defect-free")
+              if with_mask == len(items) else
+              f"{with_mask} of {len(items)} images {has} one, the others count as defect-free")
     return items, bad, f"masks: {rule}; {counts}{left_out}"
 
 

@@ -20,7 +20,8 @@ from scipy import ndimage
 from skimage.color import rgb2gray
 
 from ssimlib import artifacts
-from ssimlib.data import is_image_file, load_mvtec_category, sample_patches
+from ssimlib.data import is_image_file, sample_patches
+from ssimlib.datasets import load_mvtec_category
 from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
 from ssimlib.fingerprints import category_fingerprint
 from ssimlib.experiments.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label

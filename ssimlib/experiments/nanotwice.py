@@ -16,7 +16,8 @@ import keras
 import numpy as np
 
 from ssimlib.architecture import LINEAR
-from ssimlib.data import CropStream, load_nanotwice, sample_patches
+from ssimlib.data import CropStream, sample_patches
+from ssimlib.datasets import load_nanotwice
 from ssimlib.evaluate import anomaly_maps
 from ssimlib.features import DEFAULT_FEATURE_EXTRACTOR, load_feature_extractor
 from ssimlib.inference import reconstruct_image, residual_map
