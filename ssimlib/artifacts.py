@@ -218,7 +218,9 @@ def load_model(stem):
                             "its .weights.h5 without their endings)"
                             + (f", e.g. {example.with_suffix('')}" if example else ""))
     if manifest is None:
-        raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README)")
+        orphan = (f"; its weights {weights.name} lie there without it: restore the manifest (git checkout -- "
+                  "<file>, for a committed model) or train anew" if weights.is_file() else "")
+        raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README){orphan}")
     if not isinstance(manifest.get("architecture"), dict):
         raise ArtifactError(f"{manifest_path}: its architecture is missing or not an object")
     saved_with = manifest.get("architecture_sha256")  # models saved before it was recorded have none

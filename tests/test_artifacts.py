@@ -69,6 +69,14 @@ def test_missing_and_altered_files_are_named(tmp_path):
     with pytest.raises(artifacts.ArtifactError, match=r"copy\.weights\.h5: the weights of the manifest copy\.json "
                                                       r"are missing \(the manifest names m\.weights\.h5: renamed"):
         artifacts.load_model(tmp_path / "toy" / "copy")
+    # a tester's: weights without their manifest were not named
+    (tmp_path / "toy" / "copy.json").rename(tmp_path / "toy" / "orphan.json")
+    (tmp_path / "toy" / "orphan.json").unlink()
+    (tmp_path / "toy" / "orphan.weights.h5").write_bytes(b"weights")
+    with pytest.raises(artifacts.ArtifactError, match=re.escape(
+            "orphan.json: no such model manifest (train the model first, see README); its weights orphan.weights.h5 "
+            "lie there without it: restore the manifest (git checkout -- <file>, for a committed model) or train anew")):
+        artifacts.load_model(tmp_path / "toy" / "orphan")
 
 
 @pytest.mark.parametrize("key, value, message", [

@@ -73,7 +73,9 @@ def category_root(category, data_root=None):
         if (folder / category / "train").is_dir():
             return folder
     raise FileNotFoundError(
-        f"no {category}/train under {default} or {default.parent}/mvtec_ad*; pass the folder that holds it"
+        f"no {category}/train under {default} or {default.parent}/mvtec_ad*; pass the folder that holds it "
+        "(data_root: -p data_root DIR for a notebook, --data-root DIR for batch) or set SSIMLIB_DATA to the folder "
+        "holding mvtec_ad/"
     )
 
 
