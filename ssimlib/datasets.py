@@ -46,13 +46,13 @@ def _require_dir(path, what):
     return path
 
 
-def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):
-    """Load a dataset in the MVTec AD layout from ``root``.
+def mvtec_layout(root, mask_suffix="_mask"):
+    """The files of a folder in the MVTec AD layout, checked before a pixel is read: ``(train_paths, tests, notes)``.
 
-    ``root/train/good/*`` defect-free training images; ``root/test/<type>/*``
-    test images, where ``good`` is defect-free; ``root/ground_truth/<type>/<stem><mask_suffix>.png``
-    the mask of each defective test image.  A missing ``test/good`` is recorded
-    in ``notes`` (and warned about), not fatal.
+    ``tests`` is ``[(type_dir, [(image, mask or None)])]`` per ``test/<type>`` (masks None in ``good``), ``notes``
+    what is missing but not fatal (``test/good``; a ``test/<type>`` without images).  Raises :class:`DatasetError`
+    naming the first thing missing that :func:`load_folder` needs: a folder, training images, a defect type's
+    masks (``ground_truth/<type>/<stem><mask_suffix>.png``), any test image.
     """
     root = _require_dir(root, "train/, test/ and ground_truth/ subfolders (MVTec AD layout)")
     train_dir = _require_dir(root / "train" / "good", "defect-free training images")
@@ -60,43 +60,60 @@ def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):
     if not train_paths:
         raise DatasetError(f"{train_dir}: expected defect-free training images, found none")
     test_dir = _require_dir(root / "test", "one subfolder of test images per defect type")
-    dataset = AnomalyDataset(name or root.name, [], [], [], np.zeros(0, int), [], train_paths)
-    dataset.train_images = [read_image(p, gray, size) for p in train_paths]
-    if not (test_dir / "good").is_dir():
-        note = f"{test_dir / 'good'} is missing: no defect-free test images, so image-level metrics cannot be computed"
-        dataset.notes.append(note)
-        warnings.warn(note, stacklevel=2)
-    labels = []
+    notes = [] if (test_dir / "good").is_dir() else [
+        f"{test_dir / 'good'} is missing: no defect-free test images, so image-level metrics cannot be computed"]
+    tests = []
     for type_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        paths = image_files(type_dir)
-        masks_dir = root / "ground_truth" / type_dir.name
-        if not paths and type_dir.name != "good":  # a tester's: its masks there, the defect type gone without a word
+        paths, masks_dir = image_files(type_dir), root / "ground_truth" / type_dir.name
+        if type_dir.name == "good":
+            tests.append((type_dir, [(path, None) for path in paths]))
+            continue
+        if not paths:  # a tester's: its masks there, the defect type gone without a word
             masks = len(image_files(masks_dir)) if masks_dir.is_dir() else 0
-            note = (f"{type_dir} holds no images: defect type {type_dir.name} left out"
-                    + (f" ({masks_dir} holds {masks} masks)" if masks else ""))
-            dataset.notes.append(note)
-            warnings.warn(note, stacklevel=2)
-        if paths and type_dir.name != "good" and not masks_dir.is_dir():
+            notes.append(f"{type_dir} holds no images: defect type {type_dir.name} left out"
+                         + (f" ({masks_dir} holds {masks} masks)" if masks else ""))
+            continue
+        if not masks_dir.is_dir():
             raise DatasetError(f"{masks_dir}: expected a folder with the ground-truth masks (<stem>{mask_suffix}.png) "
                                f"of the {len(paths)} images of {type_dir}, but {not_a_folder(masks_dir)}"
                                + ("" if (root / "ground_truth").is_dir() else f" (nor does {root / 'ground_truth'})"))
-        for path in paths:
+        pairs = [(path, masks_dir / f"{path.stem}{mask_suffix}.png") for path in paths]
+        missing = [(path, mask) for path, mask in pairs if not mask.exists()]
+        if missing:
+            kind = type_dir.name
+            more = (f"; {len(missing) - 1} more of {kind}/ lack theirs (add them, or move the images out of {kind}/)"
+                    if len(missing) > 1 else f" (add it, or move the image out of {kind}/)")
+            raise DatasetError(f"{missing[0][1]}: expected the ground-truth mask of {missing[0][0]}, it does not "
+                               f"exist{more}")
+        tests.append((type_dir, pairs))
+    if not any(pairs for _, pairs in tests):
+        raise DatasetError(f"{test_dir}: expected test images in subfolders, found none")
+    return train_paths, tests, notes
+
+
+def load_folder(root, name=None, gray=None, size=None, mask_suffix="_mask"):
+    """Load a dataset in the MVTec AD layout from ``root`` (:func:`mvtec_layout`).
+
+    ``root/train/good/*`` defect-free training images; ``root/test/<type>/*``
+    test images, where ``good`` is defect-free; ``root/ground_truth/<type>/<stem><mask_suffix>.png``
+    the mask of each defective test image.  A missing ``test/good`` or an empty ``test/<type>`` is recorded
+    in ``notes`` (and warned about), not fatal.
+    """
+    train_paths, tests, notes = mvtec_layout(root, mask_suffix)
+    dataset = AnomalyDataset(name or Path(root).name, [], [], [], np.zeros(0, int), [], train_paths, notes=notes)
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    dataset.train_images = [read_image(p, gray, size) for p in train_paths]
+    labels = []
+    for type_dir, pairs in tests:
+        for path, mask_path in pairs:
             image = read_image(path, gray)
-            if type_dir.name == "good":
-                mask = np.zeros(image.shape[:2], bool)
-            else:
-                mask_path = masks_dir / f"{path.stem}{mask_suffix}.png"
-                if not mask_path.exists():
-                    raise DatasetError(f"{mask_path}: expected the ground-truth mask of {path}, it does not exist "
-                                       f"(add it, or move the image out of {type_dir.name}/)")
-                mask = read_mask(mask_path, image.shape[:2])
+            mask = np.zeros(image.shape[:2], bool) if mask_path is None else read_mask(mask_path, image.shape[:2])
             dataset.test_images.append(resize_square(image, size, order=1))
             dataset.test_masks.append(resize_square(mask, size, order=0))
             dataset.test_paths.append(path)
             dataset.test_defect_types.append(type_dir.name)
             labels.append(int(type_dir.name != "good"))
-    if not labels:
-        raise DatasetError(f"{test_dir}: expected test images in subfolders, found none")
     dataset.test_labels = np.array(labels)
     return dataset
 

@@ -413,7 +413,7 @@ def test_a_stored_manifest_that_cannot_be_read_fails_its_run_and_the_others_go_o
     assert batch.main(_args(categories, tmp_path, "broken", "synth")) == 1
     captured = capsys.readouterr()
     assert ran == ["synth"]
-    assert "0 skipped, 1 failed (a stored manifest unreadable)" in captured.out
+    assert "0 skipped, 1 failed up front (named below)" in captured.out
     failed = [line.split() for line in captured.out.splitlines() if line.startswith("  broken-ssim-cvpr2019 ")]
     assert failed and all(line[1:4] == ["FAILED", "ArtifactError:", f"{stem}.json:"] for line in failed), failed
     hint = f"restore it (git checkout -- <file>, for a committed model) or move {stem}.* aside to train it anew"
@@ -441,3 +441,21 @@ def test_a_batch_stopped_with_ctrl_c_keeps_the_cells_its_runs_had_run(categories
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [kept.name]
     assert kept.read_text() == '{"cells": [{"cell_type": "code", "sou'
     assert capsys.readouterr().err == f"kept the cells a stopped run had run: {kept}\n"
+
+
+def test_a_category_lacking_what_the_notebook_reads_fails_its_runs_up_front(categories, tmp_path, capsys,
+                                                                             monkeypatch):
+    # a tester's: a category without ground_truth/ failed each of its runs 45-80 s in, naming one mask file
+    import shutil
+
+    shutil.rmtree(categories / "synth" / "ground_truth")
+    ran = []
+    monkeypatch.setattr(batch, "_run_with_futures", lambda jobs, workers, gpus, report: ran.extend(jobs) or [])
+    monkeypatch.setattr(batch, "_have_distributed", lambda: False)
+    assert batch.main(_args(categories, tmp_path, "broken", "synth", losses=("ssim", "l2"))) == 1
+    out = capsys.readouterr().out
+    assert sorted((job["category"], job["loss"]) for job in ran) == [("broken", "l2"), ("broken", "ssim")]
+    assert "2 to run, 0 skipped, 2 failed up front (named below)" in out
+    failed = [line for line in out.splitlines() if line.startswith("  synth-")]  # as they fail, and in the summary
+    named = f"DatasetError: {categories / 'synth' / 'ground_truth' / 'stroke'}: expected a folder with the ground-truth"
+    assert len(failed) == 4 and all("FAILED" in line and named in line for line in failed), failed

@@ -19,8 +19,10 @@ its schedule, at the profile's budget (checkpoints in ``<output-dir>/checkpoints
 resumes).  ``ci`` never trains: it evaluates stored models as they are, and a missing one ends
 the batch before it starts (one line, exit code 2).  The executed notebook is
 kept as ``<output-dir>/<category>-<loss>-<setup>.ipynb``, one that stopped in a cell as
-``<category>-<loss>-<setup>.failed.ipynb`` beside it.  A failing run does
-not stop the others: it is reported at the end and the exit code is 1.  A run whose
+``<category>-<loss>-<setup>.failed.ipynb`` beside it (Ctrl-C keeps those of the runs in flight so).  A failing run
+does not stop the others: it is reported at the end and the exit code is 1; a category whose folder lacks what the
+notebook reads, or a stored manifest that cannot be read, fails its runs before any starts
+(:mod:`ssimlib.apps.batch_plan`).  A run whose
 ``<results-dir>/<category>-<loss>-<setup>.json`` is already complete for the same profile, came
 from the model now stored (the same sha256), with the same parameters and data
 (:func:`ssimlib.apps.batch_results.result_differences`) and, for a profile that trains, from a
@@ -59,8 +61,8 @@ from ssimlib.apps.quiet_keras import load_keras_quietly
 
 load_keras_quietly()  # worker processes (pool, Dask) import this module; Keras below would print its start-up log
 
-from ssimlib.apps.batch_plan import (category_name, find_categories, located_categories, plan_runs,  # noqa: E402
-                                     stored_manifests)
+from ssimlib.apps.batch_plan import (category_name, find_categories, layout_failures, located_categories,  # noqa: E402
+                                     plan_runs, stored_manifests)
 from ssimlib.apps.batch_results import result_epochs, result_is_complete, result_model_finished  # noqa: E402
 from ssimlib.experiments.mvtec import model_stem, results_path, run_name  # noqa: E402
 from ssimlib.experiments.presets import LOSSES, SETUPS  # noqa: E402
@@ -342,7 +344,10 @@ def main(argv=None):
     models_root = str(Path(args.models_root).expanduser().resolve()) if args.models_root else None
     store = models_root_of(args.profile, parameters, models_root)
     every_run = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
-    manifests, outcomes = stored_manifests(every_run, setup, store)  # an unreadable one fails its run alone
+    outcomes = layout_failures(roots, every_run, setup)  # each fails its own runs, up front
+    failed = {o["run"] for o in outcomes}
+    manifests, unreadable = stored_manifests([r for r in every_run if run_name(*r, setup) not in failed], setup, store)
+    outcomes += unreadable
     if not train:  # a profile that does not train (ci) needs every model stored; say so before starting anything
         absent = [model_stem(c, loss, setup, store) for (c, loss), manifest in manifests.items() if manifest is None]
         if absent:
@@ -366,10 +371,10 @@ def main(argv=None):
     where = (f"Dask scheduler {args.scheduler}" if args.scheduler
              else f"{workers} local worker(s)" + (f" on GPUs {' '.join(gpus)}" if gpus else "")
              + (" in a Dask LocalCluster" if use_dask else " in a process pool"))
-    unreadable = sum(o["status"] == "failed" for o in outcomes)
+    up_front = sum(o["status"] == "failed" for o in outcomes)
     print(f"batch {NOTEBOOK}, profile {args.profile} ({label}): {len(jobs)} to run, "
-          f"{len(outcomes) - unreadable} skipped" + (f", {unreadable} failed (a stored manifest unreadable)"
-                                                     if unreadable else "") + f"; {where}; "
+          f"{len(outcomes) - up_front} skipped" + (f", {up_front} failed up front (named below)" if up_front else "")
+          + f"; {where}; "
           + ("missing and unfinished models are trained to the end of their schedule" if train
              else "stored models are evaluated as they are, nothing is trained"), flush=True)
 

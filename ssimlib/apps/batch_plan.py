@@ -1,17 +1,20 @@
 """What a batch will do, decided before anything runs: its categories, and for each (category, loss) whether its run
-is skipped (its result is complete and current), fails up front (its stored manifest cannot be read) or runs.
+is skipped (its result is complete and current), fails up front (its category's folder lacks what it reads, or its
+stored manifest cannot be read) or runs.
 
 Each stored manifest is read once here (:func:`stored_manifests`), and every later decision uses that reading.
 """
 
 import argparse
 import functools
+import warnings
 from pathlib import Path
 
 from ssimlib.apps.batch_results import (resolved_preset, result_differences, result_epochs, result_is_complete,
                                         result_is_stale, result_model_finished)
 from ssimlib.artifacts import ArtifactError, read_manifest
-from ssimlib.data import not_a_folder
+from ssimlib.data import DatasetError, not_a_folder
+from ssimlib.datasets import mvtec_layout
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
 from ssimlib.experiments.presets import CATEGORIES
 from ssimlib.fingerprints import category_fingerprint
@@ -95,6 +98,22 @@ def stored_manifests(runs, setup, store):
                                   f"ArtifactError: {error}; restore it (git checkout -- <file>, for a committed "
                                   f"model) or move {stem}.* aside to train it anew"))
     return manifests, failed
+
+
+def layout_failures(roots, runs, setup):
+    """Failed outcomes of the ``runs`` (``(category, loss)`` pairs) whose category's folder under ``roots`` lacks
+    what notebook 04 reads (:func:`ssimlib.datasets.mvtec_layout`: training images, a defect type's masks, ...):
+    found here in a moment, where each run found it after its kernel and Keras had started (a tester's: 45-80 s)."""
+    problems = {}
+    for category in dict.fromkeys(category for category, _ in runs):
+        try:
+            with warnings.catch_warnings():  # files not read are the notebook's to name
+                warnings.simplefilter("ignore")
+                mvtec_layout(Path(roots[category]) / category)
+        except DatasetError as error:
+            problems[category] = f"DatasetError: {error}"
+    return [outcome(category, run_name(category, loss, setup), "failed", problems[category])
+            for category, loss in runs if category in problems]
 
 
 def plan_runs(manifests, *, setup, results_dir, roots, values, label, train, redo=False):
