@@ -126,6 +126,7 @@ def test_a_value_a_notebook_cannot_use_is_one_line_before_the_kernel_starts(para
 
 @pytest.mark.parametrize("name, argv, expected", [
     ("05_mvtec_summary", ["-p", "results_dir", "/nonexistent"], "-p results_dir: /nonexistent is not a folder"),
+    ("04_mvtec_category", ["-p", "data_root", "/nonexistent"], "-p data_root: /nonexistent is not a folder"),
     ("01_checkerboard_toy", ["-o", "/proc/x.ipynb"], "-o /proc/x.ipynb: cannot write in /proc (it takes no new files)"),
     ("01_checkerboard_toy", ["-o", "out.txt"], "-o out.txt: expected the path of the executed notebook, ending in"),
     ("01_checkerboard_toy", ["-p", "example", "50"], "-p example 50: expected an index below n_test (20; notebook"),

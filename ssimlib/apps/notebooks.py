@@ -49,7 +49,7 @@ OUTPUT_PARAMETERS = {
     "05_mvtec_summary": {"figures_dir": "figures"},
 }
 # The parameters naming folders a notebook reads results from: they must exist before the kernel starts.
-INPUT_PARAMETERS = {"05_mvtec_summary": ("results_dir",)}
+INPUT_PARAMETERS = {"05_mvtec_summary": ("results_dir",), "04_mvtec_category": ("data_root",)}  # None: not given
 KERNEL_ENV = {
     # Keep TensorFlow's C++ start-up log out of cell outputs (see notebooks/.ipython).
     "IPYTHONDIR": str(NOTEBOOK_DIR / ".ipython"),
@@ -297,8 +297,9 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
     for key in OUTPUT_PARAMETERS.get(name, {}):
         _check_output_folder(key, params.get(key), cwd or profile_cwd(profile))
     for key in INPUT_PARAMETERS.get(name, ()):
-        folder = Path(cwd or profile_cwd(profile)) / params.get(key, notebook_defaults(name)[key])
-        if not folder.is_dir():
+        given = params.get(key, notebook_defaults(name)[key])
+        folder = Path(cwd or profile_cwd(profile)) / given if given is not None else None
+        if folder is not None and not folder.is_dir():
             raise NotebookChoiceError(f"-p {key}: {folder} is not a folder; expected the folder it reads")
     output.parent.mkdir(parents=True, exist_ok=True)
     os.environ.update(KERNEL_ENV)
