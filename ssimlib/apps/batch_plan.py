@@ -123,7 +123,7 @@ def plan_runs(manifests, *, setup, results_dir, roots, values, label, train, red
     parameters every run would have (its defaults, the profile's and ``-p``'s), ``roots`` the folder holding each
     category.  A run is skipped, unless ``redo``, where its results file is complete for ``label``, of these
     parameters and data (:func:`ssimlib.apps.batch_results.result_differences`), of the model stored now and, for
-    a batch that ``train``\ s, of a model that finished its schedule, as the stored one did.  ``replaced`` has one
+    a batch that trains (``train``), of a model that finished its schedule, as the stored one did.  ``replaced`` has one
     line for each result that a run replaces, made with other settings.
     """
     preset_values = functools.partial(resolved_preset, values=values, setup=setup)
