@@ -34,6 +34,20 @@ def test_jax_requirements_are_the_base_dependencies_without_tensorflow_plus_jax(
     assert sorted(jax_set) == sorted(without_tf + ["jax[cpu]>=0.4.26"])
 
 
+def test_the_conda_environment_installs_what_ci_tests_with_pip():
+    # an auditor's: conda's tensorflow beside the pip install's tensorflow-cpu (two copies), and no JAX, so conda
+    # users ran other tests than CI's `pip install -e ".[dev]"`
+    import yaml
+
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads pyproject.toml")
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    environment = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    conda = [d for d in environment["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in environment["dependencies"] if isinstance(d, dict))
+    assert "dev" in extras and pip == ["-e .[dev]"]
+    assert [d.split("=")[0] for d in conda] == ["python", "pip"]
+
+
 def test_the_package_loads_no_tensorflow_under_jax():
     pytest.importorskip("jax", reason="JAX is not installed")
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(REPO_ROOT)}
