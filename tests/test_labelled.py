@@ -209,6 +209,24 @@ def test_a_defect_types_image_without_a_mask_is_left_out_however_its_folder_is_g
     assert sorted(path.name for path, _ in bad) == ["d2.png", "d2_gt.png"]
 
 
+def test_a_folder_beside_a_good_folder_without_images_is_not_warned_of(tmp_path):
+    # a tester's: any folder of some masked images beside an unrelated (here empty) good/ was warned of as a defect
+    # type given alone
+    import warnings
+
+    rng = np.random.default_rng(5)
+    (tmp_path / "good").mkdir()
+    _noise(rng, tmp_path / "set" / "d0.png", defect=True)
+    _noise(rng, tmp_path / "set" / "d1.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        items, bad, _ = find_labelled([tmp_path / "set"])
+    assert sorted(item.key for item in items) == ["d0", "d1"] and not bad
+    _noise(rng, tmp_path / "good" / "g0.png")  # now a folder of defect-free images: set/ may be a defect type
+    with pytest.warns(UserWarning, match="1 of its 2 images has no mask and counts as defect-free"):
+        find_labelled([tmp_path / "set"])
+
+
 def test_a_defect_type_below_a_folder_beside_the_good_one_is_one_too(tmp_path):
     # a tester's: OK/ beside NG/dent/ (a plant's layout) counted NG/dent/d1.png, maskless, defect-free
     rng = np.random.default_rng(3)

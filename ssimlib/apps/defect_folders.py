@@ -14,6 +14,8 @@ import warnings
 from collections import defaultdict
 from pathlib import Path
 
+from ssimlib.data import is_image_file
+
 GOOD_FOLDERS = ("good", "normal", "ok", "pass", "defect-free", "defect_free")  # names (any case) of defect-free folders
 # names (in any case) of folders of defective images, whatever lies beside them
 DEFECT_FOLDERS = ("defective", "defect", "defects", "anomalous", "anomaly", "bad", "ng", "nok", "not_ok", "fail")
@@ -72,7 +74,7 @@ def warn_of_a_defect_type_given_alone(images, pairs, listings):
         by_root[Path(root)].append(p)
     for root, files in by_root.items():
         real = absolute(root)
-        goods = _good_siblings(real, listings)
+        goods = [g for g in _good_siblings(real, listings) if _holds_images(g)]  # an empty or unrelated good/: no news
         if (not goods or any(map(is_good_folder, (real, *real.parents)))
                 or any(map(is_good_folder, (q for p in files for q in p.relative_to(root).parents)))):
             continue
@@ -83,6 +85,14 @@ def warn_of_a_defect_type_given_alone(images, pairs, listings):
                           f"defect-free, though it lies beside {goods[0].name}/ as a defect type's folder does; if "
                           f"they are defective, give it with {goods[0].name}/ (they are then left out and named) or "
                           "give their masks", stacklevel=3)
+
+
+def _holds_images(folder):
+    """Whether ``folder`` holds image files (not below it); False where it cannot be read."""
+    try:
+        return any(is_image_file(p) for p in Path(folder).iterdir())
+    except OSError:
+        return False
 
 
 def _holds_one_of(folder, given):
