@@ -211,7 +211,7 @@ def mask_values(path):
 
 def read_mask(path, shape=None, image_path=None):
     """Read a ground-truth mask as bool ``(H, W)``: in a label image (0 and at most :data:`LABEL_LEVELS` - 1 other
-    values: 0/255, 0/1, classes 0/1/2 or 0/100/200; or more in flat regions, :func:`_label_like`: classes or
+    values: 0/255, 0/1, classes 0/1/2 or 0/100/200; or more in regions of one value each, :func:`_label_like`: classes or
     instances 1, 2, ... 12), every pixel that is not 0; in a mask of more gray values (soft
     edges) or a lossy one (JPEG, whose noise leaves low values on black), the pixels above one half.  Values are
     :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
@@ -223,12 +223,13 @@ def read_mask(path, shape=None, image_path=None):
     values = mask_values(path)
     levels = np.unique(values)
     why = None
-    if not is_lossy(path) and levels[0] == 0 and (levels.size <= LABEL_LEVELS or _label_like(values)):
+    label = "" if is_lossy(path) or levels[0] != 0 or levels.size <= LABEL_LEVELS else _label_like(values)
+    if not is_lossy(path) and levels[0] == 0 and (levels.size <= LABEL_LEVELS or label):
         mask = values > 0
         classes = levels[1:]
-        if classes.size >= LABEL_LEVELS:  # classes or instances 1, 2, ... 12: each a flat region of its value
-            warnings.warn(f"{path}: read as a label image (its {classes.size} values other than 0 lie in flat regions, "
-                          "as classes or instances do): every value but 0 a defect", stacklevel=2)
+        if label:  # classes or instances 1, 2, ... 12 in regions of their own
+            warnings.warn(f"{path}: read as a label image of {classes.size} values ({label}): every value but 0 a "
+                          "defect", stacklevel=2)
         elif classes.size >= 2 and classes[0] <= 0.5 < classes[-1]:
             warnings.warn(f"{path}: read as a label image of {classes.size} defect classes (every value but 0 a "
                           "defect); a mask with soft edges that should count from half its maximum needs more than "
@@ -248,8 +249,9 @@ def read_mask(path, shape=None, image_path=None):
             raise DatasetError(f"{path}: a mask of {levels.size} gray values that marks nothing: its brightest pixels "
                                f"reach {values.max():.1%} of its type's maximum, and a mask of soft edges marks from "
                                "half of it (8-bit values in a 16-bit file?); save defects bright (255 in 8 bits) on 0")
-    turned = _turned_apart(path, image_path) if image_path else ""
-    if shape is not None and mask.shape != tuple(shape):
+    fits = shape is None or mask.shape == tuple(shape)
+    turned = _turned_apart(path, image_path, mask.shape if fits else None) if image_path else ""
+    if not fits:
         image = f"its image {image_path}" if image_path else "its image"
         raise DatasetError(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]} but {image} is {shape[1]}x{shape[0]}"
                            + (f" as read, {turned}" if turned else ""))
@@ -265,26 +267,44 @@ def read_mask(path, shape=None, image_path=None):
     return mask
 
 
-def _label_like(values, flat=0.25):
-    """Whether the mask ``values`` ``(H, W)`` of many gray values is a label image (classes, instances: regions of
-    one value each), not one of soft edges: at least ``flat`` of its non-zero pixels at or below half lie inside a
-    region of their value (their 3x3 neighbourhood all of it), where the ramps of soft edges have next to none."""
-    low = (values > 0) & (values <= 0.5)
-    if not low.any():
-        return False
-    inside = scipy.ndimage.maximum_filter(values, 3) == scipy.ndimage.minimum_filter(values, 3)
-    return inside[low].mean() >= flat
+def _label_like(values, flat=0.9, below=0.05):
+    """Why the mask ``values`` ``(H, W)`` of many gray values is a label image (classes, instances numbered 1, 2, ...),
+    not one of soft edges, or ''.  Its non-zero regions (8-connected) tell: at least ``flat`` of its non-zero pixels lie
+    in regions of one value each, or at least ``below`` of them in regions wholly at or below half while others reach
+    above it (a class of soft edges under half beside one above).  A soft edge rings a core above half in one region
+    of many values; a wide feather too, however large."""
+    regions, n = scipy.ndimage.label(values > 0, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return ""
+    index = np.arange(1, n + 1)
+    sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+    low, high = scipy.ndimage.minimum(values, regions, index), scipy.ndimage.maximum(values, regions, index)
+    total = sizes.sum()
+    if sizes[low == high].sum() >= flat * total:
+        return f"its {n} regions each of one value, as classes or instances are"
+    under = sizes[high <= 0.5].sum()
+    if under >= below * total and (high > 0.5).any():
+        return f"{(high <= 0.5).sum()} of its {n} regions lie wholly below half, as classes of low values do"
+    return ""
 
 
-def _turned_apart(mask_path, image_path):
-    """Where the image at ``image_path`` is read turned by its orientation tag (as viewers show it) and its mask
-    at ``mask_path`` otherwise: what to say of it, else ''."""
+def _turned_apart(mask_path, image_path, fits_as=None):
+    """Where the image at ``image_path`` and its mask at ``mask_path`` are read turned otherwise by their orientation
+    tags (as viewers show them): what to say of it, else ''.  Not where the mask fits the image as read, ``fits_as``
+    ``(H, W)`` not square, and one tag swaps the sides: stored, they differ in size, so neither was drawn on the
+    other's stored pixels, and as read they fit."""
     turns = image_formats.orientation(Path(image_path)), image_formats.orientation(Path(mask_path))
     if turns[0] == turns[1]:
         return ""
-    return (f"{image_formats.ORIENTATIONS.get(turns[0], 'as stored')} as its orientation tag ({turns[0]}) says, as "
-            f"viewers show it, and its mask {'as stored' if turns[1] == 1 else 'otherwise'}: a mask drawn on the "
-            "stored pixels lies elsewhere; turn the mask as the image, or remove the image's tag")
+    if fits_as is not None and fits_as[0] != fits_as[1] and (turns[0] in image_formats.SWAPS) != (
+            turns[1] in image_formats.SWAPS):
+        return ""
+
+    def how(turn):
+        return image_formats.ORIENTATIONS[turn] + f" as its orientation tag ({turn}) says" if turn != 1 else "as stored"
+
+    return (f"{how(turns[0])}, and its mask {how(turns[1])}: a mask drawn on the other's pixels as stored lies "
+            "elsewhere; turn one as the other, or remove the tag")
 
 
 def check_patch_size(images, patch_size, paths=None):

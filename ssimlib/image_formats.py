@@ -102,16 +102,23 @@ def _read_tiff(path):
     return _oriented(raw, orientation.value if orientation is not None else 1)
 
 
-ORIENTATIONS = {2: "mirrored", 3: "turned 180 degrees", 4: "flipped upside down", 5: "mirrored and turned 90 degrees",
-                6: "turned 90 degrees clockwise", 7: "mirrored and turned 90 degrees",
+ORIENTATIONS = {2: "mirrored", 3: "turned 180 degrees", 4: "flipped upside down",
+                5: "mirrored across its main diagonal", 6: "turned 90 degrees clockwise",
+                7: "mirrored across its other diagonal",
                 8: "turned 90 degrees counter-clockwise"}  # how an image with each orientation tag (EXIF, TIFF) is read
+SWAPS = (5, 6, 7, 8)  # the tags that swap an image's width and height
 
 
 def orientation(path):
     """The orientation tag (1-8: EXIF, TIFF) of the image file at ``path`` by which it is read turned, else 1."""
     try:
-        with Image.open(path) as image:
-            value = image.getexif().get(0x0112, 1)
+        if path.suffix.lower() in (".tif", ".tiff"):  # tifffile reads what Pillow cannot (float, planar RGB)
+            with tifffile.TiffFile(path) as tiff:
+                tag = tiff.pages[0].tags.get(274)
+                value = tag.value if tag is not None else 1
+        else:
+            with Image.open(path) as image:
+                value = image.getexif().get(0x0112, 1)
     except Exception:  # unreadable: its reader names it
         return 1
     return value if value in ORIENTATIONS else 1

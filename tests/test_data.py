@@ -424,8 +424,10 @@ def test_a_file_of_no_image_type_is_named_as_such(tmp_path):
 
 
 def test_a_label_image_of_many_classes_marks_every_class_and_soft_edges_still_count_from_half(tmp_path):
-    # a tester's: nine classes 20, 40, ... 180 on 0 were read as soft edges: six of the nine defects lost, no word
-    from ssimlib.data import read_mask
+    # a tester's: nine classes 20, 40, ... 180 on 0 were read as soft edges: six of the nine defects lost, no word;
+    # a second tester's: thin scratches numbered 20..240 lost those under half, and a wide feather on a large mask was
+    # taken for a label image (11 times its pixels above half)
+    from ssimlib.data import DatasetError, read_mask
 
     classes = np.zeros((128, 128), np.uint8)
     for i, value in enumerate(range(20, 200, 20)):
@@ -433,27 +435,47 @@ def test_a_label_image_of_many_classes_marks_every_class_and_soft_edges_still_co
     instances = np.zeros((128, 128), np.uint8)  # instance ids 1..12: all far below half
     for i in range(12):
         instances[10 * i: 10 * i + 6, 20:30] = i + 1
-    for name, labels in (("classes.png", classes), ("instances.png", instances)):
+    scratches = np.zeros((96, 96), np.uint8)  # 2 px wide, numbered 20..240: no pixel amid its own value
+    for i in range(12):
+        scratches[4 + 7 * i: 6 + 7 * i, 10:80] = 20 * (i + 1)
+    for name, labels in (("classes.png", classes), ("instances.png", instances), ("scratches.png", scratches),
+                         ("thin_ids.png", (scratches // 20).astype(np.uint8))):
         skimage.io.imsave(tmp_path / name, labels, check_contrast=False)
         with pytest.warns(UserWarning, match="read as a label image"):
             np.testing.assert_array_equal(read_mask(tmp_path / name), labels > 0, err_msg=name)
-    # soft edges: a disk drawn at 8x and averaged down (anti-aliased), and one blurred; each counts from half
+    # soft edges: a disk drawn at 8x and averaged down (anti-aliased), one blurred, and a wide feather on a large
+    # mask (its faint tail flat in 8 bits); each counts from half
     yy, xx = np.mgrid[:512, :512]
     disk = ((yy - 256) ** 2 + (xx - 200) ** 2 < 120 ** 2).astype(float)
     antialiased = disk.reshape(64, 8, 64, 8).mean(axis=(1, 3))
-    blurred = ndimage.gaussian_filter(antialiased, 3)
-    for name, soft in (("antialiased.png", antialiased), ("blurred.png", blurred)):
+    yy, xx = np.mgrid[:1024, :1024]
+    feather = ndimage.gaussian_filter(((yy - 512) ** 2 + (xx - 512) ** 2 < 100 ** 2).astype(float), 60)
+    for name, soft in (("antialiased.png", antialiased), ("blurred.png", ndimage.gaussian_filter(antialiased, 3)),
+                       ("feather.png", feather / feather.max())):
         pixels = np.round(soft * 255).astype(np.uint8)
         assert np.unique(pixels).size > 8
         skimage.io.imsave(tmp_path / name, pixels, check_contrast=False)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             np.testing.assert_array_equal(read_mask(tmp_path / name), pixels > 127.5, err_msg=name)
+    # two classes with soft edges, 100 and 255, apart: the one under half is a class, not an edge
+    two = np.round(np.maximum(antialiased * 100, np.roll(antialiased, 30, axis=0)[:, ::-1] * 255)).astype(np.uint8)
+    two[:, 32:] = np.round(np.roll(antialiased, -20, axis=1)[:, 32:] * 255)
+    skimage.io.imsave(tmp_path / "two.png", two, check_contrast=False)
+    with pytest.warns(UserWarning, match="regions lie wholly below half"):
+        np.testing.assert_array_equal(read_mask(tmp_path / "two.png"), two > 0)
+    # one class of value 100 with soft edges: under half everywhere, refused as before (not read as a label image)
+    skimage.io.imsave(tmp_path / "dim.png", np.round(antialiased * 100).astype(np.uint8), check_contrast=False)
+    with pytest.raises(DatasetError, match="marks nothing"):
+        read_mask(tmp_path / "dim.png")
 
 
 def test_an_image_turned_by_its_orientation_tag_and_its_mask_not_is_named(tmp_path):
     # a tester's: a JPEG turned by its EXIF tag beside a PNG mask drawn on its stored pixels: misplaced, no word;
-    # not square, "mask is 128x96 but its image is 96x128" of two files 128x96 on disk
+    # not square, "mask is 128x96 but its image is 96x128" of two files 128x96 on disk; a second tester's: a float
+    # RGB TIFF's tag was missed, a mask's own tag named as the image's, and a mask drawn as shown warned of
+    import tifffile
+
     from ssimlib.data import DatasetError, read_mask
 
     mask = np.zeros((96, 128), np.uint8)
@@ -466,12 +488,23 @@ def test_an_image_turned_by_its_orientation_tag_and_its_mask_not_is_named(tmp_pa
         Image.new("L", size, 128).save(tmp_path / name, exif=exif)
     with pytest.raises(DatasetError, match=re.escape(
             f"{tmp_path / 'd_mask.png'}: mask is 128x96 but its image {tmp_path / 'd.jpg'} is 96x128 as read, turned "
-            "90 degrees clockwise as its orientation tag (6) says")):
+            "90 degrees clockwise as its orientation tag (6) says, and its mask as stored")):
         read_mask(tmp_path / "d_mask.png", (128, 96), tmp_path / "d.jpg")
     with pytest.warns(UserWarning, match=re.escape("its image e.jpg is read turned 180 degrees as its orientation tag "
-                                                   "(3) says, as viewers show it, and its mask as stored")):
+                                                   "(3) says, and its mask as stored")):
         read_mask(tmp_path / "e_mask.png", (96, 96), tmp_path / "e.jpg")
-    skimage.io.imsave(tmp_path / "f.png", mask, check_contrast=False)  # no tag on either: nothing to say
-    with warnings.catch_warnings():
+    tifffile.imwrite(tmp_path / "f.tif", np.zeros((96, 96, 3), np.float32), photometric="rgb",
+                     extratags=[(274, "H", 1, 6, True)])  # Pillow cannot open it
+    with pytest.warns(UserWarning, match=re.escape("f.tif is read turned 90 degrees clockwise as its orientation tag")):
+        read_mask(tmp_path / "e_mask.png", (96, 96), tmp_path / "f.tif")
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(mask[:96, :96]).save(tmp_path / "g_mask.png", exif=exif)  # the mask tagged, its image not
+    with pytest.warns(UserWarning, match=re.escape("its image e_mask.png is read as stored, and its mask turned 90 "
+                                                   "degrees counter-clockwise as its orientation tag (8) says")):
+        read_mask(tmp_path / "g_mask.png", (96, 96), tmp_path / "e_mask.png")
+    with warnings.catch_warnings():  # no tag on either, and a mask drawn on the non-square image as shown: no word
         warnings.simplefilter("error")
-        read_mask(tmp_path / "d_mask.png", (96, 128), tmp_path / "f.png")
+        read_mask(tmp_path / "d_mask.png", (96, 128), tmp_path / "e_mask.png")
+        skimage.io.imsave(tmp_path / "shown_mask.png", mask.T.copy(), check_contrast=False)
+        read_mask(tmp_path / "shown_mask.png", (128, 96), tmp_path / "d.jpg")
