@@ -211,8 +211,8 @@ def mask_values(path):
 
 def read_mask(path, shape=None, image_path=None):
     """Read a ground-truth mask as bool ``(H, W)``: in a label image (0 and at most :data:`LABEL_LEVELS` - 1 other
-    values: 0/255, 0/1, classes 0/1/2 or 0/100/200; or more in regions of one value each, :func:`_label_like`: classes or
-    instances 1, 2, ... 12), every pixel that is not 0; in a mask of more gray values (soft
+    values: 0/255, 0/1, classes 0/1/2 or 0/100/200; or more in regions of one value each, :func:`_label_like`:
+    classes or instances 1, 2, ... 12), every pixel that is not 0; in a mask of more gray values (soft
     edges) or a lossy one (JPEG, whose noise leaves low values on black), the pixels above one half.  Values are
     :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
     error), where given; warns of a label image with values on both sides of half and of a mostly-defect mask;

@@ -36,9 +36,9 @@ folder without a mask: it is listed as a problem and left out.  A defect type's 
 with that folder of defect-free images (``good scratch``), or is named as one of defective images (``defective``,
 ``NG``, ...; :mod:`ssimlib.apps.defect_folders`).  Masks of such an image's stem in another folder, given as
 images, are refused with the options that pair them (:func:`ssimlib.apps.mask_layouts.masks_of_left_out`).  Masks
-are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other
-values, or more in regions of one value each: classes, instances) every pixel that is not 0 is a defect, in a mask of more gray
-values a pixel above half the maximum.
+are read as :func:`ssimlib.data.read_mask` reads them: in a label image (0 and a few other values, or more in
+regions of one value each: classes, instances) every pixel that is not 0 is a defect, in a mask of more gray values
+a pixel above half the maximum.
 """
 
 import glob
