@@ -75,7 +75,8 @@ def test_missing_and_altered_files_are_named(tmp_path):
     (tmp_path / "toy" / "orphan.weights.h5").write_bytes(b"weights")
     with pytest.raises(artifacts.ArtifactError, match=re.escape(
             "orphan.json: no such model manifest (train the model first, see README); its weights orphan.weights.h5 "
-            "lie there without it: restore the manifest (git checkout -- <file>, for a committed model) or train anew")):
+            "lie there without it: restore the manifest (git checkout -- <file>, for a committed model) or train "
+            "anew")):
         artifacts.load_model(tmp_path / "toy" / "orphan")
 
 

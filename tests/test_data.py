@@ -315,7 +315,8 @@ def test_mask_size_mismatch(category):
 
 def test_missing_mask(category):
     (category / "ground_truth" / "stroke" / "000_mask.png").unlink()
-    with pytest.raises(DatasetError, match=r"000_mask.png.*does not exist \(add it, or move the image out of stroke/\)"):
+    with pytest.raises(DatasetError, match=r"000_mask.png.*does not exist \(add it, or move the image out of "
+                                           r"stroke/\)"):
         load_folder(category)
 
 
