@@ -236,6 +236,9 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
             outcomes.append(future.result())
             report(outcomes[-1])
         return outcomes
+    except KeyboardInterrupt:  # the futures cancelled as the client closes are no news (a CancelledError warning)
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        raise
     finally:
         client.close()
         if cluster is not None:
