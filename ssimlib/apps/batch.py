@@ -223,7 +223,8 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
         # Our own workers' problems are reported in the outcomes; the nanny's "still alive after 4.0 seconds,
         # killing" as a worker winds TensorFlow down at the end is no news to the user.
         logging.getLogger("distributed").setLevel(logging.ERROR)
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)  # the workers' too: a run cancelled by Ctrl-C, say
         client = Client(cluster)
         for address, gpu in zip(sorted(client.scheduler_info()["workers"]), gpus or []):
             client.run(_use_gpu, gpu, workers=[address])
@@ -236,9 +237,6 @@ def _run_with_dask(jobs, workers, gpus, report, scheduler=None):
             outcomes.append(future.result())
             report(outcomes[-1])
         return outcomes
-    except KeyboardInterrupt:  # the futures cancelled as the client closes are no news (a CancelledError warning)
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        raise
     finally:
         client.close()
         if cluster is not None:
