@@ -248,7 +248,8 @@ def read_mask(path, shape=None, image_path=None):
                                    "saved as JPEG? Save masks as PNG, defects 255 (or 1) on 0")
             raise DatasetError(f"{path}: a mask of {levels.size} gray values that marks nothing: its brightest pixels "
                                f"reach {values.max():.1%} of its type's maximum, and a mask of soft edges marks from "
-                               "half of it (8-bit values in a 16-bit file?); save defects bright (255 in 8 bits) on 0")
+                               "half of it (8-bit values in a 16-bit file? a label image whose regions touch, numbered "
+                               "1, 2, ...?); save defects bright (255 in 8 bits) on 0")
     fits = shape is None or mask.shape == tuple(shape)
     turned = _turned_apart(path, image_path, mask.shape if fits else None) if image_path else ""
     if not fits:
@@ -267,25 +268,21 @@ def read_mask(path, shape=None, image_path=None):
     return mask
 
 
-def _label_like(values, flat=0.9, below=0.05):
+def _label_like(values, flat=0.9, least=4):
     """Why the mask ``values`` ``(H, W)`` of many gray values is a label image (classes, instances numbered 1, 2, ...),
-    not one of soft edges, or ''.  Its non-zero regions (8-connected) tell: at least ``flat`` of its non-zero pixels lie
-    in regions of one value each, or at least ``below`` of them in regions wholly at or below half while others reach
-    above it (a class of soft edges under half beside one above).  A soft edge rings a core above half in one region
-    of many values; a wide feather too, however large."""
+    not one of soft edges, or '': at least ``flat`` of its non-zero pixels lie in 8-connected regions of one value
+    each, and its regions of ``least`` pixels or more hold more than :data:`LABEL_LEVELS` - 1 values.  A soft edge
+    rings a core in one region of many values, a wide feather too, however large; specks of noise count for nothing."""
     regions, n = scipy.ndimage.label(values > 0, structure=np.ones((3, 3), bool))
     if n == 0:
         return ""
     index = np.arange(1, n + 1)
     sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
     low, high = scipy.ndimage.minimum(values, regions, index), scipy.ndimage.maximum(values, regions, index)
-    total = sizes.sum()
-    if sizes[low == high].sum() >= flat * total:
-        return f"its {n} regions each of one value, as classes or instances are"
-    under = sizes[high <= 0.5].sum()
-    if under >= below * total and (high > 0.5).any():
-        return f"{(high <= 0.5).sum()} of its {n} regions lie wholly below half, as classes of low values do"
-    return ""
+    one_value = low == high
+    if sizes[one_value].sum() < flat * sizes.sum() or np.unique(low[one_value & (sizes >= least)]).size < LABEL_LEVELS:
+        return ""
+    return f"its {n} regions each of one value, as classes or instances are"
 
 
 def _turned_apart(mask_path, image_path, fits_as=None):
