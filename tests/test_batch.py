@@ -459,3 +459,9 @@ def test_a_category_lacking_what_the_notebook_reads_fails_its_runs_up_front(cate
     failed = [line for line in out.splitlines() if line.startswith("  synth-")]  # as they fail, and in the summary
     named = f"DatasetError: {categories / 'synth' / 'ground_truth' / 'stroke'}: expected a folder with the ground-truth"
     assert len(failed) == 4 and all("FAILED" in line and named in line for line in failed), failed
+    # a profile that does not train, a model missing: the failures found up front are named with it (a tester's:
+    # they were hidden behind it)
+    assert batch.main(_args(categories, tmp_path, "broken", "synth", extra=["-p", "train_missing", "false"])) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs a stored model" in err and (
+        f"; besides, 1 run(s) would fail up front (synth-ssim-cvpr2019: {named}") in err, err

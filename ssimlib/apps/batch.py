@@ -353,9 +353,11 @@ def main(argv=None):
         absent = [model_stem(c, loss, setup, store) for (c, loss), manifest in manifests.items() if manifest is None]
         if absent:
             more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+            besides = (f"; besides, {len(outcomes)} run(s) would fail up front ({', '.join(o['run'] for o in outcomes)}"
+                       f": {outcomes[0]['error']}{' ...' if len(outcomes) > 1 else ''})" if outcomes else "")
             print(f"error: profile {args.profile} does not train (train_missing false) and needs a stored model: "
                   f"{absent[0]} is missing{more}; use --profile reduced (small models) or full, "
-                  "or -p train_missing true",
+                  f"or -p train_missing true{besides}",
                   file=sys.stderr)
             return 2
     # What each run's notebook will have: its defaults, the profile's and -p's (the batch's own options aside).
