@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.ndimage
 import skimage.io
-import skimage.measure
 import skimage.transform
 from skimage.color import rgb2gray
 
@@ -28,7 +28,6 @@ MASK_NAME = re.compile(r"[-_. ]mask$", re.IGNORECASE)  # how the stem of a mask 
 FLOAT_SLACK = 1e-3  # float pixel values this far outside [0, 1] are clipped (rounding); further is refused
 LABEL_LEVELS = 8  # a mask of 0 and at most 7 other gray values is a label image: every value but 0 marks a defect
 MOSTLY_DEFECT = 0.5  # a mask marking more of its image than this is warned of (inverted?)
-RAMP_STEP = 2.5 / 255  # neighbouring terraces of a wide feather differ by a gray level or two
 PAINT_SPREAD = 2 / 255  # the gray values of a mask's paint spread at most this far: paint of one colour
 MASK_EXTREMES = 0.9  # share of a mask's pixels that lie near its darkest or brightest value, at least
 # a "mask" with fewer of its pixels there (photographs 0.05-0.6, soft-edged masks 0.75 and more) and more than
@@ -212,9 +211,9 @@ def mask_values(path):
 
 def read_mask(path, shape=None, image_path=None):
     """Read a ground-truth mask as bool ``(H, W)``: in a label image (0 and at most :data:`LABEL_LEVELS` - 1 other
-    values: 0/255, 0/1, classes 0/1/2 or 0/100/200; or more in regions of one value each, apart or side by side,
-    :func:`_label_like`: classes or instances 1, 2, ... 12), every pixel that is not 0; in a mask of more gray values
-    (soft edges) or a lossy one (JPEG, whose noise leaves low values on black), the pixels above one half.  Values are
+    values: 0/255, 0/1, classes 0/1/2 or 0/100/200; or more in regions of one value each, :func:`_label_like`:
+    classes or instances 1, 2, ... 12), every pixel that is not 0; in a mask of more gray values (soft
+    edges) or a lossy one (JPEG, whose noise leaves low values on black), the pixels above one half.  Values are
     :func:`mask_values`.  Its size must equal ``shape``, the ``(H, W)`` of its image (``image_path``, named in the
     error), where given; warns of a label image with values on both sides of half and of a mostly-defect mask;
     refuses a mask of soft edges or a JPEG that marks nothing but holds values above 0 (a 0/1 mask saved lossily,
@@ -269,42 +268,21 @@ def read_mask(path, shape=None, image_path=None):
     return mask
 
 
-def _label_like(values, flat=0.9, least=4, ramp=RAMP_STEP):
+def _label_like(values, flat=0.9, least=4):
     """Why the mask ``values`` ``(H, W)`` of many gray values is a label image (classes, instances numbered 1, 2, ...),
-    not one of soft edges, or '': at least ``flat`` of its non-zero pixels lie in class regions, and those of
-    ``least`` pixels or more hold more than :data:`LABEL_LEVELS` - 1 values.  A class region is an 8-connected region
-    of one value that touches no other non-zero value, or one that is thick (a pixel amid its own value) and steps
-    to the non-zero values beside it mostly by more than ``ramp``: classes drawn side by side.  A soft edge rings a
-    core with pixels of many values, one pixel wide; a wide feather's terraces are thick but step by a gray level or
-    two; specks of noise count for nothing."""
-    levels, codes = np.unique(values, return_inverse=True)
-    regions = skimage.measure.label(codes.reshape(values.shape), background=0, connectivity=2)
-    n = regions.max()
+    not one of soft edges, or '': at least ``flat`` of its non-zero pixels lie in 8-connected regions of one value
+    each, and its regions of ``least`` pixels or more hold more than :data:`LABEL_LEVELS` - 1 values.  A soft edge
+    rings a core in one region of many values, a wide feather too, however large; specks of noise count for nothing."""
+    regions, n = scipy.ndimage.label(values > 0, structure=np.ones((3, 3), bool))
     if n == 0:
         return ""
-    sizes = np.bincount(regions.ravel(), minlength=n + 1)
-    value = np.zeros(n + 1)
-    value[regions.ravel()] = values.ravel()
-    padded = np.pad(regions, 1)
-    amid = np.ones(regions.shape, bool)  # every pixel of its 3x3 neighbourhood in its own region
-    steps, gentle = np.zeros(n + 1), np.zeros(n + 1)  # pairs of 8-neighbours in another region, and those of a ramp
-    height, width = regions.shape
-    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
-        other = padded[1 + dy: 1 + dy + height, 1 + dx: 1 + dx + width]
-        amid &= other == regions
-        beside = (other != regions) & (other > 0) & (regions > 0)
-        here = regions[beside]
-        steps += np.bincount(here, minlength=n + 1)
-        gentle += np.bincount(here, np.abs(value[here] - value[other[beside]]) <= ramp, minlength=n + 1)
-    thick = np.bincount(regions[amid], minlength=n + 1) > 0
-    classes = (steps == 0) | (thick & (2 * gentle < steps))
-    classes[0] = False
-    kinds = np.unique(value[classes & (sizes >= least)]).size
-    if sizes[classes].sum() < flat * sizes[1:].sum() or kinds < LABEL_LEVELS:
+    index = np.arange(1, n + 1)
+    sizes = np.bincount(regions.ravel(), minlength=n + 1)[1:]
+    low, high = scipy.ndimage.minimum(values, regions, index), scipy.ndimage.maximum(values, regions, index)
+    one_value = low == high
+    if sizes[one_value].sum() < flat * sizes.sum() or np.unique(low[one_value & (sizes >= least)]).size < LABEL_LEVELS:
         return ""
-    touching = np.count_nonzero(classes & (steps > 0))
-    return (f"its {np.count_nonzero(classes)} regions each of one value, as classes or instances are"
-            + (f"; {touching} of them beside others, with sharp steps between them" if touching else ""))
+    return f"its {n} regions each of one value, as classes or instances are"
 
 
 def _turned_apart(mask_path, image_path, fits_as=None):
