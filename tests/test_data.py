@@ -5,6 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
+import skimage.draw
 import skimage.io
 from PIL import Image
 from scipy import ndimage
@@ -458,6 +459,28 @@ def test_a_label_image_of_many_classes_marks_every_class_and_soft_edges_still_co
         skimage.io.imsave(tmp_path / name, pixels, check_contrast=False)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
+            np.testing.assert_array_equal(read_mask(tmp_path / name), pixels > 127.5, err_msg=name)
+    # a fourth tester's, against a rule for classes side by side (reverted): flat regions of many values with sharp
+    # steps between them that are soft masks all the same, counting from half: a probability map upscaled 4x by
+    # nearest neighbour, one saved at steps of 0.1, and the agreement map of 10 annotators (their majority)
+    rng = np.random.default_rng(3)
+    coarse = ndimage.gaussian_filter(rng.random((128, 128)), 4)
+    coarse = np.clip(((coarse - coarse.min()) / np.ptp(coarse) - 0.55) * 3, 0, 1)
+    smooth = ndimage.gaussian_filter(rng.random((512, 512)), 12)
+    smooth = np.clip((smooth - smooth.mean()) / smooth.std() / 3 + 0.2, 0, 1)
+    votes = np.zeros((512, 512))
+    for _ in range(10):
+        for cy, cx, r in ((150, 150, 60), (350, 330, 40), (300, 120, 25)):
+            shift, scale = rng.normal(0, 5, 2), rng.uniform(0.8, 1.25, 2)
+            votes[skimage.draw.ellipse(cy + shift[0], cx + shift[1], r * scale[0], r * scale[1], (512, 512),
+                                       rotation=rng.uniform(0, 3))] += 1
+    for name, soft in (("nearest.png", np.kron(coarse, np.ones((4, 4)))), ("tenths.png", np.round(smooth, 1)),
+                       ("votes.png", votes / 10)):
+        pixels = np.round(soft * 255).astype(np.uint8)
+        assert np.unique(pixels).size > 8
+        skimage.io.imsave(tmp_path / name, pixels, check_contrast=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             np.testing.assert_array_equal(read_mask(tmp_path / name), pixels > 127.5, err_msg=name)
     # a third tester's: a soft mask beside a faint blob, and a hard one with salt noise under half, count from half
     faint = np.zeros((256, 256))
