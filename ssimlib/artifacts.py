@@ -208,6 +208,35 @@ def read_manifest(stem):
     return manifest
 
 
+def files_problem(stem, manifest):
+    """What keeps the model at ``stem`` with its ``manifest`` from loading, found without building it (its architecture
+    as saved, its weights file there and of the manifest's sha256), else ''."""
+    weights, manifest_path = model_files(stem)
+    if not isinstance(manifest.get("architecture"), dict):
+        return f"{manifest_path}: its architecture is missing or not an object"
+    saved_with = manifest.get("architecture_sha256")  # models saved before it was recorded have none
+    if saved_with is not None and saved_with != architecture_digest(manifest["architecture"]):
+        return (f"{manifest_path}: its architecture is not the one its weights were saved with (its "
+                "architecture_sha256 differs; restore the manifest: `git checkout -- <file>` for a committed model)")
+    if not weights.exists():
+        named = manifest.get("weights")
+        moved = "" if not isinstance(named, str) or named == weights.name else (
+            f" (the manifest names {named}: renamed or copied without its weights? a model's weights lie beside its "
+            "manifest as <name>.weights.h5)")
+        return f"{weights}: the weights of the manifest {manifest_path.name} are missing{moved}"
+    try:
+        actual = sha256(weights)
+    except OSError as error:  # a folder of that name, a file it may not read
+        return (f"{weights}: the weights its manifest {manifest_path.name} names cannot be read "
+                f"({error.strerror or type(error).__name__})")
+    if actual != manifest.get("sha256"):
+        recorded = str(manifest.get("sha256"))[:12]
+        return (f"{weights}: sha256 {actual[:12]}... differs from its manifest's {recorded}...; the file was altered "
+                "or belongs to another manifest (restore it: `git checkout -- <file>` for a committed model; or train "
+                "it again)")
+    return ""
+
+
 def load_model(stem):
     """Rebuild the model at ``stem``, check its hash and load its weights: ``(model, manifest)``."""
     weights, manifest_path = model_files(stem)
@@ -221,30 +250,9 @@ def load_model(stem):
         orphan = (f"; its weights {weights.name} lie there without it: restore the manifest (git checkout -- "
                   "<file>, for a committed model) or train anew" if weights.is_file() else "")
         raise ArtifactError(f"{manifest_path}: no such model manifest (train the model first, see README){orphan}")
-    if not isinstance(manifest.get("architecture"), dict):
-        raise ArtifactError(f"{manifest_path}: its architecture is missing or not an object")
-    saved_with = manifest.get("architecture_sha256")  # models saved before it was recorded have none
-    if saved_with is not None and saved_with != architecture_digest(manifest["architecture"]):
-        raise ArtifactError(f"{manifest_path}: its architecture is not the one its weights were saved with (its "
-                            "architecture_sha256 differs; restore the manifest: `git checkout -- <file>` for a "
-                            "committed model)")
-    if not weights.exists():
-        named = manifest.get("weights")
-        moved = "" if not isinstance(named, str) or named == weights.name else (
-            f" (the manifest names {named}: renamed or copied without its weights? a model's weights lie beside its "
-            "manifest as <name>.weights.h5)")
-        raise ArtifactError(f"{weights}: the weights of the manifest {manifest_path.name} are missing{moved}")
-    try:
-        actual = sha256(weights)
-    except OSError as error:  # a folder of that name, a file it may not read
-        raise ArtifactError(f"{weights}: the weights its manifest {manifest_path.name} names cannot be read "
-                            f"({error.strerror or type(error).__name__})") from None
-    if actual != manifest.get("sha256"):
-        raise ArtifactError(
-            f"{weights}: sha256 {actual[:12]}... differs from its manifest's {str(manifest.get('sha256'))[:12]}...; "
-            "the file was altered or belongs to another manifest (restore it: `git checkout -- <file>` for a "
-            "committed model; or train it again)"
-        )
+    problem = files_problem(stem, manifest)
+    if problem:
+        raise ArtifactError(problem)
     problem = architecture_problem(manifest["architecture"])
     if problem:
         raise ArtifactError(f"{manifest_path}: {problem}")

@@ -68,6 +68,13 @@ def test_batch_goes_on_past_a_failure_then_skips_then_redoes(categories, tmp_pat
     assert batch.main(_args(categories, tmp_path, "synth", losses=("ssim", "l2"))) == 0
     assert "2 skipped" in capsys.readouterr().out and hashed == [categories / "synth"]
     monkeypatch.undo()
+    original = weights.read_bytes()  # weights damaged after the evaluation: still skipped, the damage named
+    weights.write_bytes(original + b"\0")
+    assert batch.main(_args(categories, tmp_path, "synth")) == 0
+    out = capsys.readouterr().out
+    assert "1 skipped" in out and "its stored model cannot be loaded now" in out and "differs from its manifest" in out
+    weights.write_bytes(original)
+    os.utime(weights, ns=(weights_stamp, weights_stamp))
 
     record = json.loads(result.read_text())  # as if the model had trained on since its evaluation
     result.write_text(json.dumps({**record, "model_store": {**record["model_store"], "sha256": "0" * 64}}))

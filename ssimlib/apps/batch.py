@@ -346,8 +346,9 @@ def main(argv=None):
     store = models_root_of(args.profile, parameters, models_root)
     every_run = [(category, loss) for category in roots for loss in dict.fromkeys(args.losses)]
     outcomes = layout_failures(roots, every_run, setup)  # each fails its own runs, up front
-    failed = {o["run"] for o in outcomes}
-    manifests, unreadable = stored_manifests([r for r in every_run if run_name(*r, setup) not in failed], setup, store)
+    failed_up_front = {o["run"] for o in outcomes}
+    manifests, unreadable = stored_manifests([r for r in every_run if run_name(*r, setup) not in failed_up_front],
+                                             setup, store)
     outcomes += unreadable
     if not train:  # a profile that does not train (ci) needs every model stored; say so before starting anything
         absent = [model_stem(c, loss, setup, store) for (c, loss), manifest in manifests.items() if manifest is None]
@@ -364,7 +365,7 @@ def main(argv=None):
     values = {key: value for key, value in {**notebook_defaults(NOTEBOOK), **run_parameters(args.profile, parameters)
                                             }.items() if key not in OPTION_OF_PARAMETER}
     skipped, to_run, replaced = plan_runs(manifests, setup=setup, results_dir=results_dir, roots=roots, values=values,
-                                          label=label, train=train, redo=args.redo)
+                                          label=label, train=train, store=store, redo=args.redo)
     outcomes += skipped
     jobs = [dict(category=category, loss=loss, setup=setup, data_root=str(roots[category]), profile=args.profile,
                  parameters=parameters, output_dir=str(output_dir), results_dir=str(results_dir),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ssimlib.apps.batch_results import (resolved_preset, result_differences, result_epochs, result_is_complete,
                                         result_is_stale, result_model_finished)
-from ssimlib.artifacts import ArtifactError, read_manifest
+from ssimlib.artifacts import ArtifactError, files_problem, read_manifest
 from ssimlib.data import DatasetError, not_a_folder
 from ssimlib.datasets import mvtec_layout
 from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
@@ -116,15 +116,17 @@ def layout_failures(roots, runs, setup):
             for category, loss in runs if category in problems]
 
 
-def plan_runs(manifests, *, setup, results_dir, roots, values, label, train, redo=False):
+def plan_runs(manifests, *, setup, results_dir, roots, values, label, train, store=None, redo=False):
     """Which runs to skip and which to run: ``(skipped outcomes, [(category, loss) to run], replaced)``.
 
     ``manifests`` are :func:`stored_manifests`' (the runs to decide, in order), ``values`` the notebook
     parameters every run would have (its defaults, the profile's and ``-p``'s), ``roots`` the folder holding each
     category.  A run is skipped, unless ``redo``, where its results file is complete for ``label``, of these
     parameters and data (:func:`ssimlib.apps.batch_results.result_differences`), of the model stored now and, for
-    a batch that trains (``train``), of a model that finished its schedule, as the stored one did.  ``replaced`` has one
-    line for each result that a run replaces, made with other settings.
+    a batch that trains (``train``), of a model that finished its schedule, as the stored one did; a skipped run's line
+    names a stored model that could not be loaded now (``store``: the model store, None for ``models/``), weights
+    altered or missing, for a run that will need it.  ``replaced`` has one line for each result that a run replaces,
+    made with other settings.
     """
     preset_values = functools.partial(resolved_preset, values=values, setup=setup)
     asked = {key: value for key, value in values.items() if value is not None}
@@ -141,8 +143,10 @@ def plan_runs(manifests, *, setup, results_dir, roots, values, label, train, red
             replaced.append(f"{name}: replaces {path}, made with other settings (recorded -> now): "
                             + ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in differ.items()))
         if current and not redo:
+            damaged = files_problem(model_stem(category, loss, setup, store), manifest)
             skipped.append(outcome(category, name, "skipped", notebook=f"{path} is complete, of this data and these "
-                                   "parameters, and no other model is stored (--redo runs it again)",
+                                   "parameters, and no other model is stored (--redo runs it again)"
+                                   + (f"; but its stored model cannot be loaded now: {damaged}" if damaged else ""),
                                    epochs=result_epochs(path)))
         else:
             to_run.append((category, loss))
