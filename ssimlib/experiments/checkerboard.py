@@ -67,7 +67,7 @@ EDGE_DISTANCE = 2  # px: "on an edge" means within this distance of a boundary b
 #   decoder, trained on defect-free boards only, has no reason to draw strokes or dots.  The validation measure
 #   (defect_removal) shows whether it removes them.
 # * Adam 2e-4, weight decay 1e-5, batch 32 and the SSIM window of the NanoTWICE models (FIG6_SCHEDULE).
-# * epochs: provisional.  100 epochs x 10,000 boards are a third of the NanoTWICE models' 200 x 10,000 patches
+# * epochs: provisional.  100 epochs x 10,000 boards are half the NanoTWICE models' 200 x 10,000 patches
 #   for a far simpler texture; the training loss and the validation errors logged per epoch confirm or revise
 #   the number (`--epochs N` continues a finished run from its checkpoint).
 CHECKERBOARD_SCHEDULE = {
