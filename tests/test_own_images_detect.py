@@ -434,6 +434,9 @@ def test_a_warning_about_an_image_is_given_once_with_a_report(tiny_model, tmp_pa
     skimage.io.imsave(images / "dim.png", board, check_contrast=False)
     code, err = run_main(["detect", str(model), str(images), "--out", str(tmp_path / "d"), "--report"], capsys)
     assert code == 0 and sum("16-bit pixels reach only" in line for line in err) == 1, err
+    # and the report shows it under the image's name (a tester's: the report alone showed a confident verdict)
+    page = (tmp_path / "d" / "report.html").read_text()
+    assert page.count("16-bit pixels reach only") == 1 and "images warned of" in page
 
 
 def test_warnings_counted_on_the_command_line_are_named_in_the_csv(tiny_model, tmp_path, capsys):

@@ -271,6 +271,17 @@ def test_ctrl_c_of_a_command_with_restart_says_to_drop_restart_to_resume(tmp_pat
         f"({tmp_path}/m.checkpoint/); with --restart it starts over\n")
     assert cli.main(["train", "data", "--out", str(tmp_path / "m")]) == 130
     assert capsys.readouterr().err.startswith("interrupted: the same command resumes")
+    # detect and evaluate stopped before any image was scored keep nothing, and say so (a tester's: "detections.csv
+    # in --out lists the images finished" of an --out that did not exist)
+    for command, kept in (("detect", "detections.csv"), ("evaluate", "evaluation.csv")):
+        out = tmp_path / command
+        assert cli.main([command, "model", "images", "--out", str(out)]) == 130
+        assert capsys.readouterr().err == (
+            "interrupted: no image had been scored, so nothing was kept; the same command starts again\n")
+        out.mkdir()
+        (out / kept).write_text("path\n")
+        assert cli.main([command, "model", "images", "--out", str(out)]) == 130
+        assert capsys.readouterr().err == f"interrupted: {cli.INTERRUPTED[command]}\n"
     monkeypatch.undo()  # and options abbreviated (--resta, --o), which that line would not see, are refused
     for abbreviated, said in ((["--out", str(tmp_path / "m"), "--resta"], "ssimlib: unrecognized arguments: --resta"),
                               (["--o", str(tmp_path / "m")], "ssimlib train: the following arguments are required: "

@@ -109,6 +109,9 @@ def _resume_note(argv, command):
     # state.json: ssimlib.train.STATE_FILE, not imported here (it loads Keras)
     if command == "train" and not (Path(f"{out}.checkpoint") / "state.json").exists():
         note = "no epoch had finished, so nothing was kept; the same command starts again"
+    elif (command == "detect" and not (Path(out) / "detections.csv").is_file()) or (
+            command == "evaluate" and not (Path(out).is_dir() and any(Path(out).iterdir()))):
+        note = "no image had been scored, so nothing was kept; the same command starts again"  # a tester's
     elif command == "train" and "--restart" in argv:  # the same command would start over (a tester's)
         note = note.replace("the same command", "the same command without --restart", 1) + (
             "; with --restart it starts over")

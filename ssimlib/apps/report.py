@@ -42,6 +42,7 @@ tr.wrong { background: #fde8e8; }
 .defective { color: #b00; font-weight: bold; }
 .good { color: #060; }
 small { color: #666; }
+small.note { color: #a60; }
 """
 
 
@@ -49,7 +50,8 @@ small { color: #666; }
 class Entry:
     """One scored image: files (input, map PNG as ``detect`` writes it, overlay, mask or None), score and verdicts.
 
-    ``verdict`` and ``label`` (ground truth, None where unknown) are ``"good"`` or ``"defective"``.
+    ``verdict`` and ``label`` (ground truth, None where unknown) are ``"good"`` or ``"defective"``; ``notes`` what was
+    warned of the image when it was scored (shown under its name).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Entry:
     label: str | None = None
     kind: str = ""
     mask: Path | None = None
+    notes: str = ""
 
 
 def worst_first(entries, threshold):
@@ -166,7 +169,8 @@ def write_report(out_dir, entries, threshold, title, facts=(), figures=()):
         wrong = entry.label is not None and entry.label != entry.verdict
         truth = f'<br><small>truth: {entry.label}</small>' if entry.label else ""
         kind = f"<br><small>{html.escape(entry.kind)}</small>" if entry.kind else ""
-        cells = [str(index), f"{html.escape(entry.name)}{kind}", f"{entry.score:.{DIGITS}g}",
+        notes = f'<br><small class="note">warned: {html.escape(entry.notes)}</small>' if entry.notes else ""
+        cells = [str(index), f"{html.escape(entry.name)}{kind}{notes}", f"{entry.score:.{DIGITS}g}",
                  f'<span class="{entry.verdict}">{entry.verdict}</span>{truth}', *_thumbnails(entry, index, folder)]
         opening = '<tr class="wrong">' if wrong else "<tr>"
         rows.append(opening + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -206,10 +210,12 @@ def detections_report(out_dir, rows, threshold, model):
     out_dir = Path(out_dir)
     entries = [
         Entry(Path(row["path"]).name, Path(row["path"]), out_dir / row["anomaly_map"], out_dir / row["overlay"],
-              row["score"], row["verdict"], kind=Path(row["path"]).parent.name)
+              row["score"], row["verdict"], kind=Path(row["path"]).parent.name, notes=row.get("warnings") or "")
         for row in rows
     ]
     defective = sum(entry.verdict == "defective" for entry in entries)
+    warned = sum(bool(entry.notes) for entry in entries)
     facts = [("model", model), ("threshold", f"{threshold:.{DIGITS}g}"), ("images", len(entries)),
-             ("found defective", defective), ("found good", len(entries) - defective)]
+             ("found defective", defective), ("found good", len(entries) - defective),
+             *([("images warned of (their verdicts in doubt; each row says why)", warned)] if warned else [])]
     return write_report(out_dir, entries, threshold, f"ssimlib detect: {Path(model).name}", facts)
