@@ -217,5 +217,5 @@ def detections_report(out_dir, rows, threshold, model):
     warned = sum(bool(entry.notes) for entry in entries)
     facts = [("model", model), ("threshold", f"{threshold:.{DIGITS}g}"), ("images", len(entries)),
              ("found defective", defective), ("found good", len(entries) - defective),
-             *([("images warned of (their verdicts in doubt; each row says why)", warned)] if warned else [])]
+             *([("images warned of (each row says why)", warned)] if warned else [])]
     return write_report(out_dir, entries, threshold, f"ssimlib detect: {Path(model).name}", facts)
