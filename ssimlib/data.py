@@ -223,8 +223,10 @@ def read_mask(path, shape=None, image_path=None):
     values = mask_values(path)
     levels = np.unique(values)
     why = None
-    label = "" if is_lossy(path) or levels[0] != 0 or levels.size <= LABEL_LEVELS else _label_like(values)
-    if not is_lossy(path) and levels[0] == 0 and (levels.size <= LABEL_LEVELS or label):
+    lossy = is_lossy(path)
+    hard = not lossy and levels[0] == 0  # a label image may be: lossless, its background 0
+    label = _label_like(values) if hard and levels.size > LABEL_LEVELS else ""
+    if hard and (levels.size <= LABEL_LEVELS or label):
         mask = values > 0
         classes = levels[1:]
         if label:  # classes or instances 1, 2, ... 12 in regions of their own
@@ -242,7 +244,7 @@ def read_mask(path, shape=None, image_path=None):
                           "black", stacklevel=2)
         mask = values > 0.5
         if not mask.any() and values.max() > 0:  # its defects too dark to count: it would read as marking nothing
-            if is_lossy(path):  # 0/1 masks saved as JPEG read as 0 and ~1/255
+            if lossy:  # 0/1 masks saved as JPEG read as 0 and ~1/255
                 raise DatasetError(f"{path}: a JPEG mask that marks nothing, though {np.count_nonzero(values)} of its "
                                    f"pixels are faintly above 0 (up to {values.max() * 255:.0f}/255): a 0/1 mask "
                                    "saved as JPEG? Save masks as PNG, defects 255 (or 1) on 0")

@@ -98,8 +98,14 @@ def _read_tiff(path):
             raw = np.moveaxis(raw, 0, -1)
         if len(tiff.pages) > 1:
             warnings.warn(f"{path}: a TIFF of {len(tiff.pages)} pages (frames); only the first is read", stacklevel=3)
-        orientation = page.tags.get(274)
-    return _oriented(raw, orientation.value if orientation is not None else 1)
+        turn = _tiff_orientation(page)
+    return _oriented(raw, turn)
+
+
+def _tiff_orientation(page):
+    """The orientation tag (274) of a tifffile page, 1 where it has none."""
+    tag = page.tags.get(274)
+    return tag.value if tag is not None else 1
 
 
 ORIENTATIONS = {2: "mirrored", 3: "turned 180 degrees", 4: "flipped upside down",
@@ -114,8 +120,7 @@ def orientation(path):
     try:
         if path.suffix.lower() in (".tif", ".tiff"):  # tifffile reads what Pillow cannot (float, planar RGB)
             with tifffile.TiffFile(path) as tiff:
-                tag = tiff.pages[0].tags.get(274)
-                value = tag.value if tag is not None else 1
+                value = _tiff_orientation(tiff.pages[0])
         else:
             with Image.open(path) as image:
                 value = image.getexif().get(0x0112, 1)
