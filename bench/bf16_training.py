@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
 import keras  # noqa: E402
 
-from ssimlib.evaluate import cpu_flags, cpu_model  # noqa: E402
+from ssimlib.records import cpu_flags, cpu_model  # noqa: E402
 from ssimlib.experiments import nanotwice  # noqa: E402
 from ssimlib.train import compile_autoencoder  # noqa: E402
 

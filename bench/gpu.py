@@ -68,7 +68,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ssimlib import artifacts, parity  # noqa: E402
-from ssimlib.evaluate import write_json  # noqa: E402
+from ssimlib.records import write_json  # noqa: E402
 from ssimlib.experiments import nanotwice, protocol, studies, verdicts  # noqa: E402
 from ssimlib.models import ConvAutoencoder  # noqa: E402
 from ssimlib.train import compile_autoencoder  # noqa: E402

@@ -32,7 +32,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
-from ssimlib.evaluate import cpu_model  # noqa: E402
+from ssimlib.records import cpu_model  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from peak import cpu_flags, matmul_gflops  # noqa: E402  (bench/peak.py)
@@ -157,7 +157,7 @@ def worker_time(args):
     """Time both pipelines, interleaved, in this process; returns a JSON-able dict."""
     import numpy as np
 
-    from ssimlib.evaluate import run_environment
+    from ssimlib.records import run_environment
     from ssimlib.inference import extract_patches
     from ssimlib.models import forward_flops
 

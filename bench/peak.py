@@ -16,7 +16,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
-from ssimlib.evaluate import cpu_flags, cpu_model  # noqa: E402,F401  (bench scripts import both from here)
+from ssimlib.records import cpu_flags, cpu_model  # noqa: E402,F401  (bench scripts import both from here)
 
 
 def matmul_gflops(dtype="float32", size=2048, repeats=10):

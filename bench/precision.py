@@ -18,7 +18,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import ssimlib  # noqa: E402,F401  (before Keras: sets TensorFlow's oneDNN and threading options)
 from ssimlib import artifacts  # noqa: E402
-from ssimlib.evaluate import cpu_model  # noqa: E402
+from ssimlib.records import cpu_model  # noqa: E402
 from ssimlib.experiments import nanotwice  # noqa: E402
 from ssimlib.inference import with_precision  # noqa: E402
 

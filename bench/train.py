@@ -57,7 +57,7 @@ def worker(args):
     import keras
     import numpy as np
 
-    from ssimlib.evaluate import run_environment
+    from ssimlib.records import run_environment
     from ssimlib.models import ConvAutoencoder, forward_flops
     from ssimlib.train import compile_autoencoder
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ssimlib.architecture import LINEAR, OUTPUTS, encoder_layer_spec
-from ssimlib.evaluate import run_environment, write_json
+from ssimlib.records import run_environment, write_json
 from ssimlib.paths import REPO_ROOT
 
 MODELS_DIR = REPO_ROOT / "models"

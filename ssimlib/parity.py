@@ -36,7 +36,7 @@ def anomaly_map(stem, image, stride=30):
     Returns ``(map, where)``, ``where`` the backend and device it was computed on.
     """
     from ssimlib import artifacts
-    from ssimlib.evaluate import run_environment
+    from ssimlib.records import run_environment
     from ssimlib.inference import reconstruct_image, residual_map
     from ssimlib.postprocess import open_anomaly_map
 

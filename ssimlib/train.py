@@ -32,7 +32,7 @@ except ImportError:  # not POSIX (Windows): checkpoints are not locked
 
 from ssimlib.architecture import LINEAR
 from ssimlib.data import CropStream
-from ssimlib.evaluate import cpu_label
+from ssimlib.records import cpu_label
 from ssimlib.losses import get_loss
 from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
 from ssimlib.ssim import DEFAULT_WINDOW, STANDARD

@@ -22,7 +22,7 @@ NANOTWICE = SHARED_DATA / "nanotwice"
 
 
 def _mvtec_grid_root():
-    """Where the notebooks find the grid category (ssimlib.experiments.mvtec.category_root: mvtec_ad, then
+    """Where the notebooks find the grid category (ssimlib.experiments.mvtec_runs.category_root: mvtec_ad, then
     mvtec_ad*), or None."""
     default = SHARED_DATA / "mvtec_ad"
     for folder in [default] + sorted(p for p in SHARED_DATA.glob("mvtec_ad*") if p != default):

@@ -114,7 +114,7 @@ def test_the_graph_sees_every_layer_and_imports_inside_functions():
     assert "store_training" in graph["experiments.studies"] and "artifacts" in graph["store_training"]
     assert "apps.own_images" in graph["apps.cli"]  # cli imports it inside a function
     assert "experiments.checkerboard" in graph["experiments.studies"]  # from ssimlib.experiments import ..., inside
-    assert "experiments.mvtec" in graph["apps.batch"]  # from ssimlib.experiments.mvtec import ...
+    assert "experiments.mvtec_runs" in graph["apps.batch"]  # from ssimlib.experiments.mvtec_runs import ...
 
 
 def test_every_module_is_in_a_layer_and_imports_only_downward():

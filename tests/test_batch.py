@@ -264,6 +264,25 @@ def test_ci_never_trains_a_missing_model(tmp_path):
     assert batch.trains("reduced") and batch.trains("full")
 
 
+# A batch's own process plans, skips and refuses runs; only the notebooks' kernels load Keras.
+BACKENDS_LOADED = """
+import sys
+from ssimlib.apps.cli import main
+status = main(sys.argv[1:])
+print(status, sorted({name.split(".")[0] for name in sys.modules} & {"keras", "tensorflow", "jax", "torch"}))
+"""
+
+
+def test_planning_a_batch_loads_no_backend(tmp_path):
+    # it imported Keras (30-40 s on a 2-core CPU) before saying that nothing was to run
+    write_synthetic_category(tmp_path / "data", "transistor", n_train=2, n_good=1, n_defective=1, size=64)
+    run = subprocess.run([sys.executable, "-c", BACKENDS_LOADED, "batch", "--profile", "ci", "--categories",
+                          "transistor", "--data-root", "data"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert "needs a stored model" in run.stderr, run.stderr
+    assert run.stdout.strip().splitlines()[-1] == "2 []", run.stdout
+
+
 def test_reduced_trains_its_small_model_for_any_category(tmp_path, monkeypatch):
     # What the notebook gets for a category without a stored model: the profile's budget, not the 200-epoch schedule.
     seen = {}

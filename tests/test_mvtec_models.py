@@ -9,7 +9,7 @@ import pytest
 import skimage.io
 
 from ssimlib import artifacts
-from ssimlib.experiments import mvtec, presets, studies
+from ssimlib.experiments import mvtec, mvtec_runs, presets, studies
 from ssimlib.synthetic import write_synthetic_category
 
 
@@ -74,11 +74,11 @@ def test_category_root_finds_the_shared_copies(tmp_path, monkeypatch):
     monkeypatch.setenv("SSIMLIB_DATA", str(tmp_path))
     (tmp_path / "mvtec_ad_grid_256" / "grid" / "train").mkdir(parents=True)
     (tmp_path / "mvtec_ad" / "bottle" / "train").mkdir(parents=True)
-    assert mvtec.category_root("grid") == tmp_path / "mvtec_ad_grid_256"
-    assert mvtec.category_root("bottle") == tmp_path / "mvtec_ad"  # the full dataset first
-    assert mvtec.category_root("grid", tmp_path / "mine") == tmp_path / "mine"
+    assert mvtec_runs.category_root("grid") == tmp_path / "mvtec_ad_grid_256"
+    assert mvtec_runs.category_root("bottle") == tmp_path / "mvtec_ad"  # the full dataset first
+    assert mvtec_runs.category_root("grid", tmp_path / "mine") == tmp_path / "mine"
     with pytest.raises(FileNotFoundError, match="no tile/train"):
-        mvtec.category_root("tile")
+        mvtec_runs.category_root("tile")
 
 
 def test_the_queue_runs_every_study_in_order_and_reports_a_failure(monkeypatch):
@@ -125,13 +125,13 @@ def test_an_unfinished_model_is_trained_to_its_end_and_never_overwritten(tmp_pat
     preset = presets.configure("synth", patch_size=32, latent_dim=8, setup="cvpr2019")
     kwargs = dict(models_root=tmp_path / "models", checkpoint_dir=tmp_path / "checkpoint", log=lambda line: None)
     stopped = mvtec.train_category_model(root, "synth", preset, {"epochs": 3}, until=1, **kwargs)
-    assert not mvtec.model_finished(stopped) and stopped["training"]["epochs_done"] == 1
+    assert not mvtec_runs.model_finished(stopped) and stopped["training"]["epochs_done"] == 1
     with pytest.raises(artifacts.ArtifactError, match="learning_rate"):
         mvtec.finish_category_model(root, "synth", preset, {"epochs": 3, "learning_rate": 1e-3}, **kwargs)
     with pytest.raises(artifacts.ArtifactError, match="schedule epochs"):
         mvtec.finish_category_model(root, "synth", preset, {"epochs": 5}, **kwargs)
     finished = mvtec.finish_category_model(root, "synth", preset, {"epochs": 3}, **kwargs)
-    assert mvtec.model_finished(finished) and len(finished["training"]["loss"]) == 3
+    assert mvtec_runs.model_finished(finished) and len(finished["training"]["loss"]) == 3
     assert finished["training"]["loss"][0] == stopped["training"]["loss"][0]
     assert mvtec.finish_category_model(root, "synth", preset, {"epochs": 3}, **kwargs)["sha256"] == finished["sha256"]
     # the same number of training images, one of them edited: a model of other images is not passed off as this one
@@ -139,4 +139,4 @@ def test_an_unfinished_model_is_trained_to_its_end_and_never_overwritten(tmp_pat
     skimage.io.imsave(image, 255 - skimage.io.imread(image), check_contrast=False)
     with pytest.raises(artifacts.ArtifactError, match=r"training images \(sha256\)"):
         mvtec.finish_category_model(root, "synth", preset, {"epochs": 3}, **kwargs)
-    assert not mvtec.model_finished(None)
+    assert not mvtec_runs.model_finished(None)

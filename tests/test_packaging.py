@@ -15,7 +15,7 @@ import ssimlib
 for module in pkgutil.walk_packages(ssimlib.__path__, "ssimlib."):
     if not module.name.endswith(".__main__"):
         importlib.import_module(module.name)
-from ssimlib.evaluate import run_environment
+from ssimlib.records import run_environment
 run_environment()
 print(sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "torch"}))
 """

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from ssimlib.experiments import mvtec, mvtec_summary, presets
+from ssimlib.experiments import mvtec, mvtec_runs, mvtec_summary, presets
 
 
 def test_one_preset_per_category_from_the_table():
@@ -180,7 +180,7 @@ def test_summary_rows_mark_missing_categories(tmp_path):
             in table)
     assert "carpet      -        -                missing" in table
     assert "SSIM-AE, mean of the 1 of 15 present" in table and "L2-AE, mean of the 1 of 15 present" in table
-    assert mvtec.results_path(tmp_path, "metal_nut", "l2", "cvpr2019") == tmp_path / "metal_nut-l2-cvpr2019.json"
+    assert mvtec_runs.results_path(tmp_path, "metal_nut", "l2", "cvpr2019") == tmp_path / "metal_nut-l2-cvpr2019.json"
 
 
 def test_model_gaps_pair_the_two_models_of_one_setup_and_profile():
@@ -222,7 +222,7 @@ def test_results_keep_the_metrics_of_earlier_stages_of_the_same_run(tmp_path):
                 "time": {"finished": f"day {epochs}"}}
 
     def stored():
-        return json.loads(mvtec.results_path(tmp_path, "grid", "ssim", "cvpr2019").read_text())
+        return json.loads(mvtec_runs.results_path(tmp_path, "grid", "ssim", "cvpr2019").read_text())
 
     mvtec.write_results(tmp_path, record(50, 0.90, sha="s50"))
     assert "earlier" not in stored()

@@ -108,12 +108,12 @@ def test_history_records_which_epochs_ran_on_which_machine(tmp_path, monkeypatch
     ("AMD EPYC", [], "AMD EPYC (2 cores)"),
 ])
 def test_cpu_label_names_model_vector_unit_and_cores(monkeypatch, model_name, flags, expected):
-    from ssimlib import evaluate
+    from ssimlib import records
 
-    monkeypatch.setattr(evaluate, "cpu_model", lambda: model_name)
-    monkeypatch.setattr(evaluate, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(evaluate.os, "cpu_count", lambda: 2)
-    assert evaluate.cpu_label() == expected
+    monkeypatch.setattr(records, "cpu_model", lambda: model_name)
+    monkeypatch.setattr(records, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(records.os, "cpu_count", lambda: 2)
+    assert records.cpu_label() == expected
 
 
 def test_checkpoint_with_other_settings_is_refused(tmp_path):

@@ -8,7 +8,7 @@
         [--gpus 0 1 ...] [--workers N] [--scheduler tcp://host:8786] [-p KEY VALUE ...]
 
 Every (category, loss) runs the notebook once with papermill (:func:`ssimlib.apps.notebooks.run_notebook`),
-on the category under ``--data-root``, or without it wherever :func:`ssimlib.experiments.mvtec.category_root`
+on the category under ``--data-root``, or without it wherever :func:`ssimlib.experiments.mvtec_runs.category_root`
 finds it (``$SSIMLIB_DATA/mvtec_ad``, else a ``mvtec_ad*`` folder beside it, such as the shared
 copies of grid and bottle):
 it evaluates the model stored in ``--models-root`` (default: the profile's; for ``full`` the
@@ -57,15 +57,11 @@ from ssimlib.apps.notebooks import (check_parameters, check_profile_parameter, f
                                     notebook_defaults, parameter_values, profile_cwd, profile_parameters, run_notebook,
                                     run_outputs)
 from ssimlib.apps.own_options import InputError, check_out_folder
-from ssimlib.apps.quiet_keras import load_keras_quietly
-
-load_keras_quietly()  # worker processes (pool, Dask) import this module; Keras below would print its start-up log
-
-from ssimlib.apps.batch_plan import (category_name, find_categories, layout_failures, located_categories,  # noqa: E402
+from ssimlib.apps.batch_plan import (category_name, find_categories, layout_failures, located_categories,
                                      plan_runs, stored_manifests)
-from ssimlib.apps.batch_results import result_epochs, result_is_complete, result_model_finished  # noqa: E402
-from ssimlib.experiments.mvtec import model_stem, results_path, run_name  # noqa: E402
-from ssimlib.experiments.presets import LOSSES, SETUPS  # noqa: E402
+from ssimlib.apps.batch_results import result_epochs, result_is_complete, result_model_finished
+from ssimlib.experiments.mvtec_runs import model_stem, results_path, run_name
+from ssimlib.experiments.presets import LOSSES, SETUPS
 
 NOTEBOOK = "04_mvtec_category"
 SCHEDULER_TIMEOUT = 15  # s to wait for a --scheduler to answer
@@ -120,8 +116,8 @@ def run_category(category, loss, setup, data_root, profile, parameters, output_d
     """Run the notebook for one category and model (``loss``) in ``setup``; never raises.
 
     Returns ``{"category", "run", "status" ("ok" or "failed"), "error", "seconds", "notebook", "gpu", "pid",
-    "epochs"}``, ``run`` being :func:`ssimlib.experiments.mvtec.run_name`, ``pid`` the process that ran it (a pool or
-    Dask worker) and ``epochs`` ``"<done>/<schedule>"`` of the evaluated model.
+    "epochs"}``, ``run`` being :func:`ssimlib.experiments.mvtec_runs.run_name`, ``pid`` the process that ran it (a
+    pool or Dask worker) and ``epochs`` ``"<done>/<schedule>"`` of the evaluated model.
     ``gpu`` sets ``CUDA_VISIBLE_DEVICES`` for this process and the notebook's kernel.  With ``train``
     the notebook trains a missing model, and an unfinished one on to the end of its schedule, and
     the run fails unless the result is of a finished model; without it, the stored model is
@@ -270,7 +266,7 @@ def parse_args(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-root", help="folder holding <category>/train/good, test/, ground_truth/ "
-                        "(default: wherever ssimlib.experiments.mvtec.category_root finds each category)")
+                        "(default: wherever ssimlib.experiments.mvtec_runs.category_root finds each category)")
     parser.add_argument("--categories", nargs="+", metavar="NAME", type=category_name,
                         help="categories to run (default: every one of the 15 that is found)")
     parser.add_argument("--losses", nargs="+", default=["ssim", "l2"], metavar="LOSS", choices=LOSSES,

@@ -15,7 +15,7 @@ from ssimlib.apps.batch_results import (resolved_preset, result_differences, res
 from ssimlib.artifacts import ArtifactError, files_problem, read_manifest
 from ssimlib.data import DatasetError, not_a_folder
 from ssimlib.datasets import mvtec_layout
-from ssimlib.experiments.mvtec import category_root, model_finished, model_stem, results_path, run_name
+from ssimlib.experiments.mvtec_runs import category_root, model_finished, model_stem, results_path, run_name
 from ssimlib.experiments.presets import CATEGORIES
 from ssimlib.fingerprints import category_fingerprint
 from ssimlib.paths import data_root as default_data_root
@@ -57,7 +57,7 @@ def find_categories(data_root, chosen=None):
 
 def located_categories(chosen=None):
     """``{category: folder holding it}`` without ``--data-root``: each where
-    :func:`ssimlib.experiments.mvtec.category_root` finds it.
+    :func:`ssimlib.experiments.mvtec_runs.category_root` finds it.
 
     Every MVTec AD category found, or ``chosen``; a chosen one found nowhere raises :class:`FileNotFoundError`.
     """

@@ -126,7 +126,6 @@ def _model_stem(out):
 def _command(argv):
     """Run the command of ``argv``; its exit status (see the module docstring)."""
     if argv[:1] == ["batch"]:
-        load_keras_quietly()
         from ssimlib.apps.batch import main as batch_main
 
         return batch_main(argv[1:])

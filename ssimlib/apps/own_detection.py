@@ -42,7 +42,7 @@ from ssimlib.apps.scoring import Detector
 from ssimlib.apps.spreadsheet import SafeWriter, plain_row
 from ssimlib.apps.warning_notes import noted
 from ssimlib.data import DatasetError, image_files, mask_name_end, read_image
-from ssimlib.evaluate import write_json
+from ssimlib.records import write_json
 from ssimlib.experiments.presets import BACKGROUNDS, DEFAULT_PRESET, CategoryPreset
 from ssimlib.inference import RESIDUAL_KINDS, with_precision
 from ssimlib.ssim import DEFAULT_WINDOW, DEFAULT_WINDOW_SIZE, STANDARD, constants_k, ssim_window

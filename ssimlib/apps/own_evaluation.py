@@ -60,7 +60,8 @@ from ssimlib.apps.own_options import InputError, check_out_folder
 from ssimlib.apps.spreadsheet import SafeWriter
 from ssimlib.apps.warning_notes import noted
 from ssimlib.data import DatasetError, read_image, resize_square, warn_stretched
-from ssimlib.evaluate import summary_metrics, write_json
+from ssimlib.evaluate import summary_metrics
+from ssimlib.records import write_json
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.plotting import STYLE, plot_roc
 from ssimlib.thresholds import classification_ratios, label_regions

@@ -39,7 +39,7 @@ from ssimlib.apps.own_options import InputError, check_train_options
 from ssimlib.apps.scoring import images_record
 from ssimlib.data import (IMAGE_SUFFIXES, DatasetError, check_patch_size, image_files, is_image_file, mask_name_end,
                           not_a_folder, read_image)
-from ssimlib.evaluate import write_json
+from ssimlib.records import write_json
 from ssimlib.experiments.mvtec import category_maps, split_validation, training_patches
 from ssimlib.experiments.presets import configure
 from ssimlib.fingerprints import data_fingerprint

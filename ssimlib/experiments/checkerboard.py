@@ -32,7 +32,7 @@ import skimage.morphology
 import skimage.segmentation
 
 from ssimlib import artifacts
-from ssimlib.evaluate import write_json
+from ssimlib.records import write_json
 from ssimlib.experiments import nanotwice
 from ssimlib.inference import residual_map
 from ssimlib.metrics import pixel_auroc

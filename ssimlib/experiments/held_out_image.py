@@ -33,7 +33,8 @@ import numpy as np
 from ssimlib import artifacts
 from ssimlib.architecture import LINEAR
 from ssimlib.data import DatasetError, sample_patches
-from ssimlib.evaluate import anomaly_maps, read_campaign, run_environment, write_json
+from ssimlib.evaluate import anomaly_maps
+from ssimlib.records import read_campaign, run_environment, write_json
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.protocol import BATCH, train_arm
 from ssimlib.experiments.sensitivity import TABLE2_BUDGET

@@ -22,11 +22,12 @@ from skimage.color import rgb2gray
 from ssimlib import artifacts
 from ssimlib.data import is_image_file, sample_patches
 from ssimlib.datasets import load_mvtec_category
-from ssimlib.evaluate import anomaly_maps, jsonable, summary_metrics, write_json
+from ssimlib.evaluate import anomaly_maps, summary_metrics
 from ssimlib.fingerprints import category_fingerprint
+from ssimlib.experiments.mvtec_runs import model_finished, model_stem, results_path, run_name
 from ssimlib.experiments.presets import PAPER_MEAN_AU_PRO, PAPER_PIXEL_AUROC, ROTATE_SHARE, model_label
 from ssimlib.models import ConvAutoencoder
-from ssimlib.paths import data_root as resolve_data_root
+from ssimlib.records import jsonable, write_json
 from ssimlib.ssim import DEFAULT_WINDOW, STANDARD
 from ssimlib.store_training import cache_dir, stage_end, train_into_store
 from ssimlib.thresholds import classification_ratios, max_region_threshold
@@ -58,27 +59,6 @@ MODEL_PRESET_FIELDS = ("resize", "patch_size", "latent_dim", "gray", "rotate", "
 # ---------------------------------------------------------------------------
 
 
-def category_root(category, data_root=None):
-    """The folder that holds ``<category>/train/good`` for ``category``.
-
-    ``data_root`` if given; else ``$SSIMLIB_DATA/mvtec_ad`` or ``../shared/data/mvtec_ad``
-    if the category is there, else the first ``mvtec_ad*`` folder beside it that has the
-    category (the shared copies ``mvtec_ad_grid_256``, ``mvtec_ad_bottle_320``).
-    """
-    if data_root:
-        return Path(data_root).expanduser()
-    default = resolve_data_root("mvtec_ad")
-    candidates = [default] + sorted(p for p in default.parent.glob("mvtec_ad*") if p != default)
-    for folder in candidates:
-        if (folder / category / "train").is_dir():
-            return folder
-    raise FileNotFoundError(
-        f"no {category}/train under {default} or {default.parent}/mvtec_ad*; pass the folder that holds it "
-        "(data_root: -p data_root DIR for a notebook, --data-root DIR for batch) or set SSIMLIB_DATA to the folder "
-        "holding mvtec_ad/"
-    )
-
-
 def data_label(root, category):
     """``<root's folder>/<category>`` (e.g. ``mvtec_ad_grid_256/grid``): the data a model was trained on, as
     manifests and notebooks record it, without the absolute path of the machine that read it."""
@@ -92,11 +72,6 @@ def load_split(root, category, preset, validation_fraction, seed):
         data = load_mvtec_category(root, category, gray=preset.gray, size=preset.resize)
     train_images, validation_images, _ = split_validation(data.train_images, validation_fraction, seed)
     return data, train_images, validation_images
-
-
-def model_stem(category, loss, setup, models_root=None):
-    """Stem of the stored model of (``category``, ``loss``, ``setup``): ``models/mvtec/<run_name>``."""
-    return artifacts.study_model("mvtec", run_name(category, loss, setup), models_root)
 
 
 def train_category_model(root, category, preset, schedule=None, models_root=None, checkpoint_dir=None,
@@ -146,14 +121,6 @@ def train_category_model(root, category, preset, schedule=None, models_root=None
         fit, model_stem(category, preset.loss, preset.setup, models_root), checkpoint_dir, settings, record,
         schedule["epochs"], export_every, log, until=until, study="mvtec", category=category,
     )
-
-
-def model_finished(manifest):
-    """Whether a stored model's ``manifest`` says it had every epoch of its schedule (False for None: no model)."""
-    if not manifest:
-        return False
-    training = manifest["training"]
-    return training.get("epochs_done", 0) >= training.get("schedule_epochs", float("inf"))
 
 
 def finish_category_model(root, category, preset, schedule=None, models_root=None, checkpoint_dir=None, log=print):
@@ -423,16 +390,6 @@ def metric_lines(metrics, category, profile, loss):
 # ---------------------------------------------------------------------------
 # Results files
 # ---------------------------------------------------------------------------
-
-
-def run_name(category, loss, setup):
-    """``<category>-<loss>-<setup>``, e.g. ``grid-ssim-cvpr2019``: names one run's results file, model and figures."""
-    return f"{category}-{loss}-{setup}"
-
-
-def results_path(results_dir, category, loss, setup):
-    """``results_dir/<run_name>.json``: where notebook 04 writes the result of one (category, model, setup)."""
-    return Path(results_dir) / f"{run_name(category, loss, setup)}.json"
 
 
 # Metrics of an earlier evaluation of the same run that :func:`write_results` keeps.

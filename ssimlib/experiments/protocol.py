@@ -45,7 +45,7 @@ import numpy as np
 
 from ssimlib import artifacts
 from ssimlib.architecture import LINEAR
-from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
+from ssimlib.records import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
 from ssimlib.experiments.protocol_rules import (
     BATCH_RULE, CONSTANTS_RULE, DECAY_RULE, DECISION_RULE, FIRST_DECISION_RULE, OUTPUT_RULE, SMALL_BATCH_RULE,

@@ -24,7 +24,7 @@ Trained weights of the sweep stay in the cache; only the results are committed.
 import shutil
 from pathlib import Path
 
-from ssimlib.evaluate import add_to_campaign, read_campaign, run_environment
+from ssimlib.records import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
 from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir

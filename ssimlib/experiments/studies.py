@@ -148,7 +148,7 @@ def mvtec_stages(schedule_epochs):
 def _train_mvtec(args, schedule):
     """The mvtec study: every (category, model) in turn, stage by stage (:data:`MVTEC_FIRST_STAGE`, then the
     whole schedule); one that fails is reported and the next one runs."""
-    from ssimlib.experiments import mvtec, presets
+    from ssimlib.experiments import mvtec, mvtec_runs, presets
 
     if args.data_root is not None and not Path(args.data_root).is_dir():  # every category would fail on it
         print(f"error: --data-root {args.data_root}: {not_a_folder(args.data_root)}", file=sys.stderr)
@@ -162,7 +162,7 @@ def _train_mvtec(args, schedule):
                     continue
                 loss = nanotwice.METHODS[method]
                 try:
-                    root = mvtec.category_root(category, args.data_root)
+                    root = mvtec_runs.category_root(category, args.data_root)
                     preset = presets.configure(category, loss=loss, setup=args.setup)
                     manifest = mvtec.train_category_model(
                         root, category, preset, schedule, args.models_root, export_every=args.export_every,
@@ -223,7 +223,7 @@ def main(argv=None):
     parser.add_argument("--export-every", type=at_least_one, default=10,
                         help="write the model into models/ every N epochs")
     parser.add_argument("--data-root", help="NanoTWICE folder, or for mvtec the folder holding the categories "
-                                             "(default: $SSIMLIB_DATA or ../shared/data, see mvtec.category_root)")
+                                             "(default: $SSIMLIB_DATA or ../shared/data, see mvtec_runs.category_root)")
     parser.add_argument("--models-root", help="model store (default: models/ in the repository)")
     parser.add_argument("--results", help="table2, protocol, held-out: the results file runs are added to (default: "
                                            "results/nanotwice_sensitivity.json, results/nanotwice_protocol.json, "

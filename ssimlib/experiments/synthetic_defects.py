@@ -35,7 +35,7 @@ from ssimlib import artifacts
 from ssimlib.arguments import OneLineParser
 from ssimlib.artifacts import ArtifactError
 from ssimlib.data import DatasetError
-from ssimlib.evaluate import run_environment, write_json
+from ssimlib.records import run_environment, write_json
 from ssimlib.experiments import nanotwice
 from ssimlib.inference import residual_map
 from ssimlib.metrics import roc_auc
