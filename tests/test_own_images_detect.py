@@ -235,6 +235,36 @@ def test_the_study_models_detect_at_a_given_threshold(tmp_path, capsys, name, pa
                      "defect areas are in those pixels"] if name.startswith("mvtec") else [])
 
 
+def test_sigterm_ends_in_one_line_and_releases_the_lock(tiny_model, tmp_path):
+    # a tester's: kill (SIGTERM) ended detect with status 143 and not a word, detections.lock left in --out
+    category, model = tiny_model
+    images = tmp_path / "images"
+    images.mkdir()
+    board = skimage.io.imread(category / "test" / "stroke" / "000.png")
+    for i in range(60):
+        skimage.io.imsave(images / f"{i:03d}.png", np.roll(board, i, axis=1), check_contrast=False)
+    out = tmp_path / "d"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.Popen([sys.executable, "-m", "ssimlib", "detect", str(model), str(images), "--out", str(out)],
+                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not ((out / "detections.csv").exists() and len(read_rows(out)) >= 2):
+            assert run.poll() is None, run.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        run.send_signal(signal.SIGTERM)
+        err = run.stderr.read()
+        assert run.wait() == 143, err
+    finally:
+        run.kill()
+        run.stderr.close()
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+        "terminated: detections.csv in --out lists the images finished, each with its map and overlay; the same "
+        "command continues with the others")
+    assert not (out / "detections.lock").exists() and 2 <= len(read_rows(out)) < 60
+
+
 def test_a_killed_run_leaves_a_csv_true_to_its_maps(tiny_model, tmp_path):
     category, model = tiny_model
     images = tmp_path / "images"

@@ -18,7 +18,9 @@
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -78,19 +80,45 @@ INTERRUPTED = {  # what Ctrl-C leaves, by command
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread, so that a run stopped by ``kill`` ends as Ctrl-C does: its locks
+    released, what it kept said in one line."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises :class:`Terminated` for the block (main thread only); the handler before it comes back after,
+    so a second SIGTERM while the first is handled ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
-    """``python -m ssimlib``: the command's exit status; Ctrl-C ends in one line saying what is kept, status 130."""
+    """``python -m ssimlib``: the command's exit status; Ctrl-C ends in one line saying what is kept, status 130
+    (SIGTERM: the same line, status 143)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     for stream in (sys.stdout, sys.stderr):  # a file name of bytes that are no UTF-8 printed escaped, no traceback
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=STREAM_ERRORS)  # as the CSVs name it (caf\xe9)
     command = next((a for a in argv if not a.startswith("-")), "")
     try:
-        return _command(argv)
-    except KeyboardInterrupt:
+        with _sigterm_as_interrupt():
+            return _command(argv)
+    except KeyboardInterrupt as stop:  # a tester's: SIGTERM ended 143 without a word, its lock file left behind
+        terminated = isinstance(stop, Terminated)
         note = _resume_note(argv, command)
-        print(f"interrupted{': ' + note if note else ''}", file=sys.stderr)
-        return 130
+        print(f"{'terminated' if terminated else 'interrupted'}{': ' + note if note else ''}", file=sys.stderr)
+        return 143 if terminated else 130
     except OSError as error:  # a full disk while writing, say (a tester's: a traceback from deep in PIL)
         if command not in ("train", "detect", "evaluate"):
             raise
