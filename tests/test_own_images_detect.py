@@ -235,8 +235,9 @@ def test_the_study_models_detect_at_a_given_threshold(tmp_path, capsys, name, pa
                      "defect areas are in those pixels"] if name.startswith("mvtec") else [])
 
 
-def test_sigterm_ends_in_one_line_and_releases_the_lock(tiny_model, tmp_path):
-    # a tester's: kill (SIGTERM) ended detect with status 143 and not a word, detections.lock left in --out
+def _detect_until(tiny_model, tmp_path, rows, stop):
+    """``python -m ssimlib detect`` of 60 images into ``tmp_path/d``, sent signal ``stop`` once its CSV has ``rows``
+    rows; its exit status, stderr and --out."""
     category, model = tiny_model
     images = tmp_path / "images"
     images.mkdir()
@@ -249,44 +250,31 @@ def test_sigterm_ends_in_one_line_and_releases_the_lock(tiny_model, tmp_path):
                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 600
-        while not ((out / "detections.csv").exists() and len(read_rows(out)) >= 2):
+        while not ((out / "detections.csv").exists() and len(read_rows(out)) >= rows):
             assert run.poll() is None, run.stderr.read()
             assert time.monotonic() < deadline
             time.sleep(0.02)
-        run.send_signal(signal.SIGTERM)
+        run.send_signal(stop)
         err = run.stderr.read()
-        assert run.wait() == 143, err
+        return run.wait(), err, out
     finally:
         run.kill()
         run.stderr.close()
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == (
+
+
+def test_sigterm_ends_in_one_line_and_releases_the_lock(tiny_model, tmp_path):
+    # a tester's: kill (SIGTERM) ended detect with status 143 and not a word, detections.lock left in --out
+    status, err, out = _detect_until(tiny_model, tmp_path, 2, signal.SIGTERM)
+    assert status == 143 and "Traceback" not in err and err.strip().splitlines()[-1] == (
         "terminated: detections.csv in --out lists the images finished, each with its map and overlay; the same "
-        "command continues with the others")
+        "command continues with the others"), err
     assert not (out / "detections.lock").exists() and 2 <= len(read_rows(out)) < 60
 
 
 def test_a_killed_run_leaves_a_csv_true_to_its_maps(tiny_model, tmp_path):
-    category, model = tiny_model
-    images = tmp_path / "images"
-    images.mkdir()
-    board = skimage.io.imread(category / "test" / "stroke" / "000.png")
-    for i in range(60):
-        skimage.io.imsave(images / f"{i:03d}.png", np.roll(board, i, axis=1), check_contrast=False)
-    out = tmp_path / "d"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run = subprocess.Popen([sys.executable, "-m", "ssimlib", "detect", str(model), str(images), "--out", str(out)],
-                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 600
-        while not ((out / "detections.csv").exists() and len(read_rows(out)) >= 3):
-            assert run.poll() is None, run.stderr.read()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        run.send_signal(signal.SIGKILL)
-        assert run.wait() == -signal.SIGKILL, "the run ended before it was killed"
-    finally:
-        run.kill()
-        run.stderr.close()
+    status, _, out = _detect_until(tiny_model, tmp_path, 3, signal.SIGKILL)
+    assert status == -signal.SIGKILL, "the run ended before it was killed"
+    model, images = tiny_model[1], tmp_path / "images"
     rows = read_rows(out)
     assert 3 <= len(rows) < 60
     assert set(visible_files(out, "_map.png")) - {row["anomaly_map"] for row in rows} <= {f"{len(rows):03d}_map.png"}
