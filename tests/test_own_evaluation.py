@@ -111,6 +111,51 @@ def test_evaluate_metrics_match_an_independent_computation(evaluated, model):
     assert (out / "roc.png").stat().st_size > 0 and (out / "pro.png").stat().st_size > 0
 
 
+def test_each_defect_type_is_scored_beside_every_defect_free_image(model, tmp_path, capsys):
+    # an engineer with scratch/ and dent/ asks which type the model finds; MVTec AD's evaluations read a type so
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "parts"
+    for i in range(3):
+        _save(folder / "good" / f"{i}.png", _board(rng, 64, 64))
+    for kind, n in (("scratch", 2), ("dent", 3)):
+        for i in range(n):
+            image, mask = draw_defects(_board(rng, 64, 64), rng)
+            _save(folder / kind / f"{i}.png", image)
+            _save(tmp_path / "gt" / kind / f"{i}.png", mask.astype(np.float32))
+    out = tmp_path / "out"
+    assert main(["evaluate", str(model), str(folder), "--masks", str(tmp_path / "gt"), "--out", str(out),
+                 "--report"]) == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    with open(out / "evaluation.csv") as file:
+        rows = list(csv.DictReader(file))
+    maps = {row["key"]: skimage.io.imread(out / "images" / f"{row['key']}_map.tif").astype(np.float64)
+            for row in rows}
+    masks = {row["key"]: skimage.io.imread(row["mask"]) > 127 if row["mask"] else np.zeros((64, 64), bool)
+             for row in rows}
+    good = [k for k in maps if k.startswith("good/")]
+    assert sorted(metrics["by_defect_type"]) == ["dent", "scratch"]
+    for kind, n in (("scratch", 2), ("dent", 3)):
+        keys = [k for k in maps if k.startswith(f"{kind}/")] + good
+        got = metrics["by_defect_type"][kind]
+        pixels = np.concatenate([maps[k].ravel() for k in keys])
+        truth = np.concatenate([masks[k].ravel() for k in keys])
+        assert got["pixel_auroc"] == pytest.approx(mann_whitney_auc(pixels, truth), abs=1e-9)
+        labels = [masks[k].any() for k in keys]
+        assert got["image_auroc"] == pytest.approx(mann_whitney_auc([maps[k].max() for k in keys], labels), abs=1e-9)
+        verdicts = {row["key"]: row["verdict"] for row in rows}
+        assert got["defective_correct"] == pytest.approx(np.mean([verdicts[k] == "defective" for k in keys[:n]]))
+        assert (got["defective"], got["defect_free"]) == (n, 3) and 0 <= got["au_pro@0.3"] <= 1
+        assert f"  {kind} ({n} defective): pixel AUROC {got['pixel_auroc']:.3f}, AU-PRO@0.3" in printed
+        assert f"{kind} ({n} defective)" in (out / "report.html").read_text()
+    # one folder of defects: the totals say it all, no breakdown
+    shutil.rmtree(folder / "scratch")
+    shutil.rmtree(tmp_path / "gt" / "scratch")
+    assert main(["evaluate", str(model), str(folder), "--masks", str(tmp_path / "gt"), "--out", str(tmp_path / "one")]
+                ) == 0
+    assert json.loads((tmp_path / "one" / "metrics.json").read_text())["by_defect_type"] == {}
+
+
 def test_mask_layouts(tmp_path):
     def touch(*names):
         for name in names:

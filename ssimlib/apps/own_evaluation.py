@@ -9,7 +9,9 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   shares of defect-free and defective images classified correctly at the
   model's validation threshold or ``threshold`` (:func:`ssimlib.thresholds.classification_ratios`),
   counts of images, pixels and ground-truth regions, the ``problems`` (what was left out) and the ``warnings``
-  (what was used but looked wrong: a mask that marks most of its image, say);
+  (what was used but looked wrong: a mask that marks most of its image, say); where the defective images lie in
+  two folders or more (defect types: ``scratch/``, ``dent/``), ``by_defect_type``: the same metrics per folder, on
+  its defective images beside every defect-free image (:func:`_by_defect_type`);
 * ``evaluation.csv``: one row per image (:data:`CSV_COLUMNS`; ``key`` names its outputs);
 * ``roc.png`` and ``pro.png``: the pixel ROC and the PRO curve;
 * per image, below ``images/``: ``<key>_map.tif`` (the anomaly map, float32, in
@@ -188,6 +190,42 @@ def _metrics(maps, masks, detector, bad):
     return metrics
 
 
+def _by_defect_type(maps, masks, kinds, detector):
+    """Per folder (``kind``) that holds defective images, where two or more do: pixel AUROC, AU-PRO@0.3, image
+    AUROC and the share of its defective images found, on its defective images beside every defect-free image of
+    the set (as MVTec AD's evaluations read a defect type); ``{}`` where one folder holds them all (the totals say
+    it).  ``{kind: {"defective", "defect_free", "pixel_auroc", "au_pro@0.3", "image_auroc", "defective_correct"}}``,
+    the images directly in the folder given under ``"."``."""
+    labels = np.array([m.any() for m in masks])
+    kinds = np.array([kind or "." for kind in kinds], dtype=object)
+    types = sorted(set(kinds[labels]))
+    if len(types) < 2:
+        return {}
+    by_type = {}
+    for kind in types:
+        chosen = np.flatnonzero((kinds == kind) & labels).tolist() + np.flatnonzero(~labels).tolist()
+        sub_maps, sub_masks = [maps[i] for i in chosen], [masks[i] for i in chosen]
+        sub_labels = labels[chosen].astype(int)
+        found = classification_ratios(sub_maps, sub_labels, detector.threshold, detector.min_area)
+        clean = any(not m.all() for m in sub_masks)  # pixels of both kinds: a ROC exists
+        by_type[kind] = {"defective": int(sub_labels.sum()), "defect_free": int((sub_labels == 0).sum()),
+                         **(summary_metrics(sub_maps, sub_masks, sub_labels, fpr_limit=FPR_LIMIT) if clean else
+                            {"pixel_auroc": None, f"au_pro@{FPR_LIMIT:g}": None, "image_auroc": None}),
+                         "defective_correct": found["defective_correct"]}
+    return by_type
+
+
+def type_lines(by_type):
+    """One line per defect type of ``metrics.json``'s ``by_defect_type``, for the command line and the report."""
+    def value(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    return [(f"{kind} ({m['defective']} defective)",
+             f"pixel AUROC {value(m['pixel_auroc'])}, AU-PRO@{FPR_LIMIT:g} {value(m[f'au_pro@{FPR_LIMIT:g}'])}, "
+             f"image AUROC {value(m['image_auroc'])}, found {100 * m['defective_correct']:.0f} %")
+            for kind, m in by_type.items()]
+
+
 def _facts(metrics):
     """``(name, value)`` rows of the report's table from ``metrics.json``'s dict."""
     def share(x):
@@ -208,6 +246,7 @@ def _facts(metrics):
         ("images", f"{images['scored']} scored: {images['defect_free']} defect-free, {images['defective']} defective"),
         ("pixels", f"{pixels['total']:,}: {pixels['defect']:,} defect, {pixels['defect_free']:,} defect-free"),
         ("defect regions", metrics["regions"]),
+        *type_lines(metrics["by_defect_type"]),
         ("masks", metrics["mask_rule"].removeprefix("masks: ")),
         ("problems", "; ".join(metrics["problems"]) or "none"),
         ("warnings", "; ".join(metrics["warnings"]) or "none"),
@@ -365,7 +404,9 @@ def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, thre
         "threshold_from": "validation" if threshold is None else "--threshold",
         "problems": list(map(printable, bad)), "warnings": list(map(printable, notes)),  # caf\xe9, as the CSV writes
     }
-    figures = _figures(out_dir, maps, gts, metrics) if metrics["pixel_auroc"] is not None else []
+    computed = metrics["pixel_auroc"] is not None
+    metrics["by_defect_type"] = _by_defect_type(maps, gts, [row["kind"] for row in rows], detector) if computed else {}
+    figures = _figures(out_dir, maps, gts, metrics) if computed else []
     metrics["figures"] = [p.name for p in figures]
     write_json(out_dir / METRICS_NAME, metrics)
     with open(out_dir / CSV_NAME, "w", newline="", encoding="utf-8") as file:
