@@ -371,6 +371,20 @@ def test_evaluate_names_every_problem_when_nothing_is_left_to_score_and_refuses_
 
 
 @pytest.mark.parametrize("argv, line", [
+    (["evaluate", "m", "", "--out", "o"], "IMAGE_OR_FOLDER: expected an image or a folder, got ''"),
+    (["detect", "m", "a", "", "--out", "o"], "IMAGE_OR_FOLDER: expected an image or a folder, got ''"),
+    (["detect", " ", "a", "--out", "o"], "MODEL: expected a model path, got ' '"),
+    (["train", "", "--out", "o"], "DATA: expected a folder, got ''"),
+])
+def test_an_empty_argument_is_refused_not_read_as_the_working_folder(argv, line, tmp_path, monkeypatch, capsys):
+    # a tester's: evaluate MODEL "$DIR" with DIR unset scored every image below the working folder
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"error: {line} (an unset shell variable?)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, line", [
     (["detect"], "error: ssimlib detect: the following arguments are required: model, IMAGE_OR_FOLDER, --out"),
     (["evaluate", "m", "x", "--out", "o", "--precision", "float16"],
      "error: ssimlib evaluate: argument --precision: invalid choice: 'float16' (choose from 'float32', 'bfloat16')"),

@@ -473,3 +473,18 @@ def test_a_version_of_an_image_beside_it_is_no_misnamed_mask(tmp_path):
     items, bad, _ = find_labelled([tmp_path])
     assert {item.key: item.mask and item.mask.name for item in items} == {
         "c": "c_mask.png", "scan-1": None, "scan-1_2": None} and bad == []
+
+
+def test_two_links_to_one_image_are_taken_once_and_the_other_name_is_said(tmp_path):
+    # a tester's: good/g0.png and good/copy.png, links to one file, gave one image and not a word of g0.png; which
+    # name was kept followed the folder's listing order
+    skimage.io.imsave(tmp_path / "real.png", np.zeros((8, 8), np.uint8), check_contrast=False)
+    (tmp_path / "set" / "good").mkdir(parents=True)
+    for name in ("g0.png", "copy.png"):
+        os.symlink(tmp_path / "real.png", tmp_path / "set" / "good" / name)
+    with pytest.warns(UserWarning) as said:
+        items, bad, _ = find_labelled([tmp_path / "set"])
+    assert [item.key for item in items] == ["good/copy"] and not bad
+    assert [str(w.message) for w in said] == [
+        f"{tmp_path}/set/good/g0.png: the same file as {tmp_path}/set/good/copy.png (a link): taken once, under that "
+        "name"]

@@ -156,6 +156,42 @@ def test_each_defect_type_is_scored_beside_every_defect_free_image(model, tmp_pa
     assert json.loads((tmp_path / "one" / "metrics.json").read_text())["by_defect_type"] == {}
 
 
+def test_an_image_3_or_4_px_high_is_scored_and_its_map_kept_gray(model, tmp_path, capsys):
+    # a tester's: the map of a 4x4 image (3 or 4 rows) was taken for planar RGB ("not enough samples for
+    # PHOTOMETRIC.RGB"), the image left out and its half-written map left behind
+    rng = np.random.default_rng(2)
+    folder = tmp_path / "parts"
+    _save(folder / "good" / "0.png", _board(rng, 64, 64))
+    _save(folder / "good" / "four.png", _board(rng, 4, 4))
+    _save(folder / "good" / "three.png", _board(rng, 3, 50))
+    image, mask = draw_defects(_board(rng, 64, 64), rng)
+    _save(folder / "stroke" / "0.png", image)
+    _save(folder / "stroke" / "0_mask.png", mask.astype(np.float32))
+    assert main(["evaluate", str(model), str(folder), "--out", str(tmp_path / "out")]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    for key, shape in (("good/four", (4, 4)), ("good/three", (3, 50))):
+        assert skimage.io.imread(tmp_path / "out" / "images" / f"{key}_map.tif").shape == shape
+    with open(tmp_path / "out" / "evaluation.csv") as file:
+        assert sorted(row["key"] for row in csv.DictReader(file)) == ["good/0", "good/four", "good/three", "stroke/0"]
+
+
+def test_a_masks_folder_of_the_images_copies_is_refused(model, tmp_path, capsys):
+    # a tester's: --masks naming a copy of the image folder paired each image with itself, read every bright pixel as
+    # a defect and published the metrics, exit 0, the copies only warned of
+    rng = np.random.default_rng(3)
+    for kind in ("good", "dent"):
+        for i in range(2):
+            _save(tmp_path / "set" / kind / f"{i}.png", _board(rng, 64, 64))
+    shutil.copytree(tmp_path / "set", tmp_path / "copy")
+    assert main(["evaluate", str(model), str(tmp_path / "set"), "--masks", str(tmp_path / "copy"),
+                 "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    copies = [f"error: {tmp_path}/copy/{key}.png: a copy of its image {tmp_path}/set/{key}.png (the same bytes), not "
+              "a mask; left out" for key in ("dent/0", "dent/1", "good/0", "good/1")]
+    assert err[-5:] == copies + ["error: no image could be scored"], err
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["pixel_auroc"] is None
+
+
 def test_mask_layouts(tmp_path):
     def touch(*names):
         for name in names:

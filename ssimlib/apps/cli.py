@@ -327,6 +327,14 @@ def _options_problem(args):
     try:
         if not args.out.strip():
             raise InputError(f"--out: expected a {'model path' if args.command == 'train' else 'folder'}, got ''")
+        # a tester's: an empty argument (an unset shell variable, "$DIR") searched the working folder
+        given = [("DATA", args.data)] if args.command == "train" else [("MODEL", args.model)] + [
+            ("IMAGE_OR_FOLDER", path) for path in args.inputs]
+        empty = next(((name, value) for name, value in given if not value.strip()), None)
+        if empty:
+            name, value = empty
+            what = "a model path" if name == "MODEL" else "a folder" if name == "DATA" else "an image or a folder"
+            raise InputError(f"{name}: expected {what}, got {value!r} (an unset shell variable?)")
         if args.command == "train" and (args.out.endswith(("/", os.sep)) or Path(args.out).is_dir()):
             raise InputError(f"--out {args.out}: is a folder; expected the path of the model without suffix, e.g. "
                              f"{Path(args.out) / 'model'}")

@@ -41,6 +41,7 @@ regions of one value each: classes, instances) every pixel that is not 0 is a de
 a pixel above half the maximum.
 """
 
+import filecmp
 import glob
 import os
 import warnings
@@ -83,7 +84,8 @@ class Labelled:
 
 def _files(folder, skip=()):
     """Image files below ``folder``, following links to folders (each once, a real folder before a link to it), each
-    file once (by its real path; where a link reaches it too, at the path without a link), sorted, leaving out
+    file once (by its real path; where a link reaches it too, at the path without a link, else at the first name in
+    sorted order; the other names warned of), sorted, leaving out
     those below the folders ``skip``, below an earlier evaluation's or a detect run's output folder, and below a
     link to a folder that holds ``folder`` (each with a warning); a folder that cannot be read is warned of."""
     skip = [Path(q).resolve() for q in skip]
@@ -108,10 +110,13 @@ def _files(folder, skip=()):
         visited.add(real)
         folders.sort(key=lambda name: (os.path.islink(os.path.join(here, name)), name))  # real folders first
         warn_unread(here, [Path(here) / name for name in names])
-        for path in (Path(here) / name for name in names if is_image_file(Path(here) / name)):
+        for path in (Path(here) / name for name in sorted(names) if is_image_file(Path(here) / name)):
             key = path.resolve()
             if key not in files or _via_link(files[key], folder) > _via_link(path, folder):
-                files[key] = path
+                path, files[key] = files.get(key), path
+            if path is not None:  # a tester's: the second name of one file was dropped without a word
+                warnings.warn(f"{path}: the same file as {files[key]} (a link): taken once, under that name",
+                              stacklevel=2)
     return sorted(files.values())
 
 
@@ -454,11 +459,23 @@ def _items(images, pairs, in_defect_folders=frozenset()):
     return items
 
 
+def _same_bytes(a, b):
+    """Whether the files ``a`` and ``b`` hold the same bytes (False where one cannot be read: its reader says why)."""
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
+
+
 def read_labelled_mask(item, shape, size=None):
-    """The mask of ``item`` as bool ``(H, W)`` (all False without one); :class:`DatasetError` naming both files.
+    """The mask of ``item`` as bool ``(H, W)`` (all False without one); :class:`DatasetError` naming both files, or
+    the mask where it is a copy of the image.
 
     ``shape`` is the image's ``(H, W)`` in its file; ``size`` resizes the mask to ``size x size`` (nearest), as
     a model that resizes its images sees them.
     """
+    if item.mask is not None and _same_bytes(item.mask, item.path):
+        # a tester's: --masks naming a folder of the images' copies scored every image defective where bright
+        raise DatasetError(f"{item.mask}: a copy of its image {item.path} (the same bytes), not a mask; left out")
     mask = np.zeros(shape, bool) if item.mask is None else read_mask(item.mask, shape, item.path)
     return resize_square(mask, size, order=0)

@@ -47,6 +47,7 @@ from pathlib import Path
 import matplotlib as mpl
 import numpy as np
 import skimage.io
+import tifffile
 from matplotlib.figure import Figure
 from skimage.color import gray2rgb
 
@@ -125,7 +126,8 @@ def _write_image_outputs(out_dir, key, image, anomaly_map, segmentation, thresho
     """``<key>_map.tif``, ``<key>_map.png`` and ``<key>_overlay.png`` below ``out_dir`` (:func:`_output_paths`)."""
     raw, view, overlay_file = _output_paths(out_dir, key)
     raw.parent.mkdir(parents=True, exist_ok=True)
-    skimage.io.imsave(raw, anomaly_map.astype(np.float32), check_contrast=False)
+    # one gray channel said: tifffile takes a map 3 or 4 px high for planar RGB(A) (a tester's 4x4 image)
+    tifffile.imwrite(raw, anomaly_map.astype(np.float32), photometric="minisblack")
     skimage.io.imsave(view, _to_uint8(anomaly_map / (2 * threshold)), check_contrast=False)
     overlay = gray2rgb(image[..., 0]) if image.shape[-1] == 1 else image.copy()
     overlay[segmentation] = 0.5 * overlay[segmentation] + 0.5 * np.array([1.0, 0.0, 0.0])
