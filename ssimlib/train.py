@@ -38,7 +38,7 @@ from ssimlib.models import FeatureMatchingAutoencoder, VariationalAutoencoder
 from ssimlib.ssim import DEFAULT_WINDOW, STANDARD
 
 STATE_FILE = "state.json"
-WEIGHTS_FILE = "model.weights.h5"
+WEIGHTS_FILE = "model.weights.h5"  # the weights of a checkpoint saved before its state named them
 LOCK_FILE = "training.lock"
 
 
@@ -166,13 +166,21 @@ def save_checkpoint(model, directory, state):
 
     Keras stores a compiled model's optimizer variables (Adam's step count and
     moments) in its weights file, so the file alone restores training exactly.
+    The weights go to a file of their own per save, ``model-<n>.weights.h5`` (``n``: epochs in the state's
+    history), which the state names; the state file, replaced last, is what makes the new checkpoint the one read,
+    and only then is the file before it removed: a run killed at any point leaves a weights file and the state of
+    the same epoch (a reviewer's: one file replaced after the other left epoch n+1's weights beside epoch n's state,
+    and the resumed run trained that epoch twice).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     _check_room(model, directory)
-    _write_atomically(directory / WEIGHTS_FILE, lambda p: model.save_weights(p))
-    # The state file goes last: it is what marks the checkpoint complete.
-    _write_atomically(directory / STATE_FILE, lambda p: p.write_text(json.dumps(state, indent=1)))
+    name = f"model-{len(state.get('history', {}).get('loss', []))}.weights.h5"
+    _write_atomically(directory / name, lambda p: model.save_weights(p))
+    _write_atomically(directory / STATE_FILE, lambda p: p.write_text(json.dumps({**state, "weights": name}, indent=1)))
+    for old in directory.glob("model*.weights.h5"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
 
 
 def read_checkpoint_state(directory):
@@ -186,7 +194,8 @@ def load_checkpoint(model, directory):
     model(np.zeros((1, model.patch_size, model.patch_size, model.channels), "float32"))  # build
     # Built first, the optimizer takes its saved variables (unbuilt, Keras skips them with a warning).
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(Path(directory) / WEIGHTS_FILE)
+    state = read_checkpoint_state(directory) or {}
+    model.load_weights(Path(directory) / state.get("weights", WEIGHTS_FILE))  # before "weights": model.weights.h5
 
 
 # settings a run records only where they are not the default (every model before them did not record them)

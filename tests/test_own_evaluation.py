@@ -146,8 +146,8 @@ def test_each_defect_type_is_scored_beside_every_defect_free_image(model, tmp_pa
         verdicts = {row["key"]: row["verdict"] for row in rows}
         assert got["defective_correct"] == pytest.approx(np.mean([verdicts[k] == "defective" for k in keys[:n]]))
         assert (got["defective"], got["defect_free"]) == (n, 3) and 0 <= got["au_pro@0.3"] <= 1
-        assert f"  {kind} ({n} defective): pixel AUROC {got['pixel_auroc']:.3f}, AU-PRO@0.3" in printed
-        assert f"{kind} ({n} defective)" in (out / "report.html").read_text()
+        assert f"  defect type {kind} ({n} defective): pixel AUROC {got['pixel_auroc']:.3f}, AU-PRO@0.3" in printed
+        assert f"defect type {kind} ({n} defective)" in (out / "report.html").read_text()
     # one folder of defects: the totals say it all, no breakdown
     shutil.rmtree(folder / "scratch")
     shutil.rmtree(tmp_path / "gt" / "scratch")

@@ -97,7 +97,7 @@ def test_the_fig6_job_keeps_its_checkpoint_at_the_budget(nanotwice_root, tmp_pat
     studies.train_nanotwice_model("SSIM-AE", schedule, nanotwice_root, tmp_path / "models", log=lambda line: None)
     snapshot = sensitivity.base_snapshot_dir(tmp_path / "cache", 2)
     state = json.loads((snapshot / "state.json").read_text())
-    assert len(state["history"]["loss"]) == 2 and (snapshot / "model.weights.h5").exists()
+    assert len(state["history"]["loss"]) == 2 and (snapshot / state["weights"]).exists()
 
 
 def test_paper_trends_are_judged_on_the_entries_and_wait_for_missing_ones():

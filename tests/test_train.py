@@ -205,6 +205,31 @@ def test_a_stored_model_of_another_reading_or_output_is_not_continued_as_a_defau
     assert _trained_alike({"training": {"settings": {**plain, "epochs": 200}}}, plain)
 
 
+def test_a_run_killed_between_a_checkpoints_weights_and_its_state_resumes_as_one_uninterrupted(tmp_path,
+                                                                                               monkeypatch):
+    # a reviewer's: the weights file was replaced, then the state: killed between, epoch 3's weights (Adam's step
+    # count too) lay beside epoch 2's state, and the resumed run trained epoch 3 twice
+    reference = _model()
+    train(reference, PATCHES, epochs=4, batch_size=8, progress=False)
+    real_write = train_module._write_atomically
+
+    def die_before_the_third_state(path, write):
+        if path.name == train_module.STATE_FILE and "model-3.weights.h5" in {p.name for p in tmp_path.iterdir()}:
+            raise KeyboardInterrupt
+        real_write(path, write)
+
+    monkeypatch.setattr(train_module, "_write_atomically", die_before_the_third_state)
+    with pytest.raises(KeyboardInterrupt):
+        train(_model(), PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    monkeypatch.undo()
+    resumed = _model()
+    history = train(resumed, PATCHES, epochs=4, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    assert len(history["epoch_seconds"]) == 2  # epochs 3 and 4, from the checkpoint of epoch 2
+    for a, b in zip(reference.weights, resumed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [p.name for p in tmp_path.glob("*.weights.h5")] == ["model-4.weights.h5"]  # the older ones removed
+
+
 def test_a_disk_without_room_for_a_checkpoint_stops_training_with_the_last_one_kept(tmp_path, monkeypatch):
     # a tester's: a full disk crashed h5py mid-save (a segfault); now an OSError (ENOSPC) before writing, which the
     # command line says in one line, and the same command resumes from the checkpoint kept
@@ -213,7 +238,7 @@ def test_a_disk_without_room_for_a_checkpoint_stops_training_with_the_last_one_k
     import shutil
 
     train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
-    written = (tmp_path / train_module.WEIGHTS_FILE).stat().st_size
+    written = (tmp_path / "model-1.weights.h5").stat().st_size
     room = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(train_module.shutil, "disk_usage", lambda path: room._replace(free=written - 1))
     with pytest.raises(OSError) as full:

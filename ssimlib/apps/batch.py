@@ -177,8 +177,9 @@ def _pool_initializer(gpus):
     _use_gpu(gpus.get())
 
 
-def _run_with_futures(jobs, workers, gpus, report):
-    """Run ``jobs`` (kwargs of :func:`run_category`) in a process pool; returns the outcomes."""
+def _run_with_futures(jobs, workers, gpus, report, run=None):
+    """Run ``jobs`` (kwargs of ``run``, default :func:`run_category`) in a process pool; returns the outcomes.  Stopped
+    (Ctrl-C, SIGTERM), it cancels the runs not started and ends the workers before the interrupt goes on."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -192,10 +193,18 @@ def _run_with_futures(jobs, workers, gpus, report):
                 queue.put(gpu)
             initializer, initargs = _pool_initializer, (queue,)
         with ProcessPoolExecutor(workers, mp_context=context, initializer=initializer, initargs=initargs) as pool:
-            futures = [pool.submit(run_category, **job) for job in jobs]
-            for future in as_completed(futures):
-                outcomes.append(future.result())
-                report(outcomes[-1])
+            futures = [pool.submit(run or run_category, **job) for job in jobs]
+            try:
+                for future in as_completed(futures):
+                    outcomes.append(future.result())
+                    report(outcomes[-1])
+            except KeyboardInterrupt:  # a reviewer's: kill (SIGTERM) reaches this process alone, and the pool's exit
+                # ran every queued run before the batch ended; Ctrl-C reaches the workers too
+                processes = list(pool._processes.values())  # no public handle on them; shutdown drops this one
+                pool.shutdown(wait=False, cancel_futures=True)
+                for process in processes:
+                    process.terminate()
+                raise
     return outcomes
 
 

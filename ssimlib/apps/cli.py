@@ -86,13 +86,14 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise_terminated(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # once: a second SIGTERM, while this one is handled, ends the process
     raise Terminated
 
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM raises :class:`Terminated` for the block (main thread only); the handler before it comes back after,
-    so a second SIGTERM while the first is handled ends the process at once."""
+    """SIGTERM raises :class:`Terminated` for the block (main thread only), once: a second SIGTERM while the first
+    is handled ends the process at once; the handler before it comes back after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -100,7 +101,7 @@ def _sigterm_as_interrupt():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)  # None: not set in Python
 
 
 def main(argv=None):

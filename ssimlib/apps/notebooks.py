@@ -62,6 +62,10 @@ class NotebookChoiceError(FileNotFoundError):
     written (one line, for the command line)."""
 
 
+# A kernel's start (it imports Keras) may take minutes on 2 cores busy with other runs: papermill's 60 s failed a
+# batch's run with "Kernel didn't respond in 60 seconds" in place of the notebook's own error (a tester's, at load 5)
+KERNEL_START_SECONDS = 300
+
 def notebook_names():
     """Names (without ``.ipynb``) of the study's notebooks, in order."""
     return sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -307,7 +311,7 @@ def run_notebook(name, output=None, profile="full", parameters=None, cwd=None, l
     try:
         papermill.execute_notebook(
             str(source), str(running), parameters=params, cwd=str(cwd or profile_cwd(profile)),
-            kernel_name="python3", log_output=log_output, progress_bar=False,
+            kernel_name="python3", log_output=log_output, progress_bar=False, start_timeout=KERNEL_START_SECONDS,
         )
     except BaseException:  # Ctrl-C included: the cells run so far go to failed_notebook(output), output untouched
         keep_cells_run(output)

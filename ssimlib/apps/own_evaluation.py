@@ -210,7 +210,7 @@ def _by_defect_type(maps, masks, kinds, detector):
         sub_labels = labels[chosen].astype(int)
         found = classification_ratios(sub_maps, sub_labels, detector.threshold, detector.min_area)
         clean = any(not m.all() for m in sub_masks)  # pixels of both kinds: a ROC exists
-        by_type[kind] = {"defective": int(sub_labels.sum()), "defect_free": int((sub_labels == 0).sum()),
+        by_type[printable(kind)] = {"defective": int(sub_labels.sum()), "defect_free": int((sub_labels == 0).sum()),
                          **(summary_metrics(sub_maps, sub_masks, sub_labels, fpr_limit=FPR_LIMIT) if clean else
                             {"pixel_auroc": None, f"au_pro@{FPR_LIMIT:g}": None, "image_auroc": None}),
                          "defective_correct": found["defective_correct"]}
@@ -222,7 +222,7 @@ def type_lines(by_type):
     def value(x):
         return "n/a" if x is None else f"{x:.3f}"
 
-    return [(f"{kind} ({m['defective']} defective)",
+    return [(f"defect type {kind} ({m['defective']} defective)",
              f"pixel AUROC {value(m['pixel_auroc'])}, AU-PRO@{FPR_LIMIT:g} {value(m[f'au_pro@{FPR_LIMIT:g}'])}, "
              f"image AUROC {value(m['image_auroc'])}, found {100 * m['defective_correct']:.0f} %")
             for kind, m in by_type.items()]

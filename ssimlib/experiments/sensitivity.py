@@ -28,7 +28,7 @@ from ssimlib.records import add_to_campaign, read_campaign, run_environment
 from ssimlib.experiments import nanotwice
 from ssimlib.paths import REPO_ROOT
 from ssimlib.store_training import cache_dir
-from ssimlib.train import read_checkpoint_state
+from ssimlib.train import STATE_FILE, WEIGHTS_FILE, read_checkpoint_state
 
 # The budget of every Table II setting.  Chosen from the Fig. 6 SSIM-AE's training curve
 # (not from test data): the first epoch >= 50 at which the training loss fell by less than
@@ -98,7 +98,7 @@ def _seed_from_snapshot(checkpoint_dir, snapshot_dir, budget, log):
         log(f"{setting_name(BASE)}: the snapshot in {snapshot_dir} was trained otherwise; training this setting")
         return
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("model.weights.h5", "state.json"):
+    for name in (state.get("weights", WEIGHTS_FILE), STATE_FILE):  # the weights file the state names, then it
         shutil.copy2(snapshot_dir / name, checkpoint_dir / name)
     log(f"{setting_name(BASE)}: the Fig. 6 SSIM-AE's checkpoint at this epoch ({snapshot_dir}) is this setting")
 
