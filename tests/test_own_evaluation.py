@@ -109,6 +109,22 @@ def test_evaluate_metrics_match_an_independent_computation(evaluated, model):
     assert metrics["regions"] == sum(ndimage.label(m, eight)[1] for m in masks)
     assert 0 <= metrics["au_pro@0.3"] <= 1 and metrics["problems"] == []
     assert (out / "roc.png").stat().st_size > 0 and (out / "pro.png").stat().st_size > 0
+    # operating points: pixel rates and the median share of each defect region above a threshold, the model's and
+    # the lowest that leaves at most 1 % / 5 % of the defect-free pixels above it
+    good_px, defect_px = pixels[~truth], pixels[truth]
+    regions = [m[r] for m, mask in zip(maps, masks) for r in
+               (ndimage.label(mask, eight)[0] == k for k in range(1, ndimage.label(mask, eight)[1] + 1))]
+    points = metrics["operating_points"]
+    for point in [points["at_threshold"], *points["at_pixel_fpr"]]:
+        t = point["threshold"]
+        assert point["pixel_fpr"] == pytest.approx(np.mean(good_px > t), abs=1e-12)
+        assert point["pixel_tpr"] == pytest.approx(np.mean(defect_px > t), abs=1e-12)
+        assert point["median_region_overlap"] == pytest.approx(np.median([np.mean(r > t) for r in regions]))
+    assert points["at_threshold"]["threshold"] == threshold
+    for fpr, point in zip((0.01, 0.05), points["at_pixel_fpr"]):
+        t = point["threshold"]
+        assert np.mean(good_px > t) <= fpr < np.mean(good_px >= t) and t in good_px.astype(np.float32)
+    assert "  --threshold " in stdout and "pixel FPR 5 % on these images" in stdout
 
 
 def test_each_defect_type_is_scored_beside_every_defect_free_image(model, tmp_path, capsys):

@@ -408,7 +408,7 @@ def _own_images_command(args, own_images):
 def _evaluate(args):
     """``evaluate``: exit status 0, or 2 with one line per problem on stderr (what could be computed is written)."""
     load_keras_quietly()
-    from ssimlib.apps.own_evaluation import METRICS_NAME, RUN_NAME, evaluate_images, type_lines
+    from ssimlib.apps.own_evaluation import METRICS_NAME, RUN_NAME, evaluate_images, operating_lines, type_lines
     from ssimlib.apps.own_options import InputError
     from ssimlib.apps.report import earlier_report
     from ssimlib.data import DatasetError
@@ -436,8 +436,8 @@ def _evaluate(args):
           f"{images['defective']} defective{earlier}): pixel AUROC {value(metrics['pixel_auroc'])}, AU-PRO@0.3 "
           f"{value(metrics['au_pro@0.3'])}, image AUROC {value(metrics['image_auroc'])}; {written} in {args.out}"
           + (", report.html" if report else "") + _REWRITTEN * (report and not args.report))
-    for kind, line in type_lines(metrics["by_defect_type"]):
-        print(f"  {kind}: {line}")
+    for name, line in type_lines(metrics["by_defect_type"]) + operating_lines(metrics["operating_points"]):
+        print(f"  {name}: {line}")
     for line in bad:
         print(f"error: {line}", file=sys.stderr)
     return 2 if bad else 0

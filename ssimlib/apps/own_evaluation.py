@@ -11,7 +11,9 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   counts of images, pixels and ground-truth regions, the ``problems`` (what was left out) and the ``warnings``
   (what was used but looked wrong: a mask that marks most of its image, say); where the defective images lie in
   two folders or more (defect types: ``scratch/``, ``dent/``), ``by_defect_type``: the same metrics per folder, on
-  its defective images beside every defect-free image (:func:`_by_defect_type`);
+  its defective images beside every defect-free image (:func:`_by_defect_type`); ``operating_points``: the maps'
+  pixel FPR, TPR and median region overlap at the model's threshold and at the thresholds of a pixel FPR of 1 % and
+  5 % on these images (:func:`_operating_points`);
 * ``evaluation.csv``: one row per image (:data:`CSV_COLUMNS`; ``key`` names its outputs);
 * ``roc.png`` and ``pro.png``: the pixel ROC and the PRO curve;
 * per image, below ``images/``: ``<key>_map.tif`` (the anomaly map, float32, in
@@ -46,6 +48,7 @@ from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
+import scipy.ndimage
 import skimage.io
 import tifffile
 from matplotlib.figure import Figure
@@ -67,9 +70,10 @@ from ssimlib.evaluate import summary_metrics
 from ssimlib.records import write_json
 from ssimlib.metrics import pixel_roc, pro_curve
 from ssimlib.plotting import STYLE, plot_roc
-from ssimlib.thresholds import classification_ratios, label_regions
+from ssimlib.thresholds import classification_ratios, label_regions, threshold_at_fpr
 
 FPR_LIMIT = 0.3
+OPERATING_FPRS = (0.01, 0.05)  # pixel FPRs whose thresholds metrics.json gives (paper Fig. 7: 5 %)
 (METRICS_NAME, CSV_NAME), ROC_NAME, PRO_NAME = EVALUATION_FILES, "roc.png", "pro.png"
 IMAGES_DIR = "images"
 RUN_NAME, PROGRESS_NAME, LOCK_NAME = EVALUATION_RUN, "evaluation.progress.jsonl", "evaluation.lock"
@@ -217,6 +221,50 @@ def _by_defect_type(maps, masks, kinds, detector):
     return by_type
 
 
+def _median_region_overlap(maps, masks, threshold):
+    """The median over the masks' 8-connected defect regions of the share of each region's pixels above
+    ``threshold`` (paper Fig. 7)."""
+    overlaps = []
+    for a, mask in zip(maps, masks):
+        labels, _ = label_regions(mask)
+        for k, box in enumerate(scipy.ndimage.find_objects(labels), start=1):
+            overlaps.append(np.mean(a[box][labels[box] == k] > threshold))
+    return float(np.median(overlaps))
+
+
+def _operating_points(maps, masks, threshold):
+    """The anomaly maps' pixel rates (before the smallest-defect filter) and median region overlap at the model's
+    ``threshold``, and at the thresholds that leave :data:`OPERATING_FPRS` of these images' defect-free pixels above
+    them (:func:`ssimlib.thresholds.threshold_at_fpr`): what ``--threshold`` would give, chosen on the images
+    scored, so optimistic for new ones."""
+    good = np.concatenate([a[~m] for a, m in zip(maps, masks)])
+    bad = np.concatenate([a[m] for a, m in zip(maps, masks)])
+
+    def rates(t):
+        return {"threshold": float(t), "pixel_fpr": float(np.mean(good > t)), "pixel_tpr": float(np.mean(bad > t)),
+                "median_region_overlap": _median_region_overlap(maps, masks, t)}
+
+    return {"at_threshold": rates(threshold),
+            "at_pixel_fpr": [rates(t) for t in threshold_at_fpr(maps, masks, OPERATING_FPRS)]}
+
+
+def operating_lines(points):
+    """``(name, value)`` lines of ``metrics.json``'s ``operating_points`` (None: no lines), for the command line and
+    the report."""
+    if not points:
+        return []
+
+    def rates(p, fpr=True):
+        return (f"pixel FPR {100 * p['pixel_fpr']:.1f} %, " * fpr + f"TPR {100 * p['pixel_tpr']:.1f} %, median "
+                f"region overlap {p['median_region_overlap']:.2f}")
+
+    here = points["at_threshold"]
+    return [(f"at the model's threshold {here['threshold']:.{DIGITS}g}", rates(here))] + [
+        (f"--threshold {p['threshold']:.{DIGITS}g}", f"pixel FPR {100 * fpr:g} % on these images, "
+                                                     f"{rates(p, fpr=False)} (chosen on them: optimistic for others)")
+        for fpr, p in zip(OPERATING_FPRS, points["at_pixel_fpr"])]
+
+
 def type_lines(by_type):
     """One line per defect type of ``metrics.json``'s ``by_defect_type``, for the command line and the report."""
     def value(x):
@@ -249,6 +297,7 @@ def _facts(metrics):
         ("pixels", f"{pixels['total']:,}: {pixels['defect']:,} defect, {pixels['defect_free']:,} defect-free"),
         ("defect regions", metrics["regions"]),
         *type_lines(metrics["by_defect_type"]),
+        *operating_lines(metrics["operating_points"]),
         ("masks", metrics["mask_rule"].removeprefix("masks: ")),
         ("problems", "; ".join(metrics["problems"]) or "none"),
         ("warnings", "; ".join(metrics["warnings"]) or "none"),
@@ -408,6 +457,7 @@ def _write_evaluation(out_dir, model, rule, rows, maps, gts, detector, bad, thre
     }
     computed = metrics["pixel_auroc"] is not None
     metrics["by_defect_type"] = _by_defect_type(maps, gts, [row["kind"] for row in rows], detector) if computed else {}
+    metrics["operating_points"] = _operating_points(maps, gts, detector.threshold) if computed else None
     figures = _figures(out_dir, maps, gts, metrics) if computed else []
     metrics["figures"] = [p.name for p in figures]
     write_json(out_dir / METRICS_NAME, metrics)
