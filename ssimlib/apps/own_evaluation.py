@@ -214,10 +214,10 @@ def _by_defect_type(maps, masks, kinds, detector):
         sub_labels = labels[chosen].astype(int)
         found = classification_ratios(sub_maps, sub_labels, detector.threshold, detector.min_area)
         clean = any(not m.all() for m in sub_masks)  # pixels of both kinds: a ROC exists
+        scores = (summary_metrics(sub_maps, sub_masks, sub_labels, fpr_limit=FPR_LIMIT) if clean else
+                  {"pixel_auroc": None, f"au_pro@{FPR_LIMIT:g}": None, "image_auroc": None})
         by_type[printable(kind)] = {"defective": int(sub_labels.sum()), "defect_free": int((sub_labels == 0).sum()),
-                         **(summary_metrics(sub_maps, sub_masks, sub_labels, fpr_limit=FPR_LIMIT) if clean else
-                            {"pixel_auroc": None, f"au_pro@{FPR_LIMIT:g}": None, "image_auroc": None}),
-                         "defective_correct": found["defective_correct"]}
+                                    **scores, "defective_correct": found["defective_correct"]}
     return by_type
 
 
