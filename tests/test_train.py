@@ -230,6 +230,24 @@ def test_a_run_killed_between_a_checkpoints_weights_and_its_state_resumes_as_one
     assert [p.name for p in tmp_path.glob("*.weights.h5")] == ["model-4.weights.h5"]  # the older ones removed
 
 
+def test_a_checkpoint_of_the_format_before_resumes(tmp_path):
+    # checkpoints saved before the state named its weights file (model.weights.h5) continue as they did
+    import json
+
+    reference = _model()
+    train(reference, PATCHES, epochs=2, batch_size=8, progress=False)
+    train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    state = json.loads((tmp_path / train_module.STATE_FILE).read_text())
+    (tmp_path / state.pop("weights")).rename(tmp_path / "model.weights.h5")
+    (tmp_path / train_module.STATE_FILE).write_text(json.dumps(state))
+    resumed = _model()
+    assert len(train(resumed, PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)[
+        "epoch_seconds"]) == 1
+    for a, b in zip(reference.weights, resumed.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert [p.name for p in tmp_path.glob("*.weights.h5")] == ["model-2.weights.h5"]
+
+
 def test_a_disk_without_room_for_a_checkpoint_stops_training_with_the_last_one_kept(tmp_path, monkeypatch):
     # a tester's: a full disk crashed h5py mid-save (a segfault); now an OSError (ENOSPC) before writing, which the
     # command line says in one line, and the same command resumes from the checkpoint kept
