@@ -42,7 +42,11 @@ WEIGHTS_FILE = "model.weights.h5"  # the weights of a checkpoint saved before it
 LOCK_FILE = "training.lock"
 
 
-class CheckpointBusyError(RuntimeError):
+class CheckpointError(RuntimeError):
+    """A checkpoint folder that cannot be used (one line naming it and why)."""
+
+
+class CheckpointBusyError(CheckpointError):
     """Another process is training into the same checkpoint folder (one line naming it and that process)."""
 
 
@@ -195,7 +199,11 @@ def load_checkpoint(model, directory):
     # Built first, the optimizer takes its saved variables (unbuilt, Keras skips them with a warning).
     model.optimizer.build(model.trainable_variables)
     state = read_checkpoint_state(directory) or {}
-    model.load_weights(Path(directory) / state.get("weights", WEIGHTS_FILE))  # before "weights": model.weights.h5
+    weights = Path(directory) / state.get("weights", WEIGHTS_FILE)  # before "weights": model.weights.h5
+    if not weights.is_file():  # a tester's: h5py's "unable to open file", and advice to run the same command again
+        raise CheckpointError(f"{weights}: missing, though {Path(directory) / STATE_FILE} names it (removed by hand?); "
+                              f"move {directory} aside to train anew (ssimlib train: --restart)")
+    model.load_weights(weights)
 
 
 # settings a run records only where they are not the default (every model before them did not record them)

@@ -124,7 +124,9 @@ def test_evaluate_metrics_match_an_independent_computation(evaluated, model):
     for fpr, point in zip((0.01, 0.05), points["at_pixel_fpr"]):
         t = point["threshold"]
         assert np.mean(good_px > t) <= fpr < np.mean(good_px >= t) and t in good_px.astype(np.float32)
-    assert "  --threshold " in stdout and "pixel FPR 5 % on these images" in stdout
+    for fpr, point in zip((1, 5), points["at_pixel_fpr"]):  # the threshold as printed, typed back, keeps its FPR
+        printed = float(stdout.split(f"for a pixel FPR of at most {fpr} %: --threshold ")[1].split(":")[0])
+        assert np.float32(printed) == np.float32(point["threshold"]) and np.mean(good_px > printed) <= fpr / 100
 
 
 def test_each_defect_type_is_scored_beside_every_defect_free_image(model, tmp_path, capsys):

@@ -248,6 +248,16 @@ def test_a_checkpoint_of_the_format_before_resumes(tmp_path):
     assert [p.name for p in tmp_path.glob("*.weights.h5")] == ["model-2.weights.h5"]
 
 
+def test_a_state_naming_a_missing_weights_file_is_one_line(tmp_path):
+    # a tester's: h5py's "unable to open file" and advice to run the same command again, which failed alike
+    train(_model(), PATCHES, epochs=1, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    (tmp_path / "model-1.weights.h5").unlink()
+    with pytest.raises(train_module.CheckpointError) as missing:
+        train(_model(), PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
+    assert str(missing.value) == (f"{tmp_path}/model-1.weights.h5: missing, though {tmp_path}/state.json names it "
+                                  f"(removed by hand?); move {tmp_path} aside to train anew (ssimlib train: --restart)")
+
+
 def test_a_disk_without_room_for_a_checkpoint_stops_training_with_the_last_one_kept(tmp_path, monkeypatch):
     # a tester's: a full disk crashed h5py mid-save (a segfault); now an OSError (ENOSPC) before writing, which the
     # command line says in one line, and the same command resumes from the checkpoint kept

@@ -360,12 +360,12 @@ def _own_images(args):
     """``train`` and ``detect``: exit status 0, or 2 with one line per problem on stderr."""
     load_keras_quietly()
     from ssimlib.apps import own_images
-    from ssimlib.train import CheckpointBusyError
+    from ssimlib.train import CheckpointError
 
     try:
         with _warnings_on_stderr("detections.csv" if args.command == "detect" else None):
             return _own_images_command(args, own_images)
-    except (own_images.InputError, CheckpointBusyError) as error:
+    except (own_images.InputError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

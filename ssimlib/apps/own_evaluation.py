@@ -254,14 +254,15 @@ def operating_lines(points):
     if not points:
         return []
 
-    def rates(p, fpr=True):
-        return (f"pixel FPR {100 * p['pixel_fpr']:.1f} %, " * fpr + f"TPR {100 * p['pixel_tpr']:.1f} %, median "
-                f"region overlap {p['median_region_overlap']:.2f}")
+    def rates(p):  # a tester's: the TPR read as detect's, whose smallest-defect filter drops small pieces
+        return (f"pixel FPR {100 * p['pixel_fpr']:.2f} %, TPR {100 * p['pixel_tpr']:.1f} %, median region overlap "
+                f"{p['median_region_overlap']:.2f} (map pixels, before the smallest-defect filter)")
 
     here = points["at_threshold"]
+    # 9 digits: a float32 map value as typed back; 6 rounded down let a tester's pixels at the threshold above it
     return [(f"at the model's threshold {here['threshold']:.{DIGITS}g}", rates(here))] + [
-        (f"--threshold {p['threshold']:.{DIGITS}g}", f"pixel FPR {100 * fpr:g} % on these images, "
-                                                     f"{rates(p, fpr=False)} (chosen on them: optimistic for others)")
+        (f"for a pixel FPR of at most {100 * fpr:g} %: --threshold {p['threshold']:.9g}",
+         f"{rates(p)}; chosen on these images, so optimistic for others")
         for fpr, p in zip(OPERATING_FPRS, points["at_pixel_fpr"])]
 
 

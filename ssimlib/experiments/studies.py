@@ -56,7 +56,7 @@ from ssimlib.experiments.held_out_image import HELD_OUT
 from ssimlib.experiments.presets import SETUPS
 from ssimlib.experiments.sensitivity import TABLE2_EPOCHS
 from ssimlib.store_training import cache_dir, snapshot, stage_end, train_into_store
-from ssimlib.train import CheckpointBusyError, training_settings
+from ssimlib.train import CheckpointError, training_settings
 
 # The MVTec AD categories whose copies this project's machines hold (../shared/data).
 MVTEC_CATEGORIES = ("grid", "bottle")
@@ -237,7 +237,7 @@ def main(argv=None):
         return max(main([study]) for study in QUEUE)
     try:
         return _train_study(args)
-    except (DatasetError, ArtifactError, CheckpointBusyError) as error:  # bad data or model, or a busy checkpoint
+    except (DatasetError, ArtifactError, CheckpointError) as error:  # bad data or model, a busy or broken checkpoint
         print(f"error: {error}", file=sys.stderr)
         return 2
 
