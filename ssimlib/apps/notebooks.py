@@ -66,6 +66,7 @@ class NotebookChoiceError(FileNotFoundError):
 # batch's run with "Kernel didn't respond in 60 seconds" in place of the notebook's own error (a tester's, at load 5)
 KERNEL_START_SECONDS = 300
 
+
 def notebook_names():
     """Names (without ``.ipynb``) of the study's notebooks, in order."""
     return sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
