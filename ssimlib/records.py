@@ -1,7 +1,7 @@
 """Results records: JSON written atomically, campaign files of one entry per run, and the machine that made them.
 
 Keras-free at import (:func:`run_environment` imports the backend when called), so that a command that only
-reads or plans results starts in a second.
+reads or plans results starts in seconds, not half a minute.
 """
 
 import json

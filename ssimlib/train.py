@@ -194,15 +194,17 @@ def read_checkpoint_state(directory):
 
 
 def load_checkpoint(model, directory):
-    """Restore weights and optimizer variables saved by :func:`save_checkpoint` into a compiled ``model``."""
+    """Restore weights and optimizer variables saved by :func:`save_checkpoint` into a compiled ``model``: from the
+    weights file its state names (``model.weights.h5`` for a state of the format before); a missing one raises
+    :class:`CheckpointError`."""
     model(np.zeros((1, model.patch_size, model.patch_size, model.channels), "float32"))  # build
     # Built first, the optimizer takes its saved variables (unbuilt, Keras skips them with a warning).
     model.optimizer.build(model.trainable_variables)
     state = read_checkpoint_state(directory) or {}
     weights = Path(directory) / state.get("weights", WEIGHTS_FILE)  # before "weights": model.weights.h5
     if not weights.is_file():  # a tester's: h5py's "unable to open file", and advice to run the same command again
-        raise CheckpointError(f"{weights}: missing, though {Path(directory) / STATE_FILE} names it (removed by hand?); "
-                              f"move {directory} aside to train anew (ssimlib train: --restart)")
+        raise CheckpointError(f"{weights}: missing, the weights of the checkpoint {Path(directory) / STATE_FILE} "
+                              f"(removed by hand?); move {directory} aside to train anew (ssimlib train: --restart)")
     model.load_weights(weights)
 
 

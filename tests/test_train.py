@@ -254,8 +254,9 @@ def test_a_state_naming_a_missing_weights_file_is_one_line(tmp_path):
     (tmp_path / "model-1.weights.h5").unlink()
     with pytest.raises(train_module.CheckpointError) as missing:
         train(_model(), PATCHES, epochs=2, batch_size=8, checkpoint_dir=tmp_path, progress=False)
-    assert str(missing.value) == (f"{tmp_path}/model-1.weights.h5: missing, though {tmp_path}/state.json names it "
-                                  f"(removed by hand?); move {tmp_path} aside to train anew (ssimlib train: --restart)")
+    assert str(missing.value) == (f"{tmp_path}/model-1.weights.h5: missing, the weights of the checkpoint "
+                                  f"{tmp_path}/state.json (removed by hand?); move {tmp_path} aside to train anew "
+                                  "(ssimlib train: --restart)")
 
 
 def test_a_disk_without_room_for_a_checkpoint_stops_training_with_the_last_one_kept(tmp_path, monkeypatch):

@@ -106,7 +106,7 @@ def _sigterm_as_interrupt():
 
 def main(argv=None):
     """``python -m ssimlib``: the command's exit status; Ctrl-C ends in one line saying what is kept, status 130
-    (SIGTERM: the same line, status 143)."""
+    (SIGTERM: the line begins "terminated", status 143)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     for stream in (sys.stdout, sys.stderr):  # a file name of bytes that are no UTF-8 printed escaped, no traceback
         if hasattr(stream, "reconfigure"):

@@ -10,10 +10,10 @@ masks (:mod:`ssimlib.apps.labelled`), computes every image's anomaly map as
   model's validation threshold or ``threshold`` (:func:`ssimlib.thresholds.classification_ratios`),
   counts of images, pixels and ground-truth regions, the ``problems`` (what was left out) and the ``warnings``
   (what was used but looked wrong: a mask that marks most of its image, say); where the defective images lie in
-  two folders or more (defect types: ``scratch/``, ``dent/``), ``by_defect_type``: the same metrics per folder, on
-  its defective images beside every defect-free image (:func:`_by_defect_type`); ``operating_points``: the maps'
-  pixel FPR, TPR and median region overlap at the model's threshold and at the thresholds of a pixel FPR of 1 % and
-  5 % on these images (:func:`_operating_points`);
+  two folders or more (defect types: ``scratch/``, ``dent/``), ``by_defect_type``: pixel AUROC, AU-PRO@0.3, image
+  AUROC and the share found per folder, on its defective images beside every defect-free image
+  (:func:`_by_defect_type`); ``operating_points``: the maps' pixel FPR, TPR and median region overlap at the model's
+  threshold and at the thresholds of a pixel FPR of at most 1 % and 5 % on these images (:func:`_operating_points`);
 * ``evaluation.csv``: one row per image (:data:`CSV_COLUMNS`; ``key`` names its outputs);
 * ``roc.png`` and ``pro.png``: the pixel ROC and the PRO curve;
 * per image, below ``images/``: ``<key>_map.tif`` (the anomaly map, float32, in
