@@ -148,7 +148,16 @@ def region_overlap_quantiles(anomaly_maps, masks, fpr, q=(0.25, 0.5, 0.75)):
     all regions, shape ``(len(fpr), len(q))``, or ``(len(q),)`` for scalar ``fpr``.
     """
     maps, masks = validate_maps(anomaly_maps, masks)
-    thresholds = np.atleast_1d(threshold_at_fpr(maps, masks, fpr))
+    overlaps = region_overlaps(maps, masks, threshold_at_fpr(maps, masks, fpr))
+    result = np.quantile(overlaps, np.atleast_1d(q), axis=0).T
+    return result[0] if np.ndim(fpr) == 0 else result
+
+
+def region_overlaps(anomaly_maps, masks, thresholds):
+    """Each 8-connected ground-truth region's overlap at each of ``thresholds``: the share of its pixels with score
+    ``> threshold``; shape ``(regions, len(thresholds))``, the regions in mask order."""
+    maps, masks = validate_maps(anomaly_maps, masks)
+    thresholds = np.atleast_1d(thresholds)
     overlaps = []
     for a, mask in zip(maps, masks):
         labels, _ = label_regions(mask)
@@ -158,8 +167,7 @@ def region_overlap_quantiles(anomaly_maps, masks, fpr, q=(0.25, 0.5, 0.75)):
             overlaps.append(covered / region.size)
     if not overlaps:
         raise ValueError("region overlaps need at least one defect region in the masks")
-    result = np.quantile(np.array(overlaps), np.atleast_1d(q), axis=0).T
-    return result[0] if np.ndim(fpr) == 0 else result
+    return np.array(overlaps)
 
 
 def region_core_and_rim_overlaps(anomaly_maps, masks, fpr, rim=3):

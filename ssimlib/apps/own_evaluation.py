@@ -48,7 +48,6 @@ from pathlib import Path
 
 import matplotlib as mpl
 import numpy as np
-import scipy.ndimage
 import skimage.io
 import tifffile
 from matplotlib.figure import Figure
@@ -68,7 +67,7 @@ from ssimlib.apps.warning_notes import noted
 from ssimlib.data import DatasetError, read_image, resize_square, warn_stretched
 from ssimlib.evaluate import summary_metrics
 from ssimlib.records import write_json
-from ssimlib.metrics import pixel_roc, pro_curve
+from ssimlib.metrics import pixel_roc, pro_curve, region_overlaps
 from ssimlib.plotting import STYLE, plot_roc
 from ssimlib.thresholds import classification_ratios, label_regions, threshold_at_fpr
 
@@ -221,17 +220,6 @@ def _by_defect_type(maps, masks, kinds, detector):
     return by_type
 
 
-def _median_region_overlap(maps, masks, threshold):
-    """The median over the masks' 8-connected defect regions of the share of each region's pixels above
-    ``threshold`` (paper Fig. 7)."""
-    overlaps = []
-    for a, mask in zip(maps, masks):
-        labels, _ = label_regions(mask)
-        for k, box in enumerate(scipy.ndimage.find_objects(labels), start=1):
-            overlaps.append(np.mean(a[box][labels[box] == k] > threshold))
-    return float(np.median(overlaps))
-
-
 def _operating_points(maps, masks, threshold):
     """The anomaly maps' pixel rates (before the smallest-defect filter) and median region overlap at the model's
     ``threshold``, and at the thresholds that leave :data:`OPERATING_FPRS` of these images' defect-free pixels above
@@ -239,13 +227,11 @@ def _operating_points(maps, masks, threshold):
     scored, so optimistic for new ones."""
     good = np.concatenate([a[~m] for a, m in zip(maps, masks)])
     bad = np.concatenate([a[m] for a, m in zip(maps, masks)])
-
-    def rates(t):
-        return {"threshold": float(t), "pixel_fpr": float(np.mean(good > t)), "pixel_tpr": float(np.mean(bad > t)),
-                "median_region_overlap": _median_region_overlap(maps, masks, t)}
-
-    return {"at_threshold": rates(threshold),
-            "at_pixel_fpr": [rates(t) for t in threshold_at_fpr(maps, masks, OPERATING_FPRS)]}
+    thresholds = [threshold, *threshold_at_fpr(maps, masks, OPERATING_FPRS)]
+    medians = np.median(region_overlaps(maps, masks, thresholds), axis=0)  # paper Fig. 7's measure
+    points = [{"threshold": float(t), "pixel_fpr": float(np.mean(good > t)), "pixel_tpr": float(np.mean(bad > t)),
+               "median_region_overlap": float(median)} for t, median in zip(thresholds, medians)]
+    return {"at_threshold": points[0], "at_pixel_fpr": points[1:]}
 
 
 def operating_lines(points):
